@@ -1,1 +1,248 @@
-//! (placeholder: being written)
+//! The reconcilers and what they share.
+//!
+//! - [`plan`], [`intent`], [`conditions`], [`backoff`]: pure decisions, unit- and property-tested.
+//! - [`inventory`]: the per-account cloud snapshot (one LIST per resync interval).
+//! - [`providers`]: the ProviderConfig reconciler and the registry of ready cloud clients.
+//! - [`session`]: the TrafficMirrorSession reconciler.
+//!
+//! [`run`] wires them: two kube-runtime controllers and the resync loop, on one runtime, stopping
+//! together on SIGTERM / Ctrl-C.
+
+pub mod backoff;
+pub mod conditions;
+pub mod error;
+pub mod intent;
+pub mod inventory;
+pub mod plan;
+pub mod providers;
+pub mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+pub use error::{Error, Result};
+
+use crate::api::TrafficMirrorSession;
+use crate::telemetry::Metrics;
+use backoff::RetryPolicy;
+use providers::Registry;
+
+/// Name under which the operator reports events and writes.
+pub const MANAGER: &str = "traffic-mirror-operator";
+
+/// Runtime settings of the operator (from the command line).
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Watch sessions in this namespace only; `None` = all namespaces.
+    pub namespace: Option<String>,
+    /// Drift check period: one LIST per ProviderConfig, then every session is compared.
+    pub resync_interval: Duration,
+    /// Sessions reconciled in parallel.
+    pub concurrency: u16,
+    /// How long after an interrupted create a missing session may still appear in the cloud.
+    pub create_confirm_window: Duration,
+    /// Label selector restricting which ProviderConfigs this instance manages.
+    pub provider_config_selector: Option<String>,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfig {
+            namespace: None,
+            resync_interval: Duration::from_secs(300),
+            concurrency: 8,
+            create_confirm_window: Duration::from_secs(30),
+            provider_config_selector: None,
+        }
+    }
+}
+
+/// State shared by the reconcilers.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Settings.
+    pub config: OperatorConfig,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// One long-lived event recorder, so repeated events aggregate.
+    pub recorder: Recorder,
+    /// Ready cloud accounts.
+    pub providers: Registry,
+    /// Backoff policy.
+    pub retry: RetryPolicy,
+    /// Per-object failure bookkeeping (backoff and terminal waits).
+    pub failures: Failures,
+    refresh_now: Notify,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Builds the shared state.
+    pub fn new(client: Client, config: OperatorConfig, metrics: Metrics) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+            providers: Registry::default(),
+            retry: RetryPolicy::default(),
+            failures: Failures::default(),
+            refresh_now: Notify::new(),
+        }
+    }
+
+    /// Asks the resync loop to LIST now (a provider just became ready).
+    pub fn refresh_inventories_soon(&self) {
+        self.refresh_now.notify_one();
+    }
+}
+
+/// Per-object failure state: when the next attempt may run.
+#[derive(Debug, Default)]
+pub struct Failures {
+    map: Mutex<HashMap<String, Failure>>,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    generation: Option<i64>,
+    attempts: u32,
+    not_before: Instant,
+}
+
+impl Failures {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failure>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long the object must still wait, if it failed at this generation and its wait is not over.
+    /// A new generation (a spec change) clears the wait.
+    pub fn gate(&self, uid: &str, generation: Option<i64>) -> Option<Duration> {
+        let mut map = self.lock();
+        let f = map.get(uid)?;
+        if f.generation != generation {
+            map.remove(uid);
+            return None;
+        }
+        f.not_before.checked_duration_since(Instant::now())
+    }
+
+    /// Records a retryable failure; returns the backoff delay.
+    pub fn retryable(
+        &self,
+        uid: &str,
+        generation: Option<i64>,
+        policy: &RetryPolicy,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let mut map = self.lock();
+        let attempts = match map.get(uid) {
+            Some(f) if f.generation == generation => f.attempts + 1,
+            _ => 1,
+        };
+        let delay = policy.delay(attempts, retry_after, rand::random::<f64>());
+        map.insert(
+            uid.to_string(),
+            Failure {
+                generation,
+                attempts,
+                not_before: Instant::now() + delay,
+            },
+        );
+        delay
+    }
+
+    /// Records a terminal failure: no new attempt at this generation before `policy.terminal`.
+    pub fn terminal(&self, uid: &str, generation: Option<i64>, policy: &RetryPolicy) -> Duration {
+        self.lock().insert(
+            uid.to_string(),
+            Failure {
+                generation,
+                attempts: 0,
+                not_before: Instant::now() + policy.terminal,
+            },
+        );
+        policy.terminal
+    }
+
+    /// Clears the object's failure state.
+    pub fn succeeded(&self, uid: &str) {
+        self.lock().remove(uid);
+    }
+}
+
+/// The resync loop: every interval (or when a provider becomes ready) one LIST per ready provider, then
+/// every session is reconciled against the fresh snapshot.
+async fn resync_loop(ctx: Arc<Context>, trigger: mpsc::UnboundedSender<()>) {
+    let mut tick = tokio::time::interval(ctx.config.resync_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.refresh_now.notified() => {}
+        }
+        let mut total = 0;
+        for p in ctx.providers.all() {
+            match p.inventory.refresh(&p.client).await {
+                Ok(n) => {
+                    ctx.metrics.cloud_call("list_sessions", "success");
+                    total += n;
+                }
+                Err(e) => {
+                    ctx.metrics.cloud_call("list_sessions", &e.metric_label());
+                    warn!(provider = %p.name, error = %e, "resync list failed");
+                }
+            }
+        }
+        ctx.metrics.managed_sessions.set(total as i64);
+        if trigger.unbounded_send(()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the operator until SIGTERM / Ctrl-C.
+pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
+    let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics));
+    let sessions: Api<TrafficMirrorSession> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (trigger_tx, trigger_rx) = mpsc::unbounded();
+    info!(?config, "starting controllers");
+    let session_controller = Controller::new(sessions, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .reconcile_all_on(trigger_rx)
+        .shutdown_on_signal()
+        .run(session::reconcile, session::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let provider_controller = providers::run(ctx.clone());
+    let resync = resync_loop(ctx.clone(), trigger_tx);
+    tokio::select! {
+        _ = async { tokio::join!(session_controller, provider_controller) } => {}
+        _ = resync => {}
+    }
+    info!("controllers stopped");
+}

@@ -1,25 +1,64 @@
 #!/usr/bin/env bash
 # Builds (or reuses) etcd, kube-apiserver and kubectl from the pinned Go modules in this directory.
-# The binaries land in a cache directory outside the clone, keyed by the hash of go.mod + go.sum, so
-# only the first build on a machine pays. The last line printed is the directory holding the binaries.
+# The binaries land in a cache directory outside the clone, keyed by the hash of go.mod + go.sum +
+# this script (its flags shape the binaries), so only the first build on a machine pays. Concurrent
+# callers are serialised with flock. Progress goes to stderr; the last stdout line is the directory
+# holding the binaries.
+#
+# Usage: build.sh [--dir]   (--dir only prints the directory, building nothing)
+# Environment: TMO_CACHE_DIR (cache root, default ${XDG_CACHE_HOME:-$HOME/.cache}/traffic-mirror-operator),
+# GOTOOLCHAIN (passed through to go; the go line of go.mod decides the minimum).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache_root="${TMO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/traffic-mirror-operator}"
-key="$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)"
+key="$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -c1-16)"
 out="$cache_root/control-plane/$key"
-if [[ -x "$out/etcd" && -x "$out/kube-apiserver" && -x "$out/kubectl" ]]; then
+
+if [[ "${1:-}" == "--dir" ]]; then # where the binaries are (or would be), without building
   echo "$out"
   exit 0
 fi
-mkdir -p "$out.tmp"
+
+complete() { [[ -x "$out/etcd" && -x "$out/kube-apiserver" && -x "$out/kubectl" ]]; }
+
+if complete; then
+  echo "$out"
+  exit 0
+fi
+
+mkdir -p "$cache_root/control-plane"
+exec 9>"$cache_root/control-plane/build.lock"
+flock 9
+if complete; then # another caller finished the build while we waited for the lock
+  echo "$out"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "build.sh: 'go' not found on PATH (Go >= the go line of $here/go.mod)" >&2; exit 1; }
 cd "$here"
 export CGO_ENABLED=0
+
+# Stamp the versions `kube-apiserver --version`, /version and `kubectl version` report; without it
+# they say v0.0.0-master (the build normally gets them from the Kubernetes release scripts).
+k8s_version="$(go list -m -f '{{.Version}}' k8s.io/kubernetes)"   # e.g. v1.37.2
+etcd_version="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
+major="${k8s_version#v}"; major="${major%%.*}"
+minor="${k8s_version#v*.}"; minor="${minor%%.*}"
+version_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+  version_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=go-module-$k8s_version"
+done
+
 # -trimpath and no debug info keep the binaries small; tests need no symbols.
-flags=(-trimpath -ldflags=-s\ -w)
-echo "building control plane into $out (first build on this machine takes several minutes)" >&2
-go build "${flags[@]}" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
-go build "${flags[@]}" -o "$out.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-go build "${flags[@]}" -o "$out.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl
+echo "building control plane (kubernetes $k8s_version, etcd $etcd_version) into $out" \
+  "(the first build on a machine takes several minutes)" >&2
+rm -rf "$out.tmp"
+mkdir -p "$out.tmp"
+go build -trimpath -ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=go-module-$etcd_version" \
+  -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
+go build -trimpath -ldflags="-s -w$version_ldflags" -o "$out.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+go build -trimpath -ldflags="-s -w$version_ldflags" -o "$out.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl
 rm -rf "$out"
 mv "$out.tmp" "$out"
 echo "$out"

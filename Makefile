@@ -1,0 +1,91 @@
+# traffic-mirror-operator — developer entry points. `make help` lists them.
+#
+# The integration tests run against a real etcd + kube-apiserver built from pinned Go modules
+# (tests/control-plane) and, for the SDK conformance tests, a Python venv with the official Huawei
+# Cloud SDK (tests/sdk). Both are cached under ~/.cache/traffic-mirror-operator, so only the first
+# run on a machine pays for them.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+CONTROL_PLANE_BUILD := tests/control-plane/build.sh
+SDK_VENV_SETUP := tests/sdk/setup-venv.sh
+CACHE_ROOT := $(or $(TMO_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/traffic-mirror-operator)
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build every binary (debug).
+	$(CARGO) build --all-targets
+
+.PHONY: fmt
+fmt: ## Format the code.
+	$(CARGO) fmt --all
+
+.PHONY: fmt-check
+fmt-check: ## Fail if the code is not formatted.
+	$(CARGO) fmt --all -- --check
+
+.PHONY: clippy
+clippy: ## Lint every target, warnings are errors.
+	$(CARGO) clippy --all-targets -- -D warnings
+
+.PHONY: lint
+lint: fmt-check clippy crds-check ## fmt-check + clippy + crds-check.
+
+.PHONY: crds
+crds: ## Regenerate crds/*.yaml from the Rust types.
+	$(CARGO) run -q --bin crdgen
+
+.PHONY: crds-check
+crds-check: ## Fail if crds/*.yaml are not what the Rust types generate.
+	$(CARGO) run -q --bin crdgen -- --check
+
+# The last line printed is the directory holding etcd, kube-apiserver and kubectl (nothing after it).
+.PHONY: control-plane
+control-plane: ## Build (or reuse) etcd, kube-apiserver and kubectl; prints their directory last.
+	@$(CONTROL_PLANE_BUILD)
+
+.PHONY: sdk-venv
+sdk-venv: ## Create (or reuse) the Python venv with the Huawei Cloud SDK; prints its path last.
+	@$(SDK_VENV_SETUP)
+
+# Runs the test binaries with TMO_CONTROL_PLANE_DIR (and TMO_SDK_VENV when tests/sdk/setup-venv.sh
+# exists) exported, so no test has to build anything. Extra arguments: make test-only ARGS='--test x'.
+.PHONY: test-only
+test-only: ## Only `cargo test --all-targets` (with the control plane and SDK venv ready).
+	@cp_dir="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
+	export TMO_CONTROL_PLANE_DIR="$$cp_dir"; \
+	echo "TMO_CONTROL_PLANE_DIR=$$TMO_CONTROL_PLANE_DIR"; \
+	if [[ -x $(SDK_VENV_SETUP) ]]; then \
+	  export TMO_SDK_VENV="$$($(SDK_VENV_SETUP) | tail -n 1)"; \
+	  echo "TMO_SDK_VENV=$$TMO_SDK_VENV"; \
+	fi; \
+	set -x; $(CARGO) test --all-targets $(ARGS)
+
+.PHONY: test
+test: fmt-check clippy crds-check test-only ## Everything CI checks: fmt, clippy, crds in sync, all tests.
+
+.PHONY: bench
+bench: ## Run the benchmarks (none yet is fine).
+	$(CARGO) bench
+
+.PHONY: clean-cache
+clean-cache: ## Delete cached control-plane builds and SDK venvs other than the current ones.
+	@# (never the current ones: a running test or dev cluster may be using them)
+	@keep_cp="$$($(CONTROL_PLANE_BUILD) --dir)"; \
+	for d in "$(CACHE_ROOT)"/control-plane/*/; do \
+	  d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_cp" ]] || continue; echo "removing $$d"; rm -rf -- "$$d"; \
+	done; \
+	if [[ -x $(SDK_VENV_SETUP) ]]; then \
+	  keep_venv="$$($(SDK_VENV_SETUP) | tail -n 1)"; \
+	  for d in "$(CACHE_ROOT)"/sdk-venv-*/; do \
+	    d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_venv" ]] || continue; echo "removing $$d"; rm -rf -- "$$d"; \
+	  done; \
+	fi
+
+# --- dev environment (lead) ---

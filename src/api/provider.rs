@@ -1,0 +1,180 @@
+//! `ProviderConfig`: where and as whom the operator talks to Huawei Cloud (region, project,
+//! endpoint and the Secret holding the AK/SK). Cluster-scoped, shared by many resources.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::Condition;
+
+/// The Secret key holding the access key id (AK).
+pub const SECRET_KEY_ACCESS_KEY: &str = "accessKey";
+/// The Secret key holding the secret access key (SK).
+pub const SECRET_KEY_SECRET_KEY: &str = "secretKey";
+/// The optional Secret key holding a temporary credential's security token.
+pub const SECRET_KEY_SECURITY_TOKEN: &str = "securityToken";
+
+/// Connection settings for one Huawei Cloud project in one region.
+// clippy mistakes the repeated `type_` keys of separate printcolumns for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "vpc.hwcloud.dev",
+    version = "v1alpha1",
+    kind = "ProviderConfig",
+    plural = "providerconfigs",
+    status = "ProviderConfigStatus",
+    category = "hwcloud",
+    derive = "PartialEq",
+    doc = "Connection settings for Huawei Cloud: region, project, optional endpoint override and the Secret holding the AK/SK. Resources name it in spec.providerConfigRef.",
+    printcolumn(
+        name = "Region",
+        type_ = "string",
+        json_path = ".spec.region",
+        description = "Huawei Cloud region"
+    ),
+    printcolumn(
+        name = "Project-ID",
+        type_ = "string",
+        json_path = ".spec.projectId",
+        description = "Project owning the resources"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".spec.endpoint",
+        description = "VPC API endpoint override",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "The credentials were found"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[schemars(transform = super::schema::non_nullable)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfigSpec {
+    /// Huawei Cloud region id, e.g. `cn-north-4` (lower-case letters, digits and `-`). Required.
+    #[schemars(length(min = 1, max = 64), pattern(r"^[a-z0-9]+(-[a-z0-9]+)*$"))]
+    pub region: String,
+
+    /// Id of the project (in that region) owning the mirror resources. Required.
+    #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9_-]+$"))]
+    pub project_id: String,
+
+    /// Base URL of the VPC API, `http` or `https`, without a path. Optional; default
+    /// `https://vpc.{region}.myhuaweicloud.com`. Set it to reach an emulator or a private endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''")
+        .message("spec.endpoint must be an http or https URL such as https://vpc.cn-north-4.myhuaweicloud.com"))]
+    pub endpoint: Option<String>,
+
+    /// Where the access keys come from. Required.
+    pub credentials: CredentialsSource,
+}
+
+/// Where a ProviderConfig's access keys are read from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSource {
+    /// A Secret with keys `accessKey`, `secretKey` and optionally `securityToken` (temporary
+    /// credentials). Required.
+    pub secret_ref: SecretRef,
+}
+
+/// A reference to a Secret by namespace and name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub struct SecretRef {
+    /// Namespace of the Secret (1-63 characters). Required.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Name of the Secret (1-253 characters). Required.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Observed state of a ProviderConfig, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[schemars(transform = super::schema::strip_defaults)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfigStatus {
+    /// The metadata.generation of the spec the status was last computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Condition `Ready`: the credentials Secret was found and holds the keys. Keyed by type.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl ProviderConfigSpec {
+    /// Base URL of the VPC API without a trailing slash: `endpoint` when set, otherwise the public
+    /// endpoint of the region.
+    pub fn endpoint_url(&self) -> String {
+        match self.endpoint.as_deref().map(str::trim) {
+            Some(e) if !e.is_empty() => e.trim_end_matches('/').to_string(),
+            _ => format!("https://vpc.{}.myhuaweicloud.com", self.region),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(endpoint: Option<&str>) -> ProviderConfigSpec {
+        ProviderConfigSpec {
+            region: "cn-north-4".into(),
+            project_id: "p1".into(),
+            endpoint: endpoint.map(String::from),
+            credentials: CredentialsSource {
+                secret_ref: SecretRef {
+                    namespace: "ops".into(),
+                    name: "hwc".into(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn endpoint_url_defaults_to_the_region_endpoint() {
+        assert_eq!(
+            spec(None).endpoint_url(),
+            "https://vpc.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(
+            spec(Some("")).endpoint_url(),
+            "https://vpc.cn-north-4.myhuaweicloud.com"
+        );
+    }
+
+    #[test]
+    fn endpoint_url_uses_the_override_without_trailing_slash() {
+        assert_eq!(
+            spec(Some("http://127.0.0.1:8080/")).endpoint_url(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            spec(Some("http://127.0.0.1:8080")).endpoint_url(),
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn spec_round_trips() {
+        let v = json!({"region": "cn-north-4", "projectId": "p1",
+            "credentials": {"secretRef": {"namespace": "ops", "name": "hwc"}}});
+        let parsed: ProviderConfigSpec = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(parsed, spec(None));
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), v);
+    }
+}

@@ -1,0 +1,109 @@
+//! `hwc-vpc-emulator`: runs the Huawei Cloud VPC v3 traffic-mirror emulator on a local port.
+//! Prints `listening on http://HOST:PORT` as its first stdout line, stops on SIGTERM or Ctrl-C.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use traffic_mirror_operator::emulator::{EmulatorConfig, serve};
+
+/// Emulates Huawei Cloud's VPC v3 traffic-mirror API (sessions, filters, filter rules) with AK/SK
+/// signature checks, for tests and local development.
+///
+/// The API is served under /v3/{project_id}/vpc/. On a loopback address an unauthenticated admin
+/// API is served under /_emulator/ (calls, faults, reset, state, healthz); see docs/emulator.md.
+#[derive(Debug, Parser)]
+#[command(name = "hwc-vpc-emulator", version)]
+struct Cli {
+    /// Address to listen on; port 0 picks a free port (printed on the first stdout line).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "HOST:PORT")]
+    listen: SocketAddr,
+
+    /// The project id the credentials own; any other project id in a path gets 403.
+    #[arg(long, value_name = "PROJECT_ID")]
+    project_id: String,
+
+    /// An accepted access key and secret key, as AK:SK. Repeat for several credentials.
+    #[arg(long = "credential", value_name = "AK:SK", required = true, value_parser = parse_credential)]
+    credentials: Vec<(String, String)>,
+
+    /// Persist sessions, filters and rules in this JSON file (loaded at start, rewritten
+    /// atomically after every change), so a restart loses nothing.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
+fn parse_credential(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((ak, sk)) if !ak.is_empty() && !sk.is_empty() => Ok((ak.to_owned(), sk.to_owned())),
+        _ => Err("expected AK:SK with both parts non-empty".to_owned()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cfg = EmulatorConfig {
+        listen: cli.listen,
+        project_id: cli.project_id,
+        credentials: cli.credentials,
+        state_file: cli.state,
+    };
+    let (addr, serving) = match serve(cfg, shutdown_signal()).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("hwc-vpc-emulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "listening on http://{addr}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        // Nobody can learn the port; keep serving anyway (the admin healthz still works).
+        tracing::warn!("cannot write the listening line to stdout");
+    }
+    drop(stdout);
+    tracing::info!(%addr, "emulator listening");
+    serving.await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,240 @@
+//! Status conditions (no client required): typed builders and a pure merge.
+//!
+//! Every reconciler reports the same two condition types with the same meaning:
+//! - `Ready`: the cloud object matches the spec right now.
+//! - `Synced`: the last reconcile reached the cloud and did what it had to; `False` carries the cloud's
+//!   `error_code` (or a short CamelCase reason) and a message saying what to do.
+//!
+//! `lastTransitionTime` only changes when a condition's status flips, so `kubectl get` does not show
+//! conditions that "change" on every resync.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Condition type: the cloud matches the spec.
+pub const READY: &str = "Ready";
+/// Condition type: the last reconcile succeeded.
+pub const SYNCED: &str = "Synced";
+
+/// Reasons, CamelCase, shared by all reconcilers so users can grep for them.
+pub mod reason {
+    /// Cloud object matches the spec.
+    pub const AVAILABLE: &str = "Available";
+    /// The last reconcile succeeded.
+    pub const RECONCILE_SUCCESS: &str = "ReconcileSuccess";
+    /// A create is in flight or being confirmed.
+    pub const CREATING: &str = "Creating";
+    /// The cloud differs from the spec and the operator is changing it.
+    pub const UPDATING: &str = "Updating";
+    /// The cloud differs from the spec and the operator may not change it (ObserveOnly).
+    pub const DRIFTED: &str = "Drifted";
+    /// The object is being deleted.
+    pub const DELETING: &str = "Deleting";
+    /// The referenced ProviderConfig is missing or not ready.
+    pub const PROVIDER_CONFIG_NOT_READY: &str = "ProviderConfigNotReady";
+    /// The referenced TrafficMirrorFilter is missing or has no cloud id yet.
+    pub const FILTER_NOT_READY: &str = "FilterNotReady";
+    /// A same-named cloud session exists that this object did not create.
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    /// The session the object points at does not exist in the cloud.
+    pub const SESSION_NOT_FOUND: &str = "SessionNotFound";
+    /// ObserveOnly without a session id: nothing to observe.
+    pub const SESSION_ID_REQUIRED: &str = "SessionIdRequired";
+    /// The credentials Secret is missing or incomplete.
+    pub const SECRET_INVALID: &str = "SecretInvalid";
+    /// The cloud accepted the credentials.
+    pub const CREDENTIALS_VALID: &str = "CredentialsValid";
+    /// Talking to the API server failed.
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+}
+
+/// A condition to be set: type, status, reason, message. `observed_generation` is added at merge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    /// Condition type (`Ready` / `Synced`).
+    pub type_: &'static str,
+    /// True / False.
+    pub status: bool,
+    /// CamelCase reason (or a cloud error code).
+    pub reason: String,
+    /// Human message: what happened and what to do.
+    pub message: String,
+}
+
+impl Desired {
+    /// A `True` condition.
+    pub fn yes(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Desired {
+            type_,
+            status: true,
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+    /// A `False` condition.
+    pub fn no(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Desired {
+            type_,
+            status: false,
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Condition reasons must match `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$` (metav1.Condition); a cloud
+/// error code like `VPC.0002` is written `VPC_0002` there (the message keeps the original code).
+pub fn sanitize_reason(raw: &str) -> String {
+    let mut s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ',' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while s.ends_with([',', ':']) {
+        s.pop();
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        s.insert(0, 'E');
+    }
+    s.truncate(1024);
+    s
+}
+
+/// Merges the desired conditions into the existing list: other condition types are kept,
+/// `lastTransitionTime` is kept unless the status flips.
+pub fn merge(
+    existing: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = existing
+        .iter()
+        .filter(|c| !desired.iter().any(|d| d.type_ == c.type_))
+        .cloned()
+        .collect();
+    for d in desired {
+        let status = if d.status { "True" } else { "False" }.to_string();
+        let previous = existing.iter().find(|c| c.type_ == d.type_);
+        let last_transition_time = match previous {
+            Some(p) if p.status == status => p.last_transition_time.clone(),
+            _ => Time(to_timestamp(now)),
+        };
+        out.push(Condition {
+            type_: d.type_.to_string(),
+            status,
+            reason: sanitize_reason(&d.reason),
+            message: truncate(&d.message, 32 * 1024),
+            observed_generation: generation,
+            last_transition_time,
+        });
+    }
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    out
+}
+
+/// Whether two condition lists say the same thing (ignoring timestamps): used to skip status writes
+/// that would change nothing.
+pub fn same(a: &[Condition], b: &[Condition]) -> bool {
+    let key = |c: &Condition| {
+        (
+            c.type_.clone(),
+            c.status.clone(),
+            c.reason.clone(),
+            c.message.clone(),
+            c.observed_generation,
+        )
+    };
+    let mut ka: Vec<_> = a.iter().map(key).collect();
+    let mut kb: Vec<_> = b.iter().map(key).collect();
+    ka.sort();
+    kb.sort();
+    ka == kb
+}
+
+/// Finds a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// chrono → the k8s-openapi (jiff) timestamp, at second precision (what metav1.Time carries).
+fn to_timestamp(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(sec: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + sec, 0).single().unwrap()
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let first = merge(&[], &[Desired::yes(READY, "Available", "ok")], Some(1), t(0));
+        let second = merge(
+            &first,
+            &[Desired::yes(READY, "Available", "still ok")],
+            Some(2),
+            t(60),
+        );
+        assert_eq!(
+            first[0].last_transition_time,
+            second[0].last_transition_time
+        );
+        assert_eq!(second[0].message, "still ok");
+        assert_eq!(second[0].observed_generation, Some(2));
+        let third = merge(&second, &[Desired::no(READY, "Updating", "x")], Some(2), t(120));
+        assert_ne!(
+            second[0].last_transition_time,
+            third[0].last_transition_time
+        );
+    }
+
+    #[test]
+    fn other_types_are_kept_and_sorted() {
+        let a = merge(&[], &[Desired::yes(SYNCED, "ReconcileSuccess", "")], None, t(0));
+        let b = merge(&a, &[Desired::no(READY, "Creating", "")], None, t(1));
+        assert_eq!(
+            b.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            vec!["Ready", "Synced"]
+        );
+    }
+
+    #[test]
+    fn reasons_are_made_valid() {
+        assert_eq!(sanitize_reason("VPC.0002"), "VPC_0002");
+        assert_eq!(sanitize_reason("APIGW.0308"), "APIGW_0308");
+        assert_eq!(sanitize_reason("429"), "E429");
+        assert_eq!(sanitize_reason("Available"), "Available");
+        assert_eq!(sanitize_reason("a:"), "a");
+    }
+
+    #[test]
+    fn same_ignores_timestamps() {
+        let a = merge(&[], &[Desired::yes(READY, "Available", "ok")], Some(1), t(0));
+        let b = merge(&[], &[Desired::yes(READY, "Available", "ok")], Some(1), t(5));
+        assert!(same(&a, &b));
+        let c = merge(&[], &[Desired::yes(READY, "Available", "ok2")], Some(1), t(5));
+        assert!(!same(&a, &c));
+    }
+}

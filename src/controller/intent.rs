@@ -1,0 +1,271 @@
+//! Crash-safe create (no client required): the create-intent record and the pure decision of what to
+//! do with the cloud sessions found under the intended name.
+//!
+//! The VPC API has no idempotency token, so before the create POST the reconciler records an intent
+//! (annotation [`INTENT_ANNOTATION`]: a unique token, the cloud name and a timestamp) with an update
+//! that carries the resourceVersion it read: a stale cached copy can never lead to a second create.
+//! After a crash (or whenever an intent is outstanding without a recorded id) the reconciler lists the
+//! cloud sessions with that name and [`resolve`] decides: adopt the one created after the intent,
+//! report a conflict, wait for eventual consistency, or create again.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::plan::DesiredSession;
+use crate::cloud::models::TrafficMirrorSession;
+
+/// Annotation holding the outstanding create intent (JSON of [`CreateIntent`]).
+pub const INTENT_ANNOTATION: &str = "vpc.hwcloud.dev/create-intent";
+/// Annotation holding the cloud id once known: survives a backup/restore that drops `status`.
+pub const SESSION_ID_ANNOTATION: &str = "vpc.hwcloud.dev/session-id";
+
+/// A recorded intent to create a cloud session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateIntent {
+    /// Unique per attempt, so logs and events can tell attempts apart.
+    pub token: String,
+    /// The cloud name the create uses (the key to find the session again).
+    pub name: String,
+    /// When the intent was recorded (before the POST was sent).
+    pub at: DateTime<Utc>,
+}
+
+impl CreateIntent {
+    /// A fresh intent for `name` at `now`.
+    pub fn new(name: &str, now: DateTime<Utc>) -> Self {
+        CreateIntent {
+            token: uuid::Uuid::new_v4().to_string(),
+            name: name.to_string(),
+            // Second precision: the cloud's created_at has seconds only.
+            at: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+        }
+    }
+
+    /// Parses the annotation; a malformed value counts as "an intent of unknown age", which is handled
+    /// like a fresh one (never as "no intent"), so a damaged annotation cannot cause a duplicate.
+    pub fn parse(value: &str) -> Option<Self> {
+        serde_json::from_str(value).ok()
+    }
+
+    /// The annotation value.
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What to do about an outstanding intent, given the cloud sessions that carry its name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolution {
+    /// Exactly one session was created after the intent and matches the spec: it is ours.
+    Adopt(TrafficMirrorSession),
+    /// Nothing found yet, but the cloud may be eventually consistent: look again later.
+    WaitForConsistency,
+    /// Nothing found after the bounded wait: the create never happened; safe to create again.
+    CreateAgain,
+    /// Same-named sessions exist that this object cannot prove it created: a person must decide.
+    Conflict(String),
+}
+
+/// Decides what an outstanding intent means. `found` are the cloud sessions named `intent.name`;
+/// `window` is how long after the intent a missing session may still appear (eventual consistency);
+/// `skew` is how far the cloud's clock may lag ours (a session stamped up to `skew` before the intent
+/// still counts as created after it).
+pub fn resolve(
+    intent: &CreateIntent,
+    desired: &DesiredSession,
+    found: &[TrafficMirrorSession],
+    now: DateTime<Utc>,
+    window: Duration,
+    skew: Duration,
+) -> Resolution {
+    let (after, before): (Vec<_>, Vec<_>) = found
+        .iter()
+        .partition(|s| parse_cloud_time(&s.created_at).is_some_and(|t| t >= intent.at - skew));
+    let matching: Vec<&TrafficMirrorSession> = after
+        .iter()
+        .copied()
+        .filter(|s| identity_matches(desired, s))
+        .collect();
+    match (matching.len(), after.len(), before.len()) {
+        (1, 1, 0) => Resolution::Adopt(matching[0].clone()),
+        (0, 0, 0) if now - intent.at < window => Resolution::WaitForConsistency,
+        (0, 0, 0) => Resolution::CreateAgain,
+        _ => Resolution::Conflict(conflict_message(&intent.name, found)),
+    }
+}
+
+/// Decides whether a create may go ahead when no intent is outstanding: any session already using the
+/// name was not created by this object and must not be taken over silently.
+pub fn precreate_check(name: &str, found: &[TrafficMirrorSession]) -> Result<(), String> {
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(conflict_message(name, found))
+    }
+}
+
+fn conflict_message(name: &str, found: &[TrafficMirrorSession]) -> String {
+    let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
+    format!(
+        "cloud session(s) named {name:?} already exist ({}) and were not created by this object; \
+         set spec.sessionId to adopt one, or set spec.name to a different name",
+        ids.join(", ")
+    )
+}
+
+/// The fields that make a session "the one we asked for": the ones a create sets and nobody else would
+/// set the same way by chance. Scalar drift (priority etc.) is fixed afterwards by the normal plan.
+fn identity_matches(d: &DesiredSession, s: &TrafficMirrorSession) -> bool {
+    s.name == d.name
+        && s.traffic_mirror_filter_id == d.traffic_mirror_filter_id
+        && s.traffic_mirror_target_id == d.traffic_mirror_target_id
+}
+
+/// Parses the cloud's `YYYY-MM-DDThh:mm:ssZ` (and tolerates full RFC 3339).
+pub fn parse_cloud_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ")
+                .ok()
+                .map(|n| n.and_utc())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::plan::created_from;
+    use chrono::TimeZone;
+
+    fn at(sec: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + sec, 0).single().unwrap()
+    }
+
+    fn desired() -> DesiredSession {
+        DesiredSession {
+            name: "tap".into(),
+            description: String::new(),
+            traffic_mirror_filter_id: "f1".into(),
+            traffic_mirror_sources: ["eni-1".to_string()].into(),
+            traffic_mirror_target_id: "t1".into(),
+            traffic_mirror_target_type: "eni".into(),
+            virtual_network_id: 1,
+            packet_length: 96,
+            priority: 1,
+            enabled: false,
+            source_type: "eni".into(),
+        }
+    }
+
+    fn session(id: &str, created: i64) -> TrafficMirrorSession {
+        let mut s = created_from(&desired().create_request(), id);
+        s.created_at = at(created).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        s
+    }
+
+    fn intent() -> CreateIntent {
+        CreateIntent {
+            token: "tok".into(),
+            name: "tap".into(),
+            at: at(100),
+        }
+    }
+
+    const WINDOW: i64 = 30;
+
+    fn run(found: &[TrafficMirrorSession], now: i64) -> Resolution {
+        resolve(
+            &intent(),
+            &desired(),
+            found,
+            at(now),
+            Duration::seconds(WINDOW),
+            Duration::zero(),
+        )
+    }
+
+    #[test]
+    fn adopts_the_one_created_after_the_intent() {
+        let s = session("s1", 101);
+        assert_eq!(run(&[s.clone()], 105), Resolution::Adopt(s));
+        // Created in the same second as the intent counts as after.
+        let s = session("s1", 100);
+        assert_eq!(run(&[s.clone()], 105), Resolution::Adopt(s));
+    }
+
+    #[test]
+    fn waits_then_creates_again_when_nothing_appears() {
+        assert_eq!(run(&[], 110), Resolution::WaitForConsistency);
+        assert_eq!(run(&[], 100 + WINDOW), Resolution::CreateAgain);
+    }
+
+    #[test]
+    fn older_same_named_session_is_a_conflict() {
+        assert!(matches!(run(&[session("old", 50)], 105), Resolution::Conflict(_)));
+        assert!(matches!(
+            run(&[session("old", 50), session("new", 101)], 105),
+            Resolution::Conflict(_)
+        ));
+    }
+
+    #[test]
+    fn clock_skew_is_tolerated() {
+        let s = session("s1", 95);
+        let r = resolve(
+            &intent(),
+            &desired(),
+            &[s.clone()],
+            at(105),
+            Duration::seconds(WINDOW),
+            Duration::seconds(10),
+        );
+        assert_eq!(r, Resolution::Adopt(s));
+    }
+
+    #[test]
+    fn two_candidates_are_a_conflict() {
+        assert!(matches!(
+            run(&[session("a", 101), session("b", 102)], 105),
+            Resolution::Conflict(_)
+        ));
+    }
+
+    #[test]
+    fn a_newer_session_with_other_identity_is_a_conflict() {
+        let mut s = session("x", 101);
+        s.traffic_mirror_target_id = "someone-else".into();
+        assert!(matches!(run(&[s], 105), Resolution::Conflict(_)));
+    }
+
+    #[test]
+    fn scalar_drift_does_not_prevent_adoption() {
+        let mut s = session("s1", 101);
+        s.priority = 7;
+        assert_eq!(run(&[s.clone()], 105), Resolution::Adopt(s));
+    }
+
+    #[test]
+    fn intent_round_trips_and_truncates_to_seconds() {
+        let now = at(5) + Duration::milliseconds(700);
+        let i = CreateIntent::new("tap", now);
+        assert_eq!(i.at, at(5));
+        assert_eq!(CreateIntent::parse(&i.to_annotation()), Some(i));
+        assert_eq!(CreateIntent::parse("garbage"), None);
+    }
+
+    #[test]
+    fn precreate_refuses_existing_names() {
+        assert!(precreate_check("tap", &[]).is_ok());
+        let err = precreate_check("tap", &[session("old", 1)]).unwrap_err();
+        assert!(err.contains("old") && err.contains("spec.sessionId"));
+    }
+
+    #[test]
+    fn parses_cloud_times() {
+        assert_eq!(parse_cloud_time("2023-03-23T10:53:12Z").unwrap().timestamp(), 1679568792);
+        assert!(parse_cloud_time("2023-03-23T10:53:12.5+00:00").is_some());
+        assert!(parse_cloud_time("yesterday").is_none());
+    }
+}

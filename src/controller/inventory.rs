@@ -1,0 +1,194 @@
+//! The operator's view of the cloud (client required for `refresh` only): one snapshot of every
+//! traffic-mirror session per ProviderConfig, filled by ONE paginated LIST per resync interval.
+//!
+//! At steady state the session reconciler reads its observed state from here instead of sending a GET
+//! per session: N sessions cost one LIST per interval, not N GETs. Answers of the operator's own writes
+//! are recorded as they arrive, and a LIST that started before such a write never overwrites it, so a
+//! slow LIST cannot make a just-written session look stale (which would cause a redundant PUT).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::cloud::models::{ListSessionsQuery, TrafficMirrorSession};
+use crate::cloud::{CloudError, VpcClient};
+
+/// One observed session and when it was observed.
+#[derive(Clone, Debug)]
+struct Entry {
+    /// `None` records a deletion (a tombstone), so an older LIST does not resurrect it.
+    session: Option<TrafficMirrorSession>,
+    observed_at: Instant,
+}
+
+/// Snapshot of one cloud account's sessions.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    listed_at: Option<Instant>,
+}
+
+/// What the inventory knows about one session id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Known {
+    /// Seen (by a LIST or by the answer of a call) at the given time.
+    Present(TrafficMirrorSession),
+    /// Known to be gone.
+    Absent,
+    /// No LIST yet and no call answer: the caller must GET.
+    Unknown,
+}
+
+impl Inventory {
+    /// Page size of the resync LIST (the API allows up to 2000).
+    pub const PAGE_SIZE: u32 = 500;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the map half-updated in a harmful way (every
+        // update is a single insert/remove), so a poisoned lock is simply taken over.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What is known about `id`.
+    pub fn get(&self, id: &str) -> Known {
+        let st = self.lock();
+        match st.entries.get(id) {
+            Some(Entry {
+                session: Some(s), ..
+            }) => Known::Present(s.clone()),
+            Some(Entry { session: None, .. }) => Known::Absent,
+            None if st.listed_at.is_some() => Known::Absent,
+            None => Known::Unknown,
+        }
+    }
+
+    /// Whether a LIST has filled the snapshot at least once.
+    pub fn is_listed(&self) -> bool {
+        self.lock().listed_at.is_some()
+    }
+
+    /// Records the answer of a call (create, GET, PUT, add/remove sources).
+    pub fn record(&self, session: &TrafficMirrorSession) {
+        self.lock().entries.insert(
+            session.id.clone(),
+            Entry {
+                session: Some(session.clone()),
+                observed_at: Instant::now(),
+            },
+        );
+    }
+
+    /// Records that `id` is gone (deleted by us, or a 404).
+    pub fn forget(&self, id: &str) {
+        self.lock().entries.insert(
+            id.to_string(),
+            Entry {
+                session: None,
+                observed_at: Instant::now(),
+            },
+        );
+    }
+
+    /// Number of sessions in the snapshot.
+    pub fn len(&self) -> usize {
+        self.lock()
+            .entries
+            .values()
+            .filter(|e| e.session.is_some())
+            .count()
+    }
+
+    /// Whether the snapshot holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the snapshot with a LIST's result (`started` = when the LIST began). Entries recorded
+    /// after `started` win over the LIST; everything else the LIST did not return is gone.
+    pub fn replace(&self, listed: Vec<TrafficMirrorSession>, started: Instant) {
+        let mut st = self.lock();
+        let mut next: HashMap<String, Entry> = st
+            .entries
+            .drain()
+            .filter(|(_, e)| e.observed_at > started)
+            .collect();
+        for s in listed {
+            next.entry(s.id.clone()).or_insert(Entry {
+                session: Some(s),
+                observed_at: started,
+            });
+        }
+        st.entries = next;
+        st.listed_at = Some(started);
+    }
+
+    /// One paginated LIST of every session of the account, then [`Inventory::replace`].
+    pub async fn refresh(&self, client: &VpcClient) -> Result<usize, CloudError> {
+        let started = Instant::now();
+        let query = ListSessionsQuery {
+            limit: Some(Self::PAGE_SIZE),
+            ..Default::default()
+        };
+        let listed = client.list_all_sessions(query).await?;
+        let n = listed.len();
+        self.replace(listed, started);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(id: &str, priority: i64) -> TrafficMirrorSession {
+        TrafficMirrorSession {
+            id: id.into(),
+            priority,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unknown_until_listed_then_absent() {
+        let inv = Inventory::default();
+        assert_eq!(inv.get("a"), Known::Unknown);
+        inv.replace(vec![s("a", 1)], Instant::now());
+        assert_eq!(inv.get("a"), Known::Present(s("a", 1)));
+        assert_eq!(inv.get("b"), Known::Absent);
+        assert_eq!(inv.len(), 1);
+    }
+
+    #[test]
+    fn a_list_older_than_a_write_does_not_overwrite_it() {
+        let inv = Inventory::default();
+        let list_started = Instant::now();
+        inv.record(&s("a", 2)); // our PUT answered after the LIST began
+        inv.replace(vec![s("a", 1)], list_started);
+        assert_eq!(inv.get("a"), Known::Present(s("a", 2)));
+    }
+
+    #[test]
+    fn a_newer_list_replaces_and_drops_vanished_sessions() {
+        let inv = Inventory::default();
+        inv.record(&s("a", 2));
+        inv.record(&s("gone", 1));
+        let started = Instant::now();
+        inv.replace(vec![s("a", 5)], started);
+        assert_eq!(inv.get("a"), Known::Present(s("a", 5)));
+        assert_eq!(inv.get("gone"), Known::Absent);
+    }
+
+    #[test]
+    fn tombstones_beat_older_lists() {
+        let inv = Inventory::default();
+        let started = Instant::now();
+        inv.forget("a");
+        inv.replace(vec![s("a", 1)], started);
+        assert_eq!(inv.get("a"), Known::Absent);
+    }
+}

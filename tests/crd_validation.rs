@@ -1,0 +1,877 @@
+//! The CRDs against a real kube-apiserver: they install and become Established, the API server
+//! rejects every invalid manifest with a message naming the offending field, fills in the
+//! documented defaults, enforces the adopt-id immutability, and serves the docs to `kubectl explain`.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+use traffic_mirror_operator::api::{
+    self, Action, DeletionPolicy, Direction, Ethertype, ManagementPolicy, Protocol, ProviderConfig,
+    SourceType, TargetType, TrafficMirrorFilter, TrafficMirrorSession,
+};
+
+/// How long the API server may take to publish a CRD's schema to discovery and OpenAPI.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn setup(prefix: &str) -> (Client, String) {
+    let client = support::control_plane().client().await;
+    support::install_crds(&client).await;
+    let ns = support::test_namespace(&client, prefix).await;
+    (client, ns)
+}
+
+fn session() -> Value {
+    json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "TrafficMirrorSession",
+        "metadata": {"name": "s"},
+        "spec": {
+            "trafficMirrorFilterId": "filter-1",
+            "trafficMirrorSources": ["eni-1"],
+            "trafficMirrorTargetId": "eni-target",
+            "trafficMirrorTargetType": "eni",
+            "priority": 1
+        }
+    })
+}
+
+fn filter() -> Value {
+    json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "TrafficMirrorFilter",
+        "metadata": {"name": "f"},
+        "spec": {"rules": [{"direction": "ingress", "priority": 1}]}
+    })
+}
+
+fn provider() -> Value {
+    json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "ProviderConfig",
+        "metadata": {"name": "p"},
+        "spec": {
+            "region": "cn-north-4",
+            "projectId": "project-1",
+            "credentials": {"secretRef": {"namespace": "default", "name": "hwc"}}
+        }
+    })
+}
+
+/// `base` with the value at JSON pointer `path` replaced (or added; an index one past the end
+/// of an array appends).
+fn with(mut base: Value, path: &str, value: Value) -> Value {
+    let (parent, key) = path.rsplit_once('/').expect("pointer has a parent");
+    let parent = base.pointer_mut(parent).expect("parent exists");
+    match parent {
+        Value::Object(map) => {
+            map.insert(key.to_string(), value);
+        }
+        Value::Array(items) => {
+            let index = key.parse::<usize>().expect("array index");
+            if index == items.len() {
+                items.push(value);
+            } else {
+                items[index] = value;
+            }
+        }
+        other => panic!("cannot set {path} in {other}"),
+    }
+    base
+}
+
+/// `base` without the value at JSON pointer `path`.
+fn without(mut base: Value, path: &str) -> Value {
+    let (parent, key) = path.rsplit_once('/').expect("pointer has a parent");
+    if let Some(Value::Object(map)) = base.pointer_mut(parent) {
+        map.remove(key);
+    }
+    base
+}
+
+fn eni_ids(n: usize) -> Value {
+    Value::from((0..n).map(|i| format!("eni-{i}")).collect::<Vec<_>>())
+}
+
+/// The dynamic API of the kind named in `manifest`.
+fn dynamic_api(client: &Client, ns: &str, manifest: &Value) -> Api<DynamicObject> {
+    match manifest["kind"].as_str() {
+        Some("TrafficMirrorSession") => Api::namespaced_with(
+            client.clone(),
+            ns,
+            &ApiResource::erase::<TrafficMirrorSession>(&()),
+        ),
+        Some("TrafficMirrorFilter") => Api::namespaced_with(
+            client.clone(),
+            ns,
+            &ApiResource::erase::<TrafficMirrorFilter>(&()),
+        ),
+        Some("ProviderConfig") => {
+            Api::all_with(client.clone(), &ApiResource::erase::<ProviderConfig>(&()))
+        }
+        other => panic!("unknown kind {other:?}"),
+    }
+}
+
+fn to_dynamic(manifest: &Value) -> DynamicObject {
+    serde_json::from_value(manifest.clone()).expect("manifest is an object")
+}
+
+/// Creates `manifest` and returns the API server's rejection message, or None when accepted.
+async fn create_rejection(client: &Client, ns: &str, manifest: &Value) -> Option<String> {
+    let api = dynamic_api(client, ns, manifest);
+    match api
+        .create(&PostParams::default(), &to_dynamic(manifest))
+        .await
+    {
+        Ok(_) => None,
+        Err(kube::Error::Api(status)) => Some(format!("[{}] {}", status.code, status.message)),
+        Err(e) => Some(format!("unexpected error kind: {e}")),
+    }
+}
+
+#[tokio::test]
+async fn crds_install_and_become_established() {
+    let client = support::control_plane().client().await;
+    support::install_crds(&client).await;
+    let api = Api::<CustomResourceDefinition>::all(client);
+    for crd in api::crds() {
+        let name = crd.metadata.name.clone().expect("crd has a name");
+        let live = api.get(&name).await.expect("crd installed");
+        let conditions = live.status.and_then(|s| s.conditions).unwrap_or_default();
+        for wanted in ["Established", "NamesAccepted"] {
+            assert!(
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == wanted && c.status == "True"),
+                "{name}: condition {wanted} not True: {conditions:?}"
+            );
+        }
+        assert_eq!(
+            live.spec.names.categories,
+            Some(vec!["hwcloud".to_string()])
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_rejected_naming_the_field() {
+    let (client, ns) = setup("crd-invalid").await;
+    let long_name = "a".repeat(65);
+    // (case, manifest, substrings the rejection message must contain: the field path first)
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        // --- TrafficMirrorSession ranges, each edge +-1
+        (
+            "vni -1",
+            with(session(), "/spec/virtualNetworkId", json!(-1)),
+            vec!["spec.virtualNetworkId"],
+        ),
+        (
+            "vni 16777216",
+            with(session(), "/spec/virtualNetworkId", json!(16_777_216)),
+            vec!["spec.virtualNetworkId"],
+        ),
+        (
+            "packetLength 0",
+            with(session(), "/spec/packetLength", json!(0)),
+            vec!["spec.packetLength"],
+        ),
+        (
+            "packetLength 1461",
+            with(session(), "/spec/packetLength", json!(1461)),
+            vec!["spec.packetLength"],
+        ),
+        (
+            "priority 0",
+            with(session(), "/spec/priority", json!(0)),
+            vec!["spec.priority"],
+        ),
+        (
+            "priority 32767",
+            with(session(), "/spec/priority", json!(32767)),
+            vec!["spec.priority"],
+        ),
+        (
+            "priority missing",
+            without(session(), "/spec/priority"),
+            vec!["spec.priority", "Required"],
+        ),
+        // --- sources
+        (
+            "11 sources",
+            with(session(), "/spec/trafficMirrorSources", eni_ids(11)),
+            vec!["spec.trafficMirrorSources"],
+        ),
+        (
+            "0 sources",
+            with(session(), "/spec/trafficMirrorSources", json!([])),
+            vec!["spec.trafficMirrorSources"],
+        ),
+        (
+            "duplicate source",
+            with(
+                session(),
+                "/spec/trafficMirrorSources",
+                json!(["eni-1", "eni-2", "eni-1"]),
+            ),
+            vec!["spec.trafficMirrorSources[2]", "Duplicate"],
+        ),
+        (
+            "empty source id",
+            with(session(), "/spec/trafficMirrorSources", json!([""])),
+            vec!["spec.trafficMirrorSources[0]"],
+        ),
+        // --- target
+        (
+            "target id missing",
+            without(session(), "/spec/trafficMirrorTargetId"),
+            vec!["spec.trafficMirrorTargetId", "Required"],
+        ),
+        (
+            "target id empty",
+            with(session(), "/spec/trafficMirrorTargetId", json!("")),
+            vec!["spec.trafficMirrorTargetId"],
+        ),
+        // --- enums
+        (
+            "targetType vpc",
+            with(session(), "/spec/trafficMirrorTargetType", json!("vpc")),
+            vec!["spec.trafficMirrorTargetType", "\"eni\"", "\"elb\""],
+        ),
+        (
+            "targetType ENI",
+            with(session(), "/spec/trafficMirrorTargetType", json!("ENI")),
+            vec!["spec.trafficMirrorTargetType"],
+        ),
+        (
+            "type eip",
+            with(session(), "/spec/type", json!("eip")),
+            vec!["spec.type", "\"eni\""],
+        ),
+        (
+            "deletionPolicy Keep",
+            with(session(), "/spec/deletionPolicy", json!("Keep")),
+            vec!["spec.deletionPolicy", "\"Delete\"", "\"Orphan\""],
+        ),
+        (
+            "managementPolicy Observe",
+            with(session(), "/spec/managementPolicy", json!("Observe")),
+            vec!["spec.managementPolicy", "\"Full\"", "\"ObserveOnly\""],
+        ),
+        // --- name and description
+        (
+            "name 65 chars",
+            with(session(), "/spec/name", json!(long_name)),
+            vec!["spec.name"],
+        ),
+        (
+            "name with space",
+            with(session(), "/spec/name", json!("my session")),
+            vec!["spec.name"],
+        ),
+        (
+            "name with slash",
+            with(session(), "/spec/name", json!("a/b")),
+            vec!["spec.name"],
+        ),
+        (
+            "name empty",
+            with(session(), "/spec/name", json!("")),
+            vec!["spec.name"],
+        ),
+        (
+            "metadata.name too long for a cloud name",
+            with(session(), "/metadata/name", json!("s".repeat(70))),
+            vec!["metadata.name", "64"],
+        ),
+        (
+            "description with <",
+            with(session(), "/spec/description", json!("a<b")),
+            vec!["spec.description", "'<'"],
+        ),
+        (
+            "description with >",
+            with(session(), "/spec/description", json!("a>b")),
+            vec!["spec.description"],
+        ),
+        (
+            "description 256 chars",
+            with(session(), "/spec/description", json!("d".repeat(256))),
+            vec!["spec.description", "255"],
+        ),
+        // --- filter reference: exactly one
+        (
+            "both filter fields",
+            with(
+                session(),
+                "/spec/trafficMirrorFilterRef",
+                json!({"name": "f"}),
+            ),
+            vec!["spec.trafficMirrorFilterId", "spec.trafficMirrorFilterRef"],
+        ),
+        (
+            "neither filter field",
+            without(session(), "/spec/trafficMirrorFilterId"),
+            vec!["spec.trafficMirrorFilterId", "spec.trafficMirrorFilterRef"],
+        ),
+        (
+            "filter ref without name",
+            with(
+                without(session(), "/spec/trafficMirrorFilterId"),
+                "/spec/trafficMirrorFilterRef",
+                json!({}),
+            ),
+            vec!["spec.trafficMirrorFilterRef.name"],
+        ),
+        (
+            "providerConfigRef empty name",
+            with(session(), "/spec/providerConfigRef", json!({"name": ""})),
+            vec!["spec.providerConfigRef.name"],
+        ),
+        (
+            "ObserveOnly without sessionId",
+            with(session(), "/spec/managementPolicy", json!("ObserveOnly")),
+            vec!["spec.sessionId", "ObserveOnly"],
+        ),
+        // --- TrafficMirrorFilter rules
+        (
+            "rule priority 0",
+            with(filter(), "/spec/rules/0/priority", json!(0)),
+            vec!["spec.rules[0].priority"],
+        ),
+        (
+            "rule priority 65536",
+            with(filter(), "/spec/rules/0/priority", json!(65536)),
+            vec!["spec.rules[0].priority"],
+        ),
+        (
+            "rule priority missing",
+            without(filter(), "/spec/rules/0/priority"),
+            vec!["spec.rules[0].priority", "Required"],
+        ),
+        (
+            "rule direction missing",
+            without(filter(), "/spec/rules/0/direction"),
+            vec!["spec.rules[0].direction", "Required"],
+        ),
+        (
+            "rule direction sideways",
+            with(filter(), "/spec/rules/0/direction", json!("sideways")),
+            vec!["spec.rules[0].direction", "\"ingress\"", "\"egress\""],
+        ),
+        (
+            "rule protocol tcp (lower case)",
+            with(filter(), "/spec/rules/0/protocol", json!("tcp")),
+            vec!["spec.rules[0].protocol", "\"TCP\"", "\"ICMPV6\""],
+        ),
+        (
+            "rule ethertype IPv5",
+            with(filter(), "/spec/rules/0/ethertype", json!("IPv5")),
+            vec!["spec.rules[0].ethertype", "\"IPv4\"", "\"IPv6\""],
+        ),
+        (
+            "rule action drop",
+            with(filter(), "/spec/rules/0/action", json!("drop")),
+            vec!["spec.rules[0].action", "\"accept\"", "\"reject\""],
+        ),
+        (
+            "rule priority twice in one direction",
+            with(
+                filter(),
+                "/spec/rules/1",
+                json!({"direction": "ingress", "priority": 1, "protocol": "TCP"}),
+            ),
+            vec!["spec.rules", "once per direction"],
+        ),
+        (
+            "malformed source CIDR",
+            with(
+                filter(),
+                "/spec/rules/0/sourceCidrBlock",
+                json!("10.0.0.300/8"),
+            ),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "bare IP is not a CIDR",
+            with(
+                filter(),
+                "/spec/rules/0/destinationCidrBlock",
+                json!("10.0.0.1"),
+            ),
+            vec!["spec.rules[0].destinationCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR with IPv4 ethertype",
+            with(
+                filter(),
+                "/spec/rules/0/destinationCidrBlock",
+                json!("2001:db8::/32"),
+            ),
+            vec!["spec.rules[0].destinationCidrBlock", "ethertype"],
+        ),
+        (
+            "port 0",
+            with(filter(), "/spec/rules/0/sourcePortRange", json!("0")),
+            vec!["spec.rules[0].sourcePortRange", "65535"],
+        ),
+        (
+            "port 65536",
+            with(
+                filter(),
+                "/spec/rules/0/destinationPortRange",
+                json!("65536"),
+            ),
+            vec!["spec.rules[0].destinationPortRange", "65535"],
+        ),
+        (
+            "port range 0-80",
+            with(filter(), "/spec/rules/0/sourcePortRange", json!("0-80")),
+            vec!["spec.rules[0].sourcePortRange"],
+        ),
+        (
+            "port range 80-65536",
+            with(filter(), "/spec/rules/0/sourcePortRange", json!("80-65536")),
+            vec!["spec.rules[0].sourcePortRange"],
+        ),
+        (
+            "malformed port range 80-",
+            with(filter(), "/spec/rules/0/sourcePortRange", json!("80-")),
+            vec!["spec.rules[0].sourcePortRange"],
+        ),
+        (
+            "malformed port range http",
+            with(
+                filter(),
+                "/spec/rules/0/destinationPortRange",
+                json!("http"),
+            ),
+            vec!["spec.rules[0].destinationPortRange"],
+        ),
+        (
+            "port range N>M",
+            with(
+                filter(),
+                "/spec/rules/0/destinationPortRange",
+                json!("200-100"),
+            ),
+            vec!["spec.rules[0].destinationPortRange", "N <= M"],
+        ),
+        (
+            "rule description with >",
+            with(filter(), "/spec/rules/0/description", json!("x>y")),
+            vec!["spec.rules[0].description"],
+        ),
+        (
+            "filter name with space",
+            with(filter(), "/spec/name", json!("web filter")),
+            vec!["spec.name"],
+        ),
+        (
+            "filter description 256 chars",
+            with(filter(), "/spec/description", json!("d".repeat(256))),
+            vec!["spec.description"],
+        ),
+        (
+            "filter deletionPolicy delete (lower case)",
+            with(filter(), "/spec/deletionPolicy", json!("delete")),
+            vec!["spec.deletionPolicy"],
+        ),
+        // --- ProviderConfig
+        (
+            "ProviderConfig without region",
+            without(provider(), "/spec/region"),
+            vec!["spec.region", "Required"],
+        ),
+        (
+            "ProviderConfig without projectId",
+            without(provider(), "/spec/projectId"),
+            vec!["spec.projectId", "Required"],
+        ),
+        (
+            "ProviderConfig region with upper case",
+            with(provider(), "/spec/region", json!("CN-North-4")),
+            vec!["spec.region"],
+        ),
+        (
+            "ProviderConfig without credentials",
+            without(provider(), "/spec/credentials"),
+            vec!["spec.credentials", "Required"],
+        ),
+        (
+            "ProviderConfig secretRef without name",
+            without(provider(), "/spec/credentials/secretRef/name"),
+            vec!["spec.credentials.secretRef.name", "Required"],
+        ),
+        (
+            "ProviderConfig ftp endpoint",
+            with(provider(), "/spec/endpoint", json!("ftp://vpc.example.com")),
+            vec!["spec.endpoint", "http"],
+        ),
+        (
+            "ProviderConfig endpoint not a URL",
+            with(provider(), "/spec/endpoint", json!("vpc endpoint")),
+            vec!["spec.endpoint"],
+        ),
+    ];
+    assert!(cases.len() >= 25);
+
+    let mut failures = Vec::new();
+    for (case, manifest, wanted) in &cases {
+        match create_rejection(&client, &ns, manifest).await {
+            None => failures.push(format!("{case}: accepted, expected a rejection")),
+            Some(message) => {
+                if !message.starts_with("[422]") {
+                    failures.push(format!("{case}: not a 422 Invalid: {message}"));
+                }
+                for w in wanted {
+                    if !message.contains(w) {
+                        failures.push(format!("{case}: message lacks {w:?}: {message}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} invalid manifests misbehaved:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn valid_manifests_are_accepted_with_defaults_filled_in() {
+    let (client, ns) = setup("crd-valid").await;
+    let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), &ns);
+    let filters: Api<TrafficMirrorFilter> = Api::namespaced(client.clone(), &ns);
+    let providers: Api<ProviderConfig> = Api::all(client.clone());
+
+    let edge_values = {
+        let m = with(session(), "/metadata/name", json!("edges"));
+        let m = without(m, "/spec/trafficMirrorFilterId");
+        let m = with(m, "/spec/trafficMirrorFilterRef", json!({"name": "f"}));
+        let m = with(m, "/spec/name", json!("会话-1"));
+        let m = with(m, "/spec/description", json!("d".repeat(255)));
+        let m = with(m, "/spec/trafficMirrorSources", eni_ids(10));
+        let m = with(m, "/spec/trafficMirrorTargetType", json!("elb"));
+        let m = with(m, "/spec/virtualNetworkId", json!(0));
+        let m = with(m, "/spec/packetLength", json!(1460));
+        with(m, "/spec/priority", json!(32766))
+    };
+    let low_edges = {
+        let m = with(session(), "/metadata/name", json!("low-edges"));
+        let m = with(m, "/spec/virtualNetworkId", json!(16_777_215));
+        let m = with(m, "/spec/packetLength", json!(1));
+        with(m, "/spec/name", json!("Session_1.a-b"))
+    };
+    let observe = {
+        let m = with(session(), "/metadata/name", json!("observe"));
+        let m = with(
+            m,
+            "/spec/sessionId",
+            json!("5d6a3f8e-0000-4000-8000-000000000001"),
+        );
+        let m = with(m, "/spec/managementPolicy", json!("ObserveOnly"));
+        with(m, "/spec/deletionPolicy", json!("Orphan"))
+    };
+    let long_object_name = with(
+        with(
+            session(),
+            "/metadata/name",
+            json!(format!("{}.{}", "n".repeat(60), "n".repeat(19))),
+        ),
+        "/spec/name",
+        json!("short"),
+    );
+    let rich_filter = with(
+        with(filter(), "/metadata/name", json!("rich")),
+        "/spec/rules",
+        json!([
+            {"direction": "ingress", "priority": 1, "protocol": "TCP",
+             "sourceCidrBlock": "10.0.0.0/24", "destinationPortRange": "80-443"},
+            {"direction": "egress", "priority": 1, "ethertype": "IPv6", "protocol": "ICMPV6",
+             "destinationCidrBlock": "2001:db8::/64", "action": "reject"},
+            {"direction": "egress", "priority": 65535, "protocol": "UDP",
+             "sourcePortRange": "1", "destinationPortRange": "1-65535", "description": "all udp"}
+        ]),
+    );
+    let empty_filter = with(
+        with(filter(), "/metadata/name", json!("empty")),
+        "/spec",
+        json!({}),
+    );
+    let emulator_provider = with(
+        with(
+            provider(),
+            "/metadata/name",
+            json!(format!("{ns}-emulator")),
+        ),
+        "/spec/endpoint",
+        json!("http://127.0.0.1:8080"),
+    );
+
+    let valid = [
+        session(),
+        edge_values,
+        low_edges,
+        observe,
+        long_object_name,
+        filter(),
+        rich_filter,
+        empty_filter,
+        emulator_provider.clone(),
+    ];
+    for manifest in &valid {
+        if let Some(message) = create_rejection(&client, &ns, manifest).await {
+            panic!("valid manifest rejected: {message}\n{manifest:#}");
+        }
+    }
+
+    // Defaults of a minimal session, read back typed and raw.
+    let s = sessions.get("s").await.expect("session s");
+    assert_eq!(s.spec.virtual_network_id, 1);
+    assert_eq!(s.spec.packet_length, 96);
+    assert!(!s.spec.enabled);
+    assert_eq!(s.spec.source_type, SourceType::Eni);
+    assert_eq!(s.spec.provider_config_ref.name, "default");
+    assert_eq!(s.spec.deletion_policy, DeletionPolicy::Delete);
+    assert_eq!(s.spec.management_policy, ManagementPolicy::Full);
+    assert_eq!(s.spec.name, None);
+    assert_eq!(s.cloud_name(), "s");
+    let raw = dynamic_api(&client, &ns, &session())
+        .get("s")
+        .await
+        .expect("raw session");
+    let spec = &raw.data["spec"];
+    for (field, value) in [
+        ("virtualNetworkId", json!(1)),
+        ("packetLength", json!(96)),
+        ("enabled", json!(false)),
+        ("type", json!("eni")),
+        ("providerConfigRef", json!({"name": "default"})),
+        ("deletionPolicy", json!("Delete")),
+        ("managementPolicy", json!("Full")),
+    ] {
+        assert_eq!(spec[field], value, "default of spec.{field}");
+    }
+
+    // Explicit values are kept, the rest defaulted.
+    let e = sessions.get("edges").await.expect("session edges");
+    assert_eq!(e.spec.name.as_deref(), Some("会话-1"));
+    assert_eq!(e.cloud_name(), "会话-1");
+    assert_eq!(e.spec.traffic_mirror_sources.len(), 10);
+    assert_eq!(e.spec.traffic_mirror_target_type, TargetType::Elb);
+    assert_eq!(e.spec.virtual_network_id, 0);
+    assert_eq!(e.spec.packet_length, 1460);
+    assert_eq!(e.spec.priority, 32766);
+    assert_eq!(
+        e.spec.traffic_mirror_filter_ref.map(|r| r.name).as_deref(),
+        Some("f")
+    );
+    assert!(!e.spec.enabled);
+    assert_eq!(e.spec.provider_config_ref.name, "default");
+    let o = sessions.get("observe").await.expect("session observe");
+    assert_eq!(o.spec.management_policy, ManagementPolicy::ObserveOnly);
+    assert_eq!(o.spec.deletion_policy, DeletionPolicy::Orphan);
+    assert_eq!(o.spec.virtual_network_id, 1);
+
+    // Filter defaults: rule fields, empty rule list, policies.
+    let rich = filters.get("rich").await.expect("filter rich");
+    let first = &rich.spec.rules[0];
+    assert_eq!(first.ethertype, Ethertype::IPv4);
+    assert_eq!(first.action, Action::Accept);
+    let third = &rich.spec.rules[2];
+    assert_eq!(
+        (third.direction, third.protocol),
+        (Direction::Egress, Protocol::Udp)
+    );
+    let f = filters.get("f").await.expect("filter f");
+    assert_eq!(f.spec.rules[0].protocol, Protocol::All);
+    assert_eq!(f.spec.rules[0].ethertype, Ethertype::IPv4);
+    assert_eq!(f.spec.rules[0].action, Action::Accept);
+    assert_eq!(f.spec.deletion_policy, DeletionPolicy::Delete);
+    assert_eq!(f.spec.provider_config_ref.name, "default");
+    assert_eq!(f.cloud_name(), "f");
+
+    let pc_name = emulator_provider["metadata"]["name"]
+        .as_str()
+        .expect("name");
+    let pc = providers.get(pc_name).await.expect("provider config");
+    assert_eq!(pc.spec.endpoint_url(), "http://127.0.0.1:8080");
+    providers
+        .delete(pc_name, &Default::default())
+        .await
+        .expect("delete provider config");
+}
+
+#[tokio::test]
+async fn adopted_ids_cannot_change_or_be_removed() {
+    let (client, ns) = setup("crd-immutable").await;
+    let cases = [
+        (
+            with(session(), "/spec/sessionId", json!("sess-1")),
+            "sessionId",
+        ),
+        (
+            with(filter(), "/spec/filterId", json!("filter-1")),
+            "filterId",
+        ),
+    ];
+    for (manifest, field) in cases {
+        let api = dynamic_api(&client, &ns, &manifest);
+        let name = manifest["metadata"]["name"].as_str().expect("name");
+        api.create(&PostParams::default(), &to_dynamic(&manifest))
+            .await
+            .unwrap_or_else(|e| panic!("create with {field}: {e}"));
+        let path = format!("spec.{field}");
+
+        let change = json!({"spec": {field: "other-id"}});
+        let err = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&change))
+            .await
+            .expect_err("changing the id must be rejected");
+        let message = err.to_string();
+        assert!(
+            message.contains(&path) && message.contains("immutable"),
+            "{message}"
+        );
+
+        let remove = json!({"spec": {field: null}});
+        let err = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&remove))
+            .await
+            .expect_err("removing the id must be rejected");
+        let message = err.to_string();
+        assert!(
+            message.contains(&path) && message.contains("cannot be removed"),
+            "{message}"
+        );
+
+        // Other fields stay editable, and re-sending the same id is fine.
+        let same = json!({"spec": {field: manifest["spec"][field], "description": "edited"}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&same))
+            .await
+            .unwrap_or_else(|e| panic!("editing beside {field}: {e}"));
+    }
+
+    // Setting the id later (adoption after creation) is allowed.
+    let api = dynamic_api(&client, &ns, &session());
+    let late = with(session(), "/metadata/name", json!("late"));
+    api.create(&PostParams::default(), &to_dynamic(&late))
+        .await
+        .expect("create without id");
+    api.patch(
+        "late",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"sessionId": "sess-2"}})),
+    )
+    .await
+    .expect("setting sessionId for the first time");
+}
+
+#[tokio::test]
+async fn status_subresource_and_printer_columns() {
+    let (client, ns) = setup("crd-status").await;
+    let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), &ns);
+    let created = sessions
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(with(session(), "/spec/priority", json!(42)))
+                .expect("typed session"),
+        )
+        .await
+        .expect("create session");
+    let status = json!({"status": {
+        "sessionId": "sess-123",
+        "observedGeneration": created.meta().generation,
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Available", "message": "",
+             "lastTransitionTime": "2024-01-01T00:00:00Z"},
+            {"type": "Synced", "status": "False", "reason": "ReconcileError", "message": "boom",
+             "lastTransitionTime": "2024-01-01T00:00:00Z"}
+        ],
+        "atProvider": {"id": "sess-123", "priority": 42, "enabled": false, "type": "eni"}
+    }});
+    let patched = sessions
+        .patch_status("s", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status patch");
+    let st = patched.status.expect("status written");
+    assert_eq!(st.session_id.as_deref(), Some("sess-123"));
+    assert_eq!(st.conditions.len(), 2);
+    assert_eq!(st.at_provider.map(|a| a.priority), Some(42));
+    assert_eq!(
+        patched.metadata.generation, created.metadata.generation,
+        "a status write does not bump the generation"
+    );
+
+    let out = support::control_plane().kubectl(&["get", "tms", "s", "-n", &ns]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kubectl get: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header: Vec<&str> = stdout
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "SESSION-ID",
+            "TARGET-TYPE",
+            "PRIORITY",
+            "ENABLED",
+            "READY",
+            "SYNCED",
+            "AGE"
+        ]
+    );
+    let row: Vec<&str> = stdout
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..7],
+        ["s", "sess-123", "eni", "42", "false", "True", "False"],
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_explain_shows_the_field_docs() {
+    let client = support::control_plane().client().await;
+    support::install_crds(&client).await;
+    let cp = support::control_plane();
+    for (path, wanted) in [
+        ("tms.spec.packetLength", "1-1460. Default: 96"),
+        ("tms.spec.virtualNetworkId", "0-16777215. Default: 1"),
+        ("tmf.spec.rules.priority", "1-65535"),
+        (
+            "providerconfig.spec.endpoint",
+            "https://vpc.{region}.myhuaweicloud.com",
+        ),
+    ] {
+        // The API server publishes a new CRD's OpenAPI a moment after it is Established.
+        let output = support::wait_for(PUBLISH_TIMEOUT, || async {
+            let out = cp.kubectl(&["explain", path]);
+            let text = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            (out.status.success() && text.contains(wanted)).then_some(text)
+        })
+        .await;
+        assert!(output.contains("DESCRIPTION"), "{output}");
+    }
+}

@@ -1,0 +1,1589 @@
+//! The emulator over HTTP: validation edges, pagination, referential integrity, authentication
+//! failures, persistence across a restart of the binary, the admin API and faults, plus property
+//! tests (the verifier against the client's signer; arbitrary input never breaks the router).
+
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use chrono::{TimeDelta, Utc};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tower::ServiceExt;
+use traffic_mirror_operator::cloud::signer::{self, Credentials, Signer};
+use traffic_mirror_operator::emulator::auth::Verifier;
+use traffic_mirror_operator::emulator::{AppState, Emulator, EmulatorConfig, router};
+
+const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+const AK: &str = "TESTAK0000000001";
+const SK: &str = "test-secret-key-0000000001";
+
+fn config() -> EmulatorConfig {
+    EmulatorConfig::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        PROJECT,
+        vec![(AK.into(), SK.into()), ("AK2".into(), "SK2".into())],
+    )
+}
+
+/// An HTTP response as the tests look at it.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn code(&self) -> &str {
+        self.body["error_code"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    fn expect(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "{:#}",
+            self.body
+        );
+        self
+    }
+}
+
+/// A signing HTTP client for one emulator.
+struct Api {
+    url: String,
+    http: reqwest::Client,
+    signer: Signer,
+}
+
+impl Api {
+    fn new(url: String) -> Self {
+        Self {
+            url,
+            http: reqwest::Client::new(),
+            signer: Signer::new(Credentials::new(AK, SK)),
+        }
+    }
+
+    fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    fn host(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
+
+    /// Signed request; `target` is the path (under the project) with an optional `?query`.
+    async fn call(&self, method: &str, target: &str, body: Option<Value>) -> Reply {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.raw(
+            method,
+            &format!("/v3/{PROJECT}/vpc{target}"),
+            &bytes,
+            Utc::now(),
+            |_| {},
+        )
+        .await
+        .expect("request")
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        full_target: &str,
+        body: &[u8],
+        now: chrono::DateTime<Utc>,
+        tamper: impl FnOnce(&mut Vec<(String, String)>),
+    ) -> Result<Reply, reqwest::Error> {
+        let (path, query) = full_target.split_once('?').unwrap_or((full_target, ""));
+        let mut headers = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("Host".to_string(), self.host()),
+            ("X-Project-Id".to_string(), PROJECT.to_string()),
+        ];
+        self.signer
+            .sign(method, path, query, &mut headers, body, now);
+        tamper(&mut headers);
+        let mut req = self.http.request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+            format!("{}{full_target}", self.url),
+        );
+        for (n, v) in &headers {
+            req = req.header(n, v);
+        }
+        let resp = req.body(body.to_vec()).send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("answer is JSON")
+        };
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
+        let mut req = self
+            .http
+            .request(method, format!("{}/_emulator/{path}", self.url));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("admin body");
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn calls(&self) -> Vec<Value> {
+        let r = self.admin(reqwest::Method::GET, "calls", None).await;
+        r.body.as_array().cloned().expect("calls array")
+    }
+
+    async fn fault(&self, spec: Value) {
+        let r = self
+            .admin(reqwest::Method::POST, "faults", Some(spec))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    async fn filter(&self, name: &str) -> String {
+        let r = self
+            .call(
+                "POST",
+                "/traffic-mirror-filters",
+                Some(json!({"traffic_mirror_filter": {"name": name}})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["traffic_mirror_filter"]["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
+    async fn session(&self, fields: Value) -> Reply {
+        self.call(
+            "POST",
+            "/traffic-mirror-sessions",
+            Some(json!({ "traffic_mirror_session": fields })),
+        )
+        .await
+    }
+}
+
+fn session_body(filter: &str, name: &str) -> Value {
+    json!({
+        "name": name, "traffic_mirror_filter_id": filter, "traffic_mirror_sources": ["eni-1"],
+        "traffic_mirror_target_id": "eni-target", "traffic_mirror_target_type": "eni", "priority": 1
+    })
+}
+
+async fn start() -> (Emulator, Api) {
+    let emulator = Emulator::start(config()).await.expect("start emulator");
+    let api = Api::new(emulator.url());
+    (emulator, api)
+}
+
+fn is_timestamp(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ").is_ok() && s.len() == 20
+    })
+}
+
+#[tokio::test]
+async fn crud_round_trip_with_documented_shapes() {
+    let (_emu, api) = start().await;
+    let fid = api.filter("f1").await;
+
+    let r = api
+        .call(
+            "POST",
+            "/traffic-mirror-filter-rules",
+            Some(json!({"traffic_mirror_filter_rule": {
+                "traffic_mirror_filter_id": fid, "direction": "ingress", "ethertype": "ipv6",
+                "protocol": "icmpv6", "destination_cidr_block": " ::/0 ", "priority": "7"}})),
+        )
+        .await;
+    r.expect(201, "");
+    let rule = &r.body["traffic_mirror_filter_rule"];
+    assert_eq!(rule["ethertype"], "IPv6");
+    assert_eq!(rule["protocol"], "ICMPV6");
+    assert_eq!(rule["destination_cidr_block"], "::/0");
+    assert_eq!(rule["priority"], 7);
+    for absent in [
+        "source_cidr_block",
+        "source_port_range",
+        "destination_port_range",
+    ] {
+        assert!(rule.get(absent).is_none(), "{absent} must be omitted");
+    }
+    let rule_id = rule["id"].as_str().expect("rule id").to_string();
+
+    let r = api.session(session_body(&fid, "s1")).await;
+    r.expect(201, "");
+    let s = r.body["traffic_mirror_session"].clone();
+    let request_id = r.body["request_id"].as_str().expect("request_id");
+    assert_eq!(
+        r.headers["x-request-id"].to_str().expect("header"),
+        request_id
+    );
+    let id = s["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        uuid::Uuid::parse_str(&id).expect("uuid").get_version_num(),
+        4
+    );
+    assert_eq!(s["project_id"], PROJECT);
+    assert!(
+        s["virtual_network_id"].is_i64()
+            && s["packet_length"].is_i64()
+            && s["enabled"].is_boolean()
+    );
+    assert!(
+        is_timestamp(&s["created_at"]) && is_timestamp(&s["updated_at"]),
+        "{s}"
+    );
+
+    let r = api
+        .call("GET", &format!("/traffic-mirror-sessions/{id}"), None)
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.body["traffic_mirror_session"], s);
+
+    let r = api
+        .call(
+            "PUT",
+            &format!("/traffic-mirror-sessions/{id}"),
+            Some(json!({"traffic_mirror_session": {"traffic_mirror_target_id": "elb-1",
+                "traffic_mirror_target_type": "elb", "type": "eni", "enabled": "true", "packet_length": "200"}})),
+        )
+        .await;
+    r.expect(200, "");
+    let u = &r.body["traffic_mirror_session"];
+    assert_eq!(
+        (
+            u["traffic_mirror_target_type"].as_str(),
+            u["enabled"].as_bool(),
+            u["packet_length"].as_i64()
+        ),
+        (Some("elb"), Some(true), Some(200))
+    );
+    assert_eq!(u["created_at"], s["created_at"]);
+    assert!(u["updated_at"].as_str() >= s["updated_at"].as_str());
+
+    let r = api
+        .call("GET", &format!("/traffic-mirror-filters/{fid}"), None)
+        .await;
+    assert_eq!(
+        r.body["traffic_mirror_filter"]["ingress_rules"][0]["id"],
+        rule_id.as_str()
+    );
+    assert_eq!(r.body["traffic_mirror_filter"]["egress_rules"], json!([]));
+
+    let r = api
+        .call("DELETE", &format!("/traffic-mirror-sessions/{id}"), None)
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.body, Value::Null);
+    assert!(r.headers.contains_key("x-request-id"));
+    api.call("DELETE", &format!("/traffic-mirror-sessions/{id}"), None)
+        .await
+        .expect(404, "VPC.1001");
+    api.call("GET", &format!("/traffic-mirror-sessions/{id}"), None)
+        .await
+        .expect(404, "VPC.1001");
+}
+
+#[tokio::test]
+async fn validation_edges() {
+    let (_emu, api) = start().await;
+    let fid = api.filter("f").await;
+    let with = |key: &str, value: Value| {
+        let mut b = session_body(&fid, "edge");
+        b[key] = value;
+        b
+    };
+    let ok = [
+        with("name", json!("x".repeat(64))),
+        with("name", json!("镜像会话_1.0-a")),
+        with("description", json!("d".repeat(255))),
+        with("virtual_network_id", json!(0)),
+        with("virtual_network_id", json!("16777215")),
+        with("packet_length", json!(1)),
+        with("packet_length", json!("1460")),
+        with("priority", json!(32766)),
+        with("enabled", json!("false")),
+        with("enabled", json!(true)),
+        with("type", json!("eni")),
+        with("traffic_mirror_target_type", json!("elb")),
+        with(
+            "traffic_mirror_sources",
+            json!((0..10).map(|i| format!("eni-{i}")).collect::<Vec<_>>()),
+        ),
+    ];
+    for body in ok {
+        let r = api.session(body.clone()).await;
+        assert_eq!(r.status, 201, "{body} -> {}", r.body);
+    }
+    let bad: Vec<(Value, &str)> = vec![
+        (with("name", json!("x".repeat(65))), "VPC.0002"),
+        (with("name", json!("")), "VPC.0002"),
+        (with("name", json!("a b")), "VPC.0002"),
+        (with("name", json!(5)), "VPC.0002"),
+        (with("description", json!("d".repeat(256))), "VPC.0002"),
+        (with("description", json!("a>b")), "VPC.0002"),
+        (with("virtual_network_id", json!(16_777_216)), "VPC.0002"),
+        (with("virtual_network_id", json!("1.5")), "VPC.0002"),
+        (with("packet_length", json!(0)), "VPC.0002"),
+        (with("packet_length", json!(1461)), "VPC.0002"),
+        (with("priority", json!(32767)), "VPC.0002"),
+        (with("priority", json!(null)), "VPC.0003"),
+        (with("enabled", json!("yes")), "VPC.0002"),
+        (with("traffic_mirror_target_type", json!("ENI")), "VPC.0002"),
+        (with("type", json!("vm")), "VPC.0002"),
+        (
+            with(
+                "traffic_mirror_sources",
+                json!((0..11).map(|i| format!("eni-{i}")).collect::<Vec<_>>()),
+            ),
+            "VPC.1002",
+        ),
+        (
+            with("traffic_mirror_sources", json!(["a", "a"])),
+            "VPC.1003",
+        ),
+        (with("traffic_mirror_sources", json!([1])), "VPC.0002"),
+        (
+            with("traffic_mirror_filter_id", json!("missing")),
+            "VPC.1102",
+        ),
+    ];
+    for (body, code) in bad {
+        api.session(body.clone()).await.expect(400, code);
+    }
+    // Malformed JSON, wrong shapes, missing wrapper.
+    for (raw, code) in [
+        (&b"{"[..], "VPC.0001"),
+        (b"[1]", "VPC.0001"),
+        (b"{\"traffic_mirror_session\": []}", "VPC.0001"),
+        (b"{}", "VPC.0003"),
+        (b"", "VPC.0003"),
+        (b"\xff\xfe", "VPC.0001"),
+    ] {
+        let r = api
+            .raw(
+                "POST",
+                &format!("/v3/{PROJECT}/vpc/traffic-mirror-sessions"),
+                raw,
+                Utc::now(),
+                |_| {},
+            )
+            .await
+            .expect("request");
+        r.expect(400, code);
+        assert!(r.body["request_id"].is_string());
+    }
+    // Nothing invalid was stored.
+    let r = api
+        .call("GET", "/traffic-mirror-sessions?name=edge", None)
+        .await;
+    // (13 accepted, two of them under another name.)
+    assert_eq!(r.body["page_info"]["current_count"], 11);
+    // Bodies over 1 MiB are refused by the gateway.
+    let big = vec![b' '; 1024 * 1024 + 1];
+    let r = api
+        .raw(
+            "POST",
+            &format!("/v3/{PROJECT}/vpc/traffic-mirror-filters"),
+            &big,
+            Utc::now(),
+            |_| {},
+        )
+        .await
+        .expect("request");
+    r.expect(413, "APIGW.0201");
+}
+
+#[tokio::test]
+async fn pagination_and_list_filters() {
+    let (_emu, api) = start().await;
+    let fid = api.filter("f").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut b = session_body(&fid, &format!("s{i}"));
+        b["priority"] = json!(i + 1);
+        b["enabled"] = json!(i % 2 == 0);
+        if i == 3 {
+            b["name"] = json!("镜像");
+            b["traffic_mirror_target_type"] = json!("elb");
+        }
+        let r = api.session(b).await;
+        ids.push(
+            r.body["traffic_mirror_session"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    // Walk the pages with marker = next_marker.
+    let mut seen = Vec::new();
+    let mut target = "/traffic-mirror-sessions?limit=2".to_string();
+    let mut pages = Vec::new();
+    loop {
+        let r = api.call("GET", &target, None).await;
+        r.expect(200, "");
+        let page: Vec<String> = r.body["traffic_mirror_sessions"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_string())
+            .collect();
+        let info = r.body["page_info"].clone();
+        assert_eq!(info["current_count"], page.len());
+        assert_eq!(info["previous_marker"], page[0].as_str());
+        pages.push(page.len());
+        seen.extend(page.clone());
+        match info.get("next_marker").and_then(Value::as_str) {
+            Some(m) => {
+                assert_eq!(m, page.last().expect("last").as_str());
+                target = format!("/traffic-mirror-sessions?limit=2&marker={m}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, [2, 2, 1]);
+    assert_eq!(seen, ids);
+    // limit 0 means the maximum; limits outside 0-2000 are refused.
+    let r = api
+        .call("GET", "/traffic-mirror-sessions?limit=0", None)
+        .await;
+    assert_eq!(r.body["page_info"]["current_count"], 5);
+    assert!(r.body["page_info"].get("next_marker").is_none());
+    for bad in [
+        "limit=2001",
+        "limit=-1",
+        "limit=x",
+        "marker=unknown",
+        "priority=x",
+        "enabled=maybe",
+    ] {
+        api.call("GET", &format!("/traffic-mirror-sessions?{bad}"), None)
+            .await
+            .expect(400, "VPC.0002");
+    }
+    // Exact-match filters, including a percent-encoded non-ASCII name and repeated ids.
+    let encoded = signer::encode("镜像".as_bytes());
+    let cases = [
+        (format!("name={encoded}"), vec![3]),
+        ("enabled=true".to_string(), vec![0, 2, 4]),
+        ("enabled=TRUE&priority=05".to_string(), vec![4]),
+        ("traffic_mirror_target_type=elb".to_string(), vec![3]),
+        (format!("id={}&id={}", ids[1], ids[4]), vec![1, 4]),
+        (
+            format!("traffic_mirror_filter_id={fid}&limit=1&marker={}", ids[3]),
+            vec![4],
+        ),
+        (
+            "virtual_network_id=1&packet_length=96&type=eni&traffic_mirror_target_id=eni-target"
+                .to_string(),
+            vec![0, 1, 2, 3, 4],
+        ),
+        ("name=s".to_string(), vec![]),
+        ("description=".to_string(), vec![0, 1, 2, 3, 4]),
+    ];
+    for (q, want) in cases {
+        let r = api
+            .call("GET", &format!("/traffic-mirror-sessions?{q}"), None)
+            .await;
+        r.expect(200, "");
+        let got: Vec<&str> = r.body["traffic_mirror_sessions"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id"))
+            .collect();
+        let want: Vec<&str> = want.iter().map(|i| ids[*i].as_str()).collect();
+        assert_eq!(got, want, "{q}");
+    }
+    let created_at = api
+        .call("GET", &format!("/traffic-mirror-sessions/{}", ids[0]), None)
+        .await
+        .body["traffic_mirror_session"]["created_at"]
+        .as_str()
+        .expect("created_at")
+        .to_string();
+    let r = api
+        .call(
+            "GET",
+            &format!(
+                "/traffic-mirror-sessions?created_at={created_at}&id={}",
+                ids[0]
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["page_info"]["current_count"], 1);
+    // Filters and rules lists page the same way.
+    let r = api
+        .call("GET", "/traffic-mirror-filters?name=f&limit=1", None)
+        .await;
+    assert_eq!(r.body["traffic_mirror_filters"][0]["id"], fid.as_str());
+    assert!(r.body["page_info"].get("next_marker").is_none());
+    let r = api
+        .call("GET", "/traffic-mirror-filter-rules?limit=2000", None)
+        .await;
+    assert_eq!(
+        r.body,
+        json!({"traffic_mirror_filter_rules": [], "page_info": {"current_count": 0},
+                              "request_id": r.body["request_id"]})
+    );
+}
+
+#[tokio::test]
+async fn referential_integrity_and_sources() {
+    let (_emu, api) = start().await;
+    let fid = api.filter("f").await;
+    let rule = api
+        .call(
+            "POST",
+            "/traffic-mirror-filter-rules",
+            Some(json!({"traffic_mirror_filter_rule": {"traffic_mirror_filter_id": fid, "direction": "egress"}})),
+        )
+        .await;
+    rule.expect(201, "");
+    let rule_id = rule.body["traffic_mirror_filter_rule"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    api.call(
+        "POST",
+        "/traffic-mirror-filter-rules",
+        Some(json!({"traffic_mirror_filter_rule": {"traffic_mirror_filter_id": "nope", "direction": "egress"}})),
+    )
+    .await
+    .expect(400, "VPC.1102");
+    // Rule filter and direction are immutable.
+    api.call(
+        "PUT",
+        &format!("/traffic-mirror-filter-rules/{rule_id}"),
+        Some(json!({"traffic_mirror_filter_rule": {"direction": "ingress"}})),
+    )
+    .await
+    .expect(400, "VPC.1202");
+    api.call(
+        "PUT",
+        &format!("/traffic-mirror-filter-rules/{rule_id}"),
+        Some(json!({"traffic_mirror_filter_rule": {"direction": "egress", "priority": 9}})),
+    )
+    .await
+    .expect(200, "");
+
+    let s = api.session(session_body(&fid, "s")).await;
+    let sid = s.body["traffic_mirror_session"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // A session cannot point at a filter that does not exist, on create or update.
+    api.call(
+        "PUT",
+        &format!("/traffic-mirror-sessions/{sid}"),
+        Some(json!({"traffic_mirror_session": {"traffic_mirror_filter_id": "nope"}})),
+    )
+    .await
+    .expect(400, "VPC.1102");
+    // A filter in use cannot be deleted.
+    api.call("DELETE", &format!("/traffic-mirror-filters/{fid}"), None)
+        .await
+        .expect(409, "VPC.1103");
+
+    // Sources.
+    let add = |v: Value| {
+        let sid = sid.clone();
+        let api = &api;
+        async move {
+            api.call(
+                "PUT",
+                &format!("/traffic-mirror-sessions/{sid}/add-sources"),
+                Some(json!({"traffic_mirror_session": {"traffic_mirror_sources": v}})),
+            )
+            .await
+        }
+    };
+    let remove = |v: Value| {
+        let sid = sid.clone();
+        let api = &api;
+        async move {
+            api.call(
+                "PUT",
+                &format!("/traffic-mirror-sessions/{sid}/remove-sources"),
+                Some(json!({"traffic_mirror_session": {"traffic_mirror_sources": v}})),
+            )
+            .await
+        }
+    };
+    add(json!(["eni-1"])).await.expect(400, "VPC.1003");
+    add(json!(["eni-2", "eni-2"])).await.expect(400, "VPC.1003");
+    add(json!([])).await.expect(400, "VPC.0002");
+    add(json!(
+        (2..12).map(|i| format!("eni-{i}")).collect::<Vec<_>>()
+    ))
+    .await
+    .expect(400, "VPC.1002");
+    let r = add(json!(
+        (2..11).map(|i| format!("eni-{i}")).collect::<Vec<_>>()
+    ))
+    .await;
+    r.expect(200, "");
+    assert_eq!(
+        r.body["traffic_mirror_session"]["traffic_mirror_sources"]
+            .as_array()
+            .expect("array")
+            .len(),
+        10
+    );
+    add(json!(["eni-11"])).await.expect(400, "VPC.1002");
+    remove(json!(["eni-99"])).await.expect(400, "VPC.1004");
+    let all: Vec<String> = (1..11).map(|i| format!("eni-{i}")).collect();
+    let r = remove(json!(all)).await;
+    r.expect(200, "");
+    assert_eq!(
+        r.body["traffic_mirror_session"]["traffic_mirror_sources"],
+        json!([])
+    );
+    api.call(
+        "PUT",
+        "/traffic-mirror-sessions/nope/add-sources",
+        Some(json!({"traffic_mirror_session": {"traffic_mirror_sources": ["x"]}})),
+    )
+    .await
+    .expect(404, "VPC.1001");
+
+    // Once the session is gone the filter (and its rules) can be deleted.
+    assert_eq!(
+        api.call("DELETE", &format!("/traffic-mirror-sessions/{sid}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.call("DELETE", &format!("/traffic-mirror-filters/{fid}"), None)
+            .await
+            .status,
+        204
+    );
+    api.call(
+        "GET",
+        &format!("/traffic-mirror-filter-rules/{rule_id}"),
+        None,
+    )
+    .await
+    .expect(404, "VPC.1201");
+    api.call("DELETE", &format!("/traffic-mirror-filters/{fid}"), None)
+        .await
+        .expect(404, "VPC.1101");
+}
+
+#[tokio::test]
+async fn authentication_failures() {
+    let (_emu, api) = start().await;
+    let target = format!("/v3/{PROJECT}/vpc/traffic-mirror-sessions");
+    let now = Utc::now();
+    let set = |name: &'static str, value: String| {
+        move |h: &mut Vec<(String, String)>| {
+            for (n, v) in h.iter_mut() {
+                if n.eq_ignore_ascii_case(name) {
+                    *v = value.clone();
+                }
+            }
+        }
+    };
+    // Missing Authorization.
+    let r = api
+        .raw("GET", &target, b"", now, |h| {
+            h.retain(|(n, _)| n != "Authorization")
+        })
+        .await
+        .expect("request");
+    r.expect(401, "APIGW.0301");
+    assert!(
+        r.body["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("missing")
+    );
+    // Malformed Authorization.
+    api.raw(
+        "GET",
+        &target,
+        b"",
+        now,
+        set("Authorization", "SDK-HMAC-SHA256 garbage".into()),
+    )
+    .await
+    .expect("request")
+    .expect(401, "APIGW.0301");
+    // Correctly signed: accepted.
+    api.raw("GET", &target, b"", now, |_| {})
+        .await
+        .expect("request")
+        .expect(200, "");
+    // Wrong secret key: the signature does not verify.
+    let signed_other =
+        Api::new(api.url.clone()).with_signer(Signer::new(Credentials::new(AK, "wrong")));
+    let r = signed_other
+        .raw("GET", &target, b"", now, |_| {})
+        .await
+        .expect("request");
+    r.expect(401, "APIGW.0301");
+    assert!(
+        r.body["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("signature")
+    );
+    // Unknown access key.
+    let unknown = Api::new(api.url.clone()).with_signer(Signer::new(Credentials::new("NOPE", SK)));
+    unknown
+        .raw("GET", &target, b"", now, |_| {})
+        .await
+        .expect("request")
+        .expect(401, "APIGW.0301");
+    // The second configured credential works too.
+    let second = Api::new(api.url.clone()).with_signer(Signer::new(Credentials::new("AK2", "SK2")));
+    second
+        .raw("GET", &target, b"", now, |_| {})
+        .await
+        .expect("request")
+        .expect(200, "");
+    // Stale, future and malformed X-Sdk-Date.
+    for when in [now - TimeDelta::minutes(16), now + TimeDelta::minutes(16)] {
+        let r = api
+            .raw("GET", &target, b"", when, |_| {})
+            .await
+            .expect("request");
+        r.expect(401, "APIGW.0301");
+        assert!(
+            r.body["error_msg"]
+                .as_str()
+                .expect("msg")
+                .contains("15 minutes")
+        );
+    }
+    api.raw(
+        "GET",
+        &target,
+        b"",
+        now,
+        set("X-Sdk-Date", "yesterday".into()),
+    )
+    .await
+    .expect("request")
+    .expect(401, "APIGW.0301");
+    // A project the credential does not own (create and list).
+    api.raw(
+        "POST",
+        "/v3/x/vpc/traffic-mirror-filters",
+        b"{}",
+        now,
+        |_| {},
+    )
+    .await
+    .expect("request")
+    .expect(403, "APIGW.0302");
+    let r = api
+        .raw(
+            "GET",
+            "/v3/someone-else/vpc/traffic-mirror-sessions",
+            b"",
+            now,
+            |_| {},
+        )
+        .await
+        .expect("request");
+    r.expect(403, "APIGW.0302");
+    // Unknown API paths are the gateway's 404, before authentication.
+    let r = api
+        .raw("GET", "/v3/p/vpc/routers", b"", now, |h| h.clear())
+        .await
+        .expect("request");
+    r.expect(404, "APIGW.0101");
+    api.raw("POST", &format!("{target}/x/add-sources"), b"", now, |_| {})
+        .await
+        .expect("request")
+        .expect(404, "APIGW.0101");
+    // Every one of these calls is in the log with its status.
+    let statuses: Vec<u64> = api
+        .calls()
+        .await
+        .iter()
+        .map(|c| c["status"].as_u64().expect("status"))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            401, 401, 200, 401, 401, 200, 401, 401, 401, 403, 403, 404, 404
+        ]
+    );
+}
+
+#[tokio::test]
+async fn signature_covers_method_path_query_headers_and_body() {
+    let (_emu, api) = start().await;
+    let target = format!("/v3/{PROJECT}/vpc/traffic-mirror-filters");
+    let body = br#"{"traffic_mirror_filter": {"name": "f"}}"#;
+    let http = reqwest::Client::new();
+    let send = |method: &str, target: String, headers: Vec<(String, String)>, body: &[u8]| {
+        let mut req = http.request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("m"),
+            format!("{}{target}", api.url),
+        );
+        for (n, v) in headers {
+            req = req.header(n, v);
+        }
+        req.body(body.to_vec()).send()
+    };
+    let sign = |method: &str, path: &str, query: &str, body: &[u8]| {
+        let mut h = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("Host".to_string(), api.host()),
+        ];
+        api.signer
+            .sign(method, path, query, &mut h, body, Utc::now());
+        h
+    };
+    // Signed for one thing, sent as another: always 401.
+    let h = sign("POST", &target, "", body);
+    let r = send(
+        "POST",
+        target.clone(),
+        h.clone(),
+        br#"{"traffic_mirror_filter": {"name": "g"}}"#,
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 401);
+    let r = send("GET", target.clone(), h.clone(), body)
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let r = send("POST", format!("{target}?a=1"), h.clone(), body)
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let r = send(
+        "POST",
+        target.replace("filters", "sessions"),
+        h.clone(),
+        body,
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 401);
+    let mut changed = h.clone();
+    changed.retain(|(n, _)| n != "Content-Type");
+    changed.push(("Content-Type".into(), "text/plain".into()));
+    let r = send("POST", target.clone(), changed, body)
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    // Headers that are not signed may change freely (here: an extra one).
+    let mut extra = h.clone();
+    extra.push(("X-Unsigned".into(), "anything".into()));
+    let r = send("POST", target.clone(), extra, body)
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201);
+    // A percent-encoded query signs and verifies.
+    let query = format!("name={}&limit=5", signer::encode("镜像 x/y".as_bytes()));
+    let h = sign("GET", &target, &query, b"");
+    let r = send("GET", format!("{target}?{query}"), h, b"")
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn admin_api_calls_faults_and_reset() {
+    let (_emu, api) = start().await;
+    let r = api.admin(reqwest::Method::GET, "healthz", None).await;
+    assert_eq!((r.status, r.body.clone()), (200, json!({"status": "ok"})));
+    let fid = api.filter("f").await;
+    api.call("GET", "/traffic-mirror-filters?limit=5", None)
+        .await;
+    let calls = api.calls().await;
+    assert_eq!(calls.len(), 2, "admin calls are not logged: {calls:?}");
+    assert_eq!(calls[0]["method"], "POST");
+    assert_eq!(
+        calls[0]["path"],
+        format!("/v3/{PROJECT}/vpc/traffic-mirror-filters")
+    );
+    assert_eq!(calls[0]["query"], "");
+    assert_eq!(
+        calls[0]["body"],
+        json!({"traffic_mirror_filter": {"name": "f"}})
+    );
+    assert_eq!(calls[0]["status"], 201);
+    assert!(chrono::DateTime::parse_from_rfc3339(calls[0]["at"].as_str().expect("at")).is_ok());
+    assert_eq!(
+        (calls[1]["query"].as_str(), calls[1]["body"].clone()),
+        (Some("limit=5"), Value::Null)
+    );
+    assert_eq!(
+        api.admin(reqwest::Method::DELETE, "calls", None)
+            .await
+            .status,
+        204
+    );
+    assert!(api.calls().await.is_empty());
+
+    // Status faults: matched by method and path, counted down, logged, with Retry-After.
+    api.fault(
+        json!({"method": "get", "path_contains": "traffic-mirror-filters", "status": 429,
+                     "times": 2, "retry_after_s": 3}),
+    )
+    .await;
+    api.fault(
+        json!({"path_contains": "filter-rules", "status": 503, "error_code": "VPC.0503",
+                     "error_msg": "busy"}),
+    )
+    .await;
+    assert_eq!(
+        api.admin(reqwest::Method::GET, "faults", None).await.body[0]["remaining"],
+        2
+    );
+    for _ in 0..2 {
+        let r = api
+            .call("GET", &format!("/traffic-mirror-filters/{fid}"), None)
+            .await;
+        r.expect(429, "APIGW.0308");
+        assert_eq!(r.headers["retry-after"], "3");
+        assert!(r.body["request_id"].is_string());
+    }
+    api.call("GET", &format!("/traffic-mirror-filters/{fid}"), None)
+        .await
+        .expect(200, "");
+    let r = api.call("GET", "/traffic-mirror-filter-rules", None).await;
+    r.expect(503, "VPC.0503");
+    assert_eq!(r.body["error_msg"], "busy");
+    assert!(!r.headers.contains_key("retry-after"));
+    let statuses: Vec<u64> = api
+        .calls()
+        .await
+        .iter()
+        .map(|c| c["status"].as_u64().expect("s"))
+        .collect();
+    assert_eq!(statuses, [429, 429, 200, 503]);
+
+    // execute: the create happens, only its answer is lost.
+    api.fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 500, "execute": true})).await;
+    api.session(session_body(&fid, "lost-answer"))
+        .await
+        .expect(500, "VPC.9999");
+    let r = api
+        .call("GET", "/traffic-mirror-sessions?name=lost-answer", None)
+        .await;
+    assert_eq!(r.body["page_info"]["current_count"], 1);
+
+    // drop_connection: no answer at all, the call is logged with status 0.
+    api.fault(json!({"path_contains": "traffic-mirror-sessions", "drop_connection": true, "execute": true})).await;
+    let err = api
+        .raw(
+            "POST",
+            &format!("/v3/{PROJECT}/vpc/traffic-mirror-sessions"),
+            json!({"traffic_mirror_session": session_body(&fid, "dropped")})
+                .to_string()
+                .as_bytes(),
+            Utc::now(),
+            |_| {},
+        )
+        .await
+        .expect_err("connection must be dropped");
+    assert!(!err.is_status(), "{err}");
+    let last = api.calls().await.pop().expect("logged");
+    assert_eq!(
+        (last["method"].as_str(), last["status"].as_u64()),
+        (Some("POST"), Some(0))
+    );
+    let r = api
+        .call("GET", "/traffic-mirror-sessions?name=dropped", None)
+        .await;
+    assert_eq!(
+        r.body["page_info"]["current_count"], 1,
+        "executed before the drop"
+    );
+
+    // delay only: answered normally, late.
+    api.fault(json!({"delay_ms": 300})).await;
+    let t = Instant::now();
+    api.call("GET", "/traffic-mirror-sessions", None)
+        .await
+        .expect(200, "");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+
+    // Invalid fault specs are refused.
+    for bad in [
+        json!({}),
+        json!({"status": 42}),
+        json!({"status": 500, "times": 0}),
+        json!({"bogus": 1}),
+        json!([]),
+    ] {
+        let r = api
+            .admin(reqwest::Method::POST, "faults", Some(bad.clone()))
+            .await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    api.fault(json!({"status": 500, "times": 5})).await;
+    assert_eq!(
+        api.admin(reqwest::Method::DELETE, "faults", None)
+            .await
+            .status,
+        204
+    );
+    api.call("GET", "/traffic-mirror-sessions", None)
+        .await
+        .expect(200, "");
+
+    // Unknown admin endpoints and wrong methods answer JSON and are not logged.
+    let before = api.calls().await.len();
+    let r = api.admin(reqwest::Method::GET, "nope", None).await;
+    assert_eq!(
+        (r.status, r.body["error_code"].as_str()),
+        (404, Some("APIGW.0101"))
+    );
+    let r = api.admin(reqwest::Method::PUT, "calls", None).await;
+    assert_eq!(r.status, 405);
+    assert!(r.body.is_object());
+    assert_eq!(api.calls().await.len(), before);
+
+    // State dump and reset.
+    let state = api.admin(reqwest::Method::GET, "state", None).await.body;
+    assert_eq!(state["sessions"].as_array().expect("sessions").len(), 2);
+    api.fault(json!({"status": 500})).await;
+    assert_eq!(
+        api.admin(reqwest::Method::POST, "reset", None).await.status,
+        204
+    );
+    assert!(api.calls().await.is_empty());
+    let r = api.call("GET", "/traffic-mirror-filters", None).await;
+    r.expect(200, "");
+    assert_eq!(r.body["traffic_mirror_filters"], json!([]));
+}
+
+fn app(admin: bool) -> axum::Router {
+    router(config().state().expect("state"), admin)
+}
+
+async fn oneshot(
+    app: axum::Router,
+    req: axum::http::Request<Body>,
+) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+    let resp = app.oneshot(req).await.expect("infallible");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, headers, body.to_vec())
+}
+
+#[tokio::test]
+async fn admin_api_is_refused_unless_loopback() {
+    for path in ["/_emulator/calls", "/_emulator/healthz", "/_emulator/reset"] {
+        let req = axum::http::Request::get(path)
+            .body(Body::empty())
+            .expect("req");
+        let (status, _, body) = oneshot(app(false), req).await;
+        assert_eq!(status, 404, "{path}");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert!(v["error_msg"].as_str().expect("msg").contains("loopback"));
+    }
+    let req = axum::http::Request::get("/_emulator/healthz")
+        .body(Body::empty())
+        .expect("req");
+    assert_eq!(oneshot(app(true), req).await.0, 200);
+}
+
+/// The emulator binary as a child process, killed on drop.
+struct Child {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Child {
+    async fn start(extra: &[&str]) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
+            .args(["--listen", "127.0.0.1:0", "--project-id", PROJECT])
+            .args(["--credential", &format!("{AK}:{SK}")])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn emulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .expect("listening line within 60 s")
+        .expect("read stdout");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Self { child, url }
+    }
+}
+
+#[tokio::test]
+async fn state_file_survives_a_kill_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    let state_arg = state.to_str().expect("utf-8 path");
+    let first = Child::start(&["--state", state_arg]).await;
+    let api = Api::new(first.url.clone());
+    let fid = api.filter("persisted").await;
+    let s = api.session(session_body(&fid, "persisted")).await;
+    let sid = s.body["traffic_mirror_session"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let rule = api
+        .call(
+            "POST",
+            "/traffic-mirror-filter-rules",
+            Some(json!({"traffic_mirror_filter_rule": {"traffic_mirror_filter_id": fid, "direction": "ingress",
+                        "source_cidr_block": "10.0.0.0/8"}})),
+        )
+        .await;
+    rule.expect(201, "");
+    // SIGKILL: nothing gets a chance to flush; every answered mutation must already be on disk.
+    let mut child = first.child;
+    child.kill().await.expect("kill");
+    assert!(!dir.path().join("state.json.tmp").exists());
+
+    let second = Child::start(&["--state", state_arg]).await;
+    let api = Api::new(second.url.clone());
+    let r = api
+        .call("GET", &format!("/traffic-mirror-sessions/{sid}"), None)
+        .await;
+    r.expect(200, "");
+    assert_eq!(
+        r.body["traffic_mirror_session"],
+        s.body["traffic_mirror_session"]
+    );
+    let r = api
+        .call("GET", &format!("/traffic-mirror-filters/{fid}"), None)
+        .await;
+    assert_eq!(
+        r.body["traffic_mirror_filter"]["ingress_rules"][0],
+        rule.body["traffic_mirror_filter_rule"]
+    );
+    // Deletes persist too.
+    assert_eq!(
+        api.call("DELETE", &format!("/traffic-mirror-sessions/{sid}"), None)
+            .await
+            .status,
+        204
+    );
+    drop(second);
+    let third = Child::start(&["--state", state_arg]).await;
+    Api::new(third.url.clone())
+        .call("GET", &format!("/traffic-mirror-sessions/{sid}"), None)
+        .await
+        .expect(404, "VPC.1001");
+}
+
+#[tokio::test]
+async fn bad_state_file_and_bad_arguments_fail_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, "not json").expect("write");
+    for args in [
+        vec![
+            "--project-id",
+            "p",
+            "--credential",
+            "AK:SK",
+            "--state",
+            state.to_str().expect("path"),
+        ],
+        vec!["--project-id", "p", "--credential", "no-colon"],
+        vec!["--project-id", "p"],
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
+            .args(&args)
+            .output()
+            .await
+            .expect("run");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_binary_cleanly() {
+    let mut child = Child::start(&[]).await;
+    Api::new(child.url.clone())
+        .call("GET", "/traffic-mirror-sessions", None)
+        .await
+        .expect(200, "");
+    let pid = child.child.id().expect("pid");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.child.wait())
+        .await
+        .expect("exits within 30 s after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+}
+
+// ---- property tests ------------------------------------------------------------------------
+
+fn unreserved() -> impl Strategy<Value = String> {
+    "[a-z0-9]{1,12}"
+}
+
+/// Replace the byte at `pos % len` (an ASCII alphanumeric in these strings) by another one.
+fn mutate(s: &str, pos: usize, with: u8) -> String {
+    let mut b = s.as_bytes().to_vec();
+    let positions: Vec<usize> = b
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_ascii_alphanumeric())
+        .map(|(i, _)| i)
+        .collect();
+    let i = positions[pos % positions.len()];
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut c = alphabet[with as usize % alphabet.len()];
+    if c == b[i] {
+        c = alphabet[(with as usize + 1) % alphabet.len()];
+    }
+    b[i] = c;
+    String::from_utf8(b).expect("ascii")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The emulator's verifier accepts exactly what the client's signer produces, and rejects
+    /// the request once any single byte of the method, path, query, a signed header or the body
+    /// changes.
+    #[test]
+    fn verifier_accepts_signed_requests_and_rejects_single_byte_changes(
+        segments in prop::collection::vec(unreserved(), 1..4),
+        query in prop::collection::vec((unreserved(), unreserved()), 0..3),
+        header_value in unreserved(),
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        which in 0..5usize,
+        pos in any::<usize>(),
+        with in any::<u8>(),
+    ) {
+        let verifier = Verifier::new(&[(AK.to_string(), SK.to_string())]);
+        let signer = Signer::new(Credentials::new(AK, SK));
+        let now = Utc::now();
+        let method = "POST".to_string();
+        let path = format!("/{}", segments.join("/"));
+        let query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+        let mut headers = vec![
+            ("Host".to_string(), "127.0.0.1:8080".to_string()),
+            ("X-Custom".to_string(), header_value),
+        ];
+        signer.sign(&method, &path, &query, &mut headers, &body, now);
+        prop_assert_eq!(verifier.verify(&method, &path, &query, &headers, &body, now).ok(), Some(AK.to_string()));
+
+        let (mut m, mut p, mut q, mut h, mut b) = (method.clone(), path.clone(), query.clone(), headers.clone(), body.clone());
+        match which {
+            0 => m = mutate(&m.to_ascii_lowercase(), pos, with).to_ascii_uppercase(),
+            1 => p = mutate(&p, pos, with),
+            2 if !q.is_empty() => q = mutate(&q, pos, with),
+            2 => q = "x=1".to_string(),
+            3 => {
+                let i = h.iter().position(|(n, _)| n == "X-Custom").expect("custom header");
+                h[i].1 = mutate(&h[i].1, pos, with);
+            }
+            _ if b.is_empty() => b = vec![with],
+            _ => { let i = pos % b.len(); b[i] = b[i].wrapping_add(1 + with % 255); }
+        }
+        let e = verifier.verify(&m, &p, &q, &h, &b, now).expect_err("tampered request accepted");
+        prop_assert_eq!(e.status.as_u16(), 401);
+        prop_assert_eq!(e.code, "APIGW.0301");
+    }
+}
+
+/// One router and runtime shared by the robustness cases, so state accumulates across them, plus
+/// the id of a filter created up front (so near-valid bodies can reference it).
+struct FuzzTarget {
+    rt: tokio::runtime::Runtime,
+    app: axum::Router,
+    filter_id: String,
+}
+
+fn fuzz_target() -> &'static FuzzTarget {
+    static TARGET: OnceLock<FuzzTarget> = OnceLock::new();
+    TARGET.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let state: Arc<AppState> = config().state().expect("state");
+        let app = router(state, true);
+        let api_body = json!({"traffic_mirror_filter": {"name": "fuzz"}}).to_string();
+        let mut headers = vec![("Host".to_string(), "emulator".to_string())];
+        let path = format!("/v3/{PROJECT}/vpc/traffic-mirror-filters");
+        Signer::new(Credentials::new(AK, SK)).sign(
+            "POST",
+            &path,
+            "",
+            &mut headers,
+            api_body.as_bytes(),
+            Utc::now(),
+        );
+        let mut req = axum::http::Request::post(&path);
+        for (n, v) in &headers {
+            req = req.header(n, v);
+        }
+        let (status, _, body) = rt.block_on(oneshot(
+            app.clone(),
+            req.body(Body::from(api_body)).expect("req"),
+        ));
+        assert_eq!(status, 201);
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        let filter_id = v["traffic_mirror_filter"]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        FuzzTarget { rt, app, filter_id }
+    })
+}
+
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        (0i64..70000).prop_map(|n| json!(n)),
+        (0i64..70000).prop_map(|n| json!(n.to_string())),
+        any::<f64>().prop_map(|f| json!(f)),
+        ".{0,80}".prop_map(Value::String),
+        prop::sample::select(vec![
+            "eni",
+            "elb",
+            "ingress",
+            "egress",
+            "TCP",
+            "ipv4",
+            "IPv6",
+            "accept",
+            "reject",
+            "true",
+            "false",
+            "10.0.0.0/8",
+            "::/0",
+            "80-443",
+            "0-1",
+            "x y"
+        ])
+        .prop_map(|s| json!(s)),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    json_leaf().prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..12).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,10}", inner, 0..4).prop_map(|m| json!(m)),
+        ]
+    })
+}
+
+const FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "traffic_mirror_filter_id",
+    "traffic_mirror_sources",
+    "traffic_mirror_target_id",
+    "traffic_mirror_target_type",
+    "virtual_network_id",
+    "packet_length",
+    "priority",
+    "enabled",
+    "type",
+    "direction",
+    "protocol",
+    "ethertype",
+    "source_cidr_block",
+    "destination_cidr_block",
+    "source_port_range",
+    "destination_port_range",
+    "action",
+];
+
+/// Bodies: random bytes, random JSON, and (mostly) valid create bodies with a few fields replaced
+/// by random values, so the validators themselves get exercised.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    let fid = fuzz_target().filter_id.clone();
+    let templates = vec![
+        (
+            "traffic_mirror_session",
+            json!({"name": "fz", "traffic_mirror_filter_id": fid,
+            "traffic_mirror_sources": ["eni-1"], "traffic_mirror_target_id": "t",
+            "traffic_mirror_target_type": "eni", "priority": 1}),
+        ),
+        ("traffic_mirror_filter", json!({"name": "fz"})),
+        (
+            "traffic_mirror_filter_rule",
+            json!({"traffic_mirror_filter_id": fid, "direction": "ingress"}),
+        ),
+        ("other", json!({})),
+    ];
+    let near_valid = (
+        prop::sample::select(templates),
+        prop::collection::btree_map(prop::sample::select(FIELDS.to_vec()), json_value(), 0..3),
+    )
+        .prop_map(|((w, mut t), overrides)| {
+            for (k, v) in overrides {
+                t[k] = v;
+            }
+            json!({ w: t }).to_string().into_bytes()
+        });
+    prop_oneof![
+        1 => prop::collection::vec(any::<u8>(), 0..256),
+        1 => json_value().prop_map(|v| v.to_string().into_bytes()),
+        4 => near_valid,
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    let fid = fuzz_target().filter_id.clone();
+    let collection = prop_oneof![
+        3 => Just("traffic-mirror-sessions"), 3 => Just("traffic-mirror-filters"),
+        3 => Just("traffic-mirror-filter-rules"), 1 => Just("x"),
+    ];
+    let id = prop_oneof![Just(fid), ".{1,12}"];
+    let tail = prop_oneof![
+        3 => Just(vec![]),
+        3 => id.clone().prop_map(|i| vec![i]),
+        2 => (id, prop::sample::select(vec!["add-sources", "remove-sources"]))
+            .prop_map(|(i, a)| vec![i, a.to_string()]),
+        1 => prop::collection::vec(".{0,12}", 0..4),
+    ];
+    let project = prop_oneof![6 => Just(PROJECT.to_string()), 1 => ".{0,8}"];
+    prop_oneof![
+        6 => (project, collection, tail).prop_map(|(p, c, t)| {
+            let mut s = format!("/v3/{}/vpc/{c}", signer::encode(p.as_bytes()));
+            for seg in t { s.push('/'); s.push_str(&signer::encode(seg.as_bytes())); }
+            s
+        }),
+        1 => ".{0,40}".prop_map(|s| {
+            let encoded = signer::encode(s.as_bytes()).replace("%2F", "/");
+            format!("/{}", encoded.trim_start_matches('/'))
+        }),
+    ]
+}
+
+fn query() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        prop::sample::select(vec![
+            "limit",
+            "marker",
+            "name",
+            "id",
+            "priority",
+            "enabled",
+            "virtual_network_id",
+            "direction"
+        ])
+        .prop_map(str::to_string),
+        ".{0,6}",
+    ];
+    prop::collection::vec(
+        (
+            key,
+            prop_oneof![".{0,10}", (0i64..3000).prop_map(|n| n.to_string())],
+        ),
+        0..4,
+    )
+    .prop_map(|pairs| {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    signer::encode(k.as_bytes()),
+                    signer::encode(v.as_bytes())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Whatever arrives (signed or not), the router never panics, never answers 5xx, and answers
+    /// a JSON object with a request id (except for an empty 204), plus an `X-Request-Id` header.
+    #[test]
+    fn router_answers_json_to_anything(
+        method in prop_oneof![
+            4 => Just("GET"), 4 => Just("POST"), 4 => Just("PUT"), 2 => Just("DELETE"),
+            1 => Just("PATCH"), 1 => Just("HEAD"),
+        ],
+        path in path(),
+        query in query(),
+        body in body(),
+        sign in prop::bool::weighted(0.9),
+    ) {
+        let FuzzTarget { rt, app, .. } = fuzz_target();
+        let mut headers = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("Host".to_string(), "emulator".to_string()),
+        ];
+        if sign {
+            Signer::new(Credentials::new(AK, SK)).sign(method, &path, &query, &mut headers, &body, Utc::now());
+        }
+        let uri = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
+        let mut req = axum::http::Request::builder().method(method).uri(&uri);
+        for (n, v) in &headers {
+            req = req.header(n, v);
+        }
+        let req = req.body(Body::from(body.clone())).expect("request");
+        let (status, resp_headers, resp_body) = rt.block_on(oneshot(app.clone(), req));
+        prop_assert!(status < 500, "{method} {uri} -> {status}: {}", String::from_utf8_lossy(&resp_body));
+        prop_assert!(resp_headers.contains_key("x-request-id"));
+        if status == 204 {
+            prop_assert!(resp_body.is_empty());
+        } else if method != "HEAD" {
+            let v: Value = serde_json::from_slice(&resp_body).map_err(|e| TestCaseError::fail(format!("{method} {uri} -> {status}: not JSON: {e}")))?;
+            prop_assert!(v.is_object());
+            prop_assert!(v["request_id"].is_string());
+            if status >= 400 {
+                prop_assert!(v["error_code"].is_string() && v["error_msg"].is_string(), "{v}");
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Conformance of the emulator with the OFFICIAL Huawei Cloud Python SDK (`huaweicloudsdkvpc`,
+//! pinned in `tests/sdk/requirements.txt`): `tests/sdk/setup-venv.sh` creates or reuses a venv
+//! with the SDK, the emulator binary is started, and `tests/sdk/conformance.py` drives it through
+//! every traffic-mirror operation and the documented rejections with the SDK's own `VpcClient`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+const AK: &str = "SDKCONFORMANCEAK0001";
+const SK: &str = "sdk-conformance-secret-0001";
+
+/// The emulator binary as a child process, killed on drop.
+struct Emulator {
+    child: Child,
+    url: String,
+}
+
+impl Emulator {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
+            .args(["--listen", "127.0.0.1:0", "--project-id", PROJECT])
+            .args(["--credential", &format!("{AK}:{SK}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hwc-vpc-emulator");
+        let stdout = child.stdout.take().expect("emulator stdout");
+        // The first line arrives as soon as the port is bound; if the emulator dies instead,
+        // read_line returns at end of file.
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the emulator's first line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from the emulator: {line:?}"))
+            .to_string();
+        Self { child, url }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sdk_python(root: &Path) -> String {
+    let out = Command::new("bash")
+        .arg(root.join("tests/sdk/setup-venv.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/sdk/setup-venv.sh");
+    assert!(out.status.success(), "setup-venv.sh failed: {}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let venv = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .expect("setup-venv.sh printed the venv path")
+        .trim()
+        .to_string();
+    format!("{venv}/bin/python")
+}
+
+#[test]
+fn official_python_sdk_conforms() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = sdk_python(root);
+    let emulator = Emulator::start();
+    let out = Command::new(&python)
+        .arg(root.join("tests/sdk/conformance.py"))
+        .args([emulator.url.as_str(), PROJECT, AK, SK])
+        .output()
+        .expect("run conformance.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "conformance.py failed: {}",
+        out.status
+    );
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("conformance: ") && last.ends_with(" checks passed, 0 steps failed"),
+        "unexpected summary: {last:?}"
+    );
+}

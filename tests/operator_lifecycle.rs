@@ -1,0 +1,726 @@
+//! The operator end to end: a real kube-apiserver + etcd, the emulator, and the operator binary as a
+//! child process (so crash tests can kill it for real). Every test has its own namespace, emulator,
+//! ProviderConfig and operator instance; all waits poll with deadlines.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::{Value, json};
+use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
+use traffic_mirror_operator::cloud::models::{
+    CreateFilterRequest, CreateSessionRequest, ListSessionsQuery, TrafficMirrorSession as CloudSession,
+    UpdateSessionRequest,
+};
+use traffic_mirror_operator::cloud::{ClientConfig, Credentials, VpcClient};
+
+const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+const AK: &str = "TESTAK0000000000";
+const SK: &str = "test-secret-key-0000000000000000";
+const WAIT: Duration = Duration::from_secs(60);
+const RESYNC: &str = "2s";
+
+/// The operator binary as a child process, killed on drop.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(env: &TestEnv, failpoints: Option<&str>) -> Operator {
+        let log = env.dir.path().join(format!(
+            "operator-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_traffic-mirror-operator"));
+        cmd.args([
+            "run",
+            "--namespace",
+            &env.ns,
+            "--resync-interval",
+            RESYNC,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--create-confirm-window",
+            "2s",
+            "--provider-config-selector",
+            &format!("tmo-test={}", env.ns),
+        ])
+        .env("KUBECONFIG", &support::control_plane().kubeconfig_path)
+        .env("RUST_LOG", "info,traffic_mirror_operator=debug")
+        .env_remove("TMO_FAILPOINTS")
+        .stdout(Stdio::null())
+        .stderr(file.try_clone().expect("log file"));
+        if let Some(fp) = failpoints {
+            cmd.env("TMO_FAILPOINTS", fp);
+        }
+        let child = support::process::spawn_guarded(cmd).expect("start the operator");
+        Operator { child, log }
+    }
+
+    /// Waits for the process to exit on its own (a failpoint aborted it).
+    async fn wait_for_crash(&mut self) {
+        let child = &mut self.child;
+        let log = self.log.clone();
+        support::wait_for(WAIT, || {
+            let exited = child.try_wait().ok().flatten().is_some();
+            async move { exited.then_some(()) }
+        })
+        .await;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(text.contains("failpoint"), "operator exited without hitting a failpoint:\n{text}");
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One test's world.
+struct TestEnv {
+    client: Client,
+    ns: String,
+    emu: support::Emulator,
+    cloud: VpcClient,
+    pc: String,
+    filter_id: String,
+    dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    async fn new(prefix: &str) -> TestEnv {
+        let cp = support::control_plane();
+        let client = cp.client().await;
+        support::install_crds(&client).await;
+        let ns = support::test_namespace(&client, prefix).await;
+        let emu = support::Emulator::start(PROJECT, &[(AK, SK)]);
+        let cloud = VpcClient::new(ClientConfig::new(
+            &emu.url,
+            PROJECT,
+            Credentials {
+                access_key: AK.into(),
+                secret_key: SK.into(),
+                security_token: None,
+            },
+        ))
+        .expect("client");
+        let filter = cloud
+            .create_filter(&CreateFilterRequest {
+                name: "f1".into(),
+                description: None,
+            })
+            .await
+            .expect("filter");
+        let pc = format!("pc-{ns}");
+        let env = TestEnv {
+            client,
+            ns,
+            emu,
+            cloud,
+            pc,
+            filter_id: filter.id,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        env.create_provider(SK).await;
+        // Measure only what the operator does.
+        env.emu.clear_calls().await;
+        env
+    }
+
+    async fn create_provider(&self, sk: &str) {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": "hwcloud"},
+            "stringData": {"accessKey": AK, "secretKey": sk},
+        }))
+        .unwrap();
+        secrets
+            .patch(
+                "hwcloud",
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .expect("secret");
+        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
+        let pc: ProviderConfig = serde_json::from_value(json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+            "kind": "ProviderConfig",
+            "metadata": {"name": self.pc, "labels": {"tmo-test": self.ns}},
+            "spec": {
+                "region": "emulated-1",
+                "projectId": PROJECT,
+                "endpoint": self.emu.url,
+                "credentials": {"secretRef": {"namespace": self.ns, "name": "hwcloud"}},
+            }
+        }))
+        .unwrap();
+        pcs.patch(&self.pc, &PatchParams::apply("test").force(), &Patch::Apply(&pc))
+            .await
+            .expect("provider config");
+    }
+
+    fn sessions(&self) -> Api<TrafficMirrorSession> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn manifest(&self, name: &str, extra: Value) -> Value {
+        let mut spec = json!({
+            "trafficMirrorFilterId": self.filter_id,
+            "trafficMirrorSources": ["eni-a", "eni-b"],
+            "trafficMirrorTargetId": "eni-target",
+            "trafficMirrorTargetType": "eni",
+            "priority": 10,
+            "providerConfigRef": {"name": self.pc},
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+            "kind": "TrafficMirrorSession",
+            "metadata": {"name": name},
+            "spec": spec,
+        })
+    }
+
+    async fn apply(&self, name: &str, extra: Value) -> TrafficMirrorSession {
+        let obj: TrafficMirrorSession =
+            serde_json::from_value(self.manifest(name, extra)).expect("manifest");
+        self.sessions()
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create session object")
+    }
+
+    async fn patch_spec(&self, name: &str, spec: Value) -> i64 {
+        let o = self
+            .sessions()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec})))
+            .await
+            .expect("patch spec");
+        o.metadata.generation.unwrap_or_default()
+    }
+
+    /// Waits until the object is Ready=True for its current generation; returns it.
+    async fn wait_ready(&self, name: &str) -> TrafficMirrorSession {
+        self.wait_condition(name, "Ready", "True").await
+    }
+
+    async fn wait_condition(&self, name: &str, type_: &str, status: &str) -> TrafficMirrorSession {
+        self.wait_reason(name, type_, status, None).await
+    }
+
+    /// Waits until condition `type_` has `status` (and `reason`, when given) for the current
+    /// generation.
+    async fn wait_reason(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> TrafficMirrorSession {
+        let api = self.sessions();
+        support::wait_for(WAIT, || {
+            let api = api.clone();
+            async move {
+                let o = api.get_opt(name).await.ok().flatten()?;
+                let st = o.status.as_ref()?;
+                let current = st.observed_generation == o.metadata.generation;
+                let ok = st.conditions.iter().any(|c| {
+                    c.type_ == type_ && c.status == status && reason.is_none_or(|r| c.reason == r)
+                });
+                (current && ok).then_some(o)
+            }
+        })
+        .await
+    }
+
+    async fn session_id(&self, name: &str) -> String {
+        self.sessions()
+            .get(name)
+            .await
+            .expect("get")
+            .status
+            .and_then(|s| s.session_id)
+            .expect("status.sessionId")
+    }
+
+    async fn cloud_sessions_named(&self, name: &str) -> Vec<CloudSession> {
+        self.cloud
+            .list_all_sessions(ListSessionsQuery {
+                name: Some(name.into()),
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+    }
+
+    async fn all_cloud_sessions(&self) -> Vec<CloudSession> {
+        self.cloud
+            .list_all_sessions(ListSessionsQuery::default())
+            .await
+            .expect("list")
+    }
+
+    /// The emulator's call log, without the test's own calls (made with the test's User-Agent? no:
+    /// the test clears the log right before the step it measures).
+    async fn calls(&self) -> Vec<Value> {
+        self.emu.calls().await
+    }
+
+    async fn delete(&self, name: &str) {
+        self.sessions()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+
+    async fn wait_gone(&self, name: &str) {
+        let api = self.sessions();
+        support::wait_for(WAIT, || {
+            let api = api.clone();
+            async move {
+                match api.get_opt(name).await {
+                    Ok(None) => Some(()),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Waits until the emulator has seen `n` more resync LISTs (unfiltered session lists) than now:
+    /// proof that time passed through whole resync cycles, without sleeping.
+    async fn wait_resyncs(&self, n: usize) {
+        let before = count_lists(&self.calls().await);
+        support::wait_for(WAIT, || async {
+            (count_lists(&self.calls().await) >= before + n).then_some(())
+        })
+        .await;
+    }
+}
+
+fn is_write(c: &Value) -> bool {
+    c["method"] != "GET"
+}
+
+fn count_lists(calls: &[Value]) -> usize {
+    calls
+        .iter()
+        .filter(|c| {
+            c["method"] == "GET"
+                && c["path"].as_str().is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
+                && !c["query"].as_str().unwrap_or("").contains("name=")
+        })
+        .count()
+}
+
+fn writes(calls: &[Value]) -> Vec<Value> {
+    calls.iter().filter(|c| is_write(c)).cloned().collect()
+}
+
+fn body_keys(call: &Value) -> BTreeSet<String> {
+    call["body"]["traffic_mirror_session"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn create_reaches_ready_with_at_provider() {
+    let env = TestEnv::new("create").await;
+    let _op = Operator::start(&env, None);
+    env.apply("web", json!({"description": "mirror web"})).await;
+    let o = env.wait_ready("web").await;
+    let st = o.status.expect("status");
+    let at = st.at_provider.expect("atProvider");
+    assert_eq!(at.name, "web");
+    assert_eq!(at.project_id, PROJECT);
+    assert_eq!(at.packet_length, 96);
+    assert_eq!(at.virtual_network_id, 1);
+    assert!(!at.enabled);
+    assert_eq!(at.description, "mirror web");
+    assert_eq!(at.source_type, "eni");
+    assert_eq!(at.traffic_mirror_sources.len(), 2);
+    assert!(!at.created_at.is_empty() && !at.updated_at.is_empty());
+    assert!(o.metadata.finalizers.unwrap_or_default().contains(&"vpc.hwcloud.dev/cleanup".to_string()));
+    let posts: Vec<Value> = writes(&env.calls().await);
+    assert_eq!(posts.len(), 1, "exactly one write (the create): {posts:#?}");
+    assert_eq!(posts[0]["method"], "POST");
+    assert_eq!(env.cloud_sessions_named("web").await.len(), 1);
+    let synced = st.conditions.iter().find(|c| c.type_ == "Synced").expect("Synced");
+    assert_eq!(synced.status, "True");
+}
+
+#[tokio::test]
+async fn each_field_changed_alone_is_one_put_with_that_field() {
+    let env = TestEnv::new("fields").await;
+    let second_filter = env
+        .cloud
+        .create_filter(&CreateFilterRequest {
+            name: "f2".into(),
+            description: None,
+        })
+        .await
+        .expect("filter 2")
+        .id;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    let id = env.session_id("s").await;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"name": "renamed"}), "name"),
+        (json!({"description": "now described"}), "description"),
+        (json!({"trafficMirrorFilterId": second_filter}), "traffic_mirror_filter_id"),
+        (json!({"trafficMirrorTargetId": "elb-1"}), "traffic_mirror_target_id"),
+        (json!({"trafficMirrorTargetType": "elb"}), "traffic_mirror_target_type"),
+        (json!({"virtualNetworkId": 4242}), "virtual_network_id"),
+        (json!({"packetLength": 1400}), "packet_length"),
+        (json!({"priority": 99}), "priority"),
+        (json!({"enabled": true}), "enabled"),
+    ];
+    for (patch, field) in cases {
+        env.emu.clear_calls().await;
+        env.patch_spec("s", patch.clone()).await;
+        env.wait_ready("s").await;
+        let w = writes(&env.calls().await);
+        assert_eq!(w.len(), 1, "{field}: exactly one write, got {w:#?}");
+        assert_eq!(w[0]["method"], "PUT", "{field}");
+        assert!(
+            w[0]["path"].as_str().unwrap_or("").ends_with(&format!("/traffic-mirror-sessions/{id}")),
+            "{field}: {}",
+            w[0]["path"]
+        );
+        assert_eq!(body_keys(&w[0]), BTreeSet::from([field.to_string()]), "{field}");
+    }
+    let s = env.cloud.show_session(&id).await.expect("show");
+    assert_eq!(
+        (s.name.as_str(), s.priority, s.packet_length, s.virtual_network_id, s.enabled),
+        ("renamed", 99, 1400, 4242, true)
+    );
+    assert_eq!(s.traffic_mirror_target_type, "elb");
+    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+}
+
+#[tokio::test]
+async fn sources_change_with_exactly_the_needed_calls() {
+    let env = TestEnv::new("sources").await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    env.emu.clear_calls().await;
+    env.patch_spec("s", json!({"trafficMirrorSources": ["eni-b", "eni-c", "eni-d"]})).await;
+    env.wait_ready("s").await;
+    let w = writes(&env.calls().await);
+    assert_eq!(w.len(), 2, "{w:#?}");
+    let add = w.iter().find(|c| c["path"].as_str().unwrap_or("").ends_with("/add-sources")).expect("add");
+    let remove =
+        w.iter().find(|c| c["path"].as_str().unwrap_or("").ends_with("/remove-sources")).expect("remove");
+    assert_eq!(add["method"], "PUT");
+    assert_eq!(add["body"]["traffic_mirror_session"]["traffic_mirror_sources"], json!(["eni-c", "eni-d"]));
+    assert_eq!(remove["body"]["traffic_mirror_session"]["traffic_mirror_sources"], json!(["eni-a"]));
+    let id = env.session_id("s").await;
+    let s = env.cloud.show_session(&id).await.unwrap();
+    let got: BTreeSet<_> = s.traffic_mirror_sources.into_iter().collect();
+    assert_eq!(got, BTreeSet::from(["eni-b".into(), "eni-c".into(), "eni-d".into()]));
+}
+
+#[tokio::test]
+async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
+    let env = TestEnv::new("drift").await;
+    let _op = Operator::start(&env, None);
+    env.apply("a", json!({})).await;
+    env.apply("b", json!({"priority": 20})).await;
+    env.apply("c", json!({"priority": 30})).await;
+    for n in ["a", "b", "c"] {
+        env.wait_ready(n).await;
+    }
+    // Steady state: over two resync cycles, only unfiltered LISTs; no writes, no per-session GETs.
+    env.emu.clear_calls().await;
+    env.wait_resyncs(2).await;
+    let calls = env.calls().await;
+    assert!(writes(&calls).is_empty(), "no writes at steady state: {calls:#?}");
+    assert_eq!(count_lists(&calls), calls.len(), "only LISTs at steady state: {calls:#?}");
+
+    // Someone edits the session in the console.
+    let id = env.session_id("a").await;
+    env.cloud
+        .update_session(
+            &id,
+            &UpdateSessionRequest {
+                priority: Some(777),
+                description: Some("edited by hand".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("out-of-band edit");
+    env.cloud.add_sources(&id, &["eni-rogue".to_string()]).await.expect("rogue source");
+    env.emu.clear_calls().await;
+    let cloud = env.cloud.clone();
+    let id2 = id.clone();
+    support::wait_for(WAIT, || {
+        let cloud = cloud.clone();
+        let id = id2.clone();
+        async move {
+            let s = cloud.show_session(&id).await.ok()?;
+            (s.priority == 10
+                && s.description.is_empty()
+                && !s.traffic_mirror_sources.contains(&"eni-rogue".to_string()))
+            .then_some(())
+        }
+    })
+    .await;
+    let w = writes(&env.calls().await);
+    assert_eq!(w.len(), 2, "one PUT and one remove-sources: {w:#?}");
+    let put = w.iter().find(|c| c["path"].as_str().unwrap_or("").ends_with(&id)).expect("PUT");
+    assert_eq!(body_keys(put), BTreeSet::from(["priority".to_string(), "description".to_string()]));
+}
+
+#[tokio::test]
+async fn delete_policies() {
+    let env = TestEnv::new("delete").await;
+    let _op = Operator::start(&env, None);
+    env.apply("gone", json!({})).await;
+    env.apply("kept", json!({"deletionPolicy": "Orphan"})).await;
+    env.wait_ready("gone").await;
+    env.wait_ready("kept").await;
+    let gone_id = env.session_id("gone").await;
+    let kept_id = env.session_id("kept").await;
+    env.delete("gone").await;
+    env.delete("kept").await;
+    env.wait_gone("gone").await;
+    env.wait_gone("kept").await;
+    let err = env.cloud.show_session(&gone_id).await.expect_err("deleted in the cloud");
+    assert!(err.is_not_found(), "{err}");
+    env.cloud.show_session(&kept_id).await.expect("orphaned session still exists");
+}
+
+#[tokio::test]
+async fn adoption_and_observe_only() {
+    let env = TestEnv::new("adopt").await;
+    let existing = |name: &str, priority: i64| CreateSessionRequest {
+        name: name.into(),
+        description: None,
+        traffic_mirror_filter_id: env.filter_id.clone(),
+        traffic_mirror_sources: vec!["eni-a".into(), "eni-b".into()],
+        traffic_mirror_target_id: "eni-target".into(),
+        traffic_mirror_target_type: "eni".into(),
+        virtual_network_id: None,
+        packet_length: None,
+        priority,
+        enabled: None,
+        source_type: None,
+    };
+    let adopted = env.cloud.create_session(&existing("legacy", 55)).await.unwrap();
+    let observed = env.cloud.create_session(&existing("watched", 66)).await.unwrap();
+    env.emu.clear_calls().await;
+    let _op = Operator::start(&env, None);
+    env.apply("legacy", json!({"sessionId": adopted.id, "priority": 10})).await;
+    env.apply(
+        "watched",
+        json!({"sessionId": observed.id, "priority": 10, "managementPolicy": "ObserveOnly"}),
+    )
+    .await;
+    // Adopted: converged to the spec with one PUT, no create.
+    env.wait_ready("legacy").await;
+    assert_eq!(env.cloud.show_session(&adopted.id).await.unwrap().priority, 10);
+    // ObserveOnly: reports the difference, never writes.
+    let o = env.wait_reason("watched", "Ready", "False", Some("Drifted")).await;
+    let ready = o.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
+    assert_eq!(ready.reason, "Drifted");
+    assert!(ready.message.contains("priority"), "{}", ready.message);
+    assert_eq!(o.status.unwrap().at_provider.unwrap().priority, 66);
+    env.delete("watched").await;
+    env.wait_gone("watched").await;
+    let w = writes(&env.calls().await);
+    assert!(w.iter().all(|c| !c["path"].as_str().unwrap_or("").contains(&observed.id)), "{w:#?}");
+    assert!(w.iter().all(|c| c["method"] != "POST"), "no create: {w:#?}");
+    assert_eq!(env.cloud.show_session(&observed.id).await.unwrap().priority, 66);
+    assert_eq!(env.all_cloud_sessions().await.len(), 2);
+}
+
+#[tokio::test]
+async fn retryable_bursts_converge_with_bounded_calls() {
+    let env = TestEnv::new("faults").await;
+    env.emu
+        .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 500, "times": 2}))
+        .await;
+    env.emu
+        .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 503, "times": 1}))
+        .await;
+    env.emu
+        .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 429,
+                      "error_code": "APIGW.0308", "times": 1, "retry_after_s": 1}))
+        .await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    let posts = env.calls().await.into_iter().filter(|c| c["method"] == "POST").count();
+    assert_eq!(posts, 5, "4 failed attempts then one success");
+    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+}
+
+#[tokio::test]
+async fn cloud_rejection_is_terminal_until_the_spec_changes() {
+    let env = TestEnv::new("reject").await;
+    env.emu
+        .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 400,
+                      "error_code": "VPC.0002", "times": 1}))
+        .await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    let o = env.wait_reason("s", "Synced", "False", Some("VPC_0002")).await;
+    let synced = o.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Synced").unwrap();
+    assert_eq!(synced.reason, "VPC_0002");
+    assert!(synced.message.contains("VPC.0002"), "{}", synced.message);
+    // Two full resync cycles later: still exactly one POST.
+    env.wait_resyncs(2).await;
+    let posts = env.calls().await.into_iter().filter(|c| c["method"] == "POST").count();
+    assert_eq!(posts, 1, "no retry storm after a terminal error");
+    // A spec change is a new attempt.
+        env.patch_spec("s", json!({"priority": 11})).await;
+    env.wait_ready("s").await;
+    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_credentials_make_the_provider_not_ready() {
+    let env = TestEnv::new("badcreds").await;
+    env.create_provider("wrong-secret").await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
+    let pc = support::wait_for(WAIT, || {
+        let pcs = pcs.clone();
+        let name = env.pc.clone();
+        async move {
+            let pc = pcs.get(&name).await.ok()?;
+            let c = pc.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?.clone();
+            (c.status == "False").then_some(c)
+        }
+    })
+    .await;
+    assert!(pc.reason.starts_with("APIGW"), "{pc:?}");
+    let o = env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady")).await;
+    let r = o.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(r.message.contains(&env.pc), "{}", r.message);
+    assert!(env.all_cloud_sessions().await.is_empty());
+    // Fixing the Secret makes everything converge.
+    env.create_provider(SK).await;
+    env.wait_ready("s").await;
+}
+
+/// Kills the operator at a failpoint during create, restarts it, and checks the final state.
+async fn crash_during_create(failpoint: &str) {
+    let env = TestEnv::new("crash-create").await;
+    let mut op = Operator::start(&env, Some(failpoint));
+    env.apply("s", json!({})).await;
+    op.wait_for_crash().await;
+    drop(op);
+    let op = Operator::start(&env, None);
+    let o = env.wait_ready("s").await;
+    let sessions = env.all_cloud_sessions().await;
+    assert_eq!(sessions.len(), 1, "{failpoint}: exactly one cloud session; operator log:\n{}", op.logs());
+    assert_eq!(o.status.unwrap().session_id.as_deref(), Some(sessions[0].id.as_str()));
+}
+
+#[tokio::test]
+async fn crash_before_create_call() {
+    crash_during_create("session-create-before").await;
+}
+
+#[tokio::test]
+async fn crash_after_create_call_before_recording() {
+    crash_during_create("session-create-after").await;
+}
+
+#[tokio::test]
+async fn crash_after_recording_the_id() {
+    crash_during_create("session-record-after").await;
+}
+
+#[tokio::test]
+async fn crash_during_update_and_delete() {
+    let env = TestEnv::new("crash-update").await;
+    let op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    let id = env.session_id("s").await;
+    drop(op);
+
+    // Update: the PUT lands, the process dies before the status write.
+    let mut op = Operator::start(&env, Some("session-update-after"));
+    env.patch_spec("s", json!({"priority": 123})).await;
+    op.wait_for_crash().await;
+    drop(op);
+    let mut op = Operator::start(&env, Some("session-sources-after"));
+    env.patch_spec("s", json!({"trafficMirrorSources": ["eni-a", "eni-z"]})).await;
+    op.wait_for_crash().await;
+    drop(op);
+    let op = Operator::start(&env, None);
+    env.wait_ready("s").await;
+    let s = env.cloud.show_session(&id).await.unwrap();
+    assert_eq!(s.priority, 123);
+    let got: BTreeSet<_> = s.traffic_mirror_sources.into_iter().collect();
+    assert_eq!(got, BTreeSet::from(["eni-a".to_string(), "eni-z".to_string()]));
+    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    drop(op);
+
+    // Delete: the DELETE lands, the process dies before the finalizer goes.
+    let mut op = Operator::start(&env, Some("session-delete-after"));
+    env.delete("s").await;
+    op.wait_for_crash().await;
+    drop(op);
+    let _op = Operator::start(&env, None);
+    env.wait_gone("s").await;
+    assert!(env.all_cloud_sessions().await.is_empty());
+}
+
+#[tokio::test]
+async fn name_conflict_is_never_taken_over() {
+    let env = TestEnv::new("conflict").await;
+    env.cloud
+        .create_session(&CreateSessionRequest {
+            name: "taken".into(),
+            description: None,
+            traffic_mirror_filter_id: env.filter_id.clone(),
+            traffic_mirror_sources: vec!["eni-x".into()],
+            traffic_mirror_target_id: "eni-other".into(),
+            traffic_mirror_target_type: "eni".into(),
+            virtual_network_id: None,
+            packet_length: None,
+            priority: 5,
+            enabled: None,
+            source_type: None,
+        })
+        .await
+        .unwrap();
+    let _op = Operator::start(&env, None);
+    env.apply("taken", json!({})).await;
+    let o = env.wait_reason("taken", "Ready", "False", Some("NameConflict")).await;
+    let r = o.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(r.reason, "NameConflict", "{r:?}");
+    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    assert_eq!(env.all_cloud_sessions().await[0].traffic_mirror_target_id, "eni-other");
+}
