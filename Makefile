@@ -10,9 +10,10 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 CARGO ?= cargo
-CONTROL_PLANE_BUILD := tests/control-plane/build.sh
-SDK_VENV_SETUP := tests/sdk/setup-venv.sh
-CACHE_ROOT := $(or $(TMO_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/traffic-mirror-operator)
+CONTROL_PLANE_BUILD := bash tests/control-plane/build.sh
+SDK_VENV_SETUP_SCRIPT := tests/sdk/setup-venv.sh
+SDK_VENV_SETUP := bash $(SDK_VENV_SETUP_SCRIPT)
+CACHE_ROOT := $(or $(TMO_CACHE_DIR),$(HOME)/.cache/traffic-mirror-operator)
 
 .PHONY: help
 help: ## List the targets.
@@ -61,7 +62,7 @@ test-only: ## Only `cargo test --all-targets` (with the control plane and SDK ve
 	@cp_dir="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
 	export TMO_CONTROL_PLANE_DIR="$$cp_dir"; \
 	echo "TMO_CONTROL_PLANE_DIR=$$TMO_CONTROL_PLANE_DIR"; \
-	if [[ -x $(SDK_VENV_SETUP) ]]; then \
+	if [[ -f $(SDK_VENV_SETUP_SCRIPT) ]]; then \
 	  export TMO_SDK_VENV="$$($(SDK_VENV_SETUP) | tail -n 1)"; \
 	  echo "TMO_SDK_VENV=$$TMO_SDK_VENV"; \
 	fi; \
@@ -76,13 +77,14 @@ bench: ## Run the benchmarks (none yet is fine).
 
 .PHONY: clean-cache
 clean-cache: ## Delete cached control-plane builds and SDK venvs other than the current ones.
-	@# (never the current ones: a running test or dev cluster may be using them)
+	@# Never the current ones (a running test or dev cluster may use them); builds nothing. The venv
+	@# key mirrors tests/sdk/setup-venv.sh (sha256 of requirements.txt, 16 hex digits).
 	@keep_cp="$$($(CONTROL_PLANE_BUILD) --dir)"; \
 	for d in "$(CACHE_ROOT)"/control-plane/*/; do \
 	  d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_cp" ]] || continue; echo "removing $$d"; rm -rf -- "$$d"; \
 	done; \
-	if [[ -x $(SDK_VENV_SETUP) ]]; then \
-	  keep_venv="$$($(SDK_VENV_SETUP) | tail -n 1)"; \
+	if [[ -f tests/sdk/requirements.txt ]]; then \
+	  keep_venv="$(CACHE_ROOT)/sdk-venv-$$(sha256sum tests/sdk/requirements.txt | cut -c1-16)"; \
 	  for d in "$(CACHE_ROOT)"/sdk-venv-*/; do \
 	    d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_venv" ]] || continue; echo "removing $$d"; rm -rf -- "$$d"; \
 	  done; \

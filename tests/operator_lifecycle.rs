@@ -724,3 +724,21 @@ async fn name_conflict_is_never_taken_over() {
     assert_eq!(env.all_cloud_sessions().await.len(), 1);
     assert_eq!(env.all_cloud_sessions().await[0].traffic_mirror_target_id, "eni-other");
 }
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_adopted_not_duplicated() {
+    let env = TestEnv::new("lost-answer").await;
+    // The POST really creates the session, then the connection drops before the answer.
+    env.emu
+        .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions",
+                      "drop_connection": true, "execute": true, "times": 1}))
+        .await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    let o = env.wait_ready("s").await;
+    let sessions = env.all_cloud_sessions().await;
+    assert_eq!(sessions.len(), 1, "exactly one cloud session");
+    assert_eq!(o.status.unwrap().session_id.as_deref(), Some(sessions[0].id.as_str()));
+    let posts = env.calls().await.into_iter().filter(|c| c["method"] == "POST").count();
+    assert_eq!(posts, 1, "the lost create is found, not repeated");
+}

@@ -6,11 +6,11 @@
 # holding the binaries.
 #
 # Usage: build.sh [--dir]   (--dir only prints the directory, building nothing)
-# Environment: TMO_CACHE_DIR (cache root, default ${XDG_CACHE_HOME:-$HOME/.cache}/traffic-mirror-operator),
+# Environment: TMO_CACHE_DIR (cache root, default $HOME/.cache/traffic-mirror-operator),
 # GOTOOLCHAIN (passed through to go; the go line of go.mod decides the minimum).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cache_root="${TMO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/traffic-mirror-operator}"
+cache_root="${TMO_CACHE_DIR:-$HOME/.cache/traffic-mirror-operator}"
 key="$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -c1-16)"
 out="$cache_root/control-plane/$key"
 
@@ -37,6 +37,7 @@ fi
 command -v go >/dev/null || { echo "build.sh: 'go' not found on PATH (Go >= the go line of $here/go.mod)" >&2; exit 1; }
 cd "$here"
 export CGO_ENABLED=0
+export GOWORK=off # a go.work further up must not change what gets built
 
 # Stamp the versions `kube-apiserver --version`, /version and `kubectl version` report; without it
 # they say v0.0.0-master (the build normally gets them from the Kubernetes release scripts).

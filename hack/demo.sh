@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The newcomer's single command (make demo): the whole loop on the local environment.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "Starting the local environment (control plane, emulator, CRDs, ProviderConfig)"
+hack/dev-up.sh
+# shellcheck disable=SC1091
+. .dev/env
+
+step "Starting the operator in the background (log: .dev/operator.log)"
+if ! { [[ -f .dev/operator.pid ]] && kill -0 "$(cat .dev/operator.pid)" 2>/dev/null; }; then
+  target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+  "$target_dir/debug/traffic-mirror-operator" run --metrics-addr 127.0.0.1:0 --resync-interval 30s \
+    >.dev/operator.log 2>&1 &
+  echo $! >.dev/operator.pid
+fi
+kubectl wait --for condition=Ready providerconfig/default --timeout 60s
+
+step "Applying deploy/examples/"
+kubectl apply -f deploy/examples/
+kubectl wait --for condition=Ready tms --all -n default --timeout 120s
+kubectl get tms -n default -o wide
+
+step "Editing one field: spec.priority 10 -> 20"
+curl -fsS -X DELETE "$EMULATOR_URL/_emulator/calls" >/dev/null
+generation="$(kubectl patch tms web-tap -n default --type merge -p '{"spec":{"priority":20}}' -o jsonpath='{.metadata.generation}')"
+kubectl wait --for "jsonpath={.status.observedGeneration}=$generation" tms/web-tap -n default --timeout 60s
+kubectl wait --for condition=Ready tms/web-tap -n default --timeout 60s
+echo "The cloud calls that edit caused (from the emulator's call log):"
+curl -fsS "$EMULATOR_URL/_emulator/calls" | python3 -c '
+import json, sys
+calls = json.load(sys.stdin)
+calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+for c in calls:
+    if c["method"] != "GET":
+        print("  %s %s -> %s  body: %s" % (c["method"], c["path"], c["status"], json.dumps(c["body"])))
+'
+kubectl get tms -n default -o wide
+
+step "Done. Go on:"
+cat <<MSG
+  . .dev/env                                   # KUBECONFIG, EMULATOR_URL, kubectl on PATH
+  kubectl explain tms.spec                     # every field, its range and default
+  kubectl describe tms web-tap                 # conditions and events
+  kubectl edit tms web-tap                     # change a field, watch one PUT happen
+  curl -s \$EMULATOR_URL/_emulator/calls        # every cloud call the operator made
+  tail -f .dev/operator.log                    # the operator's log
+Stop everything:  make dev-down
+MSG
