@@ -91,3 +91,19 @@ clean-cache: ## Delete cached control-plane builds and SDK venvs other than the 
 	fi
 
 # --- dev environment (lead) ---
+
+.PHONY: dev-up
+dev-up: ## Start control plane + emulator + CRDs + ProviderConfig `default` in the background; writes .dev/env.
+	@bash hack/dev-up.sh
+
+.PHONY: dev-down
+dev-down: ## Stop everything dev-up / demo started and remove .dev/.
+	@bash hack/dev-down.sh
+
+.PHONY: run
+run: ## Run the operator in the foreground against $KUBECONFIG (after `. .dev/env` for the local one).
+	$(CARGO) run --bin traffic-mirror-operator -- run --metrics-addr $(or $(METRICS_ADDR),127.0.0.1:8080)
+
+.PHONY: demo
+demo: ## The newcomer's command: dev-up, operator, apply deploy/examples/, one edit and the PUT it caused.
+	@bash hack/demo.sh

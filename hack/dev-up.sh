@@ -49,7 +49,7 @@ echo "$token,admin,admin,\"system:masters\"" >"$dev/tokens.csv"
 "$cp_dir/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" --cert-dir "$dev/certs" \
   --secure-port "$api_port" --bind-address 127.0.0.1 --service-cluster-ip-range 10.0.0.0/24 \
   --authorization-mode RBAC --token-auth-file "$dev/tokens.csv" --allow-privileged=true \
-  --disable-admission-plugins ServiceAccount \
+  --disable-admission-plugins ServiceAccount --endpoint-reconciler-type none \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$dev/sa.key" --service-account-signing-key-file "$dev/sa.key" \
   >"$dev/kube-apiserver.log" 2>&1 &

@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
 use traffic_mirror_operator::cloud::models::{
-    CreateFilterRequest, CreateSessionRequest, ListSessionsQuery, TrafficMirrorSession as CloudSession,
-    UpdateSessionRequest,
+    CreateFilterRequest, CreateSessionRequest, ListSessionsQuery,
+    TrafficMirrorSession as CloudSession, UpdateSessionRequest,
 };
 use traffic_mirror_operator::cloud::{ClientConfig, Credentials, VpcClient};
 
@@ -77,7 +77,10 @@ impl Operator {
         })
         .await;
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(text.contains("failpoint"), "operator exited without hitting a failpoint:\n{text}");
+        assert!(
+            text.contains("failpoint"),
+            "operator exited without hitting a failpoint:\n{text}"
+        );
     }
 
     fn logs(&self) -> String {
@@ -172,9 +175,13 @@ impl TestEnv {
             }
         }))
         .unwrap();
-        pcs.patch(&self.pc, &PatchParams::apply("test").force(), &Patch::Apply(&pc))
-            .await
-            .expect("provider config");
+        pcs.patch(
+            &self.pc,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&pc),
+        )
+        .await
+        .expect("provider config");
     }
 
     fn sessions(&self) -> Api<TrafficMirrorSession> {
@@ -215,7 +222,11 @@ impl TestEnv {
     async fn patch_spec(&self, name: &str, spec: Value) -> i64 {
         let o = self
             .sessions()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec})))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
             .await
             .expect("patch spec");
         o.metadata.generation.unwrap_or_default()
@@ -329,7 +340,9 @@ fn count_lists(calls: &[Value]) -> usize {
         .iter()
         .filter(|c| {
             c["method"] == "GET"
-                && c["path"].as_str().is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
+                && c["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
                 && !c["query"].as_str().unwrap_or("").contains("name=")
         })
         .count()
@@ -363,12 +376,21 @@ async fn create_reaches_ready_with_at_provider() {
     assert_eq!(at.source_type, "eni");
     assert_eq!(at.traffic_mirror_sources.len(), 2);
     assert!(!at.created_at.is_empty() && !at.updated_at.is_empty());
-    assert!(o.metadata.finalizers.unwrap_or_default().contains(&"vpc.hwcloud.dev/cleanup".to_string()));
+    assert!(
+        o.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"vpc.hwcloud.dev/cleanup".to_string())
+    );
     let posts: Vec<Value> = writes(&env.calls().await);
     assert_eq!(posts.len(), 1, "exactly one write (the create): {posts:#?}");
     assert_eq!(posts[0]["method"], "POST");
     assert_eq!(env.cloud_sessions_named("web").await.len(), 1);
-    let synced = st.conditions.iter().find(|c| c.type_ == "Synced").expect("Synced");
+    let synced = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .expect("Synced");
     assert_eq!(synced.status, "True");
 }
 
@@ -391,9 +413,18 @@ async fn each_field_changed_alone_is_one_put_with_that_field() {
     let cases: Vec<(Value, &str)> = vec![
         (json!({"name": "renamed"}), "name"),
         (json!({"description": "now described"}), "description"),
-        (json!({"trafficMirrorFilterId": second_filter}), "traffic_mirror_filter_id"),
-        (json!({"trafficMirrorTargetId": "elb-1"}), "traffic_mirror_target_id"),
-        (json!({"trafficMirrorTargetType": "elb"}), "traffic_mirror_target_type"),
+        (
+            json!({"trafficMirrorFilterId": second_filter}),
+            "traffic_mirror_filter_id",
+        ),
+        (
+            json!({"trafficMirrorTargetId": "elb-1"}),
+            "traffic_mirror_target_id",
+        ),
+        (
+            json!({"trafficMirrorTargetType": "elb"}),
+            "traffic_mirror_target_type",
+        ),
         (json!({"virtualNetworkId": 4242}), "virtual_network_id"),
         (json!({"packetLength": 1400}), "packet_length"),
         (json!({"priority": 99}), "priority"),
@@ -407,15 +438,28 @@ async fn each_field_changed_alone_is_one_put_with_that_field() {
         assert_eq!(w.len(), 1, "{field}: exactly one write, got {w:#?}");
         assert_eq!(w[0]["method"], "PUT", "{field}");
         assert!(
-            w[0]["path"].as_str().unwrap_or("").ends_with(&format!("/traffic-mirror-sessions/{id}")),
+            w[0]["path"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with(&format!("/traffic-mirror-sessions/{id}")),
             "{field}: {}",
             w[0]["path"]
         );
-        assert_eq!(body_keys(&w[0]), BTreeSet::from([field.to_string()]), "{field}");
+        assert_eq!(
+            body_keys(&w[0]),
+            BTreeSet::from([field.to_string()]),
+            "{field}"
+        );
     }
     let s = env.cloud.show_session(&id).await.expect("show");
     assert_eq!(
-        (s.name.as_str(), s.priority, s.packet_length, s.virtual_network_id, s.enabled),
+        (
+            s.name.as_str(),
+            s.priority,
+            s.packet_length,
+            s.virtual_network_id,
+            s.enabled
+        ),
         ("renamed", 99, 1400, 4242, true)
     );
     assert_eq!(s.traffic_mirror_target_type, "elb");
@@ -429,20 +473,43 @@ async fn sources_change_with_exactly_the_needed_calls() {
     env.apply("s", json!({})).await;
     env.wait_ready("s").await;
     env.emu.clear_calls().await;
-    env.patch_spec("s", json!({"trafficMirrorSources": ["eni-b", "eni-c", "eni-d"]})).await;
+    env.patch_spec(
+        "s",
+        json!({"trafficMirrorSources": ["eni-b", "eni-c", "eni-d"]}),
+    )
+    .await;
     env.wait_ready("s").await;
     let w = writes(&env.calls().await);
     assert_eq!(w.len(), 2, "{w:#?}");
-    let add = w.iter().find(|c| c["path"].as_str().unwrap_or("").ends_with("/add-sources")).expect("add");
-    let remove =
-        w.iter().find(|c| c["path"].as_str().unwrap_or("").ends_with("/remove-sources")).expect("remove");
+    let add = w
+        .iter()
+        .find(|c| c["path"].as_str().unwrap_or("").ends_with("/add-sources"))
+        .expect("add");
+    let remove = w
+        .iter()
+        .find(|c| {
+            c["path"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("/remove-sources")
+        })
+        .expect("remove");
     assert_eq!(add["method"], "PUT");
-    assert_eq!(add["body"]["traffic_mirror_session"]["traffic_mirror_sources"], json!(["eni-c", "eni-d"]));
-    assert_eq!(remove["body"]["traffic_mirror_session"]["traffic_mirror_sources"], json!(["eni-a"]));
+    assert_eq!(
+        add["body"]["traffic_mirror_session"]["traffic_mirror_sources"],
+        json!(["eni-c", "eni-d"])
+    );
+    assert_eq!(
+        remove["body"]["traffic_mirror_session"]["traffic_mirror_sources"],
+        json!(["eni-a"])
+    );
     let id = env.session_id("s").await;
     let s = env.cloud.show_session(&id).await.unwrap();
     let got: BTreeSet<_> = s.traffic_mirror_sources.into_iter().collect();
-    assert_eq!(got, BTreeSet::from(["eni-b".into(), "eni-c".into(), "eni-d".into()]));
+    assert_eq!(
+        got,
+        BTreeSet::from(["eni-b".into(), "eni-c".into(), "eni-d".into()])
+    );
 }
 
 #[tokio::test]
@@ -459,8 +526,15 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
     env.emu.clear_calls().await;
     env.wait_resyncs(2).await;
     let calls = env.calls().await;
-    assert!(writes(&calls).is_empty(), "no writes at steady state: {calls:#?}");
-    assert_eq!(count_lists(&calls), calls.len(), "only LISTs at steady state: {calls:#?}");
+    assert!(
+        writes(&calls).is_empty(),
+        "no writes at steady state: {calls:#?}"
+    );
+    assert_eq!(
+        count_lists(&calls),
+        calls.len(),
+        "only LISTs at steady state: {calls:#?}"
+    );
 
     // Someone edits the session in the console.
     let id = env.session_id("a").await;
@@ -475,7 +549,10 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
         )
         .await
         .expect("out-of-band edit");
-    env.cloud.add_sources(&id, &["eni-rogue".to_string()]).await.expect("rogue source");
+    env.cloud
+        .add_sources(&id, &["eni-rogue".to_string()])
+        .await
+        .expect("rogue source");
     env.emu.clear_calls().await;
     let cloud = env.cloud.clone();
     let id2 = id.clone();
@@ -493,8 +570,14 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
     .await;
     let w = writes(&env.calls().await);
     assert_eq!(w.len(), 2, "one PUT and one remove-sources: {w:#?}");
-    let put = w.iter().find(|c| c["path"].as_str().unwrap_or("").ends_with(&id)).expect("PUT");
-    assert_eq!(body_keys(put), BTreeSet::from(["priority".to_string(), "description".to_string()]));
+    let put = w
+        .iter()
+        .find(|c| c["path"].as_str().unwrap_or("").ends_with(&id))
+        .expect("PUT");
+    assert_eq!(
+        body_keys(put),
+        BTreeSet::from(["priority".to_string(), "description".to_string()])
+    );
 }
 
 #[tokio::test]
@@ -511,9 +594,16 @@ async fn delete_policies() {
     env.delete("kept").await;
     env.wait_gone("gone").await;
     env.wait_gone("kept").await;
-    let err = env.cloud.show_session(&gone_id).await.expect_err("deleted in the cloud");
+    let err = env
+        .cloud
+        .show_session(&gone_id)
+        .await
+        .expect_err("deleted in the cloud");
     assert!(err.is_not_found(), "{err}");
-    env.cloud.show_session(&kept_id).await.expect("orphaned session still exists");
+    env.cloud
+        .show_session(&kept_id)
+        .await
+        .expect("orphaned session still exists");
 }
 
 #[tokio::test]
@@ -532,11 +622,20 @@ async fn adoption_and_observe_only() {
         enabled: None,
         source_type: None,
     };
-    let adopted = env.cloud.create_session(&existing("legacy", 55)).await.unwrap();
-    let observed = env.cloud.create_session(&existing("watched", 66)).await.unwrap();
+    let adopted = env
+        .cloud
+        .create_session(&existing("legacy", 55))
+        .await
+        .unwrap();
+    let observed = env
+        .cloud
+        .create_session(&existing("watched", 66))
+        .await
+        .unwrap();
     env.emu.clear_calls().await;
     let _op = Operator::start(&env, None);
-    env.apply("legacy", json!({"sessionId": adopted.id, "priority": 10})).await;
+    env.apply("legacy", json!({"sessionId": adopted.id, "priority": 10}))
+        .await;
     env.apply(
         "watched",
         json!({"sessionId": observed.id, "priority": 10, "managementPolicy": "ObserveOnly"}),
@@ -544,19 +643,39 @@ async fn adoption_and_observe_only() {
     .await;
     // Adopted: converged to the spec with one PUT, no create.
     env.wait_ready("legacy").await;
-    assert_eq!(env.cloud.show_session(&adopted.id).await.unwrap().priority, 10);
+    assert_eq!(
+        env.cloud.show_session(&adopted.id).await.unwrap().priority,
+        10
+    );
     // ObserveOnly: reports the difference, never writes.
-    let o = env.wait_reason("watched", "Ready", "False", Some("Drifted")).await;
-    let ready = o.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
+    let o = env
+        .wait_reason("watched", "Ready", "False", Some("Drifted"))
+        .await;
+    let ready = o
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .clone();
     assert_eq!(ready.reason, "Drifted");
     assert!(ready.message.contains("priority"), "{}", ready.message);
     assert_eq!(o.status.unwrap().at_provider.unwrap().priority, 66);
     env.delete("watched").await;
     env.wait_gone("watched").await;
     let w = writes(&env.calls().await);
-    assert!(w.iter().all(|c| !c["path"].as_str().unwrap_or("").contains(&observed.id)), "{w:#?}");
+    assert!(
+        w.iter()
+            .all(|c| !c["path"].as_str().unwrap_or("").contains(&observed.id)),
+        "{w:#?}"
+    );
     assert!(w.iter().all(|c| c["method"] != "POST"), "no create: {w:#?}");
-    assert_eq!(env.cloud.show_session(&observed.id).await.unwrap().priority, 66);
+    assert_eq!(
+        env.cloud.show_session(&observed.id).await.unwrap().priority,
+        66
+    );
     assert_eq!(env.all_cloud_sessions().await.len(), 2);
 }
 
@@ -570,13 +689,20 @@ async fn retryable_bursts_converge_with_bounded_calls() {
         .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 503, "times": 1}))
         .await;
     env.emu
-        .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 429,
-                      "error_code": "APIGW.0308", "times": 1, "retry_after_s": 1}))
+        .fault(
+            json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 429,
+                      "error_code": "APIGW.0308", "times": 1, "retry_after_s": 1}),
+        )
         .await;
     let _op = Operator::start(&env, None);
     env.apply("s", json!({})).await;
     env.wait_ready("s").await;
-    let posts = env.calls().await.into_iter().filter(|c| c["method"] == "POST").count();
+    let posts = env
+        .calls()
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "POST")
+        .count();
     assert_eq!(posts, 5, "4 failed attempts then one success");
     assert_eq!(env.all_cloud_sessions().await.len(), 1);
 }
@@ -585,21 +711,36 @@ async fn retryable_bursts_converge_with_bounded_calls() {
 async fn cloud_rejection_is_terminal_until_the_spec_changes() {
     let env = TestEnv::new("reject").await;
     env.emu
-        .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 400,
-                      "error_code": "VPC.0002", "times": 1}))
+        .fault(
+            json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 400,
+                      "error_code": "VPC.0002", "times": 1}),
+        )
         .await;
     let _op = Operator::start(&env, None);
     env.apply("s", json!({})).await;
-    let o = env.wait_reason("s", "Synced", "False", Some("VPC_0002")).await;
-    let synced = o.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Synced").unwrap();
+    let o = env
+        .wait_reason("s", "Synced", "False", Some("VPC_0002"))
+        .await;
+    let synced = o
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
     assert_eq!(synced.reason, "VPC_0002");
     assert!(synced.message.contains("VPC.0002"), "{}", synced.message);
     // Two full resync cycles later: still exactly one POST.
     env.wait_resyncs(2).await;
-    let posts = env.calls().await.into_iter().filter(|c| c["method"] == "POST").count();
+    let posts = env
+        .calls()
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "POST")
+        .count();
     assert_eq!(posts, 1, "no retry storm after a terminal error");
     // A spec change is a new attempt.
-        env.patch_spec("s", json!({"priority": 11})).await;
+    env.patch_spec("s", json!({"priority": 11})).await;
     env.wait_ready("s").await;
     assert_eq!(env.all_cloud_sessions().await.len(), 1);
 }
@@ -616,14 +757,28 @@ async fn bad_credentials_make_the_provider_not_ready() {
         let name = env.pc.clone();
         async move {
             let pc = pcs.get(&name).await.ok()?;
-            let c = pc.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?.clone();
+            let c = pc
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .clone();
             (c.status == "False").then_some(c)
         }
     })
     .await;
     assert!(pc.reason.starts_with("APIGW"), "{pc:?}");
-    let o = env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady")).await;
-    let r = o.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    let o = env
+        .wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
+        .await;
+    let r = o
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
     assert!(r.message.contains(&env.pc), "{}", r.message);
     assert!(env.all_cloud_sessions().await.is_empty());
     // Fixing the Secret makes everything converge.
@@ -641,8 +796,16 @@ async fn crash_during_create(failpoint: &str) {
     let op = Operator::start(&env, None);
     let o = env.wait_ready("s").await;
     let sessions = env.all_cloud_sessions().await;
-    assert_eq!(sessions.len(), 1, "{failpoint}: exactly one cloud session; operator log:\n{}", op.logs());
-    assert_eq!(o.status.unwrap().session_id.as_deref(), Some(sessions[0].id.as_str()));
+    assert_eq!(
+        sessions.len(),
+        1,
+        "{failpoint}: exactly one cloud session; operator log:\n{}",
+        op.logs()
+    );
+    assert_eq!(
+        o.status.unwrap().session_id.as_deref(),
+        Some(sessions[0].id.as_str())
+    );
 }
 
 #[tokio::test]
@@ -675,7 +838,8 @@ async fn crash_during_update_and_delete() {
     op.wait_for_crash().await;
     drop(op);
     let mut op = Operator::start(&env, Some("session-sources-after"));
-    env.patch_spec("s", json!({"trafficMirrorSources": ["eni-a", "eni-z"]})).await;
+    env.patch_spec("s", json!({"trafficMirrorSources": ["eni-a", "eni-z"]}))
+        .await;
     op.wait_for_crash().await;
     drop(op);
     let op = Operator::start(&env, None);
@@ -683,7 +847,10 @@ async fn crash_during_update_and_delete() {
     let s = env.cloud.show_session(&id).await.unwrap();
     assert_eq!(s.priority, 123);
     let got: BTreeSet<_> = s.traffic_mirror_sources.into_iter().collect();
-    assert_eq!(got, BTreeSet::from(["eni-a".to_string(), "eni-z".to_string()]));
+    assert_eq!(
+        got,
+        BTreeSet::from(["eni-a".to_string(), "eni-z".to_string()])
+    );
     assert_eq!(env.all_cloud_sessions().await.len(), 1);
     drop(op);
 
@@ -718,11 +885,22 @@ async fn name_conflict_is_never_taken_over() {
         .unwrap();
     let _op = Operator::start(&env, None);
     env.apply("taken", json!({})).await;
-    let o = env.wait_reason("taken", "Ready", "False", Some("NameConflict")).await;
-    let r = o.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    let o = env
+        .wait_reason("taken", "Ready", "False", Some("NameConflict"))
+        .await;
+    let r = o
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
     assert_eq!(r.reason, "NameConflict", "{r:?}");
     assert_eq!(env.all_cloud_sessions().await.len(), 1);
-    assert_eq!(env.all_cloud_sessions().await[0].traffic_mirror_target_id, "eni-other");
+    assert_eq!(
+        env.all_cloud_sessions().await[0].traffic_mirror_target_id,
+        "eni-other"
+    );
 }
 
 #[tokio::test]
@@ -730,15 +908,25 @@ async fn a_create_whose_answer_is_lost_is_adopted_not_duplicated() {
     let env = TestEnv::new("lost-answer").await;
     // The POST really creates the session, then the connection drops before the answer.
     env.emu
-        .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions",
-                      "drop_connection": true, "execute": true, "times": 1}))
+        .fault(
+            json!({"method": "POST", "path_contains": "traffic-mirror-sessions",
+                      "drop_connection": true, "execute": true, "times": 1}),
+        )
         .await;
     let _op = Operator::start(&env, None);
     env.apply("s", json!({})).await;
     let o = env.wait_ready("s").await;
     let sessions = env.all_cloud_sessions().await;
     assert_eq!(sessions.len(), 1, "exactly one cloud session");
-    assert_eq!(o.status.unwrap().session_id.as_deref(), Some(sessions[0].id.as_str()));
-    let posts = env.calls().await.into_iter().filter(|c| c["method"] == "POST").count();
+    assert_eq!(
+        o.status.unwrap().session_id.as_deref(),
+        Some(sessions[0].id.as_str())
+    );
+    let posts = env
+        .calls()
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "POST")
+        .count();
     assert_eq!(posts, 1, "the lost create is found, not repeated");
 }

@@ -190,7 +190,12 @@ mod tests {
 
     #[test]
     fn transition_time_kept_while_status_unchanged() {
-        let first = merge(&[], &[Desired::yes(READY, "Available", "ok")], Some(1), t(0));
+        let first = merge(
+            &[],
+            &[Desired::yes(READY, "Available", "ok")],
+            Some(1),
+            t(0),
+        );
         let second = merge(
             &first,
             &[Desired::yes(READY, "Available", "still ok")],
@@ -203,7 +208,12 @@ mod tests {
         );
         assert_eq!(second[0].message, "still ok");
         assert_eq!(second[0].observed_generation, Some(2));
-        let third = merge(&second, &[Desired::no(READY, "Updating", "x")], Some(2), t(120));
+        let third = merge(
+            &second,
+            &[Desired::no(READY, "Updating", "x")],
+            Some(2),
+            t(120),
+        );
         assert_ne!(
             second[0].last_transition_time,
             third[0].last_transition_time
@@ -212,7 +222,12 @@ mod tests {
 
     #[test]
     fn other_types_are_kept_and_sorted() {
-        let a = merge(&[], &[Desired::yes(SYNCED, "ReconcileSuccess", "")], None, t(0));
+        let a = merge(
+            &[],
+            &[Desired::yes(SYNCED, "ReconcileSuccess", "")],
+            None,
+            t(0),
+        );
         let b = merge(&a, &[Desired::no(READY, "Creating", "")], None, t(1));
         assert_eq!(
             b.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
@@ -231,10 +246,25 @@ mod tests {
 
     #[test]
     fn same_ignores_timestamps() {
-        let a = merge(&[], &[Desired::yes(READY, "Available", "ok")], Some(1), t(0));
-        let b = merge(&[], &[Desired::yes(READY, "Available", "ok")], Some(1), t(5));
+        let a = merge(
+            &[],
+            &[Desired::yes(READY, "Available", "ok")],
+            Some(1),
+            t(0),
+        );
+        let b = merge(
+            &[],
+            &[Desired::yes(READY, "Available", "ok")],
+            Some(1),
+            t(5),
+        );
         assert!(same(&a, &b));
-        let c = merge(&[], &[Desired::yes(READY, "Available", "ok2")], Some(1), t(5));
+        let c = merge(
+            &[],
+            &[Desired::yes(READY, "Available", "ok2")],
+            Some(1),
+            t(5),
+        );
         assert!(!same(&a, &c));
     }
 }

@@ -55,6 +55,7 @@ impl CreateIntent {
 
 /// What to do about an outstanding intent, given the cloud sessions that carry its name.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived, never stored in bulk
 pub enum Resolution {
     /// Exactly one session was created after the intent and matches the spec: it is ours.
     Adopt(TrafficMirrorSession),
@@ -189,10 +190,10 @@ mod tests {
     #[test]
     fn adopts_the_one_created_after_the_intent() {
         let s = session("s1", 101);
-        assert_eq!(run(&[s.clone()], 105), Resolution::Adopt(s));
+        assert_eq!(run(std::slice::from_ref(&s), 105), Resolution::Adopt(s));
         // Created in the same second as the intent counts as after.
         let s = session("s1", 100);
-        assert_eq!(run(&[s.clone()], 105), Resolution::Adopt(s));
+        assert_eq!(run(std::slice::from_ref(&s), 105), Resolution::Adopt(s));
     }
 
     #[test]
@@ -203,7 +204,10 @@ mod tests {
 
     #[test]
     fn older_same_named_session_is_a_conflict() {
-        assert!(matches!(run(&[session("old", 50)], 105), Resolution::Conflict(_)));
+        assert!(matches!(
+            run(&[session("old", 50)], 105),
+            Resolution::Conflict(_)
+        ));
         assert!(matches!(
             run(&[session("old", 50), session("new", 101)], 105),
             Resolution::Conflict(_)
@@ -216,7 +220,7 @@ mod tests {
         let r = resolve(
             &intent(),
             &desired(),
-            &[s.clone()],
+            std::slice::from_ref(&s),
             at(105),
             Duration::seconds(WINDOW),
             Duration::seconds(10),
@@ -243,7 +247,7 @@ mod tests {
     fn scalar_drift_does_not_prevent_adoption() {
         let mut s = session("s1", 101);
         s.priority = 7;
-        assert_eq!(run(&[s.clone()], 105), Resolution::Adopt(s));
+        assert_eq!(run(std::slice::from_ref(&s), 105), Resolution::Adopt(s));
     }
 
     #[test]
@@ -264,7 +268,12 @@ mod tests {
 
     #[test]
     fn parses_cloud_times() {
-        assert_eq!(parse_cloud_time("2023-03-23T10:53:12Z").unwrap().timestamp(), 1679568792);
+        assert_eq!(
+            parse_cloud_time("2023-03-23T10:53:12Z")
+                .unwrap()
+                .timestamp(),
+            1679568792
+        );
         assert!(parse_cloud_time("2023-03-23T10:53:12.5+00:00").is_some());
         assert!(parse_cloud_time("yesterday").is_none());
     }

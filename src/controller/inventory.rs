@@ -35,6 +35,7 @@ struct State {
 
 /// What the inventory knows about one session id.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived, never stored in bulk
 pub enum Known {
     /// Seen (by a LIST or by the answer of a call) at the given time.
     Present(TrafficMirrorSession),

@@ -211,7 +211,7 @@ async fn resync_loop(ctx: Arc<Context>, trigger: mpsc::UnboundedSender<()>) {
                     total += n;
                 }
                 Err(e) => {
-                    ctx.metrics.cloud_call("list_sessions", &e.metric_label());
+                    ctx.metrics.cloud_call("list_sessions", e.metric_label());
                     warn!(provider = %p.name, error = %e, "resync list failed");
                 }
             }

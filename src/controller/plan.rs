@@ -50,7 +50,11 @@ impl DesiredSession {
     ///
     /// The spec is destructured without `..`, so adding a spec field breaks the build here until the
     /// field is either compared or explicitly declared not to be a cloud field.
-    pub fn from_spec(spec: &TrafficMirrorSessionSpec, default_name: &str, filter_id: String) -> Self {
+    pub fn from_spec(
+        spec: &TrafficMirrorSessionSpec,
+        default_name: &str,
+        filter_id: String,
+    ) -> Self {
         let TrafficMirrorSessionSpec {
             name,
             description,
@@ -176,7 +180,10 @@ pub fn converge(desired: &DesiredSession, observed: &TrafficMirrorSession) -> Co
 
 /// The names (Huawei wire names) of the fields that differ; used in conditions and events, where a
 /// person wants to read what drifted.
-pub fn differing_fields(desired: &DesiredSession, observed: &TrafficMirrorSession) -> Vec<&'static str> {
+pub fn differing_fields(
+    desired: &DesiredSession,
+    observed: &TrafficMirrorSession,
+) -> Vec<&'static str> {
     let c = converge(desired, observed);
     let mut fields = Vec::new();
     if let Some(u) = &c.update {
@@ -210,8 +217,14 @@ pub fn update_field_names(u: &UpdateSessionRequest) -> Vec<&'static str> {
     };
     push(name.is_some(), "name");
     push(description.is_some(), "description");
-    push(traffic_mirror_filter_id.is_some(), "traffic_mirror_filter_id");
-    push(traffic_mirror_target_id.is_some(), "traffic_mirror_target_id");
+    push(
+        traffic_mirror_filter_id.is_some(),
+        "traffic_mirror_filter_id",
+    );
+    push(
+        traffic_mirror_target_id.is_some(),
+        "traffic_mirror_target_id",
+    );
     push(
         traffic_mirror_target_type.is_some(),
         "traffic_mirror_target_type",
@@ -404,7 +417,8 @@ mod tests {
     fn each_field_alone_gives_a_put_with_only_that_field() {
         let base = desired();
         let o = observed_of(&base);
-        let cases: Vec<(&str, Box<dyn Fn(&mut DesiredSession)>)> = vec![
+        type Change = Box<dyn Fn(&mut DesiredSession)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("name", Box::new(|d| d.name = "other".into())),
             ("description", Box::new(|d| d.description = "x".into())),
             (
@@ -487,19 +501,21 @@ mod tests {
             1i64..4,
             any::<bool>(),
         )
-            .prop_map(|(name, desc, f, src, t, tt, vni, pl, pr, en)| DesiredSession {
-                name,
-                description: desc,
-                traffic_mirror_filter_id: f.into(),
-                traffic_mirror_sources: src,
-                traffic_mirror_target_id: t.into(),
-                traffic_mirror_target_type: tt.into(),
-                virtual_network_id: vni,
-                packet_length: pl,
-                priority: pr,
-                enabled: en,
-                source_type: "eni".into(),
-            })
+            .prop_map(
+                |(name, desc, f, src, t, tt, vni, pl, pr, en)| DesiredSession {
+                    name,
+                    description: desc,
+                    traffic_mirror_filter_id: f.into(),
+                    traffic_mirror_sources: src,
+                    traffic_mirror_target_id: t.into(),
+                    traffic_mirror_target_type: tt.into(),
+                    virtual_network_id: vni,
+                    packet_length: pl,
+                    priority: pr,
+                    enabled: en,
+                    source_type: "eni".into(),
+                },
+            )
     }
 
     proptest! {

@@ -19,10 +19,10 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::Context;
 use super::conditions::{self, Desired, READY, SYNCED, reason};
 use super::error::{Error, Result};
 use super::inventory::Inventory;
-use super::Context;
 use crate::api::ProviderConfig;
 use crate::cloud::models::ListSessionsQuery;
 use crate::cloud::signer::Credentials;
@@ -191,7 +191,8 @@ pub async fn reconcile(pc: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result<Act
         || status.observed_generation != pc.metadata.generation
     {
         let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
-        let patch = json!({"status": {"conditions": merged, "observedGeneration": pc.metadata.generation}});
+        let patch =
+            json!({"status": {"conditions": merged, "observedGeneration": pc.metadata.generation}});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
     }
@@ -266,7 +267,7 @@ async fn check(
             Ok(new)
         }
         Some(Err(e)) => {
-            ctx.metrics.cloud_call("list_sessions", &e.metric_label());
+            ctx.metrics.cloud_call("list_sessions", e.metric_label());
             let retry = e
                 .is_retryable()
                 .then(|| e.retry_after().unwrap_or(Duration::from_secs(15)));
@@ -275,7 +276,11 @@ async fn check(
                 Some(403) => "; check that the credentials belong to spec.projectId",
                 _ => "",
             };
-            Err((e.reason(), format!("credential check failed: {e}{hint}"), retry))
+            Err((
+                e.reason(),
+                format!("credential check failed: {e}{hint}"),
+                retry,
+            ))
         }
     }
 }

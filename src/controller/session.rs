@@ -20,16 +20,15 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
+use super::Context;
 use super::conditions::{self, Desired, READY, SYNCED, reason};
 use super::error::{Error, Result, cloud};
 use super::intent::{self, CreateIntent, INTENT_ANNOTATION, Resolution, SESSION_ID_ANNOTATION};
 use super::inventory::Known;
 use super::plan::{self, DesiredSession};
 use super::providers::Provider;
-use super::Context;
 use crate::api::{
-    DeletionPolicy, ManagementPolicy, SessionObservation, TrafficMirrorFilter,
-    TrafficMirrorSession,
+    DeletionPolicy, ManagementPolicy, SessionObservation, TrafficMirrorFilter, TrafficMirrorSession,
 };
 use crate::cloud::models::{ListSessionsQuery, TrafficMirrorSession as CloudSession};
 use crate::failpoint;
@@ -93,7 +92,14 @@ async fn reconcile_inner(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
     match apply(&obj, ctx, &api).await {
         Ok(outcome) => {
             ctx.failures.succeeded(&uid);
-            write_status(&api, &obj, &outcome.conditions, outcome.observed.as_ref(), None).await?;
+            write_status(
+                &api,
+                &obj,
+                &outcome.conditions,
+                outcome.observed.as_ref(),
+                None,
+            )
+            .await?;
             Ok(outcome.action)
         }
         Err(err) => {
@@ -115,9 +121,19 @@ async fn reconcile_inner(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
                 warn!(name = %obj.name_any(), error = %err, ?delay, "retryable failure");
                 Ok(Action::requeue(delay))
             } else {
-                let delay = ctx.failures.terminal(&uid, obj.metadata.generation, &ctx.retry);
+                let delay = ctx
+                    .failures
+                    .terminal(&uid, obj.metadata.generation, &ctx.retry);
                 warn!(name = %obj.name_any(), error = %err, "terminal failure; waiting for a spec change");
-                publish(ctx, &obj, EventType::Warning, &cond_reason, "Reconcile", message).await;
+                publish(
+                    ctx,
+                    &obj,
+                    EventType::Warning,
+                    &cond_reason,
+                    "Reconcile",
+                    message,
+                )
+                .await;
                 Ok(Action::requeue(delay))
             }
         }
@@ -133,7 +149,10 @@ fn describe(err: &Error) -> (String, String) {
             } else {
                 "fix the spec (or the cloud side); the operator retries after the next spec change"
             };
-            (source.reason(), format!("{operation} failed: {source}; {hint}"))
+            (
+                source.reason(),
+                format!("{operation} failed: {source}; {hint}"),
+            )
         }
         Error::Kube(e) => (
             reason::KUBERNETES_ERROR.into(),
@@ -154,9 +173,14 @@ async fn ensure_finalizer(
     }
     let mut finalizers = obj.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
     let updated = api
-        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     Ok(Arc::new(updated))
 }
@@ -185,7 +209,12 @@ fn provider_not_ready(obj: &TrafficMirrorSession) -> Outcome {
 
 /// Resolves the filter id: given directly, or from the referenced TrafficMirrorFilter's status.
 async fn filter_id(obj: &TrafficMirrorSession, ctx: &Context) -> Result<Option<String>> {
-    if let Some(id) = obj.spec.traffic_mirror_filter_id.clone().filter(|s| !s.is_empty()) {
+    if let Some(id) = obj
+        .spec
+        .traffic_mirror_filter_id
+        .clone()
+        .filter(|s| !s.is_empty())
+    {
         return Ok(Some(id));
     }
     let Some(r) = &obj.spec.traffic_mirror_filter_ref else {
@@ -217,8 +246,7 @@ async fn apply(
     let observe_only = obj.spec.management_policy == ManagementPolicy::ObserveOnly;
     let id = known_id(obj);
     // A spec change, or a previous failure, means the snapshot may be stale for this object: GET.
-    let fresh = obj.metadata.generation
-        != obj.status.as_ref().and_then(|s| s.observed_generation)
+    let fresh = obj.metadata.generation != obj.status.as_ref().and_then(|s| s.observed_generation)
         || !is_synced(obj);
 
     if observe_only {
@@ -279,7 +307,11 @@ async fn apply(
 /// The outcome once the calls are done: Ready exactly when the cloud matches.
 fn settled(desired: &DesiredSession, observed: CloudSession, ctx: &Context) -> Outcome {
     let ready = if plan::in_sync(desired, &observed) {
-        Desired::yes(READY, reason::AVAILABLE, "the cloud session matches the spec")
+        Desired::yes(
+            READY,
+            reason::AVAILABLE,
+            "the cloud session matches the spec",
+        )
     } else {
         Desired::no(
             READY,
@@ -327,7 +359,7 @@ async fn observe(
             Ok(None)
         }
         Err(e) => {
-            ctx.metrics.cloud_call("show_session", &e.metric_label());
+            ctx.metrics.cloud_call("show_session", e.metric_label());
             Err(cloud("show_session")(e))
         }
     }
@@ -364,7 +396,11 @@ async fn observe_only_outcome(
     let desired = DesiredSession::from_spec(&obj.spec, &obj.name_any(), filter);
     let fields = plan::differing_fields(&desired, &observed);
     let ready = if fields.is_empty() {
-        Desired::yes(READY, reason::AVAILABLE, "the cloud session matches the spec")
+        Desired::yes(
+            READY,
+            reason::AVAILABLE,
+            "the cloud session matches the spec",
+        )
     } else {
         Desired::no(
             READY,
@@ -406,7 +442,15 @@ async fn converge(
         provider.inventory.record(&s);
         failpoint::hit("session-update-after");
         info!(name = %obj.name_any(), %id, %fields, "updated cloud session");
-        publish(ctx, obj, EventType::Normal, "Updated", "Update", format!("updated {fields}")).await;
+        publish(
+            ctx,
+            obj,
+            EventType::Normal,
+            "Updated",
+            "Update",
+            format!("updated {fields}"),
+        )
+        .await;
         current = s;
     }
     let mut steps: Vec<(&'static str, &Vec<String>)> = vec![];
@@ -428,7 +472,11 @@ async fn converge(
         };
         provider.inventory.record(&s);
         failpoint::hit("session-sources-after");
-        let verb = if op == "add_sources" { "added" } else { "removed" };
+        let verb = if op == "add_sources" {
+            "added"
+        } else {
+            "removed"
+        };
         publish(
             ctx,
             obj,
@@ -455,14 +503,18 @@ async fn call<T>(
             Ok(v)
         }
         Err(e) => {
-            ctx.metrics.cloud_call(operation, &e.metric_label());
+            ctx.metrics.cloud_call(operation, e.metric_label());
             Err(cloud(operation)(e))
         }
     }
 }
 
 /// Cloud sessions named `name`.
-async fn sessions_named(ctx: &Context, provider: &Provider, name: &str) -> Result<Vec<CloudSession>> {
+async fn sessions_named(
+    ctx: &Context,
+    provider: &Provider,
+    name: &str,
+) -> Result<Vec<CloudSession>> {
     let q = ListSessionsQuery {
         name: Some(name.to_string()),
         ..Default::default()
@@ -546,7 +598,12 @@ async fn create(
 
     failpoint::hit("session-create-before");
     let request = desired.create_request();
-    let created = match call(ctx, "create_session", provider.client.create_session(&request)).await
+    let created = match call(
+        ctx,
+        "create_session",
+        provider.client.create_session(&request),
+    )
+    .await
     {
         Ok(s) => s,
         Err(e) => {
@@ -602,26 +659,46 @@ async fn write_intent(
         "annotations": {INTENT_ANNOTATION: intent.to_annotation()},
     }});
     let updated = api
-        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     Ok(Arc::new(updated))
 }
 
 async fn clear_intent(api: &Api<TrafficMirrorSession>, obj: &TrafficMirrorSession) -> Result<()> {
     let patch = json!({"metadata": {"annotations": {INTENT_ANNOTATION: Value::Null}}});
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 
 /// Records the cloud id: annotation (and the intent cleared) in one write, then status.
-async fn record_id(api: &Api<TrafficMirrorSession>, obj: &TrafficMirrorSession, id: &str) -> Result<()> {
+async fn record_id(
+    api: &Api<TrafficMirrorSession>,
+    obj: &TrafficMirrorSession,
+    id: &str,
+) -> Result<()> {
     let patch = json!({"metadata": {"annotations": {SESSION_ID_ANNOTATION: id, INTENT_ANNOTATION: Value::Null}}});
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     let status = json!({"status": {"sessionId": id}});
-    api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await?;
     Ok(())
 }
 
@@ -631,14 +708,22 @@ async fn forget_id(
     obj: &TrafficMirrorSession,
 ) -> Result<Arc<TrafficMirrorSession>> {
     let status = json!({"status": {"sessionId": Value::Null, "atProvider": Value::Null}});
-    api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await?;
     let patch = json!({"metadata": {
         "resourceVersion": obj.resource_version(),
         "annotations": {SESSION_ID_ANNOTATION: Value::Null},
     }});
     let mut updated = api
-        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     if let Some(st) = updated.status.as_mut() {
         st.session_id = None;
@@ -684,7 +769,10 @@ async fn write_status(
     );
     let mut patch = serde_json::Map::new();
     if !conditions::same(&merged, &current.conditions) {
-        patch.insert("conditions".into(), serde_json::to_value(&merged).unwrap_or_default());
+        patch.insert(
+            "conditions".into(),
+            serde_json::to_value(&merged).unwrap_or_default(),
+        );
     }
     if current.observed_generation != obj.metadata.generation {
         patch.insert("observedGeneration".into(), json!(obj.metadata.generation));
@@ -706,8 +794,12 @@ async fn write_status(
         return Ok(());
     }
     let body = json!({"status": Value::Object(patch)});
-    api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&body))
-        .await?;
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&body),
+    )
+    .await?;
     Ok(())
 }
 
@@ -756,8 +848,15 @@ async fn cleanup(
                 Resolution::WaitForConsistency => return Ok(Action::requeue(CONFIRM_POLL)),
                 Resolution::CreateAgain => {}
                 Resolution::Conflict(message) => {
-                    publish(ctx, obj, EventType::Warning, reason::NAME_CONFLICT, "Delete", message)
-                        .await;
+                    publish(
+                        ctx,
+                        obj,
+                        EventType::Warning,
+                        reason::NAME_CONFLICT,
+                        "Delete",
+                        message,
+                    )
+                    .await;
                 }
             }
         }
@@ -767,13 +866,16 @@ async fn cleanup(
             Ok(()) => ctx.metrics.cloud_call("delete_session", "success"),
             Err(e) if e.is_not_found() => ctx.metrics.cloud_call("delete_session", "not_found"),
             Err(e) => {
-                ctx.metrics.cloud_call("delete_session", &e.metric_label());
+                ctx.metrics.cloud_call("delete_session", e.metric_label());
                 let err = cloud("delete_session")(e);
                 let (r, m) = describe(&err);
                 write_status(
                     api,
                     obj,
-                    &[Desired::no(READY, reason::DELETING, m.clone()), Desired::no(SYNCED, &r, m)],
+                    &[
+                        Desired::no(READY, reason::DELETING, m.clone()),
+                        Desired::no(SYNCED, &r, m),
+                    ],
                     None,
                     None,
                 )
@@ -802,10 +904,19 @@ async fn remove_finalizer(
     api: &Api<TrafficMirrorSession>,
     obj: &TrafficMirrorSession,
 ) -> Result<()> {
-    let finalizers: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    let finalizers: Vec<&String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
     match api
-        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -839,9 +950,9 @@ async fn publish(
 pub fn error_policy(obj: Arc<TrafficMirrorSession>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(KIND, &err.metric_label());
     let uid = obj.uid().unwrap_or_default();
-    let delay = ctx
-        .failures
-        .retryable(&uid, obj.metadata.generation, &ctx.retry, err.retry_after());
+    let delay =
+        ctx.failures
+            .retryable(&uid, obj.metadata.generation, &ctx.retry, err.retry_after());
     warn!(name = %obj.name_any(), error = %err, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
