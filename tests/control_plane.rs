@@ -190,15 +190,11 @@ fn scratch_dir_names_carry_their_owner() {
 
 #[test]
 fn emulator_child_is_managed() {
-    let Some(binary) = support::Emulator::binary() else {
-        eprintln!("SKIPPED: this package has no hwc-vpc-emulator binary yet");
-        return;
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let emulator = support::Emulator::start_binary(&binary, "p1", &[("AK1", "SK1")], &[]);
+    let emulator = support::Emulator::start("p1", &[("AK1", "SK1")]);
     let pid = emulator.pid();
     assert!(
         emulator.url.starts_with("http://127.0.0.1:"),
@@ -212,7 +208,25 @@ fn emulator_child_is_managed() {
             .await;
         emulator.clear_faults().await;
         assert_eq!(emulator.calls().await, Vec::<serde_json::Value>::new());
+        // An unsigned call is refused, and logged.
+        let url = format!("{}/v3/p1/vpc/traffic-mirror-sessions?limit=1", emulator.url);
+        let status = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(&url)
+            .send()
+            .await
+            .expect("GET")
+            .status();
+        assert_eq!(status, 401);
+        let calls = emulator.calls().await;
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0]["method"], "GET");
+        assert_eq!(calls[0]["query"], "limit=1");
+        assert_eq!(calls[0]["status"], 401);
         emulator.reset().await;
+        assert!(emulator.calls().await.is_empty());
     });
     drop(emulator);
     assert!(
