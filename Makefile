@@ -39,12 +39,14 @@ clippy: ## Lint every target, warnings are errors.
 lint: fmt-check clippy crds-check ## fmt-check + clippy + crds-check.
 
 .PHONY: crds
-crds: ## Regenerate crds/*.yaml from the Rust types.
+crds: ## Regenerate crds/*.yaml from the Rust types (and the Helm chart's copy).
 	$(CARGO) run -q --bin crdgen
+	bash deploy/helm/sync-crds.sh
 
 .PHONY: crds-check
-crds-check: ## Fail if crds/*.yaml are not what the Rust types generate.
+crds-check: ## Fail if crds/*.yaml (or the Helm chart's copy) are not what the Rust types generate.
 	$(CARGO) run -q --bin crdgen -- --check
+	bash deploy/helm/sync-crds.sh --check
 
 # The last line printed is the directory holding etcd, kube-apiserver and kubectl (nothing after it).
 .PHONY: control-plane

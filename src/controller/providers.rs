@@ -7,7 +7,7 @@
 //! interval so revoked credentials show up in `status`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -15,6 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -46,20 +47,50 @@ pub struct Provider {
 }
 
 /// The ready providers, by ProviderConfig name. Shared by both reconcilers and the resync loop.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Registry {
     providers: RwLock<HashMap<String, Arc<Provider>>>,
+    /// The ProviderConfig controller's cache: a provider whose ProviderConfig was deleted stops being
+    /// served (kube-runtime does not reconcile deleted objects, so the registry asks the cache).
+    live: OnceLock<Store<ProviderConfig>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("providers", &self.read().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
-    /// The ready provider named `name`.
+    /// The ready provider named `name`, if its ProviderConfig still exists.
     pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
-        self.read().get(name).cloned()
+        let p = self.read().get(name).cloned()?;
+        if self.is_live(name) {
+            Some(p)
+        } else {
+            self.remove(name);
+            None
+        }
     }
 
-    /// Every ready provider.
+    /// Every ready provider whose ProviderConfig still exists.
     pub fn all(&self) -> Vec<Arc<Provider>> {
-        self.read().values().cloned().collect()
+        let names: Vec<String> = self.read().keys().cloned().collect();
+        names.iter().filter_map(|n| self.get(n)).collect()
+    }
+
+    /// Connects the registry to the ProviderConfig cache (once, at start).
+    pub fn attach(&self, store: Store<ProviderConfig>) {
+        let _ = self.live.set(store);
+    }
+
+    fn is_live(&self, name: &str) -> bool {
+        match self.live.get() {
+            Some(store) => store.get(&ObjectRef::new(name)).is_some(),
+            None => true,
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Provider>>> {
@@ -302,6 +333,7 @@ pub async fn run(ctx: Arc<Context>) {
     }
     let controller = kube::runtime::Controller::new(api, wc.clone());
     let store = controller.store();
+    ctx.providers.attach(store.clone());
     let secrets: Api<Secret> = Api::all(ctx.client.clone());
     controller
         .watches(
