@@ -930,3 +930,26 @@ async fn a_create_whose_answer_is_lost_is_adopted_not_duplicated() {
         .count();
     assert_eq!(posts, 1, "the lost create is found, not repeated");
 }
+
+#[tokio::test]
+async fn deleting_the_provider_config_stops_cloud_calls() {
+    let env = TestEnv::new("pc-delete").await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
+    pcs.delete(&env.pc, &DeleteParams::default())
+        .await
+        .expect("delete pc");
+    env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
+        .await;
+    // The account is no longer used: after that, no resync LIST reaches the emulator.
+    env.emu.clear_calls().await;
+    env.patch_spec("s", json!({"priority": 12})).await;
+    env.wait_reason("s", "Synced", "False", Some("ProviderConfigNotReady"))
+        .await;
+    assert!(
+        env.calls().await.is_empty(),
+        "no cloud call without a ProviderConfig"
+    );
+}
