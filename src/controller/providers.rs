@@ -189,7 +189,11 @@ pub async fn reconcile(pc: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result<Act
                         reason::CREDENTIALS_VALID,
                         "the cloud accepted the credentials",
                     ),
-                    Desired::yes(SYNCED, reason::RECONCILE_SUCCESS, ""),
+                    Desired::yes(
+                        SYNCED,
+                        reason::RECONCILE_SUCCESS,
+                        "the last reconcile succeeded",
+                    ),
                 ],
                 Action::requeue(ctx.config.resync_interval),
             )

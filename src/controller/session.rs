@@ -323,7 +323,14 @@ fn settled(desired: &DesiredSession, observed: CloudSession, ctx: &Context) -> O
         )
     };
     Outcome {
-        conditions: vec![ready, Desired::yes(SYNCED, reason::RECONCILE_SUCCESS, "")],
+        conditions: vec![
+            ready,
+            Desired::yes(
+                SYNCED,
+                reason::RECONCILE_SUCCESS,
+                "the last reconcile succeeded",
+            ),
+        ],
         observed: Some(observed),
         action: Action::requeue(ctx.config.resync_interval * 2),
     }
