@@ -175,13 +175,7 @@ async fn ensure_finalizer(
     finalizers.push(FINALIZER.to_string());
     let patch =
         json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
-    let updated = api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    let updated = merge_patch(api, &obj, &patch).await?;
     Ok(Arc::new(updated))
 }
 
@@ -665,24 +659,13 @@ async fn write_intent(
         "resourceVersion": obj.resource_version(),
         "annotations": {INTENT_ANNOTATION: intent.to_annotation()},
     }});
-    let updated = api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    let updated = merge_patch(api, obj, &patch).await?;
     Ok(Arc::new(updated))
 }
 
 async fn clear_intent(api: &Api<TrafficMirrorSession>, obj: &TrafficMirrorSession) -> Result<()> {
     let patch = json!({"metadata": {"annotations": {INTENT_ANNOTATION: Value::Null}}});
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    merge_patch(api, obj, &patch).await?;
     Ok(())
 }
 
@@ -693,19 +676,9 @@ async fn record_id(
     id: &str,
 ) -> Result<()> {
     let patch = json!({"metadata": {"annotations": {SESSION_ID_ANNOTATION: id, INTENT_ANNOTATION: Value::Null}}});
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    merge_patch(api, obj, &patch).await?;
     let status = json!({"status": {"sessionId": id}});
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&status),
-    )
-    .await?;
+    merge_patch_status(api, obj, &status).await?;
     Ok(())
 }
 
@@ -715,23 +688,12 @@ async fn forget_id(
     obj: &TrafficMirrorSession,
 ) -> Result<Arc<TrafficMirrorSession>> {
     let status = json!({"status": {"sessionId": Value::Null, "atProvider": Value::Null}});
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&status),
-    )
-    .await?;
+    merge_patch_status(api, obj, &status).await?;
     let patch = json!({"metadata": {
         "resourceVersion": obj.resource_version(),
         "annotations": {SESSION_ID_ANNOTATION: Value::Null},
     }});
-    let mut updated = api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    let mut updated = merge_patch(api, obj, &patch).await?;
     if let Some(st) = updated.status.as_mut() {
         st.session_id = None;
     }
@@ -801,12 +763,7 @@ async fn write_status(
         return Ok(());
     }
     let body = json!({"status": Value::Object(patch)});
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&body),
-    )
-    .await?;
+    merge_patch_status(api, obj, &body).await?;
     Ok(())
 }
 
@@ -918,18 +875,39 @@ async fn remove_finalizer(
         .collect();
     let patch =
         json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
-    match api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
+    match merge_patch(api, obj, &patch).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A JSON merge patch of the object (metadata; the operator never writes `spec`).
+async fn merge_patch(
+    api: &Api<TrafficMirrorSession>,
+    obj: &TrafficMirrorSession,
+    patch: &Value,
+) -> kube::Result<TrafficMirrorSession> {
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+}
+
+/// A JSON merge patch of the `/status` subresource.
+async fn merge_patch_status(
+    api: &Api<TrafficMirrorSession>,
+    obj: &TrafficMirrorSession,
+    patch: &Value,
+) -> kube::Result<TrafficMirrorSession> {
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
 }
 
 /// Publishes an Event; failures to publish are logged, never fatal.
