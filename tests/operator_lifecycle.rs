@@ -386,6 +386,15 @@ async fn create_reaches_ready_with_at_provider() {
     assert_eq!(posts.len(), 1, "exactly one write (the create): {posts:#?}");
     assert_eq!(posts[0]["method"], "POST");
     assert_eq!(env.cloud_sessions_named("web").await.len(), 1);
+    // The create's answer is trusted: no follow-up GET of the new session.
+    let id = st.session_id.clone().expect("sessionId");
+    let gets = env
+        .calls()
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "GET" && c["path"].as_str().unwrap_or("").ends_with(&id))
+        .count();
+    assert_eq!(gets, 0, "no GET of the session it just created");
     let synced = st
         .conditions
         .iter()
@@ -534,6 +543,10 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
         count_lists(&calls),
         calls.len(),
         "only LISTs at steady state: {calls:#?}"
+    );
+    assert!(
+        calls.iter().all(|c| c["query"] == "limit=500"),
+        "one paginated LIST per cycle, no separate credential check: {calls:#?}"
     );
 
     // Someone edits the session in the console.

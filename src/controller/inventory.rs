@@ -73,6 +73,12 @@ impl Inventory {
         self.lock().listed_at.is_some()
     }
 
+    /// Whether a LIST succeeded within `age`: proof the account's credentials work, so the
+    /// ProviderConfig re-check needs no call of its own.
+    pub fn listed_within(&self, age: std::time::Duration) -> bool {
+        self.lock().listed_at.is_some_and(|t| t.elapsed() <= age)
+    }
+
     /// Records the answer of a call (create, GET, PUT, add/remove sources).
     pub fn record(&self, session: &TrafficMirrorSession) {
         self.lock().entries.insert(
@@ -182,6 +188,14 @@ mod tests {
         inv.replace(vec![s("a", 5)], started);
         assert_eq!(inv.get("a"), Known::Present(s("a", 5)));
         assert_eq!(inv.get("gone"), Known::Absent);
+    }
+
+    #[test]
+    fn listed_within_tracks_the_last_successful_list() {
+        let inv = Inventory::default();
+        assert!(!inv.listed_within(std::time::Duration::from_secs(60)));
+        inv.replace(vec![], Instant::now());
+        assert!(inv.listed_within(std::time::Duration::from_secs(60)));
     }
 
     #[test]

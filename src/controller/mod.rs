@@ -119,10 +119,12 @@ impl Context {
     }
 }
 
-/// Per-object failure state: when the next attempt may run.
+/// Per-object reconcile bookkeeping: when the next attempt may run after a failure, and which
+/// generation this process last converged (so its own follow-up reconciles trust the snapshot).
 #[derive(Debug, Default)]
 pub struct Failures {
     map: Mutex<HashMap<String, Failure>>,
+    converged: Mutex<HashMap<String, Option<i64>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -187,9 +189,33 @@ impl Failures {
         policy.terminal
     }
 
-    /// Clears the object's failure state.
-    pub fn succeeded(&self, uid: &str) {
+    /// Clears the object's failure state and records the generation it converged at.
+    pub fn succeeded(&self, uid: &str, generation: Option<i64>) {
         self.lock().remove(uid);
+        self.converged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid.to_string(), generation);
+    }
+
+    /// Whether this process converged the object at `generation` and has not failed since.
+    pub fn converged_at(&self, uid: &str, generation: Option<i64>) -> bool {
+        !self.lock().contains_key(uid)
+            && self
+                .converged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(uid)
+                .is_some_and(|g| *g == generation)
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&self, uid: &str) {
+        self.lock().remove(uid);
+        self.converged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
     }
 }
 

@@ -283,6 +283,13 @@ async fn check(
         &creds.secret_key,
         creds.security_token.as_deref().unwrap_or(""),
     ]);
+    // Same account and a resync LIST succeeded recently: the credentials work; no extra call.
+    if let Some(p) = ctx.providers.get(&name)
+        && p.fingerprint == fp
+        && p.inventory.listed_within(ctx.config.resync_interval * 2)
+    {
+        return Ok(false);
+    }
     let client = VpcClient::new(ClientConfig::new(
         endpoint.trim_end_matches('/'),
         &spec.project_id,

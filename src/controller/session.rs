@@ -91,7 +91,7 @@ async fn reconcile_inner(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
     let obj = ensure_finalizer(obj, &api).await?;
     match apply(&obj, ctx, &api).await {
         Ok(outcome) => {
-            ctx.failures.succeeded(&uid);
+            ctx.failures.succeeded(&uid, obj.metadata.generation);
             write_status(
                 &api,
                 &obj,
@@ -240,8 +240,14 @@ async fn apply(
     let observe_only = obj.spec.management_policy == ManagementPolicy::ObserveOnly;
     let id = known_id(obj);
     // A spec change, or a previous failure, means the snapshot may be stale for this object: GET.
-    let fresh = obj.metadata.generation != obj.status.as_ref().and_then(|s| s.observed_generation)
-        || !is_synced(obj);
+    // Unless this process already converged this generation (then the snapshot holds the answers of
+    // its own calls, and the status write that says so may just not be in the cache yet).
+    let fresh = (obj.metadata.generation
+        != obj.status.as_ref().and_then(|s| s.observed_generation)
+        || !is_synced(obj))
+        && !ctx
+            .failures
+            .converged_at(&obj.uid().unwrap_or_default(), obj.metadata.generation);
 
     if observe_only {
         return observe_only_outcome(obj, ctx, &provider, id, fresh).await;
@@ -788,6 +794,7 @@ async fn cleanup(
             .await;
         }
         remove_finalizer(api, obj).await?;
+        ctx.failures.forget(&obj.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let Some(provider) = ctx.providers.get(&obj.spec.provider_config_ref.name) else {
@@ -861,6 +868,7 @@ async fn cleanup(
         .await;
     }
     remove_finalizer(api, obj).await?;
+    ctx.failures.forget(&obj.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
 

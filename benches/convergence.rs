@@ -1,0 +1,961 @@
+//! End-to-end benchmark: the operator binary (release build) against a real kube-apiserver + etcd and
+//! the VPC emulator, with N TrafficMirrorSessions (env `BENCH_SESSIONS`, default 100).
+//!
+//! It measures what the design promises:
+//! - convergence: time from applying N objects until all are Ready=True, and the cloud calls it took
+//!   (by method and kind);
+//! - steady state: cloud calls per resync cycle (one paginated LIST per account, whatever N; no
+//!   writes), compared with a design that GETs every session every interval (N reads per cycle);
+//! - one-field edit latency (median, p95) and exactly one PUT per edit;
+//! - the operator's memory (peak and current RSS) and CPU time.
+//!
+//! Run: `cargo bench --bench convergence` (with `TMO_CONTROL_PLANE_DIR` set to the directory that
+//! `make control-plane` prints last, or the support builds the control plane). Prints a table and
+//! writes it to `benches/results/convergence.md` (`convergence-n<N>.md` for another N). Without
+//! `--bench` (as `cargo test --all-targets` runs bench targets) it does nothing: the integration
+//! tests cover correctness.
+//!
+//! Waits poll (the emulator's call log, or an in-memory view fed by a watch) with deadlines; resync
+//! cycles are counted from the unfiltered LIST calls the emulator logs, never assumed from sleeps.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
+use traffic_mirror_operator::cloud::models::{CreateFilterRequest, ListSessionsQuery};
+use traffic_mirror_operator::cloud::{ClientConfig, Credentials, VpcClient};
+
+const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+const AK: &str = "BENCHAK000000000";
+const SK: &str = "bench-secret-key-000000000000000";
+/// Resync interval given to the operator.
+const RESYNC: &str = "5s";
+const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+/// Default number of sessions (`BENCH_SESSIONS`).
+const DEFAULT_SESSIONS: usize = 100;
+/// Resync cycles observed at steady state.
+const STEADY_CYCLES: usize = 3;
+/// Sessions edited one after the other for the edit latency.
+const EDITS: usize = 20;
+/// Objects created in parallel while applying (like `kubectl apply` of a directory, a bit faster).
+const APPLY_PARALLELISM: usize = 8;
+/// Deadline of the setup steps (operator start, ProviderConfig ready).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn main() {
+    if !common::is_bench_run() {
+        println!(
+            "convergence: skipped without --bench (run `cargo bench --bench convergence`; the \
+             integration tests cover correctness)"
+        );
+        return;
+    }
+    let sessions = std::env::var("BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_SESSIONS);
+    let concurrency = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .filter(|v| v.parse::<u16>().is_ok_and(|n| n > 0));
+    let mut command = String::new();
+    if sessions != DEFAULT_SESSIONS {
+        command.push_str(&format!("BENCH_SESSIONS={sessions} "));
+    }
+    if let Some(c) = &concurrency {
+        command.push_str(&format!("BENCH_CONCURRENCY={c} "));
+    }
+    command.push_str("cargo bench --bench convergence");
+    let info = common::RunInfo::capture(command);
+
+    eprintln!("convergence: starting the control plane (etcd + kube-apiserver)...");
+    let cp = support::control_plane();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime");
+    let report = runtime.block_on(run(cp, sessions, concurrency));
+    let text = report.render(&info);
+    println!("{text}");
+    // The default size keeps the canonical file; other sizes get their own, so both can be kept.
+    let name = if sessions == DEFAULT_SESSIONS {
+        "convergence".to_string()
+    } else {
+        format!("convergence-n{sessions}")
+    };
+    match common::write_results(&name, &text) {
+        Ok(path) => println!("written to {}", path.display()),
+        Err(e) => eprintln!("could not write the results file: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator as a child process
+// ---------------------------------------------------------------------------------------------
+
+/// The operator binary as a child process, killed on drop (and when this process dies).
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(ns: &str, concurrency: Option<&str>) -> Operator {
+        let log = std::env::temp_dir().join("tmo-bench-convergence-operator.log");
+        let file = std::fs::File::create(&log).expect("create the operator log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_traffic-mirror-operator"));
+        cmd.args([
+            "run",
+            "--namespace",
+            ns,
+            "--resync-interval",
+            RESYNC,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--create-confirm-window",
+            "2s",
+            "--provider-config-selector",
+            &format!("tmo-test={ns}"),
+        ]);
+        if let Some(c) = concurrency {
+            cmd.args(["--concurrency", c]);
+        }
+        cmd.env("KUBECONFIG", &support::control_plane().kubeconfig_path)
+            .env("RUST_LOG", "info")
+            .env_remove("TMO_FAILPOINTS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file);
+        let child = support::process::spawn_guarded(cmd).expect("start the operator");
+        eprintln!("convergence: operator log: {}", log.display());
+        Operator { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `VmHWM` (peak RSS) and `VmRSS` (current RSS) in MiB.
+    fn memory_mib(&self) -> (f64, f64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        (kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
+    }
+
+    /// User + system CPU time used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // After "pid (comm) ": state is field 0, utime field 11, stime field 12 (clock ticks).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100);
+        Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+    }
+
+    /// Panics (with the end of the operator log) if the operator has exited.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "the operator exited ({status}); its log ends:\n{}",
+                support::process::tail(&self.log, 40)
+            );
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the API server shows: a watch on the sessions, recording when each generation became Ready
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Seen {
+    /// (name, generation) -> when it was first seen Ready=True for that generation.
+    ready_at: HashMap<(String, i64), Instant>,
+    /// name -> status.sessionId.
+    session_ids: HashMap<String, String>,
+    /// Watch events (object changes) received after the initial list.
+    changes: u64,
+    /// Whether the initial list is done.
+    synced: bool,
+}
+
+#[derive(Clone, Default)]
+struct Tracker(Arc<Mutex<Seen>>);
+
+impl Tracker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Watches the sessions of `api` in the background.
+    fn start(api: Api<TrafficMirrorSession>) -> Tracker {
+        let tracker = Tracker::default();
+        let t = tracker.clone();
+        tokio::spawn(async move {
+            let mut events =
+                std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+            while let Some(event) = events.next().await {
+                let now = Instant::now();
+                match event {
+                    Ok(watcher::Event::Apply(o)) => {
+                        let mut seen = t.lock();
+                        seen.changes += 1;
+                        seen.observe(&o, now);
+                    }
+                    Ok(watcher::Event::InitApply(o)) => t.lock().observe(&o, now),
+                    Ok(watcher::Event::InitDone) => t.lock().synced = true,
+                    Ok(_) => {}
+                    Err(e) => eprintln!("convergence: watch error (retrying): {e}"),
+                }
+            }
+        });
+        tracker
+    }
+
+    fn ready_at(&self, name: &str, generation: i64) -> Option<Instant> {
+        self.lock()
+            .ready_at
+            .get(&(name.to_string(), generation))
+            .copied()
+    }
+
+    fn session_id(&self, name: &str) -> Option<String> {
+        self.lock().session_ids.get(name).cloned()
+    }
+
+    fn changes(&self) -> u64 {
+        self.lock().changes
+    }
+}
+
+impl Seen {
+    fn observe(&mut self, o: &TrafficMirrorSession, now: Instant) {
+        let (Some(name), Some(generation)) = (o.metadata.name.clone(), o.metadata.generation)
+        else {
+            return;
+        };
+        let Some(status) = &o.status else { return };
+        if let Some(id) = &status.session_id {
+            self.session_ids.insert(name.clone(), id.clone());
+        }
+        let ready = status.observed_generation == Some(generation)
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready {
+            self.ready_at.entry((name, generation)).or_insert(now);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The emulator's call log
+// ---------------------------------------------------------------------------------------------
+
+/// A call's method and path shape, ids replaced by `{id}`, and for LISTs what the query was for:
+/// `PUT /v3/{project}/vpc/traffic-mirror-sessions/{id}/add-sources` gives
+/// `PUT traffic-mirror-sessions/{id}/add-sources`.
+fn call_kind(call: &Value) -> String {
+    let method = call["method"].as_str().unwrap_or("?");
+    let path = call["path"].as_str().unwrap_or("");
+    let query = call["query"].as_str().unwrap_or("");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(at) = segments
+        .iter()
+        .position(|s| s.starts_with("traffic-mirror-"))
+    else {
+        return format!("{method} {path}");
+    };
+    let mut shape = segments[at].to_string();
+    if segments.len() > at + 1 {
+        shape.push_str("/{id}");
+    }
+    for s in segments.iter().skip(at + 2) {
+        shape.push('/');
+        shape.push_str(s);
+    }
+    let what = if method == "GET" && segments.len() == at + 1 {
+        match list_kind(query) {
+            ListKind::Resync => " (LIST, unfiltered: resync, page 1)",
+            ListKind::NextPage => " (LIST, unfiltered: resync, next page)",
+            ListKind::Credentials => " (LIST ?limit=1: credential check)",
+            ListKind::ByName => " (LIST ?name=: crash-safe create check)",
+            ListKind::Other => " (LIST, other filter)",
+        }
+    } else {
+        ""
+    };
+    format!("{method} {shape}{what}")
+}
+
+#[derive(Debug, PartialEq)]
+enum ListKind {
+    Resync,
+    NextPage,
+    Credentials,
+    ByName,
+    Other,
+}
+
+fn list_kind(query: &str) -> ListKind {
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    let has = |k: &str| params.iter().any(|(key, _)| *key == k);
+    if has("name") {
+        ListKind::ByName
+    } else if has("marker") {
+        ListKind::NextPage
+    } else if params.iter().any(|(k, v)| *k == "limit" && *v == "1") {
+        ListKind::Credentials
+    } else if params.iter().all(|(k, _)| *k == "limit") {
+        ListKind::Resync
+    } else {
+        ListKind::Other
+    }
+}
+
+/// Whether `call` starts a resync: the first page of an unfiltered session LIST.
+fn is_resync_start(call: &Value) -> bool {
+    call["method"] == "GET"
+        && call["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
+        && list_kind(call["query"].as_str().unwrap_or("")) == ListKind::Resync
+}
+
+fn is_write(call: &Value) -> bool {
+    call["method"] != "GET"
+}
+
+/// Calls grouped by kind, most frequent first.
+fn by_kind(calls: &[Value]) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for c in calls {
+        *counts.entry(call_kind(c)).or_default() += 1;
+    }
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+fn call_time(call: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    call["at"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// Waits until the emulator has logged `n` resync starts; returns the log.
+async fn wait_resync_starts(emu: &support::Emulator, n: usize, timeout: Duration) -> Vec<Value> {
+    support::wait_for(timeout, || async {
+        let calls = emu.calls().await;
+        (calls.iter().filter(|c| is_resync_start(c)).count() >= n).then_some(calls)
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+struct Env {
+    client: Client,
+    ns: String,
+    emu: support::Emulator,
+    cloud: VpcClient,
+    pc: String,
+    filter_id: String,
+}
+
+impl Env {
+    async fn new(cp: &support::ControlPlane) -> Env {
+        let client = cp.client().await;
+        support::install_crds(&client).await;
+        let ns = support::test_namespace(&client, "bench-convergence").await;
+        let emu = support::Emulator::start(PROJECT, &[(AK, SK)]);
+        let cloud = VpcClient::new(ClientConfig::new(
+            &emu.url,
+            PROJECT,
+            Credentials {
+                access_key: AK.into(),
+                secret_key: SK.into(),
+                security_token: None,
+            },
+        ))
+        .expect("cloud client");
+        let filter = cloud
+            .create_filter(&CreateFilterRequest {
+                name: "bench".into(),
+                description: None,
+            })
+            .await
+            .expect("create the filter");
+        let env = Env {
+            pc: format!("pc-{ns}"),
+            client,
+            ns,
+            emu,
+            cloud,
+            filter_id: filter.id,
+        };
+        env.create_provider().await;
+        env
+    }
+
+    async fn create_provider(&self) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "hwcloud"},
+            "stringData": {"accessKey": AK, "secretKey": SK},
+        }))
+        .expect("secret manifest");
+        secrets
+            .patch(
+                "hwcloud",
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .expect("apply the secret");
+        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
+        let pc: ProviderConfig = serde_json::from_value(json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+            "kind": "ProviderConfig",
+            "metadata": {"name": self.pc, "labels": {"tmo-test": self.ns}},
+            "spec": {
+                "region": "emulated-1",
+                "projectId": PROJECT,
+                "endpoint": self.emu.url,
+                "credentials": {"secretRef": {"namespace": self.ns, "name": "hwcloud"}},
+            }
+        }))
+        .expect("provider config manifest");
+        pcs.patch(
+            &self.pc,
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(&pc),
+        )
+        .await
+        .expect("apply the provider config");
+    }
+
+    fn sessions(&self) -> Api<TrafficMirrorSession> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn manifest(&self, i: usize) -> TrafficMirrorSession {
+        serde_json::from_value(json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+            "kind": "TrafficMirrorSession",
+            "metadata": {"name": session_name(i)},
+            "spec": {
+                "trafficMirrorFilterId": self.filter_id,
+                "trafficMirrorSources": [format!("eni-{i:05}-a"), format!("eni-{i:05}-b")],
+                "trafficMirrorTargetId": "eni-target",
+                "trafficMirrorTargetType": "eni",
+                "priority": 10,
+                "providerConfigRef": {"name": self.pc},
+            }
+        }))
+        .expect("session manifest")
+    }
+
+    async fn wait_provider_ready(&self) {
+        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
+        let name = self.pc.clone();
+        support::wait_for(SETUP_TIMEOUT, || {
+            let pcs = pcs.clone();
+            let name = name.clone();
+            async move {
+                let pc = pcs.get_opt(&name).await.ok().flatten()?;
+                let st = pc.status?;
+                let ready = st.observed_generation == pc.metadata.generation
+                    && st
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                ready.then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+fn session_name(i: usize) -> String {
+    format!("s-{i:05}")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Everything measured, rendered by [`Report::render`].
+struct Report {
+    sessions: usize,
+    concurrency: String,
+    idle_rss_mib: f64,
+    apply_time: Duration,
+    converge_time: Duration,
+    create_to_ready: Vec<Duration>,
+    converge_calls: Vec<(String, usize)>,
+    converge_calls_total: usize,
+    converge_cpu: Duration,
+    cloud_sessions: usize,
+    steady_cycles: usize,
+    steady_period: Option<Duration>,
+    steady_calls: Vec<(String, usize)>,
+    steady_calls_total: usize,
+    steady_reads: usize,
+    steady_writes: usize,
+    steady_object_changes: u64,
+    steady_cpu: Duration,
+    edits: usize,
+    edit_latency: Vec<Duration>,
+    edit_puts: usize,
+    edit_puts_ok: bool,
+    edit_other_writes: usize,
+    edit_notes: Vec<String>,
+    edit_calls: Vec<(String, usize)>,
+    peak_rss_mib: f64,
+    rss_mib: f64,
+}
+
+async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<String>) -> Report {
+    let env = Env::new(cp).await;
+    let tracker = Tracker::start(env.sessions());
+    support::wait_for(SETUP_TIMEOUT, || async {
+        tracker.lock().synced.then_some(())
+    })
+    .await;
+
+    eprintln!(
+        "convergence: starting the operator (namespace {})...",
+        env.ns
+    );
+    let mut op = Operator::start(&env.ns, concurrency.as_deref());
+    env.wait_provider_ready().await;
+    // The operator is warm once its first resync LIST has filled the account's snapshot.
+    wait_resync_starts(&env.emu, 1, SETUP_TIMEOUT).await;
+    op.assert_running();
+    let (_, idle_rss_mib) = op.memory_mib();
+
+    // --- Convergence ------------------------------------------------------------------------
+    eprintln!("convergence: applying {n} sessions...");
+    env.emu.clear_calls().await;
+    let cpu_before = op.cpu_time();
+    let api = env.sessions();
+    let t0 = Instant::now();
+    let created: Vec<(usize, Instant)> = futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            let obj = env.manifest(i);
+            async move {
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .map(|_| (i, Instant::now()))
+            }
+        })
+        .buffer_unordered(APPLY_PARALLELISM)
+        .try_collect()
+        .await
+        .expect("create the session objects");
+    let apply_time = t0.elapsed();
+    let names: Vec<String> = (0..n).map(session_name).collect();
+    let converge_timeout = Duration::from_secs(120) + Duration::from_millis(500 * n as u64);
+    let last_ready = support::wait_for(converge_timeout, || async {
+        names
+            .iter()
+            .map(|name| tracker.ready_at(name, 1))
+            .collect::<Option<Vec<Instant>>>()
+            .and_then(|all| all.into_iter().max())
+    })
+    .await;
+    let converge_cpu = op.cpu_time().saturating_sub(cpu_before);
+    let converge_time = last_ready.duration_since(t0);
+    let mut create_to_ready: Vec<Duration> = created
+        .iter()
+        .filter_map(|(i, at)| {
+            tracker
+                .ready_at(&session_name(*i), 1)
+                .map(|r| r.saturating_duration_since(*at))
+        })
+        .collect();
+    create_to_ready.sort();
+    let calls = env.emu.calls().await;
+    let converge_calls = by_kind(&calls);
+    let converge_calls_total = calls.len();
+    let cloud_sessions = env
+        .cloud
+        .list_all_sessions(ListSessionsQuery::default())
+        .await
+        .expect("list the cloud sessions")
+        .len();
+    op.assert_running();
+
+    // --- Steady state ------------------------------------------------------------------------
+    eprintln!("convergence: all Ready; observing {STEADY_CYCLES} resync cycles...");
+    env.emu.clear_calls().await;
+    let steady_timeout = RESYNC_INTERVAL * (STEADY_CYCLES as u32 + 3) + Duration::from_secs(60);
+    let first = wait_resync_starts(&env.emu, 1, steady_timeout).await;
+    let cpu_start = op.cpu_time();
+    let changes_start = tracker.changes();
+    let start_index = first.iter().position(is_resync_start).unwrap_or(0);
+    let calls = wait_resync_starts(&env.emu, STEADY_CYCLES + 1, steady_timeout).await;
+    let steady_cpu = op.cpu_time().saturating_sub(cpu_start);
+    let steady_object_changes = tracker.changes() - changes_start;
+    let starts: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| is_resync_start(c))
+        .map(|(i, _)| i)
+        .collect();
+    let (from, to) = (
+        starts.first().copied().unwrap_or(start_index),
+        starts.get(STEADY_CYCLES).copied().unwrap_or(calls.len()),
+    );
+    let window = &calls[from..to];
+    let steady_period = match (
+        starts.first().and_then(|i| call_time(&calls[*i])),
+        starts
+            .get(STEADY_CYCLES)
+            .and_then(|i| call_time(&calls[*i])),
+    ) {
+        (Some(a), Some(b)) => (b - a).to_std().ok().map(|d| d / STEADY_CYCLES as u32),
+        _ => None,
+    };
+    let steady_calls = by_kind(window);
+    let steady_writes = window.iter().filter(|c| is_write(c)).count();
+    let steady_reads = window.len() - steady_writes;
+    op.assert_running();
+
+    // --- One-field edits ---------------------------------------------------------------------
+    let edits = EDITS.min(n);
+    eprintln!("convergence: editing spec.priority of {edits} sessions, one at a time...");
+    env.emu.clear_calls().await;
+    let mut edit_latency = Vec::with_capacity(edits);
+    let mut edited_ids = BTreeSet::new();
+    for i in 0..edits {
+        let name = session_name(i);
+        let id = tracker
+            .session_id(&name)
+            .expect("status.sessionId of a Ready session");
+        edited_ids.insert(id);
+        let t = Instant::now();
+        let o = api
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"priority": 1000 + i}})),
+            )
+            .await
+            .expect("patch spec.priority");
+        let generation = o.metadata.generation.expect("metadata.generation");
+        let ready = support::wait_for(Duration::from_secs(60), || async {
+            tracker.ready_at(&name, generation)
+        })
+        .await;
+        edit_latency.push(ready.saturating_duration_since(t));
+    }
+    edit_latency.sort();
+    // One whole resync cycle after the last edit: a redundant PUT (say, from a stale snapshot)
+    // would show up in it.
+    let before = env
+        .emu
+        .calls()
+        .await
+        .iter()
+        .filter(|c| is_resync_start(c))
+        .count();
+    let calls = wait_resync_starts(&env.emu, before + 2, steady_timeout).await;
+    let puts: Vec<&Value> = calls
+        .iter()
+        .filter(|c| call_kind(c) == "PUT traffic-mirror-sessions/{id}")
+        .collect();
+    let mut edit_notes = Vec::new();
+    let mut per_id: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &puts {
+        let id = p["path"]
+            .as_str()
+            .and_then(|s| s.rsplit('/').next())
+            .unwrap_or("")
+            .to_string();
+        *per_id.entry(id).or_default() += 1;
+        let keys: Vec<String> = p["body"]["traffic_mirror_session"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        if keys != ["priority"] {
+            edit_notes.push(format!("a PUT carried fields {keys:?}, not just priority"));
+        }
+    }
+    let edit_puts_ok = puts.len() == edits
+        && per_id.len() == edits
+        && per_id.keys().all(|id| edited_ids.contains(id))
+        && edit_notes.is_empty();
+    let edit_other_writes = calls
+        .iter()
+        .filter(|c| is_write(c) && call_kind(c) != "PUT traffic-mirror-sessions/{id}")
+        .count();
+    op.assert_running();
+
+    let (peak_rss_mib, rss_mib) = op.memory_mib();
+    Report {
+        sessions: n,
+        concurrency: concurrency.unwrap_or_else(|| "8 (default)".into()),
+        idle_rss_mib,
+        apply_time,
+        converge_time,
+        create_to_ready,
+        converge_calls,
+        converge_calls_total,
+        converge_cpu,
+        cloud_sessions,
+        steady_cycles: STEADY_CYCLES,
+        steady_period,
+        steady_calls,
+        steady_calls_total: window.len(),
+        steady_reads,
+        steady_writes,
+        steady_object_changes,
+        steady_cpu,
+        edits,
+        edit_latency,
+        edit_puts: puts.len(),
+        edit_puts_ok,
+        edit_other_writes,
+        edit_notes,
+        edit_calls: by_kind(&calls),
+        peak_rss_mib,
+        rss_mib,
+    }
+}
+
+impl Report {
+    fn render(&self, info: &common::RunInfo) -> String {
+        let n = self.sessions;
+        let cycles = self.steady_cycles as f64;
+        let q = |v: &[Duration], p: f64| common::quantile(v, p).map_or("n/a".into(), ms);
+        let mut s = String::from(
+            "# Benchmark: end-to-end convergence (operator + kube-apiserver + emulator)\n\n",
+        );
+        s.push_str(&info.markdown());
+        s.push_str(&format!(
+            "- Setup: {n} TrafficMirrorSessions (one ProviderConfig), operator release build, \
+             `--resync-interval {RESYNC}`, `--concurrency {}`; real etcd + kube-apiserver and the \
+             VPC emulator on the same machine\n\n",
+            self.concurrency
+        ));
+
+        let mut t = common::Table::new(&["measure", "value"]);
+        t.row(vec![
+            format!("apply {n} objects ({APPLY_PARALLELISM} in parallel)"),
+            ms(self.apply_time),
+        ]);
+        t.row(vec![
+            format!("apply -> all {n} Ready=True"),
+            ms(self.converge_time),
+        ]);
+        t.row(vec![
+            "last object created -> all Ready=True".into(),
+            ms(self.converge_time.saturating_sub(self.apply_time)),
+        ]);
+        t.row(vec![
+            "sessions/second".into(),
+            format!("{:.1}", n as f64 / self.converge_time.as_secs_f64()),
+        ]);
+        t.row(vec![
+            "per session, create -> Ready: median / p95 / max".into(),
+            format!(
+                "{} / {} / {}",
+                q(&self.create_to_ready, 0.5),
+                q(&self.create_to_ready, 0.95),
+                q(&self.create_to_ready, 1.0)
+            ),
+        ]);
+        t.row(vec![
+            "cloud sessions afterwards".into(),
+            self.cloud_sessions.to_string(),
+        ]);
+        t.row(vec![
+            "operator CPU time during convergence".into(),
+            ms(self.converge_cpu),
+        ]);
+        s.push_str("## Convergence\n\n");
+        s.push_str(&t.markdown());
+
+        let mut t = common::Table::new(&["cloud call", "count", "per session"]);
+        for (kind, count) in &self.converge_calls {
+            t.row(vec![
+                format!("`{kind}`"),
+                count.to_string(),
+                format!("{:.2}", *count as f64 / n as f64),
+            ]);
+        }
+        t.row(vec![
+            "**total**".into(),
+            self.converge_calls_total.to_string(),
+            format!("{:.2}", self.converge_calls_total as f64 / n as f64),
+        ]);
+        s.push_str(&format!(
+            "\nCloud calls from the first create until all were Ready (resync LISTs that fell in \
+             the window included):\n\n{}",
+            t.markdown()
+        ));
+
+        s.push_str(&format!(
+            "\n## Steady state ({} resync cycles, all {n} sessions in sync)\n\n",
+            self.steady_cycles
+        ));
+        let mut t = common::Table::new(&["cloud call", "total", "per cycle"]);
+        for (kind, count) in &self.steady_calls {
+            t.row(vec![
+                format!("`{kind}`"),
+                count.to_string(),
+                format!("{:.2}", *count as f64 / cycles),
+            ]);
+        }
+        t.row(vec![
+            "**total**".into(),
+            self.steady_calls_total.to_string(),
+            format!("{:.2}", self.steady_calls_total as f64 / cycles),
+        ]);
+        s.push_str(&t.markdown());
+        let mut t = common::Table::new(&["per resync cycle", "value"]);
+        t.row(vec![
+            "measured cycle period (from the emulator's timestamps)".into(),
+            self.steady_period.map_or("n/a".into(), ms),
+        ]);
+        t.row(vec![
+            "cloud reads, this operator".into(),
+            format!("{:.2}", self.steady_reads as f64 / cycles),
+        ]);
+        t.row(vec![
+            "cloud reads, a GET-every-session-every-interval design".into(),
+            format!("{n} (= N)"),
+        ]);
+        t.row(vec![
+            "cloud writes".into(),
+            format!("{:.2}", self.steady_writes as f64 / cycles),
+        ]);
+        t.row(vec![
+            "TrafficMirrorSession object changes (status writes)".into(),
+            format!("{:.2}", self.steady_object_changes as f64 / cycles),
+        ]);
+        t.row(vec![
+            "operator CPU time".into(),
+            ms(self.steady_cpu / self.steady_cycles.max(1) as u32),
+        ]);
+        s.push('\n');
+        s.push_str(&t.markdown());
+
+        s.push_str(&format!(
+            "\n## One-field edits ({} sessions, `spec.priority`, one after the other)\n\n",
+            self.edits
+        ));
+        let mut t = common::Table::new(&["measure", "value"]);
+        t.row(vec![
+            "patch -> Ready for the new generation: median / p95 / max".into(),
+            format!(
+                "{} / {} / {}",
+                q(&self.edit_latency, 0.5),
+                q(&self.edit_latency, 0.95),
+                q(&self.edit_latency, 1.0)
+            ),
+        ]);
+        t.row(vec![
+            "PUTs (until one full resync cycle after the last edit)".into(),
+            format!(
+                "{} for {} edits: {}",
+                self.edit_puts,
+                self.edits,
+                if self.edit_puts_ok {
+                    "exactly one per edited session, each carrying only `priority`"
+                } else {
+                    "NOT one per edit (see notes)"
+                }
+            ),
+        ]);
+        t.row(vec![
+            "other cloud writes in that time".into(),
+            self.edit_other_writes.to_string(),
+        ]);
+        s.push_str(&t.markdown());
+        for note in &self.edit_notes {
+            s.push_str(&format!("\n- {note}\n"));
+        }
+        let mut t = common::Table::new(&["cloud call", "count", "per edit"]);
+        for (kind, count) in &self.edit_calls {
+            t.row(vec![
+                format!("`{kind}`"),
+                count.to_string(),
+                format!("{:.2}", *count as f64 / self.edits.max(1) as f64),
+            ]);
+        }
+        s.push_str(&format!(
+            "\nCloud calls from the first edit until one full resync cycle after the last (the \
+             resync and credential-check LISTs of those cycles included):\n\n{}",
+            t.markdown()
+        ));
+
+        s.push_str("\n## Operator memory\n\n");
+        let mut t = common::Table::new(&["measure", "MiB"]);
+        t.row(vec![
+            "RSS when idle, before the sessions (VmRSS)".into(),
+            format!("{:.1}", self.idle_rss_mib),
+        ]);
+        t.row(vec![
+            format!("peak RSS at the end, {n} sessions (VmHWM)"),
+            format!("{:.1}", self.peak_rss_mib),
+        ]);
+        t.row(vec![
+            format!("current RSS at the end, {n} sessions (VmRSS)"),
+            format!("{:.1}", self.rss_mib),
+        ]);
+        s.push_str(&t.markdown());
+        s
+    }
+}
