@@ -10,6 +10,13 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 CARGO ?= cargo
+# tests/control-plane/go.mod needs Go >= 1.26 (k8s.io 0.37). With an older local Go, the go command
+# takes the approved newer toolchain from the module proxy. (build.sh applies the same rule when it
+# is run directly.)
+GO_MINOR := $(shell go env GOVERSION 2>/dev/null | sed -E 's/^go1\.([0-9]+).*/\1/')
+ifeq ($(shell [[ "$(GO_MINOR)" =~ ^[0-9]+$$ ]] && (( $(GO_MINOR) < 26 )) && echo old),old)
+export GOTOOLCHAIN ?= go1.27.3
+endif
 CONTROL_PLANE_BUILD := bash tests/control-plane/build.sh
 SDK_VENV_SETUP_SCRIPT := tests/sdk/setup-venv.sh
 SDK_VENV_SETUP := bash $(SDK_VENV_SETUP_SCRIPT)
@@ -74,8 +81,9 @@ test-only: ## Only `cargo test --all-targets` (with the control plane and SDK ve
 test: fmt-check clippy crds-check test-only ## Everything CI checks: fmt, clippy, crds in sync, all tests.
 
 .PHONY: bench
-bench: ## Run the benchmarks (none yet is fine).
-	$(CARGO) bench
+bench: ## Run the benchmarks (planner + end-to-end convergence); figures go to benches/results/.
+	@export TMO_CONTROL_PLANE_DIR="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
+	set -x; $(CARGO) bench $(ARGS)
 
 .PHONY: clean-cache
 clean-cache: ## Delete cached control-plane builds and SDK venvs other than the current ones.

@@ -38,6 +38,14 @@ command -v go >/dev/null || { echo "build.sh: 'go' not found on PATH (Go >= the 
 cd "$here"
 export CGO_ENABLED=0
 export GOWORK=off # a go.work further up must not change what gets built
+# go.mod needs Go >= 1.26. An older local Go takes the approved newer toolchain from the module proxy
+# (the Makefile exports the same); a newer one is used as it is.
+if [[ -z "${GOTOOLCHAIN:-}" ]]; then
+  go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
+  if [[ "$go_minor" =~ ^[0-9]+$ ]] && (( go_minor < 26 )); then
+    export GOTOOLCHAIN=go1.27.3
+  fi
+fi
 
 # Stamp the versions `kube-apiserver --version`, /version and `kubectl version` report; without it
 # they say v0.0.0-master (the build normally gets them from the Kubernetes release scripts).
