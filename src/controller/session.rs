@@ -109,8 +109,18 @@ async fn reconcile_inner(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
                 Desired::no(READY, &cond_reason, message.clone()),
                 Desired::no(SYNCED, &cond_reason, message.clone()),
             ];
-            // Keep Ready's last verdict when the failure is transient and nothing else is known.
+            // Both conditions report the failure; atProvider keeps the last observation.
             write_status(&api, &obj, &conds, None, None).await?;
+            // One long-lived recorder: repeated failures aggregate into an event series.
+            publish(
+                ctx,
+                &obj,
+                EventType::Warning,
+                &cond_reason,
+                "Reconcile",
+                message,
+            )
+            .await;
             if err.is_retryable() {
                 let delay = ctx.failures.retryable(
                     &uid,
@@ -125,15 +135,6 @@ async fn reconcile_inner(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
                     .failures
                     .terminal(&uid, obj.metadata.generation, &ctx.retry);
                 warn!(name = %obj.name_any(), error = %err, "terminal failure; waiting for a spec change");
-                publish(
-                    ctx,
-                    &obj,
-                    EventType::Warning,
-                    &cond_reason,
-                    "Reconcile",
-                    message,
-                )
-                .await;
                 Ok(Action::requeue(delay))
             }
         }
