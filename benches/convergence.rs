@@ -24,24 +24,17 @@ mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
-use traffic_mirror_operator::cloud::models::{CreateFilterRequest, ListSessionsQuery};
-use traffic_mirror_operator::cloud::{ClientConfig, Credentials, VpcClient};
+use traffic_mirror_operator::cloud::models::ListSessionsQuery;
 
-const PROJECT: &str = "0123456789abcdef0123456789abcdef";
-const AK: &str = "BENCHAK000000000";
-const SK: &str = "bench-secret-key-000000000000000";
 /// Resync interval given to the operator.
 const RESYNC: &str = "5s";
 const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
@@ -107,46 +100,23 @@ fn main() {
 // The operator as a child process
 // ---------------------------------------------------------------------------------------------
 
-/// The operator binary as a child process, killed on drop (and when this process dies).
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
+/// The operator binary as a child process (the integration tests' harness), plus what the bench
+/// reads off it: memory and CPU time.
+struct Operator(support::operator::Operator);
 
 impl Operator {
     fn start(ns: &str, concurrency: Option<&str>) -> Operator {
         let log = std::env::temp_dir().join("tmo-bench-convergence-operator.log");
-        let file = std::fs::File::create(&log).expect("create the operator log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_traffic-mirror-operator"));
-        cmd.args([
-            "run",
-            "--namespace",
-            ns,
-            "--resync-interval",
-            RESYNC,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--create-confirm-window",
-            "2s",
-            "--provider-config-selector",
-            &format!("tmo-test={ns}"),
-        ]);
-        if let Some(c) = concurrency {
-            cmd.args(["--concurrency", c]);
-        }
-        cmd.env("KUBECONFIG", &support::control_plane().kubeconfig_path)
-            .env("RUST_LOG", "info")
-            .env_remove("TMO_FAILPOINTS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file);
-        let child = support::process::spawn_guarded(cmd).expect("start the operator");
-        eprintln!("convergence: operator log: {}", log.display());
-        Operator { child, log }
+        let extra: Vec<&str> = concurrency
+            .map(|c| vec!["--concurrency", c])
+            .unwrap_or_default();
+        let op = support::operator::Operator::start(ns, RESYNC, &extra, None, log);
+        eprintln!("convergence: operator log: {}", op.log.display());
+        Operator(op)
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// `VmHWM` (peak RSS) and `VmRSS` (current RSS) in MiB.
@@ -187,19 +157,12 @@ impl Operator {
 
     /// Panics (with the end of the operator log) if the operator has exited.
     fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Ok(Some(status)) = self.0.child.try_wait() {
             panic!(
                 "the operator exited ({status}); its log ends:\n{}",
-                support::process::tail(&self.log, 40)
+                support::process::tail(&self.0.log, 40)
             );
         }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -405,10 +368,7 @@ async fn wait_resync_starts(emu: &support::Emulator, n: usize, timeout: Duration
 struct Env {
     client: Client,
     ns: String,
-    emu: support::Emulator,
-    cloud: VpcClient,
-    pc: String,
-    filter_id: String,
+    account: support::operator::CloudAccount,
 }
 
 impl Env {
@@ -416,71 +376,12 @@ impl Env {
         let client = cp.client().await;
         support::install_crds(&client).await;
         let ns = support::test_namespace(&client, "bench-convergence").await;
-        let emu = support::Emulator::start(PROJECT, &[(AK, SK)]);
-        let cloud = VpcClient::new(ClientConfig::new(
-            &emu.url,
-            PROJECT,
-            Credentials {
-                access_key: AK.into(),
-                secret_key: SK.into(),
-                security_token: None,
-            },
-        ))
-        .expect("cloud client");
-        let filter = cloud
-            .create_filter(&CreateFilterRequest {
-                name: "bench".into(),
-                description: None,
-            })
-            .await
-            .expect("create the filter");
-        let env = Env {
-            pc: format!("pc-{ns}"),
+        let account = support::operator::CloudAccount::create(&client, &ns).await;
+        Env {
             client,
             ns,
-            emu,
-            cloud,
-            filter_id: filter.id,
-        };
-        env.create_provider().await;
-        env
-    }
-
-    async fn create_provider(&self) {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "hwcloud"},
-            "stringData": {"accessKey": AK, "secretKey": SK},
-        }))
-        .expect("secret manifest");
-        secrets
-            .patch(
-                "hwcloud",
-                &PatchParams::apply("bench").force(),
-                &Patch::Apply(&secret),
-            )
-            .await
-            .expect("apply the secret");
-        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
-        let pc: ProviderConfig = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
-            "kind": "ProviderConfig",
-            "metadata": {"name": self.pc, "labels": {"tmo-test": self.ns}},
-            "spec": {
-                "region": "emulated-1",
-                "projectId": PROJECT,
-                "endpoint": self.emu.url,
-                "credentials": {"secretRef": {"namespace": self.ns, "name": "hwcloud"}},
-            }
-        }))
-        .expect("provider config manifest");
-        pcs.patch(
-            &self.pc,
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&pc),
-        )
-        .await
-        .expect("apply the provider config");
+            account,
+        }
     }
 
     fn sessions(&self) -> Api<TrafficMirrorSession> {
@@ -493,12 +394,12 @@ impl Env {
             "kind": "TrafficMirrorSession",
             "metadata": {"name": session_name(i)},
             "spec": {
-                "trafficMirrorFilterId": self.filter_id,
+                "trafficMirrorFilterId": self.account.filter_id,
                 "trafficMirrorSources": [format!("eni-{i:05}-a"), format!("eni-{i:05}-b")],
                 "trafficMirrorTargetId": "eni-target",
                 "trafficMirrorTargetType": "eni",
                 "priority": 10,
-                "providerConfigRef": {"name": self.pc},
+                "providerConfigRef": {"name": self.account.pc},
             }
         }))
         .expect("session manifest")
@@ -506,7 +407,7 @@ impl Env {
 
     async fn wait_provider_ready(&self) {
         let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
-        let name = self.pc.clone();
+        let name = self.account.pc.clone();
         support::wait_for(SETUP_TIMEOUT, || {
             let pcs = pcs.clone();
             let name = name.clone();
@@ -579,13 +480,13 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
     let mut op = Operator::start(&env.ns, concurrency.as_deref());
     env.wait_provider_ready().await;
     // The operator is warm once its first resync LIST has filled the account's snapshot.
-    wait_resync_starts(&env.emu, 1, SETUP_TIMEOUT).await;
+    wait_resync_starts(&env.account.emu, 1, SETUP_TIMEOUT).await;
     op.assert_running();
     let (_, idle_rss_mib) = op.memory_mib();
 
     // --- Convergence ------------------------------------------------------------------------
     eprintln!("convergence: applying {n} sessions...");
-    env.emu.clear_calls().await;
+    env.account.emu.clear_calls().await;
     let cpu_before = op.cpu_time();
     let api = env.sessions();
     let t0 = Instant::now();
@@ -625,10 +526,11 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
         })
         .collect();
     create_to_ready.sort();
-    let calls = env.emu.calls().await;
+    let calls = env.account.emu.calls().await;
     let converge_calls = by_kind(&calls);
     let converge_calls_total = calls.len();
     let cloud_sessions = env
+        .account
         .cloud
         .list_all_sessions(ListSessionsQuery::default())
         .await
@@ -638,13 +540,13 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
 
     // --- Steady state ------------------------------------------------------------------------
     eprintln!("convergence: all Ready; observing {STEADY_CYCLES} resync cycles...");
-    env.emu.clear_calls().await;
+    env.account.emu.clear_calls().await;
     let steady_timeout = RESYNC_INTERVAL * (STEADY_CYCLES as u32 + 3) + Duration::from_secs(60);
-    let first = wait_resync_starts(&env.emu, 1, steady_timeout).await;
+    let first = wait_resync_starts(&env.account.emu, 1, steady_timeout).await;
     let cpu_start = op.cpu_time();
     let changes_start = tracker.changes();
     let start_index = first.iter().position(is_resync_start).unwrap_or(0);
-    let calls = wait_resync_starts(&env.emu, STEADY_CYCLES + 1, steady_timeout).await;
+    let calls = wait_resync_starts(&env.account.emu, STEADY_CYCLES + 1, steady_timeout).await;
     let steady_cpu = op.cpu_time().saturating_sub(cpu_start);
     let steady_object_changes = tracker.changes() - changes_start;
     let starts: Vec<usize> = calls
@@ -675,7 +577,7 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
     // --- One-field edits ---------------------------------------------------------------------
     let edits = EDITS.min(n);
     eprintln!("convergence: editing spec.priority of {edits} sessions, one at a time...");
-    env.emu.clear_calls().await;
+    env.account.emu.clear_calls().await;
     let mut edit_latency = Vec::with_capacity(edits);
     let mut edited_ids = BTreeSet::new();
     for i in 0..edits {
@@ -704,13 +606,14 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
     // One whole resync cycle after the last edit: a redundant PUT (say, from a stale snapshot)
     // would show up in it.
     let before = env
+        .account
         .emu
         .calls()
         .await
         .iter()
         .filter(|c| is_resync_start(c))
         .count();
-    let calls = wait_resync_starts(&env.emu, before + 2, steady_timeout).await;
+    let calls = wait_resync_starts(&env.account.emu, before + 2, steady_timeout).await;
     let puts: Vec<&Value> = calls
         .iter()
         .filter(|c| call_kind(c) == "PUT traffic-mirror-sessions/{id}")

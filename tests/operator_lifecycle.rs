@@ -5,31 +5,24 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
+use traffic_mirror_operator::cloud::VpcClient;
 use traffic_mirror_operator::cloud::models::{
     CreateFilterRequest, CreateSessionRequest, ListSessionsQuery,
     TrafficMirrorSession as CloudSession, UpdateSessionRequest,
 };
-use traffic_mirror_operator::cloud::{ClientConfig, Credentials, VpcClient};
 
-const PROJECT: &str = "0123456789abcdef0123456789abcdef";
-const AK: &str = "TESTAK0000000000";
-const SK: &str = "test-secret-key-0000000000000000";
+use support::operator::{PROJECT, SK};
 const WAIT: Duration = Duration::from_secs(60);
 const RESYNC: &str = "2s";
 
-/// The operator binary as a child process, killed on drop.
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
+/// The operator for one test, with helpers to wait for its crash.
+struct Operator(support::operator::Operator);
 
 impl Operator {
     fn start(env: &TestEnv, failpoints: Option<&str>) -> Operator {
@@ -40,43 +33,24 @@ impl Operator {
                 .map(|d| d.as_nanos())
                 .unwrap_or_default()
         ));
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_traffic-mirror-operator"));
-        cmd.args([
-            "run",
-            "--namespace",
+        Operator(support::operator::Operator::start(
             &env.ns,
-            "--resync-interval",
             RESYNC,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--create-confirm-window",
-            "2s",
-            "--provider-config-selector",
-            &format!("tmo-test={}", env.ns),
-        ])
-        .env("KUBECONFIG", &support::control_plane().kubeconfig_path)
-        .env("RUST_LOG", "info,traffic_mirror_operator=debug")
-        .env_remove("TMO_FAILPOINTS")
-        .stdout(Stdio::null())
-        .stderr(file.try_clone().expect("log file"));
-        if let Some(fp) = failpoints {
-            cmd.env("TMO_FAILPOINTS", fp);
-        }
-        let child = support::process::spawn_guarded(cmd).expect("start the operator");
-        Operator { child, log }
+            &[],
+            failpoints,
+            log,
+        ))
     }
 
     /// Waits for the process to exit on its own (a failpoint aborted it).
     async fn wait_for_crash(&mut self) {
-        let child = &mut self.child;
-        let log = self.log.clone();
+        let op = &mut self.0;
         support::wait_for(WAIT, || {
-            let exited = child.try_wait().ok().flatten().is_some();
+            let exited = op.exited();
             async move { exited.then_some(()) }
         })
         .await;
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = self.0.logs();
         assert!(
             text.contains("failpoint"),
             "operator exited without hitting a failpoint:\n{text}"
@@ -84,14 +58,7 @@ impl Operator {
     }
 
     fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.logs()
     }
 }
 
@@ -99,7 +66,7 @@ impl Drop for Operator {
 struct TestEnv {
     client: Client,
     ns: String,
-    emu: support::Emulator,
+    account: support::operator::CloudAccount,
     cloud: VpcClient,
     pc: String,
     filter_id: String,
@@ -112,76 +79,44 @@ impl TestEnv {
         let client = cp.client().await;
         support::install_crds(&client).await;
         let ns = support::test_namespace(&client, prefix).await;
-        let emu = support::Emulator::start(PROJECT, &[(AK, SK)]);
-        let cloud = VpcClient::new(ClientConfig::new(
-            &emu.url,
-            PROJECT,
-            Credentials {
-                access_key: AK.into(),
-                secret_key: SK.into(),
-                security_token: None,
-            },
-        ))
-        .expect("client");
-        let filter = cloud
-            .create_filter(&CreateFilterRequest {
-                name: "f1".into(),
-                description: None,
-            })
-            .await
-            .expect("filter");
-        let pc = format!("pc-{ns}");
+        let account = support::operator::CloudAccount::create(&client, &ns).await;
         let env = TestEnv {
+            cloud: account.cloud.clone(),
+            pc: account.pc.clone(),
+            filter_id: account.filter_id.clone(),
             client,
             ns,
-            emu,
-            cloud,
-            pc,
-            filter_id: filter.id,
+            account,
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        env.create_provider(SK).await;
         // Measure only what the operator does.
-        env.emu.clear_calls().await;
+        env.emu().clear_calls().await;
         env
     }
 
+    fn emu(&self) -> &support::Emulator {
+        &self.account.emu
+    }
+
     async fn create_provider(&self, sk: &str) {
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(self.client.clone(), &self.ns);
-        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
-            "metadata": {"name": "hwcloud"},
-            "stringData": {"accessKey": AK, "secretKey": sk},
-        }))
-        .unwrap();
-        secrets
-            .patch(
-                "hwcloud",
-                &PatchParams::apply("test").force(),
-                &Patch::Apply(&secret),
-            )
-            .await
-            .expect("secret");
-        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
-        let pc: ProviderConfig = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
-            "kind": "ProviderConfig",
-            "metadata": {"name": self.pc, "labels": {"tmo-test": self.ns}},
-            "spec": {
-                "region": "emulated-1",
-                "projectId": PROJECT,
-                "endpoint": self.emu.url,
-                "credentials": {"secretRef": {"namespace": self.ns, "name": "hwcloud"}},
-            }
-        }))
-        .unwrap();
-        pcs.patch(
-            &self.pc,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&pc),
-        )
-        .await
-        .expect("provider config");
+        self.account.apply_provider(sk).await;
+    }
+
+    /// A create request for a session made outside the operator (sources eni-a, eni-b).
+    fn out_of_band(&self, name: &str, target: &str, priority: i64) -> CreateSessionRequest {
+        CreateSessionRequest {
+            name: name.into(),
+            description: None,
+            traffic_mirror_filter_id: self.filter_id.clone(),
+            traffic_mirror_sources: vec!["eni-a".into(), "eni-b".into()],
+            traffic_mirror_target_id: target.into(),
+            traffic_mirror_target_type: "eni".into(),
+            virtual_network_id: None,
+            packet_length: None,
+            priority,
+            enabled: None,
+            source_type: None,
+        }
     }
 
     fn sessions(&self) -> Api<TrafficMirrorSession> {
@@ -296,7 +231,7 @@ impl TestEnv {
     /// The emulator's call log, without the test's own calls (made with the test's User-Agent? no:
     /// the test clears the log right before the step it measures).
     async fn calls(&self) -> Vec<Value> {
-        self.emu.calls().await
+        self.emu().calls().await
     }
 
     async fn delete(&self, name: &str) {
@@ -440,7 +375,7 @@ async fn each_field_changed_alone_is_one_put_with_that_field() {
         (json!({"enabled": true}), "enabled"),
     ];
     for (patch, field) in cases {
-        env.emu.clear_calls().await;
+        env.emu().clear_calls().await;
         env.patch_spec("s", patch.clone()).await;
         env.wait_ready("s").await;
         let w = writes(&env.calls().await);
@@ -481,7 +416,7 @@ async fn sources_change_with_exactly_the_needed_calls() {
     let _op = Operator::start(&env, None);
     env.apply("s", json!({})).await;
     env.wait_ready("s").await;
-    env.emu.clear_calls().await;
+    env.emu().clear_calls().await;
     env.patch_spec(
         "s",
         json!({"trafficMirrorSources": ["eni-b", "eni-c", "eni-d"]}),
@@ -532,7 +467,7 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
         env.wait_ready(n).await;
     }
     // Steady state: over two resync cycles, only unfiltered LISTs; no writes, no per-session GETs.
-    env.emu.clear_calls().await;
+    env.emu().clear_calls().await;
     env.wait_resyncs(2).await;
     let calls = env.calls().await;
     assert!(
@@ -566,7 +501,7 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
         .add_sources(&id, &["eni-rogue".to_string()])
         .await
         .expect("rogue source");
-    env.emu.clear_calls().await;
+    env.emu().clear_calls().await;
     let cloud = env.cloud.clone();
     let id2 = id.clone();
     support::wait_for(WAIT, || {
@@ -622,19 +557,7 @@ async fn delete_policies() {
 #[tokio::test]
 async fn adoption_and_observe_only() {
     let env = TestEnv::new("adopt").await;
-    let existing = |name: &str, priority: i64| CreateSessionRequest {
-        name: name.into(),
-        description: None,
-        traffic_mirror_filter_id: env.filter_id.clone(),
-        traffic_mirror_sources: vec!["eni-a".into(), "eni-b".into()],
-        traffic_mirror_target_id: "eni-target".into(),
-        traffic_mirror_target_type: "eni".into(),
-        virtual_network_id: None,
-        packet_length: None,
-        priority,
-        enabled: None,
-        source_type: None,
-    };
+    let existing = |name: &str, priority: i64| env.out_of_band(name, "eni-target", priority);
     let adopted = env
         .cloud
         .create_session(&existing("legacy", 55))
@@ -645,7 +568,7 @@ async fn adoption_and_observe_only() {
         .create_session(&existing("watched", 66))
         .await
         .unwrap();
-    env.emu.clear_calls().await;
+    env.emu().clear_calls().await;
     let _op = Operator::start(&env, None);
     env.apply("legacy", json!({"sessionId": adopted.id, "priority": 10}))
         .await;
@@ -695,13 +618,13 @@ async fn adoption_and_observe_only() {
 #[tokio::test]
 async fn retryable_bursts_converge_with_bounded_calls() {
     let env = TestEnv::new("faults").await;
-    env.emu
+    env.emu()
         .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 500, "times": 2}))
         .await;
-    env.emu
+    env.emu()
         .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 503, "times": 1}))
         .await;
-    env.emu
+    env.emu()
         .fault(
             json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 429,
                       "error_code": "APIGW.0308", "times": 1, "retry_after_s": 1}),
@@ -723,7 +646,7 @@ async fn retryable_bursts_converge_with_bounded_calls() {
 #[tokio::test]
 async fn cloud_rejection_is_terminal_until_the_spec_changes() {
     let env = TestEnv::new("reject").await;
-    env.emu
+    env.emu()
         .fault(
             json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 400,
                       "error_code": "VPC.0002", "times": 1}),
@@ -881,19 +804,7 @@ async fn crash_during_update_and_delete() {
 async fn name_conflict_is_never_taken_over() {
     let env = TestEnv::new("conflict").await;
     env.cloud
-        .create_session(&CreateSessionRequest {
-            name: "taken".into(),
-            description: None,
-            traffic_mirror_filter_id: env.filter_id.clone(),
-            traffic_mirror_sources: vec!["eni-x".into()],
-            traffic_mirror_target_id: "eni-other".into(),
-            traffic_mirror_target_type: "eni".into(),
-            virtual_network_id: None,
-            packet_length: None,
-            priority: 5,
-            enabled: None,
-            source_type: None,
-        })
+        .create_session(&env.out_of_band("taken", "eni-other", 5))
         .await
         .unwrap();
     let _op = Operator::start(&env, None);
@@ -920,7 +831,7 @@ async fn name_conflict_is_never_taken_over() {
 async fn a_create_whose_answer_is_lost_is_adopted_not_duplicated() {
     let env = TestEnv::new("lost-answer").await;
     // The POST really creates the session, then the connection drops before the answer.
-    env.emu
+    env.emu()
         .fault(
             json!({"method": "POST", "path_contains": "traffic-mirror-sessions",
                       "drop_connection": true, "execute": true, "times": 1}),
@@ -957,7 +868,7 @@ async fn deleting_the_provider_config_stops_cloud_calls() {
     env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
         .await;
     // The account is no longer used: after that, no resync LIST reaches the emulator.
-    env.emu.clear_calls().await;
+    env.emu().clear_calls().await;
     env.patch_spec("s", json!({"priority": 12})).await;
     env.wait_reason("s", "Synced", "False", Some("ProviderConfigNotReady"))
         .await;

@@ -10,6 +10,7 @@
 
 pub mod control_plane;
 pub mod emulator;
+pub mod operator;
 pub mod process;
 
 use std::future::Future;

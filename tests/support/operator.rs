@@ -1,0 +1,179 @@
+//! The operator under test: a cloud account (emulator, a filter, the credentials Secret and a
+//! ProviderConfig labelled for one namespace) and the operator binary as a child process.
+//!
+//! Shared by the lifecycle tests and the convergence benchmark, so both drive the operator exactly
+//! the way a user does: a real binary, a real kube-apiserver, the emulator as the cloud.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use traffic_mirror_operator::api::ProviderConfig;
+use traffic_mirror_operator::cloud::models::CreateFilterRequest;
+use traffic_mirror_operator::cloud::{ClientConfig, Credentials, VpcClient};
+
+use super::{Emulator, FIELD_MANAGER, control_plane};
+
+/// Project id of the emulated account.
+pub const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+/// Access key of the emulated account.
+pub const AK: &str = "TESTAK0000000000";
+/// Secret key of the emulated account.
+pub const SK: &str = "test-secret-key-0000000000000000";
+/// Label that ties a ProviderConfig to the namespace (and operator instance) of one test.
+pub const SELECTOR_LABEL: &str = "tmo-test";
+/// Name of the credentials Secret in the test namespace.
+pub const SECRET_NAME: &str = "hwcloud";
+
+/// One emulated cloud account wired into the cluster for namespace `ns`.
+pub struct CloudAccount {
+    /// The emulator (killed on drop).
+    pub emu: Emulator,
+    /// A signed client for the account, for the test's own out-of-band calls.
+    pub cloud: VpcClient,
+    /// A filter that exists in the account.
+    pub filter_id: String,
+    /// The ProviderConfig's name (`pc-<ns>`).
+    pub pc: String,
+    client: Client,
+    ns: String,
+}
+
+impl CloudAccount {
+    /// Starts an emulator, creates a filter in it, and applies the Secret and ProviderConfig.
+    pub async fn create(client: &Client, ns: &str) -> CloudAccount {
+        let emu = Emulator::start(PROJECT, &[(AK, SK)]);
+        let cloud = VpcClient::new(ClientConfig::new(
+            &emu.url,
+            PROJECT,
+            Credentials {
+                access_key: AK.into(),
+                secret_key: SK.into(),
+                security_token: None,
+            },
+        ))
+        .expect("cloud client");
+        let filter = cloud
+            .create_filter(&CreateFilterRequest {
+                name: "f1".into(),
+                description: None,
+            })
+            .await
+            .expect("create a filter in the emulator");
+        let account = CloudAccount {
+            emu,
+            cloud,
+            filter_id: filter.id,
+            pc: format!("pc-{ns}"),
+            client: client.clone(),
+            ns: ns.to_string(),
+        };
+        account.apply_provider(SK).await;
+        account
+    }
+
+    /// (Re)applies the Secret (with `secret_key`) and the ProviderConfig.
+    pub async fn apply_provider(&self, secret_key: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": SECRET_NAME},
+            "stringData": {"accessKey": AK, "secretKey": secret_key},
+        }))
+        .expect("secret manifest");
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        secrets
+            .patch(SECRET_NAME, &apply, &Patch::Apply(&secret))
+            .await
+            .expect("apply the secret");
+        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
+        let pc: ProviderConfig = serde_json::from_value(json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+            "kind": "ProviderConfig",
+            "metadata": {"name": self.pc, "labels": {SELECTOR_LABEL: self.ns}},
+            "spec": {
+                "region": "emulated-1",
+                "projectId": PROJECT,
+                "endpoint": self.emu.url,
+                "credentials": {"secretRef": {"namespace": self.ns, "name": SECRET_NAME}},
+            }
+        }))
+        .expect("provider config manifest");
+        pcs.patch(&self.pc, &apply, &Patch::Apply(&pc))
+            .await
+            .expect("apply the provider config");
+    }
+}
+
+/// The operator binary as a child process: killed on drop, and by the kernel if the test process
+/// dies.
+pub struct Operator {
+    /// The process.
+    pub child: Child,
+    /// Its stderr (the log).
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `traffic-mirror-operator run` for namespace `ns` (and only the ProviderConfigs
+    /// labelled for it), with the given resync interval, extra flags and armed failpoints.
+    pub fn start(
+        ns: &str,
+        resync: &str,
+        extra_args: &[&str],
+        failpoints: Option<&str>,
+        log: PathBuf,
+    ) -> Operator {
+        let file = std::fs::File::create(&log).expect("create the operator log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_traffic-mirror-operator"));
+        cmd.args([
+            "run",
+            "--namespace",
+            ns,
+            "--resync-interval",
+            resync,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--create-confirm-window",
+            "2s",
+            "--provider-config-selector",
+            &format!("{SELECTOR_LABEL}={ns}"),
+        ])
+        .args(extra_args)
+        .env("KUBECONFIG", &control_plane().kubeconfig_path)
+        .env("RUST_LOG", "info,traffic_mirror_operator=debug")
+        .env_remove("TMO_FAILPOINTS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file);
+        if let Some(fp) = failpoints {
+            cmd.env("TMO_FAILPOINTS", fp);
+        }
+        let child = super::process::spawn_guarded(cmd).expect("start the operator");
+        Operator { child, log }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// The whole log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
