@@ -877,3 +877,31 @@ async fn deleting_the_provider_config_stops_cloud_calls() {
         "no cloud call without a ProviderConfig"
     );
 }
+
+#[tokio::test]
+async fn a_session_deleted_out_of_band_is_created_again() {
+    let env = TestEnv::new("vanished").await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    let old = env.session_id("s").await;
+    env.cloud
+        .delete_session(&old)
+        .await
+        .expect("delete out of band");
+    let api = env.sessions();
+    let new = support::wait_for(WAIT, || {
+        let api = api.clone();
+        let old = old.clone();
+        async move {
+            let o = api.get("s").await.ok()?;
+            let id = o.status?.session_id?;
+            (id != old).then_some(id)
+        }
+    })
+    .await;
+    env.wait_ready("s").await;
+    let sessions = env.all_cloud_sessions().await;
+    assert_eq!(sessions.len(), 1, "exactly one session again");
+    assert_eq!(sessions[0].id, new);
+}

@@ -271,7 +271,7 @@ async fn apply(
 
     let observed = match &id {
         Some(id) => match observe(ctx, &provider, id, fresh).await? {
-            Some(s) => Some(s),
+            Some(s) => s,
             None if obj.spec.session_id.is_some() => {
                 return Ok(Outcome::waiting(
                     reason::SESSION_NOT_FOUND,
@@ -299,7 +299,6 @@ async fn apply(
         },
         None => return create(obj, ctx, api, &provider, &desired).await,
     };
-    let observed = observed.unwrap_or_default();
     let session_id = observed.id.clone();
     let after = converge(ctx, obj, &provider, &session_id, &desired, observed).await?;
     Ok(settled(&desired, after, ctx))
