@@ -484,8 +484,10 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
         "one paginated LIST per cycle, no separate credential check: {calls:#?}"
     );
 
-    // Someone edits the session in the console.
+    // Someone edits the session in the console. (The log is cleared first: a resync may correct the
+    // first edit before the second one lands.)
     let id = env.session_id("a").await;
+    env.emu().clear_calls().await;
     env.cloud
         .update_session(
             &id,
@@ -501,7 +503,6 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
         .add_sources(&id, &["eni-rogue".to_string()])
         .await
         .expect("rogue source");
-    env.emu().clear_calls().await;
     let cloud = env.cloud.clone();
     let id2 = id.clone();
     support::wait_for(WAIT, || {
@@ -516,8 +517,22 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
         }
     })
     .await;
-    let w = writes(&env.calls().await);
+    // The operator's writes: all but the test's own PUT (priority 777) and add-sources.
+    let w: Vec<Value> = writes(&env.calls().await)
+        .into_iter()
+        .filter(|c| {
+            c["body"]["traffic_mirror_session"]["priority"] != 777
+                && !c["path"].as_str().unwrap_or("").ends_with("/add-sources")
+        })
+        .collect();
     assert_eq!(w.len(), 2, "one PUT and one remove-sources: {w:#?}");
+    assert!(
+        w.iter().any(|c| c["path"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/remove-sources")),
+        "{w:#?}"
+    );
     let put = w
         .iter()
         .find(|c| c["path"].as_str().unwrap_or("").ends_with(&id))
