@@ -7,6 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -264,6 +265,15 @@ impl TestEnv {
         })
         .await;
     }
+}
+
+/// The condition `type_` of the object (panics when it is missing).
+fn condition(o: &TrafficMirrorSession, type_: &str) -> Condition {
+    o.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition on {:?}", o.metadata.name))
 }
 
 fn is_write(c: &Value) -> bool {
@@ -602,15 +612,7 @@ async fn adoption_and_observe_only() {
     let o = env
         .wait_reason("watched", "Ready", "False", Some("Drifted"))
         .await;
-    let ready = o
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .clone();
+    let ready = condition(&o, "Ready");
     assert_eq!(ready.reason, "Drifted");
     assert!(ready.message.contains("priority"), "{}", ready.message);
     assert_eq!(o.status.unwrap().at_provider.unwrap().priority, 66);
@@ -672,13 +674,7 @@ async fn cloud_rejection_is_terminal_until_the_spec_changes() {
     let o = env
         .wait_reason("s", "Synced", "False", Some("VPC_0002"))
         .await;
-    let synced = o
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Synced")
-        .unwrap();
+    let synced = condition(&o, "Synced");
     assert_eq!(synced.reason, "VPC_0002");
     assert!(synced.message.contains("VPC.0002"), "{}", synced.message);
     // Two full resync cycles later: still exactly one POST.
@@ -723,13 +719,7 @@ async fn bad_credentials_make_the_provider_not_ready() {
     let o = env
         .wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
         .await;
-    let r = o
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let r = condition(&o, "Ready");
     assert!(r.message.contains(&env.pc), "{}", r.message);
     assert!(env.all_cloud_sessions().await.is_empty());
     // Fixing the Secret makes everything converge.
@@ -827,13 +817,7 @@ async fn name_conflict_is_never_taken_over() {
     let o = env
         .wait_reason("taken", "Ready", "False", Some("NameConflict"))
         .await;
-    let r = o
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let r = condition(&o, "Ready");
     assert_eq!(r.reason, "NameConflict", "{r:?}");
     assert_eq!(env.all_cloud_sessions().await.len(), 1);
     assert_eq!(
