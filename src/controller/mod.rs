@@ -81,8 +81,8 @@ pub struct Context {
     pub providers: Registry,
     /// Backoff policy.
     pub retry: RetryPolicy,
-    /// Per-object failure bookkeeping (backoff and terminal waits).
-    pub failures: Failures,
+    /// Per-object reconcile bookkeeping: backoff and terminal waits, last converged generation.
+    pub ledger: Ledger,
     refresh_now: Notify,
 }
 
@@ -108,7 +108,7 @@ impl Context {
             metrics,
             providers: Registry::default(),
             retry: RetryPolicy::default(),
-            failures: Failures::default(),
+            ledger: Ledger::default(),
             refresh_now: Notify::new(),
         }
     }
@@ -122,7 +122,7 @@ impl Context {
 /// Per-object reconcile bookkeeping: when the next attempt may run after a failure, and which
 /// generation this process last converged (so its own follow-up reconciles trust the snapshot).
 #[derive(Debug, Default)]
-pub struct Failures {
+pub struct Ledger {
     map: Mutex<HashMap<String, Failure>>,
     converged: Mutex<HashMap<String, Option<i64>>>,
 }
@@ -134,7 +134,7 @@ struct Failure {
     not_before: Instant,
 }
 
-impl Failures {
+impl Ledger {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failure>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }

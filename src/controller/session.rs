@@ -84,14 +84,14 @@ async fn reconcile_inner(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
         return cleanup(&obj, ctx, &api).await;
     }
     let uid = obj.uid().unwrap_or_default();
-    if let Some(wait) = ctx.failures.gate(&uid, obj.metadata.generation) {
+    if let Some(wait) = ctx.ledger.gate(&uid, obj.metadata.generation) {
         debug!(name = %obj.name_any(), ?wait, "backing off");
         return Ok(Action::requeue(wait));
     }
     let obj = ensure_finalizer(obj, &api).await?;
     match apply(&obj, ctx, &api).await {
         Ok(outcome) => {
-            ctx.failures.succeeded(&uid, obj.metadata.generation);
+            ctx.ledger.succeeded(&uid, obj.metadata.generation);
             write_status(
                 &api,
                 &obj,
@@ -122,7 +122,7 @@ async fn reconcile_inner(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
             )
             .await;
             if err.is_retryable() {
-                let delay = ctx.failures.retryable(
+                let delay = ctx.ledger.retryable(
                     &uid,
                     obj.metadata.generation,
                     &ctx.retry,
@@ -132,7 +132,7 @@ async fn reconcile_inner(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
                 Ok(Action::requeue(delay))
             } else {
                 let delay = ctx
-                    .failures
+                    .ledger
                     .terminal(&uid, obj.metadata.generation, &ctx.retry);
                 warn!(name = %obj.name_any(), error = %err, "terminal failure; waiting for a spec change");
                 Ok(Action::requeue(delay))
@@ -247,7 +247,7 @@ async fn apply(
         != obj.status.as_ref().and_then(|s| s.observed_generation)
         || !is_synced(obj))
         && !ctx
-            .failures
+            .ledger
             .converged_at(&obj.uid().unwrap_or_default(), obj.metadata.generation);
 
     if observe_only {
@@ -794,7 +794,7 @@ async fn cleanup(
             .await;
         }
         remove_finalizer(api, obj).await?;
-        ctx.failures.forget(&obj.uid().unwrap_or_default());
+        ctx.ledger.forget(&obj.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let Some(provider) = ctx.providers.get(&obj.spec.provider_config_ref.name) else {
@@ -868,7 +868,7 @@ async fn cleanup(
         .await;
     }
     remove_finalizer(api, obj).await?;
-    ctx.failures.forget(&obj.uid().unwrap_or_default());
+    ctx.ledger.forget(&obj.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
 
@@ -943,9 +943,9 @@ async fn publish(
 pub fn error_policy(obj: Arc<TrafficMirrorSession>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(KIND, &err.metric_label());
     let uid = obj.uid().unwrap_or_default();
-    let delay =
-        ctx.failures
-            .retryable(&uid, obj.metadata.generation, &ctx.retry, err.retry_after());
+    let delay = ctx
+        .ledger
+        .retryable(&uid, obj.metadata.generation, &ctx.retry, err.retry_after());
     warn!(name = %obj.name_any(), error = %err, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
