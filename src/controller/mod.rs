@@ -272,3 +272,57 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     }
     info!("controllers stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retryable_failure_gates_the_same_generation_only() {
+        let l = Ledger::default();
+        let p = RetryPolicy::default();
+        assert!(l.gate("u", Some(1)).is_none());
+        let d = l.retryable("u", Some(1), &p, None);
+        assert!(d > Duration::ZERO);
+        assert!(l.gate("u", Some(1)).is_some(), "backing off");
+        // A spec change clears the wait.
+        assert!(l.gate("u", Some(2)).is_none());
+        assert!(l.gate("u", Some(2)).is_none());
+    }
+
+    #[test]
+    fn attempts_grow_and_retry_after_is_honoured() {
+        let l = Ledger::default();
+        let p = RetryPolicy::default();
+        let first = l.retryable("u", Some(1), &p, Some(Duration::from_secs(7)));
+        assert!(first >= Duration::from_secs(7));
+        let mut last = Duration::ZERO;
+        for _ in 0..12 {
+            last = l.retryable("u", Some(1), &p, None);
+        }
+        assert!(last >= p.cap / 2 && last <= p.cap, "{last:?}");
+    }
+
+    #[test]
+    fn terminal_failures_wait_the_long_interval() {
+        let l = Ledger::default();
+        let p = RetryPolicy::default();
+        assert_eq!(l.terminal("u", Some(3), &p), p.terminal);
+        let wait = l.gate("u", Some(3)).expect("gated");
+        assert!(wait > p.terminal - Duration::from_secs(5));
+    }
+
+    #[test]
+    fn converged_generation_is_remembered_until_a_failure_or_deletion() {
+        let l = Ledger::default();
+        assert!(!l.converged_at("u", Some(1)));
+        l.succeeded("u", Some(1));
+        assert!(l.converged_at("u", Some(1)));
+        assert!(!l.converged_at("u", Some(2)));
+        l.retryable("u", Some(1), &RetryPolicy::default(), None);
+        assert!(!l.converged_at("u", Some(1)), "a failure means: read fresh");
+        l.succeeded("u", Some(1));
+        l.forget("u");
+        assert!(!l.converged_at("u", Some(1)));
+    }
+}
