@@ -235,6 +235,15 @@ impl TestEnv {
         self.emu().calls().await
     }
 
+    /// How many POSTs (creates) the emulator has seen since its log was last cleared.
+    async fn posts(&self) -> usize {
+        self.calls()
+            .await
+            .iter()
+            .filter(|c| c["method"] == "POST")
+            .count()
+    }
+
     async fn delete(&self, name: &str) {
         self.sessions()
             .delete(name, &DeleteParams::default())
@@ -650,12 +659,7 @@ async fn retryable_bursts_converge_with_bounded_calls() {
     let _op = Operator::start(&env, None);
     env.apply("s", json!({})).await;
     env.wait_ready("s").await;
-    let posts = env
-        .calls()
-        .await
-        .into_iter()
-        .filter(|c| c["method"] == "POST")
-        .count();
+    let posts = env.posts().await;
     assert_eq!(posts, 5, "4 failed attempts then one success");
     assert_eq!(env.all_cloud_sessions().await.len(), 1);
 }
@@ -679,12 +683,7 @@ async fn cloud_rejection_is_terminal_until_the_spec_changes() {
     assert!(synced.message.contains("VPC.0002"), "{}", synced.message);
     // Two full resync cycles later: still exactly one POST.
     env.wait_resyncs(2).await;
-    let posts = env
-        .calls()
-        .await
-        .into_iter()
-        .filter(|c| c["method"] == "POST")
-        .count();
+    let posts = env.posts().await;
     assert_eq!(posts, 1, "no retry storm after a terminal error");
     // A spec change is a new attempt.
     env.patch_spec("s", json!({"priority": 11})).await;
@@ -845,12 +844,7 @@ async fn a_create_whose_answer_is_lost_is_adopted_not_duplicated() {
         o.status.unwrap().session_id.as_deref(),
         Some(sessions[0].id.as_str())
     );
-    let posts = env
-        .calls()
-        .await
-        .into_iter()
-        .filter(|c| c["method"] == "POST")
-        .count();
+    let posts = env.posts().await;
     assert_eq!(posts, 1, "the lost create is found, not repeated");
 }
 

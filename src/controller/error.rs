@@ -20,9 +20,6 @@ pub enum Error {
     /// The object cannot be reconciled as written (the message says what to change).
     #[error("{0}")]
     Invalid(String),
-    /// A create is in flight and its result is not visible yet (eventual consistency).
-    #[error("waiting for the cloud to show the session created at {0}")]
-    AwaitingConsistency(String),
 }
 
 impl Error {
@@ -34,14 +31,13 @@ impl Error {
             Error::Cloud { source, .. } if source.is_retryable() => "cloud_retryable".into(),
             Error::Cloud { .. } => "cloud_terminal".into(),
             Error::Invalid(_) => "invalid".into(),
-            Error::AwaitingConsistency(_) => "awaiting_consistency".into(),
         }
     }
 
     /// Whether retrying (with backoff) can help without a spec change.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Kube(_) | Error::AwaitingConsistency(_) => true,
+            Error::Kube(_) => true,
             Error::Cloud { source, .. } => source.is_retryable(),
             Error::Invalid(_) => false,
         }

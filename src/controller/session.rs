@@ -160,7 +160,6 @@ fn describe(err: &Error) -> (String, String) {
             format!("Kubernetes API call failed: {e}; retrying"),
         ),
         Error::Invalid(m) => ("InvalidSpec".into(), m.clone()),
-        Error::AwaitingConsistency(m) => (reason::CREATING.into(), m.clone()),
     }
 }
 
