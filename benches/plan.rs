@@ -17,9 +17,7 @@ use std::time::Instant;
 
 use traffic_mirror_operator::api::TrafficMirrorSessionSpec;
 use traffic_mirror_operator::cloud::models::TrafficMirrorSession;
-use traffic_mirror_operator::controller::plan::{
-    DesiredSession, SessionPlan, converge, created_from, plan,
-};
+use traffic_mirror_operator::controller::plan::{DesiredSession, convergence, created_from};
 
 /// Iterations per timed run (`BENCH_ITERS`).
 const DEFAULT_ITERS: u64 = 200_000;
@@ -98,24 +96,23 @@ fn main() {
     let two = desired([eni("a", 0), eni("a", 1)]);
     let in_sync = observed_of(&two);
     assert!(
-        plan(&two, Some(&in_sync)).is_noop(),
+        convergence(&two, &in_sync).is_empty(),
         "in-sync case plans calls"
     );
 
     let mut one_field = two.clone();
     one_field.priority = 11;
-    let c = converge(&one_field, &in_sync);
+    let c = convergence(&one_field, &in_sync);
     assert!(c.update.as_ref().is_some_and(|u| u.priority == Some(11)));
     assert!(c.add_sources.is_empty() && c.remove_sources.is_empty());
 
     let ten_a = desired((0..10).map(|i| eni("a", i)));
     let ten_b = desired((0..10).map(|i| eni("b", i)));
     let observed_a = observed_of(&ten_a);
-    let c = converge(&ten_b, &observed_a);
+    let c = convergence(&ten_b, &observed_a);
     assert!(c.update.is_none() && c.remove_first);
     assert_eq!((c.add_sources.len(), c.remove_sources.len()), (10, 10));
 
-    assert!(matches!(plan(&two, None), SessionPlan::Create(_)));
     let create = two.create_request();
 
     let spec: TrafficMirrorSessionSpec = serde_json::from_value(serde_json::json!({
@@ -139,30 +136,30 @@ fn main() {
         (
             "(a) plan: in sync, 2 sources (no calls)",
             measure(iters, runs, || {
-                plan(black_box(&two), Some(black_box(&in_sync)))
+                convergence(black_box(&two), black_box(&in_sync))
             }),
         ),
         (
             "(b) plan: one field differs (1 PUT)",
             measure(iters, runs, || {
-                plan(black_box(&one_field), Some(black_box(&in_sync)))
+                convergence(black_box(&one_field), black_box(&in_sync))
             }),
         ),
         (
             "(c) plan: swap all 10 sources (remove 10, add 10)",
             measure(iters, runs, || {
-                plan(black_box(&ten_b), Some(black_box(&observed_a)))
+                convergence(black_box(&ten_b), black_box(&observed_a))
             }),
         ),
         (
             "converge: in sync, 10 sources",
             measure(iters, runs, || {
-                converge(black_box(&ten_a), black_box(&observed_a))
+                convergence(black_box(&ten_a), black_box(&observed_a))
             }),
         ),
         (
             "plan: no cloud session (1 POST)",
-            measure(iters, runs, || plan(black_box(&two), None)),
+            measure(iters, runs, || black_box(&two).create_request()),
         ),
         (
             "created_from: create request -> session",

@@ -898,3 +898,141 @@ async fn a_session_deleted_out_of_band_is_created_again() {
     assert_eq!(sessions.len(), 1, "exactly one session again");
     assert_eq!(sessions[0].id, new);
 }
+
+/// Waits until the object's `Ready` condition has `reason` and a message containing every `part`.
+async fn wait_message(env: &TestEnv, name: &str, reason: &str, parts: &[&str]) -> Condition {
+    let api = env.sessions();
+    support::wait_for(WAIT, || {
+        let api = api.clone();
+        async move {
+            let o = api.get_opt(name).await.ok().flatten()?;
+            let c = o
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .clone();
+            (c.reason == reason && parts.iter().all(|p| c.message.contains(p))).then_some(c)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_session_whose_provider_config_never_existed_is_deleted_at_once() {
+    let env = TestEnv::new("typo-pc").await;
+    let _op = Operator::start(&env, None);
+    env.apply(
+        "s",
+        json!({"providerConfigRef": {"name": "no-such-provider-config"}}),
+    )
+    .await;
+    env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
+        .await;
+    env.delete("s").await;
+    env.wait_gone("s").await;
+    assert_eq!(env.posts().await, 0, "nothing was ever created");
+}
+
+#[tokio::test]
+async fn deleting_without_a_ready_provider_says_how_to_get_out_and_orphan_releases() {
+    let env = TestEnv::new("del-notready").await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    let id = env.session_id("s").await;
+    // The credentials stop working: the ProviderConfig is no longer Ready.
+    env.create_provider("wrong-secret").await;
+    env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
+        .await;
+    env.delete("s").await;
+    let c = wait_message(
+        &env,
+        "s",
+        "ProviderConfigNotReady",
+        &["restore the ProviderConfig", "deletionPolicy: Orphan"],
+    )
+    .await;
+    assert_eq!(c.status, "False");
+    assert!(
+        env.sessions().get_opt("s").await.expect("get").is_some(),
+        "the object waits: its cloud session cannot be deleted yet"
+    );
+    // The way out: leave the cloud session in place.
+    env.patch_spec("s", json!({"deletionPolicy": "Orphan"}))
+        .await;
+    env.wait_gone("s").await;
+    env.cloud
+        .show_session(&id)
+        .await
+        .expect("the orphaned session is still in the cloud");
+}
+
+#[tokio::test]
+async fn deleting_without_a_ready_provider_finishes_once_it_is_restored() {
+    let env = TestEnv::new("del-restore").await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    env.create_provider("wrong-secret").await;
+    env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
+        .await;
+    env.delete("s").await;
+    wait_message(
+        &env,
+        "s",
+        "ProviderConfigNotReady",
+        &["deletionPolicy: Orphan"],
+    )
+    .await;
+    env.create_provider(SK).await;
+    env.wait_gone("s").await;
+    assert!(
+        env.all_cloud_sessions().await.is_empty(),
+        "deleted in the cloud"
+    );
+}
+
+/// Crashes the operator right after the create call (the intent is recorded, the id is not), then
+/// damages the intent annotation the way a bad hand edit would.
+async fn interrupted_create_with_a_damaged_intent(env: &TestEnv) {
+    let mut op = Operator::start(env, Some("session-create-after"));
+    env.apply("s", json!({})).await;
+    op.wait_for_crash().await;
+    drop(op);
+    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    let patch = json!({"metadata": {"annotations": {"vpc.hwcloud.dev/create-intent": "{damaged"}}});
+    env.sessions()
+        .patch("s", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("damage the intent");
+}
+
+#[tokio::test]
+async fn a_damaged_intent_is_adopted_not_duplicated() {
+    let env = TestEnv::new("damaged-create").await;
+    interrupted_create_with_a_damaged_intent(&env).await;
+    let op = Operator::start(&env, None);
+    let o = env.wait_ready("s").await;
+    let sessions = env.all_cloud_sessions().await;
+    assert_eq!(sessions.len(), 1, "no duplicate; log:\n{}", op.logs());
+    assert_eq!(
+        o.status.and_then(|s| s.session_id),
+        Some(sessions[0].id.clone())
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_intent_never_leaks_the_session_on_delete() {
+    let env = TestEnv::new("damaged-delete").await;
+    interrupted_create_with_a_damaged_intent(&env).await;
+    env.delete("s").await;
+    let op = Operator::start(&env, None);
+    env.wait_gone("s").await;
+    assert!(
+        env.all_cloud_sessions().await.is_empty(),
+        "the interrupted create's session leaked; log:\n{}",
+        op.logs()
+    );
+}

@@ -608,14 +608,6 @@ impl VpcClient {
         Ok(r.traffic_mirror_filter)
     }
 
-    /// One page of `GET /traffic-mirror-filters`.
-    pub async fn list_filters_page(
-        &self,
-        q: &ListFiltersQuery,
-    ) -> Result<FilterListResponse, CloudError> {
-        self.list_page(FILTERS, q).await
-    }
-
     /// All filters matching `q`, page after page.
     pub fn list_filters(
         &self,
@@ -671,14 +663,6 @@ impl VpcClient {
         let path = format!("{RULES}/{}", check_id("rule", id)?);
         let r: RuleResponse = self.call(Method::GET, &path, "", None::<&()>).await?;
         Ok(r.traffic_mirror_filter_rule)
-    }
-
-    /// One page of `GET /traffic-mirror-filter-rules`.
-    pub async fn list_rules_page(
-        &self,
-        q: &ListRulesQuery,
-    ) -> Result<RuleListResponse, CloudError> {
-        self.list_page(RULES, q).await
     }
 
     /// All rules matching `q`, page after page.

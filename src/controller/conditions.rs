@@ -82,29 +82,6 @@ impl Desired {
     }
 }
 
-/// Condition reasons must match `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$` (metav1.Condition); a cloud
-/// error code like `VPC.0002` is written `VPC_0002` there (the message keeps the original code).
-pub fn sanitize_reason(raw: &str) -> String {
-    let mut s: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ',' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    while s.ends_with([',', ':']) {
-        s.pop();
-    }
-    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        s.insert(0, 'E');
-    }
-    s.truncate(1024);
-    s
-}
-
 /// Merges the desired conditions into the existing list: other condition types are kept,
 /// `lastTransitionTime` is kept unless the status flips.
 pub fn merge(
@@ -128,7 +105,7 @@ pub fn merge(
         out.push(Condition {
             type_: d.type_.to_string(),
             status,
-            reason: sanitize_reason(&d.reason),
+            reason: d.reason.clone(),
             message: truncate(&d.message, 32 * 1024),
             observed_generation: generation,
             last_transition_time,
@@ -233,15 +210,6 @@ mod tests {
             b.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
             vec!["Ready", "Synced"]
         );
-    }
-
-    #[test]
-    fn reasons_are_made_valid() {
-        assert_eq!(sanitize_reason("VPC.0002"), "VPC_0002");
-        assert_eq!(sanitize_reason("APIGW.0308"), "APIGW_0308");
-        assert_eq!(sanitize_reason("429"), "E429");
-        assert_eq!(sanitize_reason("Available"), "Available");
-        assert_eq!(sanitize_reason("a:"), "a");
     }
 
     #[test]

@@ -1,13 +1,44 @@
-//! Reconcile errors, classified so the retry policy and the metrics can tell causes apart.
+//! Reconcile errors, one variant per step, so a log line, an event or a `Synced` message says which
+//! step failed (not just "kubernetes API: 409"), and the retry policy and metrics can tell causes apart.
 
 use crate::cloud::CloudError;
 
-/// Why a reconcile failed.
+/// Why a reconcile failed, by the step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A Kubernetes API call failed (conflicts included: they are retried).
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    /// Adding the cleanup finalizer (before any cloud call) failed.
+    #[error("adding the finalizer: {0}")]
+    AddFinalizer(#[source] kube::Error),
+    /// Reading the referenced TrafficMirrorFilter failed.
+    #[error("reading TrafficMirrorFilter {name:?}: {source}")]
+    ReadFilter {
+        /// The referenced filter's name.
+        name: String,
+        /// What the API server answered.
+        #[source]
+        source: kube::Error,
+    },
+    /// Recording the create intent (before the create call) failed.
+    #[error("recording the create intent: {0}")]
+    RecordIntent(#[source] kube::Error),
+    /// Clearing a create intent after the cloud refused the create failed.
+    #[error("clearing the create intent: {0}")]
+    ClearIntent(#[source] kube::Error),
+    /// Recording the cloud id right after the create answered (or was found) failed.
+    #[error("recording cloud id {id}: {source}")]
+    RecordId {
+        /// The cloud id that could not be recorded.
+        id: String,
+        /// What the API server answered.
+        #[source]
+        source: kube::Error,
+    },
+    /// The single status write at the end of a reconcile failed.
+    #[error("writing status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    /// Removing the finalizer after cleanup failed.
+    #[error("removing the finalizer: {0}")]
+    RemoveFinalizer(#[source] kube::Error),
     /// A VPC API call failed.
     #[error("cloud {operation}: {source}")]
     Cloud {
@@ -17,29 +48,58 @@ pub enum Error {
         #[source]
         source: CloudError,
     },
-    /// The object cannot be reconciled as written (the message says what to change).
-    #[error("{0}")]
-    Invalid(String),
 }
 
 impl Error {
-    /// Label for `tmo_reconcile_errors_total`.
-    pub fn metric_label(&self) -> String {
+    /// The step that failed, as a short stable word (logs, the `step` metric label, condition messages).
+    pub fn step(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "kube_conflict".into(),
-            Error::Kube(_) => "kube".into(),
-            Error::Cloud { source, .. } if source.is_retryable() => "cloud_retryable".into(),
-            Error::Cloud { .. } => "cloud_terminal".into(),
-            Error::Invalid(_) => "invalid".into(),
+            Error::AddFinalizer(_) => "AddFinalizer",
+            Error::ReadFilter { .. } => "ReadFilter",
+            Error::RecordIntent(_) => "RecordIntent",
+            Error::ClearIntent(_) => "ClearIntent",
+            Error::RecordId { .. } => "RecordId",
+            Error::WriteStatus(_) => "WriteStatus",
+            Error::RemoveFinalizer(_) => "RemoveFinalizer",
+            Error::Cloud { .. } => "Cloud",
         }
     }
 
-    /// Whether retrying (with backoff) can help without a spec change.
+    /// The API server's answer, when the step was an API-server call.
+    fn kube_source(&self) -> Option<&kube::Error> {
+        match self {
+            Error::AddFinalizer(e)
+            | Error::RecordIntent(e)
+            | Error::ClearIntent(e)
+            | Error::WriteStatus(e)
+            | Error::RemoveFinalizer(e) => Some(e),
+            Error::ReadFilter { source, .. } | Error::RecordId { source, .. } => Some(source),
+            Error::Cloud { .. } => None,
+        }
+    }
+
+    /// Whether the API server refused the write because the object changed since it was read (a stale
+    /// cache): nothing is wrong, the next reconcile sees the newer object.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self.kube_source(), Some(kube::Error::Api(s)) if s.code == 409)
+    }
+
+    /// Label for `tmo_reconcile_errors_total`: the step, and for cloud failures the class.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Cloud { source, .. } if source.is_retryable() => "cloud_retryable".into(),
+            Error::Cloud { .. } => "cloud_terminal".into(),
+            e if e.is_conflict() => format!("{}_conflict", e.step()),
+            e => e.step().to_string(),
+        }
+    }
+
+    /// Whether retrying (with backoff) can help without a spec change. Every API-server failure is
+    /// worth retrying; a cloud failure only when the cloud says so.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Kube(_) => true,
             Error::Cloud { source, .. } => source.is_retryable(),
-            Error::Invalid(_) => false,
+            _ => true,
         }
     }
 
@@ -50,12 +110,80 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The condition reason: a cloud failure's error code, else `KubernetesError`.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Cloud { source, .. } => source.reason(),
+            _ => super::conditions::reason::KUBERNETES_ERROR.into(),
+        }
+    }
+
+    /// The condition message: which step failed, why, and what happens next.
+    pub fn message(&self) -> String {
+        let next = match self {
+            Error::Cloud { source, .. } if !source.is_retryable() => {
+                "fix the spec (or the cloud side); the operator retries after the next spec change"
+            }
+            _ => "the operator retries with backoff",
+        };
+        format!("step {} failed: {self}; {next}", self.step())
+    }
 }
 
 /// Shorthand result type of the controller.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Wraps a cloud error with the operation that failed.
-pub fn cloud(operation: &'static str) -> impl FnOnce(CloudError) -> Error {
-    move |source| Error::Cloud { operation, source }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict() -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("the object has been modified", "Conflict").with_code(409),
+        ))
+    }
+
+    #[test]
+    fn every_message_names_its_step() {
+        let errors = [
+            Error::AddFinalizer(conflict()),
+            Error::ReadFilter {
+                name: "f".into(),
+                source: conflict(),
+            },
+            Error::RecordIntent(conflict()),
+            Error::ClearIntent(conflict()),
+            Error::RecordId {
+                id: "s-1".into(),
+                source: conflict(),
+            },
+            Error::WriteStatus(conflict()),
+            Error::RemoveFinalizer(conflict()),
+        ];
+        for e in errors {
+            assert!(e.message().contains(e.step()), "{}", e.message());
+            assert!(e.is_conflict() && e.is_retryable());
+            assert_eq!(e.metric_label(), format!("{}_conflict", e.step()));
+            assert_eq!(e.reason(), "KubernetesError");
+        }
+    }
+
+    #[test]
+    fn cloud_failures_carry_the_cloud_code() {
+        let e = Error::Cloud {
+            operation: "create_session",
+            source: CloudError::Api {
+                status: 400,
+                error_code: "VPC.0002".into(),
+                error_msg: "bad".into(),
+                request_id: None,
+                retry_after: None,
+            },
+        };
+        assert_eq!(e.reason(), "VPC_0002");
+        assert!(!e.is_retryable());
+        assert!(e.message().contains("create_session") && e.message().contains("spec change"));
+        assert_eq!(e.metric_label(), "cloud_terminal");
+    }
 }

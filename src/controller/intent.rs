@@ -41,8 +41,7 @@ impl CreateIntent {
         }
     }
 
-    /// Parses the annotation; a malformed value counts as "an intent of unknown age", which is handled
-    /// like a fresh one (never as "no intent"), so a damaged annotation cannot cause a duplicate.
+    /// Parses a well-formed annotation value; see [`outstanding`] for what a damaged one means.
     pub fn parse(value: &str) -> Option<Self> {
         serde_json::from_str(value).ok()
     }
@@ -50,6 +49,53 @@ impl CreateIntent {
     /// The annotation value.
     pub fn to_annotation(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The outstanding create intent recorded on an object, if any: the ONE reading of the annotation that
+/// create and cleanup share. A damaged value counts as an intent of unknown age for the current cloud
+/// name, dated when the object was created (never as "no intent"): a session an interrupted create
+/// made is then still found, so it can neither be duplicated by a create nor leaked by a delete.
+pub fn outstanding(
+    annotation: Option<&str>,
+    cloud_name: &str,
+    object_created: DateTime<Utc>,
+) -> Option<CreateIntent> {
+    let raw = annotation?;
+    Some(CreateIntent::parse(raw).unwrap_or_else(|| CreateIntent {
+        token: "unknown".into(),
+        name: cloud_name.to_string(),
+        at: object_created,
+    }))
+}
+
+/// What makes a cloud session "the one we asked for": fields a create sets and nobody else would set
+/// the same way by chance. The filter may be unknown (a deleting object whose filter is gone): then it
+/// is not compared. Scalar drift (priority etc.) is fixed afterwards by the normal convergence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The filter id the create used, when it can still be resolved.
+    pub filter_id: Option<String>,
+    /// The target id the create used.
+    pub target_id: String,
+}
+
+impl Identity {
+    /// The identity of a desired session.
+    pub fn of(desired: &DesiredSession) -> Self {
+        Identity {
+            filter_id: Some(desired.traffic_mirror_filter_id.clone()),
+            target_id: desired.traffic_mirror_target_id.clone(),
+        }
+    }
+
+    fn matches(&self, name: &str, s: &TrafficMirrorSession) -> bool {
+        s.name == name
+            && self
+                .filter_id
+                .as_ref()
+                .is_none_or(|f| *f == s.traffic_mirror_filter_id)
+            && s.traffic_mirror_target_id == self.target_id
     }
 }
 
@@ -73,7 +119,7 @@ pub enum Resolution {
 /// still counts as created after it).
 pub fn resolve(
     intent: &CreateIntent,
-    desired: &DesiredSession,
+    identity: &Identity,
     found: &[TrafficMirrorSession],
     now: DateTime<Utc>,
     window: Duration,
@@ -85,7 +131,7 @@ pub fn resolve(
     let matching: Vec<&TrafficMirrorSession> = after
         .iter()
         .copied()
-        .filter(|s| identity_matches(desired, s))
+        .filter(|s| identity.matches(&intent.name, s))
         .collect();
     match (matching.len(), after.len(), before.len()) {
         (1, 1, 0) => Resolution::Adopt(matching[0].clone()),
@@ -112,14 +158,6 @@ fn conflict_message(name: &str, found: &[TrafficMirrorSession]) -> String {
          set spec.sessionId to adopt one, or set spec.name to a different name",
         ids.join(", ")
     )
-}
-
-/// The fields that make a session "the one we asked for": the ones a create sets and nobody else would
-/// set the same way by chance. Scalar drift (priority etc.) is fixed afterwards by the normal plan.
-fn identity_matches(d: &DesiredSession, s: &TrafficMirrorSession) -> bool {
-    s.name == d.name
-        && s.traffic_mirror_filter_id == d.traffic_mirror_filter_id
-        && s.traffic_mirror_target_id == d.traffic_mirror_target_id
 }
 
 /// Parses the cloud's `YYYY-MM-DDThh:mm:ssZ` (and tolerates full RFC 3339).
@@ -179,7 +217,7 @@ mod tests {
     fn run(found: &[TrafficMirrorSession], now: i64) -> Resolution {
         resolve(
             &intent(),
-            &desired(),
+            &Identity::of(&desired()),
             found,
             at(now),
             Duration::seconds(WINDOW),
@@ -219,7 +257,7 @@ mod tests {
         let s = session("s1", 95);
         let r = resolve(
             &intent(),
-            &desired(),
+            &Identity::of(&desired()),
             std::slice::from_ref(&s),
             at(105),
             Duration::seconds(WINDOW),
@@ -257,6 +295,37 @@ mod tests {
         assert_eq!(i.at, at(5));
         assert_eq!(CreateIntent::parse(&i.to_annotation()), Some(i));
         assert_eq!(CreateIntent::parse("garbage"), None);
+    }
+
+    #[test]
+    fn an_unknown_filter_is_not_compared() {
+        let mut s = session("s1", 101);
+        s.traffic_mirror_filter_id = "f-gone".into();
+        let id = Identity {
+            filter_id: None,
+            target_id: "t1".into(),
+        };
+        let r = resolve(
+            &intent(),
+            &id,
+            std::slice::from_ref(&s),
+            at(105),
+            Duration::seconds(WINDOW),
+            Duration::zero(),
+        );
+        assert_eq!(r, Resolution::Adopt(s));
+    }
+
+    #[test]
+    fn a_damaged_annotation_is_an_intent_of_unknown_age_not_none() {
+        assert_eq!(outstanding(None, "tap", at(0)), None);
+        let good = CreateIntent::new("old-name", at(50));
+        assert_eq!(
+            outstanding(Some(&good.to_annotation()), "tap", at(0)),
+            Some(good)
+        );
+        let damaged = outstanding(Some("{not json"), "tap", at(7)).expect("an intent");
+        assert_eq!((damaged.name.as_str(), damaged.at), ("tap", at(7)));
     }
 
     #[test]

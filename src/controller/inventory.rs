@@ -68,11 +68,6 @@ impl Inventory {
         }
     }
 
-    /// Whether a LIST has filled the snapshot at least once.
-    pub fn is_listed(&self) -> bool {
-        self.lock().listed_at.is_some()
-    }
-
     /// Whether a LIST succeeded within `age`: proof the account's credentials work, so the
     /// ProviderConfig re-check needs no call of its own.
     pub fn listed_within(&self, age: std::time::Duration) -> bool {

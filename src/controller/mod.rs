@@ -2,8 +2,9 @@
 //!
 //! - [`plan`], [`intent`], [`conditions`], [`backoff`]: pure decisions, unit- and property-tested.
 //! - [`inventory`]: the per-account cloud snapshot (one LIST per resync interval).
+//! - [`metered`]: the one wrapper every cloud call goes through, counting it.
 //! - [`providers`]: the ProviderConfig reconciler and the registry of ready cloud clients.
-//! - [`session`]: the TrafficMirrorSession reconciler.
+//! - [`session`]: the TrafficMirrorSession reconciler, a pipeline observe → decide → execute → status.
 //!
 //! [`run`] wires them: two kube-runtime controllers and the resync loop, on one runtime, stopping
 //! together on SIGTERM / Ctrl-C.
@@ -13,6 +14,7 @@ pub mod conditions;
 pub mod error;
 pub mod intent;
 pub mod inventory;
+pub mod metered;
 pub mod plan;
 pub mod providers;
 pub mod session;
@@ -231,15 +233,15 @@ async fn resync_loop(ctx: Arc<Context>, trigger: mpsc::UnboundedSender<()>) {
         }
         let mut total = 0;
         for p in ctx.providers.all() {
-            match p.inventory.refresh(&p.client).await {
-                Ok(n) => {
-                    ctx.metrics.cloud_call("list_sessions", "success");
-                    total += n;
-                }
-                Err(e) => {
-                    ctx.metrics.cloud_call("list_sessions", e.metric_label());
-                    warn!(provider = %p.name, error = %e, "resync list failed");
-                }
+            match metered::metered(
+                &ctx.metrics,
+                "list_sessions",
+                p.inventory.refresh(&p.client),
+            )
+            .await
+            {
+                Ok(n) => total += n,
+                Err(e) => warn!(provider = %p.name, error = %e, "resync list failed"),
             }
         }
         ctx.metrics.managed_sessions.set(total as i64);

@@ -1,5 +1,6 @@
-//! Step "plan" of the session reconcile (no client required): a pure function from the desired session
-//! (the spec, resolved) and the observed cloud session to the minimal list of cloud calls.
+//! The session's cloud diff (no client required): a pure function from the desired session (the spec,
+//! resolved) and the observed cloud session to the minimal list of cloud calls. The reconciler's
+//! `decide` step uses it to pick the calls; `status` uses it to say what differs.
 //!
 //! Everything the operator decides about a session's cloud calls is decided here, so it can be unit- and
 //! property-tested without an API server or a cloud: create (one POST carrying every field), update (one
@@ -109,16 +110,6 @@ impl DesiredSession {
     }
 }
 
-/// What must happen in the cloud for one session.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SessionPlan {
-    /// No cloud session exists: create one with every field.
-    Create(CreateSessionRequest),
-    /// The session exists: the calls that make it equal to the desired state, in this order:
-    /// `update`, then the source changes (ordered so the quota is never exceeded mid-way).
-    Converge(Convergence),
-}
-
 /// The calls that bring an existing session to the desired state. Empty means "in sync".
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Convergence {
@@ -139,23 +130,9 @@ impl Convergence {
     }
 }
 
-impl SessionPlan {
-    /// True when nothing needs to be called.
-    pub fn is_noop(&self) -> bool {
-        matches!(self, SessionPlan::Converge(c) if c.is_empty())
-    }
-}
-
-/// Decides the cloud calls that turn `observed` into `desired`.
-pub fn plan(desired: &DesiredSession, observed: Option<&TrafficMirrorSession>) -> SessionPlan {
-    match observed {
-        None => SessionPlan::Create(desired.create_request()),
-        Some(observed) => SessionPlan::Converge(converge(desired, observed)),
-    }
-}
-
-/// The calls for an existing session.
-pub fn converge(desired: &DesiredSession, observed: &TrafficMirrorSession) -> Convergence {
+/// The calls that turn an existing cloud session into the desired one (empty when in sync). A missing
+/// session needs no plan: its create request is [`DesiredSession::create_request`].
+pub fn convergence(desired: &DesiredSession, observed: &TrafficMirrorSession) -> Convergence {
     let update = update_request(desired, observed);
     let have: BTreeSet<&String> = observed.traffic_mirror_sources.iter().collect();
     let add_sources: Vec<String> = desired
@@ -184,7 +161,7 @@ pub fn differing_fields(
     desired: &DesiredSession,
     observed: &TrafficMirrorSession,
 ) -> Vec<&'static str> {
-    let c = converge(desired, observed);
+    let c = convergence(desired, observed);
     let mut fields = Vec::new();
     if let Some(u) = &c.update {
         fields.extend(update_field_names(u));
@@ -270,7 +247,7 @@ fn update_request(d: &DesiredSession, o: &TrafficMirrorSession) -> Option<Update
 /// add/remove change the source set). The property tests use it to check that executing a plan yields
 /// the desired state; it is also how the reconciler updates its cached view when a call's answer is
 /// lost.
-pub fn apply(observed: &TrafficMirrorSession, c: &Convergence) -> TrafficMirrorSession {
+pub fn apply_convergence(observed: &TrafficMirrorSession, c: &Convergence) -> TrafficMirrorSession {
     let mut s = observed.clone();
     if let Some(u) = &c.update {
         let UpdateSessionRequest {
@@ -349,7 +326,7 @@ pub fn created_from(req: &CreateSessionRequest, id: &str) -> TrafficMirrorSessio
 
 /// Whether the observed session satisfies the desired one (what `Ready=True` means).
 pub fn in_sync(desired: &DesiredSession, observed: &TrafficMirrorSession) -> bool {
-    converge(desired, observed).is_empty()
+    convergence(desired, observed).is_empty()
 }
 
 #[cfg(test)]
@@ -380,9 +357,7 @@ mod tests {
     #[test]
     fn no_session_plans_one_create_with_every_field() {
         let d = desired();
-        let SessionPlan::Create(req) = plan(&d, None) else {
-            panic!("expected create")
-        };
+        let req = d.create_request();
         assert_eq!(req.name, "tap");
         assert_eq!(req.virtual_network_id, Some(1));
         assert_eq!(req.packet_length, Some(96));
@@ -394,7 +369,7 @@ mod tests {
     #[test]
     fn equal_states_plan_nothing() {
         let d = desired();
-        assert!(plan(&d, Some(&observed_of(&d))).is_noop());
+        assert!(convergence(&d, &observed_of(&d)).is_empty());
     }
 
     #[test]
@@ -402,7 +377,7 @@ mod tests {
         let d = desired();
         let mut o = observed_of(&d);
         o.traffic_mirror_sources.reverse();
-        assert!(plan(&d, Some(&o)).is_noop());
+        assert!(convergence(&d, &o).is_empty());
     }
 
     #[test]
@@ -410,7 +385,7 @@ mod tests {
         let d = desired();
         let mut o = observed_of(&d);
         o.source_type = String::new();
-        assert!(plan(&d, Some(&o)).is_noop());
+        assert!(convergence(&d, &o).is_empty());
     }
 
     #[test]
@@ -441,14 +416,12 @@ mod tests {
         for (field, change) in cases {
             let mut d = base.clone();
             change(&mut d);
-            let SessionPlan::Converge(c) = plan(&d, Some(&o)) else {
-                panic!("expected converge")
-            };
+            let c = convergence(&d, &o);
             let u = c.update.clone().expect("an update");
             assert_eq!(update_field_names(&u), vec![field], "field {field}");
             assert!(c.add_sources.is_empty() && c.remove_sources.is_empty());
-            assert_eq!(apply(&o, &c).name, d.name);
-            assert!(in_sync(&d, &apply(&o, &c)), "field {field}");
+            assert_eq!(apply_convergence(&o, &c).name, d.name);
+            assert!(in_sync(&d, &apply_convergence(&o, &c)), "field {field}");
         }
     }
 
@@ -457,7 +430,7 @@ mod tests {
         let mut d = desired();
         let o = observed_of(&d);
         d.traffic_mirror_sources = ["eni-2".to_string(), "eni-3".to_string()].into();
-        let c = converge(&d, &o);
+        let c = convergence(&d, &o);
         assert!(c.update.is_none());
         assert_eq!(c.add_sources, vec!["eni-3"]);
         assert_eq!(c.remove_sources, vec!["eni-1"]);
@@ -470,7 +443,7 @@ mod tests {
         d.traffic_mirror_sources = (0..10).map(|i| format!("a{i}")).collect();
         let o = observed_of(&d);
         d.traffic_mirror_sources = (0..10).map(|i| format!("b{i}")).collect();
-        let c = converge(&d, &o);
+        let c = convergence(&d, &o);
         assert!(c.remove_first);
         assert_eq!(c.add_sources.len(), 10);
         assert_eq!(c.remove_sources.len(), 10);
@@ -524,10 +497,10 @@ mod tests {
         #[test]
         fn applying_the_plan_reaches_the_desired_state(d in arb_desired(), start in arb_desired()) {
             let o = observed_of(&start);
-            let c = converge(&d, &o);
-            let after = apply(&o, &c);
+            let c = convergence(&d, &o);
+            let after = apply_convergence(&o, &c);
             prop_assert!(in_sync(&d, &after));
-            prop_assert!(converge(&d, &after).is_empty());
+            prop_assert!(convergence(&d, &after).is_empty());
             // Never a source both added and removed, never an empty field set in a PUT.
             for a in &c.add_sources { prop_assert!(!c.remove_sources.contains(a)); }
             if let Some(u) = &c.update { prop_assert!(!update_field_names(u).is_empty()); }
@@ -543,14 +516,14 @@ mod tests {
         /// Equal states plan nothing, whatever the values.
         #[test]
         fn equal_states_never_plan(d in arb_desired()) {
-            prop_assert!(plan(&d, Some(&observed_of(&d))).is_noop());
+            prop_assert!(convergence(&d, &observed_of(&d)).is_empty());
         }
 
         /// A PUT carries exactly the fields that differ.
         #[test]
         fn put_carries_exactly_the_differing_fields(d in arb_desired(), start in arb_desired()) {
             let o = observed_of(&start);
-            let fields = update_field_names(&converge(&d, &o).update.unwrap_or_default());
+            let fields = update_field_names(&convergence(&d, &o).update.unwrap_or_default());
             prop_assert_eq!(fields.contains(&"name"), d.name != o.name);
             prop_assert_eq!(fields.contains(&"priority"), d.priority != o.priority);
             prop_assert_eq!(fields.contains(&"enabled"), d.enabled != o.enabled);

@@ -229,7 +229,8 @@ pub async fn reconcile(pc: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result<Act
         let patch =
             json!({"status": {"conditions": merged, "observedGeneration": pc.metadata.generation}});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+            .await
+            .map_err(Error::WriteStatus)?;
     }
     ctx.metrics.reconciled(KIND, started.elapsed());
     Ok(action)

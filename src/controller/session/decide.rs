@@ -1,0 +1,367 @@
+//! Step "decide" (no client required): one pure function from what the object asks for ([`Desired`])
+//! and what was observed ([`Observed`]) to the one [`Step`] this reconcile takes. Every branch of the
+//! session reconciler, cleanup included, is decided here and nowhere else.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::super::conditions::reason;
+use super::super::intent::{self, CreateIntent, Identity, Resolution};
+use super::super::plan::{self, Convergence, DesiredSession};
+use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorSessionSpec};
+use crate::cloud::models::TrafficMirrorSession as CloudSession;
+
+/// How far the cloud's clock may lag ours when matching a created session to an intent.
+pub const CLOCK_SKEW: Duration = Duration::seconds(120);
+
+/// What the object asks for: read from the object alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// `metadata.name` (the default cloud name).
+    pub object_name: String,
+    /// The spec as written.
+    pub spec: TrafficMirrorSessionSpec,
+    /// Whether the object is being deleted.
+    pub deleting: bool,
+    /// The cloud id this object manages, if known: the spec's (adoption), the status's, or the
+    /// annotation's (which survives a restore that drops status).
+    pub known_id: Option<String>,
+    /// How long after an interrupted create a missing session may still appear in the cloud.
+    pub confirm_window: Duration,
+}
+
+impl Desired {
+    /// The desired cloud session, once the filter id is known.
+    pub fn session(&self, filter_id: String) -> DesiredSession {
+        DesiredSession::from_spec(&self.spec, &self.object_name, filter_id)
+    }
+
+    fn id_from_spec(&self) -> bool {
+        self.spec.session_id.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    fn observe_only(&self) -> bool {
+        self.spec.management_policy == ManagementPolicy::ObserveOnly
+    }
+
+    /// Deleting the object leaves the cloud session in place (Orphan, or a session only observed).
+    fn keeps_cloud_on_delete(&self) -> bool {
+        self.spec.deletion_policy == DeletionPolicy::Orphan || self.observe_only()
+    }
+}
+
+/// The filter id the session should use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterState {
+    /// Not looked up (nothing needed it, or the provider is not ready).
+    NotRead,
+    /// The id (given directly, or the referenced filter's).
+    Id(String),
+    /// The referenced TrafficMirrorFilter is missing or has no cloud id yet.
+    NotReady(String),
+}
+
+impl FilterState {
+    fn id(&self) -> Option<&str> {
+        match self {
+            FilterState::Id(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The cloud session behind the known id.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per reconcile, never stored
+pub enum CloudState {
+    /// Not read (no known id, or nothing needed it).
+    NotRead,
+    /// It exists, as observed.
+    Present(CloudSession),
+    /// The cloud confirmed it does not exist (a 404, never inferred from the snapshot alone).
+    Gone,
+}
+
+/// Everything the decision needs from outside the object, gathered by `observe`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// The ProviderConfig is Ready (its cloud client is registered).
+    pub provider_ready: bool,
+    /// The filter id.
+    pub filter: FilterState,
+    /// The cloud session behind the known id.
+    pub cloud: CloudState,
+    /// The outstanding create intent, if any (see [`intent::outstanding`]).
+    pub intent: Option<CreateIntent>,
+    /// Cloud sessions under the intent's name (or, without an intent, the desired name), when a
+    /// create or an intent resolution needs them.
+    pub named: Vec<CloudSession>,
+    /// The time of the observation.
+    pub now: DateTime<Utc>,
+}
+
+/// Why nothing can be done now, and when to look again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    /// Condition reason (CamelCase).
+    pub reason: &'static str,
+    /// What is wrong and how to get out.
+    pub message: String,
+    /// When to look again.
+    pub retry: Retry,
+}
+
+/// When a waiting object is looked at again (besides any change to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// In a couple of seconds: a create is being confirmed.
+    Soon,
+    /// A dependency (ProviderConfig, filter) may become ready.
+    Dependency,
+    /// At the next resync.
+    Resync,
+    /// Only when the object changes.
+    OnChange,
+}
+
+/// The one thing a reconcile does.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per reconcile, never stored
+pub enum Step {
+    /// Nothing can be done now: report why.
+    Wait(Wait),
+    /// No cloud session: record the intent (dropping a vanished id), create, record the id.
+    Create {
+        /// The session to create.
+        desired: DesiredSession,
+        /// The id of a session that vanished from the cloud and is being replaced.
+        replacing: Option<String>,
+    },
+    /// An interrupted create's session was found: record its id, then converge it.
+    Adopt {
+        /// The session to reach.
+        desired: DesiredSession,
+        /// The session found.
+        found: CloudSession,
+        /// The calls that make it equal to `desired`.
+        convergence: Convergence,
+    },
+    /// The session exists: make the calls (none when in sync).
+    Converge {
+        /// The session to reach.
+        desired: DesiredSession,
+        /// The session observed.
+        observed: CloudSession,
+        /// The calls that make it equal to `desired`.
+        convergence: Convergence,
+    },
+    /// ObserveOnly: report what differs; never write to the cloud.
+    ReportDrift {
+        /// The session observed.
+        observed: CloudSession,
+        /// Wire names of the differing fields (empty: in sync).
+        fields: Vec<&'static str>,
+    },
+    /// A same-named cloud session exists that this object did not create: a person decides.
+    Conflict(String),
+    /// Delete these cloud sessions (a 404 counts as done), then remove the finalizer.
+    Delete(Vec<String>),
+    /// Remove the finalizer: nothing is left in the cloud, or it stays there (`orphaned`).
+    Release {
+        /// The cloud session left in place, if any.
+        orphaned: Option<String>,
+    },
+}
+
+/// Decides the step.
+pub fn decide(d: &Desired, o: &Observed) -> Step {
+    if d.deleting {
+        return decide_cleanup(d, o);
+    }
+    if !o.provider_ready {
+        return Step::Wait(provider_not_ready(d, false));
+    }
+    if d.observe_only() {
+        return decide_observe_only(d, o);
+    }
+    let Some(filter_id) = o.filter.id() else {
+        return Step::Wait(filter_not_ready(&o.filter));
+    };
+    let desired = d.session(filter_id.to_string());
+    match (&d.known_id, &o.cloud) {
+        (Some(_), CloudState::Present(s)) => Step::Converge {
+            convergence: plan::convergence(&desired, s),
+            observed: s.clone(),
+            desired,
+        },
+        (Some(id), CloudState::Gone) if d.id_from_spec() => Step::Wait(session_not_found(id, true)),
+        (Some(id), _) => decide_create(d, o, desired, Some(id.clone())),
+        (None, _) => decide_create(d, o, desired, None),
+    }
+}
+
+/// No (live) cloud session: create one, or first settle what an interrupted create left behind.
+fn decide_create(
+    d: &Desired,
+    o: &Observed,
+    desired: DesiredSession,
+    replacing: Option<String>,
+) -> Step {
+    let Some(intent) = &o.intent else {
+        return match intent::precreate_check(&desired.name, &o.named) {
+            Ok(()) => Step::Create { desired, replacing },
+            Err(message) => Step::Conflict(message),
+        };
+    };
+    match resolve(d, o, intent, Identity::of(&desired)) {
+        Resolution::Adopt(found) => Step::Adopt {
+            convergence: plan::convergence(&desired, &found),
+            found,
+            desired,
+        },
+        Resolution::WaitForConsistency => Step::Wait(confirming(intent, reason::CREATING)),
+        Resolution::Conflict(message) => Step::Conflict(message),
+        Resolution::CreateAgain => Step::Create { desired, replacing },
+    }
+}
+
+fn resolve(d: &Desired, o: &Observed, intent: &CreateIntent, identity: Identity) -> Resolution {
+    intent::resolve(
+        intent,
+        &identity,
+        &o.named,
+        o.now,
+        d.confirm_window,
+        CLOCK_SKEW,
+    )
+}
+
+/// ObserveOnly: compare against the filter the spec names, or the cloud's when it cannot be resolved.
+fn decide_observe_only(d: &Desired, o: &Observed) -> Step {
+    let Some(id) = &d.known_id else {
+        return Step::Wait(Wait {
+            reason: reason::SESSION_ID_REQUIRED,
+            message: "managementPolicy ObserveOnly needs spec.sessionId: the session to observe"
+                .into(),
+            retry: Retry::OnChange,
+        });
+    };
+    let CloudState::Present(observed) = &o.cloud else {
+        return Step::Wait(session_not_found(id, false));
+    };
+    let filter = o
+        .filter
+        .id()
+        .map(str::to_string)
+        .unwrap_or_else(|| observed.traffic_mirror_filter_id.clone());
+    Step::ReportDrift {
+        fields: plan::differing_fields(&d.session(filter), observed),
+        observed: observed.clone(),
+    }
+}
+
+/// Cleanup: tolerate apply never having run; never wait for anything when nothing is in the cloud.
+fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
+    if d.keeps_cloud_on_delete() {
+        return Step::Release {
+            orphaned: d.known_id.clone(),
+        };
+    }
+    if d.known_id.is_none() && o.intent.is_none() {
+        return Step::Release { orphaned: None };
+    }
+    if !o.provider_ready {
+        return Step::Wait(provider_not_ready(d, true));
+    }
+    let mut ids: Vec<String> = d.known_id.iter().cloned().collect();
+    if let Some(intent) = &o.intent {
+        let spec = &d.spec;
+        let identity = Identity {
+            filter_id: o.filter.id().map(str::to_string),
+            target_id: spec.traffic_mirror_target_id.clone(),
+        };
+        match resolve(d, o, intent, identity) {
+            Resolution::Adopt(found) if !ids.contains(&found.id) => ids.push(found.id),
+            Resolution::Adopt(_) | Resolution::CreateAgain => {}
+            Resolution::WaitForConsistency => {
+                return Step::Wait(confirming(intent, reason::DELETING));
+            }
+            Resolution::Conflict(message) => return Step::Wait(cleanup_conflict(message)),
+        }
+    }
+    if ids.is_empty() {
+        Step::Release { orphaned: None }
+    } else {
+        Step::Delete(ids)
+    }
+}
+
+fn provider_not_ready(d: &Desired, deleting: bool) -> Wait {
+    let name = &d.spec.provider_config_ref.name;
+    let mut message = format!(
+        "ProviderConfig {name:?} is missing or not Ready; see `kubectl get providerconfig {name}`"
+    );
+    if deleting {
+        message.push_str(
+            ". The cloud session cannot be deleted without it: restore the ProviderConfig, or set \
+             spec.deletionPolicy: Orphan to leave the cloud session in place and finish the deletion",
+        );
+    }
+    Wait {
+        reason: reason::PROVIDER_CONFIG_NOT_READY,
+        message,
+        retry: Retry::Dependency,
+    }
+}
+
+fn filter_not_ready(filter: &FilterState) -> Wait {
+    let message = match filter {
+        FilterState::NotReady(m) => m.clone(),
+        _ => "the filter id is not known yet".into(),
+    };
+    Wait {
+        reason: reason::FILTER_NOT_READY,
+        message,
+        retry: Retry::Dependency,
+    }
+}
+
+fn session_not_found(id: &str, from_spec: bool) -> Wait {
+    let message = if from_spec {
+        format!(
+            "cloud session {id} (spec.sessionId) does not exist; fix spec.sessionId or remove the object"
+        )
+    } else {
+        format!("cloud session {id} does not exist")
+    };
+    Wait {
+        reason: reason::SESSION_NOT_FOUND,
+        message,
+        retry: Retry::Resync,
+    }
+}
+
+fn confirming(intent: &CreateIntent, reason: &'static str) -> Wait {
+    Wait {
+        reason,
+        message: format!(
+            "confirming whether the create started at {} reached the cloud",
+            intent.at.to_rfc3339()
+        ),
+        retry: Retry::Soon,
+    }
+}
+
+fn cleanup_conflict(message: String) -> Wait {
+    Wait {
+        reason: reason::NAME_CONFLICT,
+        message: format!(
+            "{message}. The operator cannot tell which one an interrupted create made, so it deletes \
+             none: delete the right one in the cloud, then set spec.deletionPolicy: Orphan to finish \
+             the deletion"
+        ),
+        retry: Retry::OnChange,
+    }
+}
+
+#[cfg(test)]
+mod tests;

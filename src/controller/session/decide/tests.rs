@@ -1,0 +1,419 @@
+//! The decision table: every branch of `decide`, cleanup included.
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::controller::plan::created_from;
+
+fn at(sec: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + sec, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn spec(extra: serde_json::Value) -> TrafficMirrorSessionSpec {
+    let mut v = serde_json::json!({
+        "trafficMirrorFilterId": "f1",
+        "trafficMirrorSources": ["eni-a"],
+        "trafficMirrorTargetId": "t1",
+        "trafficMirrorTargetType": "eni",
+        "priority": 10,
+        "providerConfigRef": {"name": "pc"},
+    });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    serde_json::from_value(v).expect("spec")
+}
+
+fn desired(extra: serde_json::Value) -> Desired {
+    Desired {
+        object_name: "tap".into(),
+        spec: spec(extra),
+        deleting: false,
+        known_id: None,
+        confirm_window: Duration::seconds(30),
+    }
+}
+
+fn with_id(mut d: Desired, id: &str) -> Desired {
+    d.known_id = Some(id.into());
+    d
+}
+
+fn deleting(mut d: Desired) -> Desired {
+    d.deleting = true;
+    d
+}
+
+fn observed() -> Observed {
+    Observed {
+        provider_ready: true,
+        filter: FilterState::Id("f1".into()),
+        cloud: CloudState::NotRead,
+        intent: None,
+        named: vec![],
+        now: at(105),
+    }
+}
+
+/// The cloud session the spec describes, created at `created`.
+fn session(id: &str, created: i64) -> CloudSession {
+    let mut s = created_from(
+        &desired(serde_json::json!({}))
+            .session("f1".into())
+            .create_request(),
+        id,
+    );
+    s.created_at = at(created).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    s
+}
+
+fn intent_at(sec: i64) -> Option<CreateIntent> {
+    Some(CreateIntent {
+        token: "tok".into(),
+        name: "tap".into(),
+        at: at(sec),
+    })
+}
+
+/// A short name of the step (with the detail that matters) for the table.
+fn kind(step: &Step) -> String {
+    match step {
+        Step::Wait(w) => format!("Wait({})", w.reason),
+        Step::Create { replacing, .. } => format!("Create(replacing={replacing:?})"),
+        Step::Adopt { found, .. } => format!("Adopt({})", found.id),
+        Step::Converge { convergence, .. } => format!("Converge(empty={})", convergence.is_empty()),
+        Step::ReportDrift { fields, .. } => format!("ReportDrift({})", fields.join(",")),
+        Step::Conflict(_) => "Conflict".into(),
+        Step::Delete(ids) => format!("Delete({})", ids.join(",")),
+        Step::Release { orphaned } => format!("Release({orphaned:?})"),
+    }
+}
+
+/// The objects and observations the table rows are made of.
+struct Fixtures {
+    none: serde_json::Value,
+    observe_only: serde_json::Value,
+    orphan: serde_json::Value,
+    adopted: serde_json::Value,
+    not_ready: Observed,
+    gone: Observed,
+    drifted: CloudSession,
+}
+
+fn fixtures() -> Fixtures {
+    let mut drifted = session("s1", 1);
+    drifted.priority = 7;
+    Fixtures {
+        none: serde_json::json!({}),
+        observe_only: serde_json::json!({"managementPolicy": "ObserveOnly", "sessionId": "s1"}),
+        orphan: serde_json::json!({"deletionPolicy": "Orphan"}),
+        adopted: serde_json::json!({"sessionId": "s1"}),
+        not_ready: Observed {
+            provider_ready: false,
+            filter: FilterState::NotRead,
+            ..observed()
+        },
+        gone: Observed {
+            cloud: CloudState::Gone,
+            ..observed()
+        },
+        drifted,
+    }
+}
+
+fn present(s: CloudSession) -> Observed {
+    Observed {
+        cloud: CloudState::Present(s),
+        ..observed()
+    }
+}
+
+fn named(found: Vec<CloudSession>, intent: Option<CreateIntent>) -> Observed {
+    Observed {
+        named: found,
+        intent,
+        ..observed()
+    }
+}
+
+type Row = (&'static str, Desired, Observed, &'static str);
+
+fn check(rows: Vec<Row>) {
+    for (name, d, o, want) in rows {
+        assert_eq!(kind(&decide(&d, &o)), want, "case {name:?}");
+    }
+}
+
+#[test]
+fn apply_waits_for_what_it_needs() {
+    let f = fixtures();
+    check(vec![
+        (
+            "provider not ready",
+            desired(f.none.clone()),
+            f.not_ready.clone(),
+            "Wait(ProviderConfigNotReady)",
+        ),
+        (
+            "observe only without id",
+            Desired {
+                known_id: None,
+                ..desired(f.observe_only.clone())
+            },
+            observed(),
+            "Wait(SessionIdRequired)",
+        ),
+        (
+            "observe only, gone",
+            with_id(desired(f.observe_only.clone()), "s1"),
+            f.gone.clone(),
+            "Wait(SessionNotFound)",
+        ),
+        (
+            "filter not ready",
+            desired(f.none.clone()),
+            Observed {
+                filter: FilterState::NotReady("no id".into()),
+                ..observed()
+            },
+            "Wait(FilterNotReady)",
+        ),
+        (
+            "spec id gone",
+            with_id(desired(f.adopted), "s1"),
+            f.gone.clone(),
+            "Wait(SessionNotFound)",
+        ),
+    ]);
+}
+
+#[test]
+fn observe_only_reports() {
+    let f = fixtures();
+    check(vec![
+        (
+            "observe only, in sync",
+            with_id(desired(f.observe_only.clone()), "s1"),
+            present(session("s1", 1)),
+            "ReportDrift()",
+        ),
+        (
+            "observe only, drifted",
+            with_id(desired(f.observe_only.clone()), "s1"),
+            present(f.drifted.clone()),
+            "ReportDrift(priority)",
+        ),
+    ]);
+}
+
+#[test]
+fn apply_converges_or_creates() {
+    let f = fixtures();
+    check(vec![
+        (
+            "in sync",
+            with_id(desired(f.none.clone()), "s1"),
+            present(session("s1", 1)),
+            "Converge(empty=true)",
+        ),
+        (
+            "drifted",
+            with_id(desired(f.none.clone()), "s1"),
+            present(f.drifted),
+            "Converge(empty=false)",
+        ),
+        (
+            "own id vanished",
+            with_id(desired(f.none.clone()), "s1"),
+            f.gone,
+            "Create(replacing=Some(\"s1\"))",
+        ),
+        (
+            "new object",
+            desired(f.none.clone()),
+            observed(),
+            "Create(replacing=None)",
+        ),
+        (
+            "name taken",
+            desired(f.none.clone()),
+            named(vec![session("x", -500)], None),
+            "Conflict",
+        ),
+    ]);
+}
+
+#[test]
+fn an_intent_is_resolved_before_creating() {
+    let f = fixtures();
+    check(vec![
+        (
+            "intent, found",
+            desired(f.none.clone()),
+            named(vec![session("s9", 101)], intent_at(100)),
+            "Adopt(s9)",
+        ),
+        (
+            "intent, not yet",
+            desired(f.none.clone()),
+            named(vec![], intent_at(100)),
+            "Wait(Creating)",
+        ),
+        (
+            "intent, never made",
+            desired(f.none.clone()),
+            named(vec![], intent_at(0)),
+            "Create(replacing=None)",
+        ),
+        (
+            "intent, older same name",
+            desired(f.none.clone()),
+            named(vec![session("x", -500)], intent_at(100)),
+            "Conflict",
+        ),
+    ]);
+}
+
+#[test]
+fn cleanup_releases_what_is_not_in_the_cloud() {
+    let f = fixtures();
+    check(vec![
+        (
+            "orphan",
+            deleting(with_id(desired(f.orphan.clone()), "s1")),
+            f.not_ready.clone(),
+            "Release(Some(\"s1\"))",
+        ),
+        (
+            "observe only",
+            deleting(with_id(desired(f.observe_only), "s1")),
+            f.not_ready.clone(),
+            "Release(Some(\"s1\"))",
+        ),
+        (
+            "nothing in the cloud, no provider",
+            deleting(desired(f.none.clone())),
+            f.not_ready.clone(),
+            "Release(None)",
+        ),
+        (
+            "intent, not yet",
+            deleting(desired(f.none.clone())),
+            named(vec![], intent_at(100)),
+            "Wait(Deleting)",
+        ),
+    ]);
+}
+
+#[test]
+fn cleanup_waits_or_deletes() {
+    let f = fixtures();
+    check(vec![
+        (
+            "id, no provider",
+            deleting(with_id(desired(f.none.clone()), "s1")),
+            f.not_ready.clone(),
+            "Wait(ProviderConfigNotReady)",
+        ),
+        (
+            "intent, no provider",
+            deleting(desired(f.none.clone())),
+            Observed {
+                intent: intent_at(100),
+                ..f.not_ready.clone()
+            },
+            "Wait(ProviderConfigNotReady)",
+        ),
+        (
+            "id",
+            deleting(with_id(desired(f.none.clone()), "s1")),
+            observed(),
+            "Delete(s1)",
+        ),
+        (
+            "intent, found",
+            deleting(desired(f.none.clone())),
+            named(vec![session("s9", 101)], intent_at(100)),
+            "Delete(s9)",
+        ),
+        (
+            "id and an intent's other session",
+            deleting(with_id(desired(f.none.clone()), "s1")),
+            named(vec![session("s9", 101)], intent_at(100)),
+            "Delete(s1,s9)",
+        ),
+        (
+            "intent, never made",
+            deleting(desired(f.none.clone())),
+            named(vec![], intent_at(0)),
+            "Release(None)",
+        ),
+        (
+            "intent, conflict",
+            deleting(desired(f.none.clone())),
+            named(vec![session("x", -500)], intent_at(100)),
+            "Wait(NameConflict)",
+        ),
+    ]);
+}
+
+#[test]
+fn an_unknown_filter_does_not_stop_cleanup_from_finding_the_session() {
+    let d = deleting(desired(serde_json::json!({})));
+    let o = Observed {
+        filter: FilterState::NotRead,
+        named: vec![session("s9", 101)],
+        intent: intent_at(100),
+        ..observed()
+    };
+    assert_eq!(decide(&d, &o), Step::Delete(vec!["s9".into()]));
+}
+
+#[test]
+fn waits_during_deletion_say_how_to_get_out() {
+    let d = deleting(with_id(desired(serde_json::json!({})), "s1"));
+    let o = Observed {
+        provider_ready: false,
+        ..observed()
+    };
+    let Step::Wait(w) = decide(&d, &o) else {
+        panic!("expected a wait");
+    };
+    assert!(
+        w.message.contains("restore the ProviderConfig")
+            && w.message.contains("deletionPolicy: Orphan"),
+        "{}",
+        w.message
+    );
+    let d = deleting(desired(serde_json::json!({})));
+    let o = Observed {
+        named: vec![session("x", -500)],
+        intent: intent_at(100),
+        ..observed()
+    };
+    let Step::Wait(w) = decide(&d, &o) else {
+        panic!("expected a wait");
+    };
+    assert!(
+        w.message.contains("deletionPolicy: Orphan"),
+        "{}",
+        w.message
+    );
+    assert_eq!(w.retry, Retry::OnChange);
+}
+
+#[test]
+fn adoption_converges_to_the_current_spec() {
+    let d = desired(serde_json::json!({"priority": 20}));
+    let o = Observed {
+        named: vec![session("s9", 101)],
+        intent: intent_at(100),
+        ..observed()
+    };
+    let Step::Adopt { convergence, .. } = decide(&d, &o) else {
+        panic!("expected adoption");
+    };
+    assert_eq!(convergence.update.and_then(|u| u.priority), Some(20));
+}

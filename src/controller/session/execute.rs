@@ -1,0 +1,433 @@
+//! Step "execute" (client required: the cloud, and the API server for the object's metadata): carries
+//! out the decided [`Step`]. Cloud calls go through [`metered`]; metadata writes (finalizer, create
+//! intent, cloud id) carry the resourceVersion that was read, so a stale copy can never act twice.
+//! What was done is recorded in [`Progress`] as it happens, so the status reports it even when a
+//! later call fails.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::super::Context;
+use super::super::conditions::{self, reason};
+use super::super::error::{Error, Result};
+use super::super::intent::{CreateIntent, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
+use super::super::metered::metered;
+use super::super::plan::{self, Convergence, DesiredSession};
+use super::super::providers::Provider;
+use super::decide::Step;
+use super::{FINALIZER, publish};
+use crate::api::TrafficMirrorSession;
+use crate::cloud::CloudError;
+use crate::cloud::models::TrafficMirrorSession as CloudSession;
+use crate::failpoint;
+
+/// What has been done so far in this reconcile.
+#[derive(Debug)]
+pub struct Progress {
+    /// The object as the API server last answered (after this reconcile's metadata writes).
+    pub obj: Arc<TrafficMirrorSession>,
+    /// The cloud session as the last call answered (create, adopt, update, sources).
+    pub session: Option<CloudSession>,
+    /// The finalizer is removed: the object may be gone, no status is written.
+    pub released: bool,
+}
+
+impl Progress {
+    /// Nothing done yet.
+    pub fn new(obj: Arc<TrafficMirrorSession>) -> Self {
+        Progress {
+            obj,
+            session: None,
+            released: false,
+        }
+    }
+}
+
+/// Carries out `step`. `provider` is `Some` whenever the step needs the cloud (decide guarantees it).
+pub async fn execute(
+    ctx: &Context,
+    api: &Api<TrafficMirrorSession>,
+    provider: Option<&Provider>,
+    step: &Step,
+    progress: &mut Progress,
+) -> Result<()> {
+    match (step, provider) {
+        (Step::Create { desired, replacing }, Some(p)) => {
+            create(ctx, api, p, desired, replacing.is_some(), progress).await
+        }
+        (
+            Step::Adopt {
+                found, convergence, ..
+            },
+            Some(p),
+        ) => adopt(ctx, api, p, found, convergence, progress).await,
+        (
+            Step::Converge {
+                observed,
+                convergence,
+                ..
+            },
+            Some(p),
+        ) => {
+            progress.session = Some(observed.clone());
+            converge(ctx, p, &observed.id, convergence, progress).await
+        }
+        (Step::Delete(ids), Some(p)) => {
+            for id in ids {
+                delete(ctx, p, id, progress).await?;
+            }
+            release(api, progress).await
+        }
+        (Step::Release { orphaned }, _) => {
+            if let Some(id) = orphaned {
+                let note = format!(
+                    "left cloud session {id} in place (deletionPolicy Orphan or ObserveOnly)"
+                );
+                publish(
+                    ctx,
+                    &progress.obj,
+                    EventType::Normal,
+                    "Orphaned",
+                    "Delete",
+                    note,
+                )
+                .await;
+            }
+            release(api, progress).await
+        }
+        (Step::Conflict(message), _) => {
+            report_conflict(ctx, &progress.obj, message).await;
+            Ok(())
+        }
+        _ => Ok(()), // Wait, ReportDrift: nothing to call
+    }
+}
+
+/// A Warning event for a name conflict, once: when the object starts reporting it.
+async fn report_conflict(ctx: &Context, obj: &TrafficMirrorSession, message: &str) {
+    let reported = obj
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+        .is_some_and(|c| c.reason == reason::NAME_CONFLICT);
+    if !reported {
+        let note = message.to_string();
+        publish(
+            ctx,
+            obj,
+            EventType::Warning,
+            reason::NAME_CONFLICT,
+            "Create",
+            note,
+        )
+        .await;
+    }
+}
+
+/// The crash-safe create: intent (with the resourceVersion read), POST, id — each a separate write, so
+/// a crash between any two leaves something the next reconcile resolves without a duplicate.
+async fn create(
+    ctx: &Context,
+    api: &Api<TrafficMirrorSession>,
+    p: &Provider,
+    desired: &DesiredSession,
+    replacing: bool,
+    progress: &mut Progress,
+) -> Result<()> {
+    if replacing {
+        let note = "the cloud session no longer exists; creating it again".to_string();
+        publish(
+            ctx,
+            &progress.obj,
+            EventType::Warning,
+            "SessionVanished",
+            "Observe",
+            note,
+        )
+        .await;
+    }
+    record_intent(api, progress, &desired.name).await?;
+    failpoint::hit("session-create-before");
+    let request = desired.create_request();
+    let created = match metered(
+        &ctx.metrics,
+        "create_session",
+        p.client.create_session(&request),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(source) => return create_failed(api, progress, source).await,
+    };
+    failpoint::hit("session-create-after");
+    p.inventory.record(&created);
+    record_id(api, progress, &created.id).await?;
+    failpoint::hit("session-record-after");
+    info!(name = %progress.obj.name_any(), id = %created.id, "created cloud session");
+    let note = format!("created cloud session {}", created.id);
+    publish(
+        ctx,
+        &progress.obj,
+        EventType::Normal,
+        "Created",
+        "Create",
+        note,
+    )
+    .await;
+    // The create carried every field; a cloud that ignored one is converged like any drift.
+    let convergence = plan::convergence(desired, &created);
+    let id = created.id.clone();
+    progress.session = Some(created);
+    converge(ctx, p, &id, &convergence, progress).await
+}
+
+/// A refused create made nothing, so its intent can go (no confirmation wait later). After a
+/// retryable failure the create may have happened: the intent stays for the next reconcile to resolve.
+async fn create_failed(
+    api: &Api<TrafficMirrorSession>,
+    progress: &mut Progress,
+    source: CloudError,
+) -> Result<()> {
+    if !source.is_retryable() {
+        let patch = json!({"metadata": {"annotations": {INTENT_ANNOTATION: Value::Null}}});
+        progress.obj = Arc::new(
+            merge_patch(api, &progress.obj, &patch)
+                .await
+                .map_err(Error::ClearIntent)?,
+        );
+    }
+    Err(Error::Cloud {
+        operation: "create_session",
+        source,
+    })
+}
+
+/// Adopts the session an interrupted create made: its id first, then the calls.
+async fn adopt(
+    ctx: &Context,
+    api: &Api<TrafficMirrorSession>,
+    p: &Provider,
+    found: &CloudSession,
+    convergence: &Convergence,
+    progress: &mut Progress,
+) -> Result<()> {
+    info!(name = %progress.obj.name_any(), id = %found.id, "found the session an interrupted create made");
+    p.inventory.record(found);
+    record_id(api, progress, &found.id).await?;
+    let note = format!(
+        "found cloud session {} from an interrupted create",
+        found.id
+    );
+    publish(
+        ctx,
+        &progress.obj,
+        EventType::Normal,
+        "CreateConfirmed",
+        "Create",
+        note,
+    )
+    .await;
+    progress.session = Some(found.clone());
+    converge(ctx, p, &found.id, convergence, progress).await
+}
+
+/// One PUT with the differing fields, then the source changes, in the planned order.
+async fn converge(
+    ctx: &Context,
+    p: &Provider,
+    id: &str,
+    c: &Convergence,
+    progress: &mut Progress,
+) -> Result<()> {
+    if let Some(update) = &c.update {
+        let fields = plan::update_field_names(update).join(", ");
+        let s = cloud(ctx, "update_session", p.client.update_session(id, update)).await?;
+        p.inventory.record(&s);
+        progress.session = Some(s);
+        failpoint::hit("session-update-after");
+        info!(name = %progress.obj.name_any(), %id, %fields, "updated cloud session");
+        publish(
+            ctx,
+            &progress.obj,
+            EventType::Normal,
+            "Updated",
+            "Update",
+            format!("updated {fields}"),
+        )
+        .await;
+    }
+    let (first, second) = if c.remove_first {
+        ((false, &c.remove_sources), (true, &c.add_sources))
+    } else {
+        ((true, &c.add_sources), (false, &c.remove_sources))
+    };
+    for (add, sources) in [first, second] {
+        if !sources.is_empty() {
+            change_sources(ctx, p, id, add, sources, progress).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn change_sources(
+    ctx: &Context,
+    p: &Provider,
+    id: &str,
+    add: bool,
+    sources: &[String],
+    progress: &mut Progress,
+) -> Result<()> {
+    let s = if add {
+        cloud(ctx, "add_sources", p.client.add_sources(id, sources)).await?
+    } else {
+        cloud(ctx, "remove_sources", p.client.remove_sources(id, sources)).await?
+    };
+    p.inventory.record(&s);
+    progress.session = Some(s);
+    failpoint::hit("session-sources-after");
+    let verb = if add { "added" } else { "removed" };
+    let note = format!("{verb} sources {}", sources.join(", "));
+    publish(
+        ctx,
+        &progress.obj,
+        EventType::Normal,
+        "SourcesChanged",
+        "UpdateSources",
+        note,
+    )
+    .await;
+    Ok(())
+}
+
+/// Deletes one cloud session; "already gone" counts as done.
+async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> Result<()> {
+    match metered(&ctx.metrics, "delete_session", p.client.delete_session(id)).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(source) => {
+            return Err(Error::Cloud {
+                operation: "delete_session",
+                source,
+            });
+        }
+    }
+    p.inventory.forget(id);
+    failpoint::hit("session-delete-after");
+    info!(name = %progress.obj.name_any(), %id, "deleted cloud session");
+    let note = format!("deleted cloud session {id}");
+    publish(
+        ctx,
+        &progress.obj,
+        EventType::Normal,
+        "Deleted",
+        "Delete",
+        note,
+    )
+    .await;
+    Ok(())
+}
+
+/// Awaits a cloud call through the meter, naming the operation in the error.
+async fn cloud<T>(
+    ctx: &Context,
+    operation: &'static str,
+    call: impl Future<Output = std::result::Result<T, CloudError>>,
+) -> Result<T> {
+    metered(&ctx.metrics, operation, call)
+        .await
+        .map_err(|source| Error::Cloud { operation, source })
+}
+
+/// Adds the finalizer before any cloud call; returns the object as the API server now has it.
+pub async fn ensure_finalizer(
+    api: &Api<TrafficMirrorSession>,
+    obj: Arc<TrafficMirrorSession>,
+) -> Result<Arc<TrafficMirrorSession>> {
+    if obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(obj);
+    }
+    let mut finalizers = obj.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    let updated = merge_patch(api, &obj, &patch)
+        .await
+        .map_err(Error::AddFinalizer)?;
+    Ok(Arc::new(updated))
+}
+
+/// Records the create intent with the resourceVersion read (a stale copy fails with a conflict), and
+/// drops the id of a vanished session in the same write.
+async fn record_intent(
+    api: &Api<TrafficMirrorSession>,
+    progress: &mut Progress,
+    cloud_name: &str,
+) -> Result<()> {
+    let intent = CreateIntent::new(cloud_name, Utc::now());
+    let patch = json!({"metadata": {
+        "resourceVersion": progress.obj.resource_version(),
+        "annotations": {INTENT_ANNOTATION: intent.to_annotation(), SESSION_ID_ANNOTATION: Value::Null},
+    }});
+    let updated = merge_patch(api, &progress.obj, &patch)
+        .await
+        .map_err(Error::RecordIntent)?;
+    progress.obj = Arc::new(updated);
+    Ok(())
+}
+
+/// Records the cloud id in the annotation and clears the intent, in one write: the first write after
+/// the create answers.
+async fn record_id(
+    api: &Api<TrafficMirrorSession>,
+    progress: &mut Progress,
+    id: &str,
+) -> Result<()> {
+    let patch = json!({"metadata": {"annotations": {SESSION_ID_ANNOTATION: id, INTENT_ANNOTATION: Value::Null}}});
+    let updated = merge_patch(api, &progress.obj, &patch)
+        .await
+        .map_err(|source| Error::RecordId {
+            id: id.to_string(),
+            source,
+        })?;
+    progress.obj = Arc::new(updated);
+    Ok(())
+}
+
+/// Removes the finalizer (a 404 means the object is already gone).
+async fn release(api: &Api<TrafficMirrorSession>, progress: &mut Progress) -> Result<()> {
+    let obj = &progress.obj;
+    let finalizers: Vec<&String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    match merge_patch(api, obj, &patch).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(Error::RemoveFinalizer(e)),
+    }
+    progress.released = true;
+    Ok(())
+}
+
+/// A JSON merge patch of the object's metadata (the operator never writes `spec`).
+async fn merge_patch(
+    api: &Api<TrafficMirrorSession>,
+    obj: &TrafficMirrorSession,
+    patch: &Value,
+) -> kube::Result<TrafficMirrorSession> {
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+}

@@ -1,0 +1,206 @@
+//! TrafficMirrorSession reconciler, as a pipeline. Each reconcile runs these steps, top to bottom:
+//!
+//! 1. gate: a failed object waits out its backoff (no client required);
+//! 2. finalizer `vpc.hwcloud.dev/cleanup` added before any cloud call (API server);
+//! 3. [`observe`]: what the object asks for, then the ProviderConfig, the filter id, the cloud session
+//!    (snapshot or GET), the create intent and any name search, into one `Observed` (API server, cloud);
+//! 4. [`decide`]: one pure function picks the [`Step`] (no client required);
+//! 5. [`execute`]: the cloud calls, metered in one place, and the metadata writes of the crash-safe
+//!    create (cloud, API server);
+//! 6. [`status`]: the new status computed purely from 3-5, written once, only if it changed (API
+//!    server);
+//! 7. the next look: requeue, backoff or wait for a change (no client required).
+
+pub mod decide;
+pub mod execute;
+pub mod observe;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use tracing::{debug, warn};
+
+use super::Context;
+use super::error::{Error, Result};
+use decide::{Observed, Retry, Step, decide};
+use execute::{Progress, execute};
+use status::{Report, next_status};
+
+use crate::api::TrafficMirrorSession;
+
+/// Kind label used in metrics and logs.
+pub const KIND: &str = "TrafficMirrorSession";
+/// The finalizer that keeps the object until its cloud session is gone (or orphaned).
+pub const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
+
+/// How long to wait between looks while a create is being confirmed.
+const CONFIRM_POLL: Duration = Duration::from_secs(2);
+/// How long to wait before looking again at a dependency (ProviderConfig, filter) that is not ready.
+const DEPENDENCY_POLL: Duration = Duration::from_secs(30);
+
+/// Reconciles one TrafficMirrorSession.
+pub async fn reconcile(obj: Arc<TrafficMirrorSession>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = run(obj, &ctx).await;
+    ctx.metrics.reconciled(KIND, started.elapsed());
+    result
+}
+
+async fn run(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Result<Action> {
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    if deleting && !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change()); // nothing of ours left to clean up
+    }
+    // 1. gate (no client required)
+    let uid = obj.uid().unwrap_or_default();
+    if let Some(wait) = ctx.ledger.gate(&uid, obj.metadata.generation) {
+        debug!(name = %obj.name_any(), ?wait, "backing off");
+        return Ok(Action::requeue(wait));
+    }
+    let api: Api<TrafficMirrorSession> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    // 2. finalizer (API server)
+    let obj = if deleting {
+        obj
+    } else {
+        match execute::ensure_finalizer(&api, obj.clone()).await {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(ctx, &obj, e).await),
+        }
+    };
+    // 3. observe (API server, cloud), 4. decide (no client required), 5. execute (cloud, API server)
+    let mut progress = Progress::new(obj.clone());
+    let (observed, step, done) = observe_decide_execute(ctx, &api, &mut progress).await;
+    // 6. status, written once (API server)
+    let report = Report {
+        observed: observed.as_ref(),
+        step: step.as_ref(),
+        session: progress.session.as_ref(),
+        error: done.as_ref().err(),
+    };
+    if !progress.released {
+        let current = progress.obj.status.clone().unwrap_or_default();
+        let next = next_status(
+            &current,
+            progress.obj.metadata.generation,
+            &report,
+            Utc::now(),
+        );
+        if let Err(e) = status::write(&api, &progress.obj, &next).await
+            && done.is_ok()
+        {
+            return Ok(failed(ctx, &progress.obj, e).await);
+        }
+    }
+    // 7. the next look (no client required)
+    match (done, step) {
+        (Err(e), _) => Ok(failed(ctx, &progress.obj, e).await),
+        (Ok(()), Some(step)) => Ok(next_look(ctx, &progress.obj, &step)),
+        (Ok(()), None) => Ok(Action::await_change()),
+    }
+}
+
+/// Steps 3-5. On failure, whatever was observed and decided is still returned for the status.
+async fn observe_decide_execute(
+    ctx: &Context,
+    api: &Api<TrafficMirrorSession>,
+    progress: &mut Progress,
+) -> (Option<Observed>, Option<Step>, Result<()>) {
+    let obj = progress.obj.clone();
+    let desired = observe::desired(&obj, ctx);
+    let (observed, provider) = match observe::observe(&obj, &desired, ctx).await {
+        Ok(o) => o,
+        Err(e) => return (None, None, Err(e)),
+    };
+    let step = decide(&desired, &observed);
+    let done = execute(ctx, api, provider.as_deref(), &step, progress).await;
+    (Some(observed), Some(step), done)
+}
+
+/// When to look again after a step that succeeded.
+fn next_look(ctx: &Context, obj: &TrafficMirrorSession, step: &Step) -> Action {
+    let uid = obj.uid().unwrap_or_default();
+    match step {
+        Step::Wait(w) => match w.retry {
+            Retry::Soon => Action::requeue(CONFIRM_POLL),
+            Retry::Dependency => Action::requeue(DEPENDENCY_POLL),
+            Retry::Resync => Action::requeue(ctx.config.resync_interval),
+            Retry::OnChange => Action::await_change(),
+        },
+        Step::Conflict(_) => Action::await_change(),
+        Step::Delete(_) | Step::Release { .. } => {
+            ctx.ledger.forget(&uid);
+            Action::await_change()
+        }
+        Step::Create { .. }
+        | Step::Adopt { .. }
+        | Step::Converge { .. }
+        | Step::ReportDrift { .. } => {
+            ctx.ledger.succeeded(&uid, obj.metadata.generation);
+            Action::requeue(ctx.config.resync_interval * 2)
+        }
+    }
+}
+
+/// A failed step: count it, tell the user (a Warning event; the status already says it), back off.
+async fn failed(ctx: &Context, obj: &TrafficMirrorSession, err: Error) -> Action {
+    ctx.metrics.reconcile_failed(KIND, &err.metric_label());
+    publish(
+        ctx,
+        obj,
+        EventType::Warning,
+        &err.reason(),
+        err.step(),
+        err.message(),
+    )
+    .await;
+    let uid = obj.uid().unwrap_or_default();
+    let generation = obj.metadata.generation;
+    let delay = if err.is_retryable() {
+        ctx.ledger
+            .retryable(&uid, generation, &ctx.retry, err.retry_after())
+    } else {
+        ctx.ledger.terminal(&uid, generation, &ctx.retry)
+    };
+    warn!(name = %obj.name_any(), step = err.step(), error = %err, ?delay, "reconcile step failed");
+    Action::requeue(delay)
+}
+
+/// Publishes an Event through the one long-lived recorder (repeats aggregate into a series); a
+/// failure to publish is logged, never fatal.
+pub(crate) async fn publish(
+    ctx: &Context,
+    obj: &TrafficMirrorSession,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        debug!(error = %e, "publishing event failed");
+    }
+}
+
+/// Error policy for the controller: `reconcile` handles its failures itself and returns `Ok`, so this
+/// only runs if that ever changes; it backs off like a retryable failure.
+pub fn error_policy(obj: Arc<TrafficMirrorSession>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(KIND, &err.metric_label());
+    let uid = obj.uid().unwrap_or_default();
+    let delay = ctx
+        .ledger
+        .retryable(&uid, obj.metadata.generation, &ctx.retry, err.retry_after());
+    warn!(name = %obj.name_any(), step = err.step(), error = %err, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

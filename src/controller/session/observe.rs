@@ -1,0 +1,213 @@
+//! Step "observe" (client required: the API server for a filter reference, the cloud for the session
+//! and name searches): gathers everything `decide` needs into one [`Observed`] value, reading only
+//! what the object's situation calls for.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use kube::{Api, ResourceExt};
+
+use super::super::Context;
+use super::super::conditions::{self, SYNCED};
+use super::super::error::{Error, Result};
+use super::super::intent::{self, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
+use super::super::inventory::Known;
+use super::super::metered::metered;
+use super::super::providers::Provider;
+use super::decide::{CloudState, Desired, FilterState, Observed};
+use crate::api::{ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
+use crate::cloud::models::{ListSessionsQuery, TrafficMirrorSession as CloudSession};
+
+/// What the object asks for (no I/O).
+pub fn desired(obj: &TrafficMirrorSession, ctx: &Context) -> Desired {
+    Desired {
+        object_name: obj.name_any(),
+        spec: obj.spec.clone(),
+        deleting: obj.metadata.deletion_timestamp.is_some(),
+        known_id: known_id(obj),
+        confirm_window: chrono::Duration::from_std(ctx.config.create_confirm_window)
+            .unwrap_or(chrono::Duration::seconds(30)),
+    }
+}
+
+/// The cloud id: the spec's (adoption), the status's, or the annotation's.
+fn known_id(obj: &TrafficMirrorSession) -> Option<String> {
+    obj.spec
+        .session_id
+        .clone()
+        .or_else(|| obj.status.as_ref().and_then(|s| s.session_id.clone()))
+        .or_else(|| obj.annotations().get(SESSION_ID_ANNOTATION).cloned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Observes; also returns the ready provider (the cloud client `execute` uses).
+pub async fn observe(
+    obj: &TrafficMirrorSession,
+    d: &Desired,
+    ctx: &Context,
+) -> Result<(Observed, Option<Arc<Provider>>)> {
+    let provider = ctx.providers.get(&d.spec.provider_config_ref.name);
+    let created = obj
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| chrono::DateTime::<Utc>::from_timestamp(t.0.as_second(), 0))
+        .unwrap_or_else(Utc::now);
+    let intent = intent::outstanding(
+        obj.annotations().get(INTENT_ANNOTATION).map(String::as_str),
+        &obj.cloud_name(),
+        created,
+    );
+    let mut o = Observed {
+        provider_ready: provider.is_some(),
+        filter: FilterState::NotRead,
+        cloud: CloudState::NotRead,
+        intent,
+        named: vec![],
+        now: Utc::now(),
+    };
+    if let Some(p) = &provider {
+        if d.deleting {
+            observe_for_cleanup(obj, d, ctx, p, &mut o).await?;
+        } else {
+            observe_for_apply(obj, d, ctx, p, &mut o).await?;
+        }
+    }
+    Ok((o, provider))
+}
+
+/// Deleting: only an outstanding intent (without which there is nothing to find) needs reads.
+async fn observe_for_cleanup(
+    obj: &TrafficMirrorSession,
+    d: &Desired,
+    ctx: &Context,
+    p: &Provider,
+    o: &mut Observed,
+) -> Result<()> {
+    let Some(intent) = &o.intent else {
+        return Ok(());
+    };
+    if d.spec.management_policy == ManagementPolicy::ObserveOnly {
+        return Ok(());
+    }
+    // The filter only narrows the match; a filter that is gone or unreadable is left out.
+    o.filter = filter_id(obj, ctx).await.unwrap_or(FilterState::NotRead);
+    o.named = sessions_named(ctx, p, &intent.name).await?;
+    Ok(())
+}
+
+async fn observe_for_apply(
+    obj: &TrafficMirrorSession,
+    d: &Desired,
+    ctx: &Context,
+    p: &Provider,
+    o: &mut Observed,
+) -> Result<()> {
+    let observe_only = d.spec.management_policy == ManagementPolicy::ObserveOnly;
+    o.filter = filter_id(obj, ctx).await?;
+    if !observe_only && !matches!(o.filter, FilterState::Id(_)) {
+        return Ok(()); // decide waits for the filter: no cloud call
+    }
+    if let Some(id) = &d.known_id {
+        o.cloud = read_session(ctx, p, id, needs_fresh_read(obj, ctx)).await?;
+    }
+    let live = matches!(o.cloud, CloudState::Present(_));
+    if !observe_only && !live && d.spec.session_id.is_none() {
+        let name = match &o.intent {
+            Some(i) => i.name.clone(),
+            None => obj.cloud_name(),
+        };
+        o.named = sessions_named(ctx, p, &name).await?;
+    }
+    Ok(())
+}
+
+/// A spec change, or a previous failure, means the snapshot may be stale for this object: GET. Unless
+/// this process already converged this generation (then the snapshot holds the answers of its own
+/// calls, and the status write that says so may just not be in the cache yet).
+fn needs_fresh_read(obj: &TrafficMirrorSession, ctx: &Context) -> bool {
+    let status = obj.status.as_ref();
+    let synced = status
+        .and_then(|s| conditions::find(&s.conditions, SYNCED))
+        .is_some_and(|c| c.status == "True");
+    let behind = obj.metadata.generation != status.and_then(|s| s.observed_generation);
+    (behind || !synced)
+        && !ctx
+            .ledger
+            .converged_at(&obj.uid().unwrap_or_default(), obj.metadata.generation)
+}
+
+/// Resolves the filter id: given directly, or from the referenced TrafficMirrorFilter's status.
+async fn filter_id(obj: &TrafficMirrorSession, ctx: &Context) -> Result<FilterState> {
+    if let Some(id) = obj
+        .spec
+        .traffic_mirror_filter_id
+        .clone()
+        .filter(|s| !s.is_empty())
+    {
+        return Ok(FilterState::Id(id));
+    }
+    let Some(r) = &obj.spec.traffic_mirror_filter_ref else {
+        // Admission requires exactly one of the two; an object from before that rule waits here.
+        return Ok(FilterState::NotReady(
+            "set exactly one of spec.trafficMirrorFilterId or spec.trafficMirrorFilterRef".into(),
+        ));
+    };
+    let filters: Api<TrafficMirrorFilter> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let filter = filters
+        .get_opt(&r.name)
+        .await
+        .map_err(|source| Error::ReadFilter {
+            name: r.name.clone(),
+            source,
+        })?;
+    let id = filter.and_then(|f| {
+        f.status
+            .and_then(|s| s.filter_id)
+            .or(f.spec.filter_id)
+            .filter(|s| !s.is_empty())
+    });
+    Ok(match id {
+        Some(id) => FilterState::Id(id),
+        None => FilterState::NotReady(format!(
+            "TrafficMirrorFilter {:?} is missing or has no cloud id yet",
+            r.name
+        )),
+    })
+}
+
+/// The cloud session `id`: the snapshot unless `fresh`, else a GET. `Gone` only on the cloud's word.
+async fn read_session(ctx: &Context, p: &Provider, id: &str, fresh: bool) -> Result<CloudState> {
+    if !fresh && let Known::Present(s) = p.inventory.get(id) {
+        return Ok(CloudState::Present(s));
+    }
+    match metered(&ctx.metrics, "show_session", p.client.show_session(id)).await {
+        Ok(s) => {
+            p.inventory.record(&s);
+            Ok(CloudState::Present(s))
+        }
+        Err(e) if e.is_not_found() => {
+            p.inventory.forget(id);
+            Ok(CloudState::Gone)
+        }
+        Err(source) => Err(Error::Cloud {
+            operation: "show_session",
+            source,
+        }),
+    }
+}
+
+/// Cloud sessions named `name`.
+async fn sessions_named(ctx: &Context, p: &Provider, name: &str) -> Result<Vec<CloudSession>> {
+    let q = ListSessionsQuery {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    metered(&ctx.metrics, "list_sessions", p.client.list_all_sessions(q))
+        .await
+        .map_err(|source| Error::Cloud {
+            operation: "list_sessions",
+            source,
+        })
+}

@@ -1,0 +1,204 @@
+//! Step "status": the new status computed purely from what was observed, decided and done (no client
+//! required), and its single write per reconcile (client required): server-side apply of the whole
+//! status under the operator's field manager, guarded by the resourceVersion the reconcile acted on,
+//! and skipped when nothing changed (the steady state writes nothing).
+
+use chrono::{DateTime, Utc};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::super::MANAGER;
+use super::super::conditions::{self, Desired as Condition, READY, SYNCED, reason};
+use super::super::error::{Error, Result};
+use super::super::plan;
+use super::decide::{CloudState, Observed, Step};
+use crate::api::{SessionObservation, TrafficMirrorSession, TrafficMirrorSessionStatus};
+use crate::cloud::models::TrafficMirrorSession as CloudSession;
+
+/// What one reconcile learned and did, as far as it got.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Report<'a> {
+    /// The observation, unless observing failed.
+    pub observed: Option<&'a Observed>,
+    /// The decided step, unless observing failed.
+    pub step: Option<&'a Step>,
+    /// The cloud session as the last call answered.
+    pub session: Option<&'a CloudSession>,
+    /// The failure, if a step failed.
+    pub error: Option<&'a Error>,
+}
+
+/// The status after this reconcile.
+pub fn next_status(
+    current: &TrafficMirrorSessionStatus,
+    generation: Option<i64>,
+    report: &Report<'_>,
+    now: DateTime<Utc>,
+) -> TrafficMirrorSessionStatus {
+    let (session_id, at_provider) = cloud_fields(current, report);
+    TrafficMirrorSessionStatus {
+        session_id,
+        observed_generation: generation,
+        conditions: conditions::merge(&current.conditions, &conditions_of(report), generation, now),
+        at_provider,
+    }
+}
+
+/// `sessionId` and `atProvider`: what the cloud last said, or nothing once it said "gone".
+fn cloud_fields(
+    current: &TrafficMirrorSessionStatus,
+    report: &Report<'_>,
+) -> (Option<String>, Option<SessionObservation>) {
+    let seen = report.session.or(match report.step {
+        Some(Step::ReportDrift { observed, .. }) => Some(observed),
+        _ => None,
+    });
+    if let Some(s) = seen {
+        return (Some(s.id.clone()), Some(observation(s)));
+    }
+    if report.observed.is_some_and(|o| o.cloud == CloudState::Gone) {
+        return (None, None);
+    }
+    (current.session_id.clone(), current.at_provider.clone())
+}
+
+/// `Ready` and `Synced`.
+fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
+    if let Some(e) = report.error {
+        let ready_reason = match report.step {
+            Some(Step::Delete(_)) => reason::DELETING.to_string(),
+            _ => e.reason(),
+        };
+        return vec![
+            Condition::no(READY, &ready_reason, e.message()),
+            Condition::no(SYNCED, &e.reason(), e.message()),
+        ];
+    }
+    match report.step {
+        Some(Step::Wait(w)) => both_false(w.reason, &w.message),
+        Some(Step::Conflict(m)) => both_false(reason::NAME_CONFLICT, m),
+        Some(Step::ReportDrift { fields, .. }) => vec![
+            drift_ready(fields),
+            Condition::yes(SYNCED, reason::RECONCILE_SUCCESS, "observed (ObserveOnly)"),
+        ],
+        Some(
+            Step::Create { desired, .. }
+            | Step::Adopt { desired, .. }
+            | Step::Converge { desired, .. },
+        ) => vec![
+            converged_ready(desired, report.session),
+            Condition::yes(
+                SYNCED,
+                reason::RECONCILE_SUCCESS,
+                "the last reconcile succeeded",
+            ),
+        ],
+        // Delete / Release end with the finalizer removed: no status is written.
+        Some(Step::Delete(_) | Step::Release { .. }) | None => vec![],
+    }
+}
+
+fn both_false(reason: &str, message: &str) -> Vec<Condition> {
+    vec![
+        Condition::no(READY, reason, message),
+        Condition::no(SYNCED, reason, message),
+    ]
+}
+
+fn drift_ready(fields: &[&str]) -> Condition {
+    if fields.is_empty() {
+        return Condition::yes(
+            READY,
+            reason::AVAILABLE,
+            "the cloud session matches the spec",
+        );
+    }
+    Condition::no(
+        READY,
+        reason::DRIFTED,
+        format!(
+            "the cloud session differs from the spec in {}; managementPolicy is ObserveOnly, so the \
+             operator does not change it",
+            fields.join(", ")
+        ),
+    )
+}
+
+/// Ready exactly when the cloud (as the last call answered) matches.
+fn converged_ready(desired: &plan::DesiredSession, session: Option<&CloudSession>) -> Condition {
+    match session {
+        Some(s) if plan::in_sync(desired, s) => Condition::yes(
+            READY,
+            reason::AVAILABLE,
+            "the cloud session matches the spec",
+        ),
+        Some(s) => Condition::no(
+            READY,
+            reason::UPDATING,
+            format!(
+                "the cloud still differs in {}",
+                plan::differing_fields(desired, s).join(", ")
+            ),
+        ),
+        None => Condition::no(
+            READY,
+            reason::CREATING,
+            "the cloud session is being created",
+        ),
+    }
+}
+
+/// The cloud session as `status.atProvider`.
+pub fn observation(s: &CloudSession) -> SessionObservation {
+    SessionObservation {
+        id: s.id.clone(),
+        project_id: s.project_id.clone(),
+        name: s.name.clone(),
+        description: s.description.clone(),
+        traffic_mirror_filter_id: s.traffic_mirror_filter_id.clone(),
+        traffic_mirror_sources: s.traffic_mirror_sources.clone(),
+        traffic_mirror_target_id: s.traffic_mirror_target_id.clone(),
+        traffic_mirror_target_type: s.traffic_mirror_target_type.clone(),
+        virtual_network_id: s.virtual_network_id,
+        packet_length: s.packet_length,
+        priority: s.priority,
+        enabled: s.enabled,
+        source_type: s.source_type.clone(),
+        created_at: s.created_at.clone(),
+        updated_at: s.updated_at.clone(),
+    }
+}
+
+/// Writes `next` when it differs from the object's status: one server-side apply of the whole status
+/// under [`MANAGER`], with the object's resourceVersion as a precondition (a decision made on a stale
+/// copy never lands; the conflict is retried against the newer object).
+pub async fn write(
+    api: &Api<TrafficMirrorSession>,
+    obj: &TrafficMirrorSession,
+    next: &TrafficMirrorSessionStatus,
+) -> Result<bool> {
+    let current = obj.status.clone().unwrap_or_default();
+    if unchanged(&current, next) {
+        return Ok(false);
+    }
+    let body = json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "TrafficMirrorSession",
+        "metadata": {"name": obj.name_any(), "resourceVersion": obj.resource_version()},
+        "status": next,
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    api.patch_status(&obj.name_any(), &params, &Patch::Apply(&body))
+        .await
+        .map_err(Error::WriteStatus)?;
+    Ok(true)
+}
+
+/// Whether writing `next` would change nothing (condition timestamps aside).
+fn unchanged(current: &TrafficMirrorSessionStatus, next: &TrafficMirrorSessionStatus) -> bool {
+    current.session_id == next.session_id
+        && current.observed_generation == next.observed_generation
+        && current.at_provider == next.at_provider
+        && conditions::same(&current.conditions, &next.conditions)
+}
