@@ -1036,3 +1036,25 @@ async fn a_damaged_intent_never_leaks_the_session_on_delete() {
         op.logs()
     );
 }
+
+/// The operator's status write is a server-side apply carrying the resourceVersion it acted on: a
+/// decision made on a stale copy must be refused, not land.
+#[tokio::test]
+async fn a_status_apply_with_a_stale_resource_version_is_refused() {
+    let env = TestEnv::new("stale-status").await;
+    let first = env.apply("s", json!({})).await;
+    env.patch_spec("s", json!({"priority": 11})).await;
+    let body = json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "TrafficMirrorSession",
+        "metadata": {"name": "s", "resourceVersion": first.metadata.resource_version},
+        "status": {"sessionId": "stale"},
+    });
+    let params = PatchParams::apply("traffic-mirror-operator").force();
+    let err = env
+        .sessions()
+        .patch_status("s", &params, &Patch::Apply(&body))
+        .await
+        .expect_err("a stale resourceVersion is a conflict");
+    assert!(matches!(&err, kube::Error::Api(s) if s.code == 409), "{err}");
+}
