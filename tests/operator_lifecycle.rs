@@ -858,12 +858,23 @@ async fn deleting_the_provider_config_stops_cloud_calls() {
     pcs.delete(&env.pc, &DeleteParams::default())
         .await
         .expect("delete pc");
-    env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
+    // A ProviderConfig in use waits for its users (tests/provider_config.rs has the details): the
+    // session's deletion still deletes the cloud session, then the ProviderConfig goes.
+    env.delete("s").await;
+    env.wait_gone("s").await;
+    assert!(env.all_cloud_sessions().await.is_empty());
+    support::wait_for(WAIT, || async {
+        matches!(pcs.get_opt(&env.pc).await, Ok(None)).then_some(())
+    })
+    .await;
+    // Once it is gone, a session naming it waits and the account sees no call at all (no session
+    // call, no resync LIST).
+    env.apply("t", json!({})).await;
+    env.wait_reason("t", "Ready", "False", Some("ProviderConfigNotReady"))
         .await;
-    // The account is no longer used: after that, no resync LIST reaches the emulator.
     env.emu().clear_calls().await;
-    env.patch_spec("s", json!({"priority": 12})).await;
-    env.wait_reason("s", "Synced", "False", Some("ProviderConfigNotReady"))
+    env.patch_spec("t", json!({"priority": 12})).await;
+    env.wait_reason("t", "Synced", "False", Some("ProviderConfigNotReady"))
         .await;
     assert!(
         env.calls().await.is_empty(),

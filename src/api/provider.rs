@@ -52,6 +52,12 @@ pub const SECRET_KEY_SECURITY_TOKEN: &str = "securityToken";
         description = "The credentials were found"
     ),
     printcolumn(
+        name = "Users",
+        type_ = "integer",
+        json_path = ".status.users",
+        description = "TrafficMirrorSessions and TrafficMirrorFilters referencing it"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -109,10 +115,18 @@ pub struct ProviderConfigStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Condition `Ready`: the credentials Secret was found and holds the keys. Keyed by type.
+    /// Conditions `Ready` (the cloud accepted the credentials; `InUse` while a deletion waits for
+    /// its users) and `Synced`. Keyed by type.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+
+    /// How many TrafficMirrorSessions and TrafficMirrorFilters (in the namespaces the operator
+    /// watches) name this ProviderConfig in spec.providerConfigRef. While it is above 0 a deletion
+    /// waits (finalizer `vpc.hwcloud.dev/in-use`, condition `Ready=False`, reason `InUse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub users: Option<i64>,
 }
 
 impl ProviderConfigSpec {

@@ -46,6 +46,9 @@ pub mod reason {
     pub const CREDENTIALS_VALID: &str = "CredentialsValid";
     /// Talking to the API server failed.
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    /// The ProviderConfig is being deleted but objects still reference it; it stays (and keeps
+    /// serving them) until they are gone.
+    pub const IN_USE: &str = "InUse";
 }
 
 /// A condition to be set: type, status, reason, message. `observed_generation` is added at merge.

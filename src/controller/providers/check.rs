@@ -1,0 +1,401 @@
+//! The credential check of a ProviderConfig, step by step: read the Secret (client required) →
+//! read the keys (no client required) → build the cloud client (no client required) → one cheap
+//! cloud call (`list sessions, limit=1`).
+//!
+//! Each step fails with its own [`CheckError`] variant, so the condition reason, the retry decision
+//! and the message (which step, what to do) are decided in one place.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+
+use super::{Provider, fingerprint};
+use crate::api::{
+    ProviderConfig, SECRET_KEY_ACCESS_KEY, SECRET_KEY_SECRET_KEY, SECRET_KEY_SECURITY_TOKEN,
+};
+use crate::cloud::models::ListSessionsQuery;
+use crate::cloud::signer::Credentials;
+use crate::cloud::{ClientConfig, CloudError, VpcClient};
+use crate::controller::Context;
+use crate::controller::conditions::reason;
+
+/// How long to wait before reading a Secret again after the API server failed to answer.
+const SECRET_RETRY: Duration = Duration::from_secs(10);
+/// How long to wait before a retryable credential check is tried again, when the cloud sent no
+/// `Retry-After`.
+const CLOUD_RETRY: Duration = Duration::from_secs(15);
+
+/// Why a ProviderConfig's credentials could not be checked, by step. The Display names the step and
+/// says what to do; it becomes the condition message.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Step "read the Secret": it does not exist.
+    #[error(
+        "reading the credentials: Secret {namespace}/{name} not found; create it with keys accessKey and secretKey"
+    )]
+    SecretMissing {
+        /// Namespace of the Secret named in spec.credentials.secretRef.
+        namespace: String,
+        /// Name of that Secret.
+        name: String,
+    },
+    /// Step "read the Secret": the API server did not answer (or refused).
+    #[error(
+        "reading the credentials: cannot read Secret {namespace}/{name}: {source}; the operator retries in 10s"
+    )]
+    SecretUnreadable {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The API server's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Step "read the keys": the Secret lacks a required key (or it is empty).
+    #[error(
+        "reading the credentials: Secret {namespace}/{name} has no non-empty {}; add it and the ProviderConfig is re-checked",
+        keys.join(" and ")
+    )]
+    KeyMissing {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The missing keys (`accessKey`, `secretKey`).
+        keys: Vec<&'static str>,
+    },
+    /// Step "build the client": the endpoint or the credentials are unusable.
+    #[error("building the cloud client: {0}; fix spec.endpoint or the Secret")]
+    ClientBuild(#[source] CloudError),
+    /// Step "check the credentials": the cheap cloud call failed.
+    #[error(
+        "checking the credentials (list sessions, limit=1): {source}{}",
+        hint(source)
+    )]
+    CredentialCheck {
+        /// The classified cloud error.
+        #[source]
+        source: CloudError,
+    },
+}
+
+/// What to do about a failed credential check, from its HTTP status.
+fn hint(e: &CloudError) -> &'static str {
+    match e.status() {
+        Some(401) => "; check the accessKey/secretKey in the Secret",
+        Some(403) => "; check that the credentials belong to spec.projectId",
+        _ if e.is_retryable() => "; the operator retries",
+        _ => "",
+    }
+}
+
+impl CheckError {
+    /// The condition reason: `SecretInvalid` for a missing Secret or key, `KubernetesError` when the
+    /// API server failed, the cloud's error code (or error class) for cloud failures.
+    pub fn reason(&self) -> String {
+        match self {
+            CheckError::SecretMissing { .. } | CheckError::KeyMissing { .. } => {
+                reason::SECRET_INVALID.to_string()
+            }
+            CheckError::SecretUnreadable { .. } => reason::KUBERNETES_ERROR.to_string(),
+            CheckError::ClientBuild(e) | CheckError::CredentialCheck { source: e } => e.reason(),
+        }
+    }
+
+    /// The step that failed, for logs.
+    pub fn step(&self) -> &'static str {
+        match self {
+            CheckError::SecretMissing { .. } | CheckError::SecretUnreadable { .. } => "read_secret",
+            CheckError::KeyMissing { .. } => "read_keys",
+            CheckError::ClientBuild(_) => "build_client",
+            CheckError::CredentialCheck { .. } => "check_credentials",
+        }
+    }
+
+    /// Whether checking again without any change may succeed. The others wait for an edit of the
+    /// Secret or the ProviderConfig (both are watched) or the next resync interval.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CheckError::SecretUnreadable { .. } => true,
+            CheckError::CredentialCheck { source } => source.is_retryable(),
+            CheckError::SecretMissing { .. }
+            | CheckError::KeyMissing { .. }
+            | CheckError::ClientBuild(_) => false,
+        }
+    }
+
+    /// When to check again, for retryable failures: at least the cloud's `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        if !self.is_retryable() {
+            return None;
+        }
+        match self {
+            CheckError::CredentialCheck { source } => {
+                Some(source.retry_after().unwrap_or(CLOUD_RETRY))
+            }
+            _ => Some(SECRET_RETRY),
+        }
+    }
+}
+
+/// Reads the credentials out of the Secret (no client required); the error lists every missing
+/// key.
+pub(super) fn credentials_from(secret: &Secret) -> Result<Credentials, CheckError> {
+    let get = |key: &str| -> Option<String> {
+        let value = match secret.data.as_ref().and_then(|d| d.get(key)) {
+            Some(v) => String::from_utf8(v.0.clone()).ok(),
+            None => secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned(),
+        };
+        value
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    match (get(SECRET_KEY_ACCESS_KEY), get(SECRET_KEY_SECRET_KEY)) {
+        (Some(access_key), Some(secret_key)) => Ok(Credentials {
+            access_key,
+            secret_key,
+            security_token: get(SECRET_KEY_SECURITY_TOKEN),
+        }),
+        (a, s) => {
+            let mut keys = vec![];
+            if a.is_none() {
+                keys.push(SECRET_KEY_ACCESS_KEY);
+            }
+            if s.is_none() {
+                keys.push(SECRET_KEY_SECRET_KEY);
+            }
+            Err(CheckError::KeyMissing {
+                namespace: secret.namespace().unwrap_or_default(),
+                name: secret.name_any(),
+                keys,
+            })
+        }
+    }
+}
+
+/// Reads the Secret named by the ProviderConfig (client required).
+async fn read_secret(pc: &ProviderConfig, ctx: &Context) -> Result<Secret, CheckError> {
+    let secret_ref = &pc.spec.credentials.secret_ref;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &secret_ref.namespace);
+    let mut secret = match secrets.get_opt(&secret_ref.name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(CheckError::SecretMissing {
+                namespace: secret_ref.namespace.clone(),
+                name: secret_ref.name.clone(),
+            });
+        }
+        Err(source) => {
+            return Err(CheckError::SecretUnreadable {
+                namespace: secret_ref.namespace.clone(),
+                name: secret_ref.name.clone(),
+                source,
+            });
+        }
+    };
+    // The key error names the Secret; make sure it does even if the answer lacked metadata.
+    secret.metadata.namespace = Some(secret_ref.namespace.clone());
+    secret.metadata.name = Some(secret_ref.name.clone());
+    Ok(secret)
+}
+
+/// Builds and checks the client and registers the provider; `Ok(true)` when the provider was
+/// (re)registered (a new account), `Ok(false)` when the registered one was kept.
+pub(super) async fn check(pc: &ProviderConfig, ctx: &Context) -> Result<bool, CheckError> {
+    let name = pc.name_any();
+    let spec = &pc.spec;
+    let secret = read_secret(pc, ctx).await?;
+    let creds = credentials_from(&secret)?;
+    let endpoint = spec.endpoint_url();
+    let fp = fingerprint(&[
+        &endpoint,
+        &spec.project_id,
+        &creds.access_key,
+        &creds.secret_key,
+        creds.security_token.as_deref().unwrap_or(""),
+    ]);
+    // Same account and a resync LIST succeeded recently: the credentials work; no extra call.
+    if let Some(p) = ctx.providers.get(&name)
+        && still_proven(&p, fp, ctx.config.resync_interval)
+    {
+        return Ok(false);
+    }
+    let client = VpcClient::new(ClientConfig::new(
+        endpoint.trim_end_matches('/'),
+        &spec.project_id,
+        creds,
+    ))
+    .map_err(CheckError::ClientBuild)?;
+    // The cheap check: one page of at most one session.
+    let query = ListSessionsQuery {
+        limit: Some(1),
+        ..Default::default()
+    };
+    let first = futures::StreamExt::next(&mut std::pin::pin!(client.list_sessions(query))).await;
+    match first {
+        None | Some(Ok(_)) => {
+            ctx.metrics.cloud_call("list_sessions", "success");
+            let (_, new) = ctx.providers.upsert(&name, fp, client);
+            Ok(new)
+        }
+        Some(Err(source)) => {
+            ctx.metrics
+                .cloud_call("list_sessions", source.metric_label());
+            Err(CheckError::CredentialCheck { source })
+        }
+    }
+}
+
+/// Whether the registered provider was built from the same account and its last resync LIST is
+/// recent enough to prove the credentials still work.
+fn still_proven(p: &Provider, fingerprint: u64, resync: Duration) -> bool {
+    p.fingerprint == fingerprint && p.inventory.listed_within(resync * 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    fn secret(pairs: &[(&str, &str)]) -> Secret {
+        let mut s = Secret {
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Default::default()
+        };
+        s.metadata.namespace = Some("ops".into());
+        s.metadata.name = Some("hwc".into());
+        s
+    }
+
+    fn api_error(status: u16, code: &str) -> CloudError {
+        CloudError::Api {
+            status,
+            error_code: code.into(),
+            error_msg: "nope".into(),
+            request_id: None,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn reads_credentials_and_optional_token() {
+        let c = credentials_from(&secret(&[("accessKey", "AK"), ("secretKey", "SK\n")])).unwrap();
+        assert_eq!((c.access_key.as_str(), c.secret_key.as_str()), ("AK", "SK"));
+        assert!(c.security_token.is_none());
+        let c = credentials_from(&secret(&[
+            ("accessKey", "AK"),
+            ("secretKey", "SK"),
+            ("securityToken", "T"),
+        ]))
+        .unwrap();
+        assert_eq!(c.security_token.as_deref(), Some("T"));
+    }
+
+    #[test]
+    fn names_missing_keys_and_the_secret() {
+        let table: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("accessKey", "AK")],
+                "Secret ops/hwc has no non-empty secretKey;",
+            ),
+            (
+                &[("secretKey", "SK"), ("accessKey", " ")],
+                "Secret ops/hwc has no non-empty accessKey;",
+            ),
+            (
+                &[],
+                "Secret ops/hwc has no non-empty accessKey and secretKey;",
+            ),
+        ];
+        for (pairs, want) in table {
+            let e = credentials_from(&secret(pairs)).unwrap_err();
+            assert!(e.to_string().contains(want), "{e} should contain {want}");
+            assert!(e.to_string().starts_with("reading the credentials"), "{e}");
+            assert_eq!(e.reason(), "SecretInvalid");
+            assert!(!e.is_retryable());
+        }
+    }
+
+    #[test]
+    fn reasons_retries_and_hints_per_step() {
+        let missing = CheckError::SecretMissing {
+            namespace: "ops".into(),
+            name: "hwc".into(),
+        };
+        let unreadable = CheckError::SecretUnreadable {
+            namespace: "ops".into(),
+            name: "hwc".into(),
+            source: kube::Error::LinesCodecMaxLineLengthExceeded,
+        };
+        let bad_config = CheckError::ClientBuild(CloudError::InvalidConfig("bad url".into()));
+        let cloud = |e| CheckError::CredentialCheck { source: e };
+        let throttled = CloudError::Api {
+            status: 429,
+            error_code: "APIGW.0308".into(),
+            error_msg: "slow down".into(),
+            request_id: None,
+            retry_after: Some(Duration::from_secs(42)),
+        };
+        // (error, reason, retry after, a piece of the message)
+        let table = [
+            (missing, "SecretInvalid", None, "not found; create it"),
+            (
+                unreadable,
+                "KubernetesError",
+                Some(SECRET_RETRY),
+                "cannot read Secret ops/hwc",
+            ),
+            (
+                bad_config,
+                "InvalidConfig",
+                None,
+                "building the cloud client",
+            ),
+            (
+                cloud(api_error(401, "APIGW.0301")),
+                "APIGW_0301",
+                None,
+                "check the accessKey/secretKey",
+            ),
+            (
+                cloud(api_error(403, "APIGW.0305")),
+                "APIGW_0305",
+                None,
+                "belong to spec.projectId",
+            ),
+            (
+                cloud(throttled),
+                "APIGW_0308",
+                Some(Duration::from_secs(42)),
+                "the operator retries",
+            ),
+            (
+                cloud(api_error(503, "")),
+                "ServerError",
+                Some(CLOUD_RETRY),
+                "checking the credentials",
+            ),
+        ];
+        for (e, want_reason, want_retry, want_text) in table {
+            assert_eq!(e.reason(), want_reason, "{e}");
+            assert_eq!(e.retry_after(), want_retry, "{e}");
+            assert_eq!(e.is_retryable(), want_retry.is_some(), "{e}");
+            assert!(
+                e.to_string().contains(want_text),
+                "{e} should contain {want_text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! ProviderConfig reconciler (client required): turns a `ProviderConfig` and its credentials Secret
+//! into a ready-to-use cloud client, checked with one cheap call, and shares it with the session
+//! reconciler through the [`Registry`]; keeps a ProviderConfig that objects still use from going away.
+//!
+//! Pipeline ([`reconcile`]): finalizer step ([`usage::decide_finalizer`]) → read Secret → build
+//! client → check credentials (`list sessions, limit=1`) → register → write status. Each check step
+//! fails with its own [`CheckError`]; the reconciler's own Kubernetes writes fail with a
+//! [`ProviderError`]. It runs again whenever the ProviderConfig or its Secret changes, whenever a
+//! TrafficMirrorSession or TrafficMirrorFilter starts or stops referencing a ProviderConfig (watch
+//! events feeding the [`usage::UsageIndex`]), and once per resync interval so revoked credentials
+//! show up in `status`.
+
+pub mod check;
+pub mod error;
+mod reconcile;
+pub mod usage;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use super::Context;
+use super::inventory::Inventory;
+use crate::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
+use crate::cloud::VpcClient;
+pub use check::CheckError;
+pub use error::ProviderError;
+pub use reconcile::{error_policy, reconcile};
+use usage::{UsageIndex, UserKind};
+
+/// The finalizer on every managed ProviderConfig: while objects reference it, a deletion waits.
+pub const FINALIZER: &str = "vpc.hwcloud.dev/in-use";
+
+/// Kind label used in metrics and logs.
+pub const KIND: &str = "ProviderConfig";
+
+/// A ready cloud account: its client and its session snapshot.
+#[derive(Debug)]
+pub struct Provider {
+    /// The ProviderConfig's name.
+    pub name: String,
+    /// Signed client for the account's endpoint and project.
+    pub client: VpcClient,
+    /// The account's sessions, refreshed once per resync interval.
+    pub inventory: Inventory,
+    /// Fingerprint of what the client was built from (endpoint, project, credentials), so an unchanged
+    /// Secret keeps the existing snapshot.
+    fingerprint: u64,
+}
+
+/// The ready providers, by ProviderConfig name. Shared by both reconcilers and the resync loop.
+#[derive(Default)]
+pub struct Registry {
+    providers: RwLock<HashMap<String, Arc<Provider>>>,
+    /// The ProviderConfig controller's cache: a provider whose ProviderConfig was deleted stops being
+    /// served (kube-runtime does not reconcile deleted objects, so the registry asks the cache).
+    live: OnceLock<Store<ProviderConfig>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("providers", &self.read().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// The ready provider named `name`, if its ProviderConfig still exists.
+    pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
+        let p = self.read().get(name).cloned()?;
+        if self.is_live(name) {
+            Some(p)
+        } else {
+            self.remove(name);
+            None
+        }
+    }
+
+    /// Every ready provider whose ProviderConfig still exists.
+    pub fn all(&self) -> Vec<Arc<Provider>> {
+        let names: Vec<String> = self.read().keys().cloned().collect();
+        names.iter().filter_map(|n| self.get(n)).collect()
+    }
+
+    /// Connects the registry to the ProviderConfig cache (once, at start).
+    pub fn attach(&self, store: Store<ProviderConfig>) {
+        let _ = self.live.set(store);
+    }
+
+    fn is_live(&self, name: &str) -> bool {
+        match self.live.get() {
+            Some(store) => store.get(&ObjectRef::new(name)).is_some(),
+            None => true,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Provider>>> {
+        self.providers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Provider>>> {
+        self.providers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers (or keeps, when nothing changed) the provider; returns it and whether it is new.
+    fn upsert(&self, name: &str, fingerprint: u64, client: VpcClient) -> (Arc<Provider>, bool) {
+        let mut map = self.write();
+        if let Some(p) = map.get(name)
+            && p.fingerprint == fingerprint
+        {
+            return (p.clone(), false);
+        }
+        let p = Arc::new(Provider {
+            name: name.to_string(),
+            client,
+            inventory: Inventory::default(),
+            fingerprint,
+        });
+        map.insert(name.to_string(), p.clone());
+        (p, true)
+    }
+
+    /// Drops a provider that is no longer ready.
+    pub fn remove(&self, name: &str) -> bool {
+        self.write().remove(name).is_some()
+    }
+}
+
+fn fingerprint(parts: &[&str]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+/// What the ProviderConfig reconciler works with: the shared state plus who uses which
+/// ProviderConfig.
+pub struct ProviderContext {
+    /// The operator's shared state (client, registry, metrics, settings).
+    pub ctx: Arc<Context>,
+    usage: Mutex<UsageIndex>,
+}
+
+impl ProviderContext {
+    /// The users of ProviderConfig `name` (`None` until sessions and filters were listed once).
+    fn users_of(&self, name: &str) -> Option<usage::Users> {
+        self.usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .users_of(name)
+    }
+}
+
+/// An Api over the namespaces the operator watches (`--namespace`, else all).
+fn scoped<K>(ctx: &Context) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Feeds the watch events of one kind into the usage index; yields once per event that changed a
+/// ProviderConfig's users. `pc_of` reads `spec.providerConfigRef.name`.
+fn feed<K>(
+    api: Api<K>,
+    kind: UserKind,
+    pctx: Arc<ProviderContext>,
+    pc_of: fn(&K) -> String,
+) -> impl Stream<Item = ()> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    let reduce = move |o: K| {
+        (
+            format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()),
+            pc_of(&o),
+        )
+    };
+    watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .filter_map(move |event| {
+            let changed = match event {
+                Ok(event) => {
+                    let event = match event {
+                        watcher::Event::Apply(o) => watcher::Event::Apply(reduce(o)),
+                        watcher::Event::Delete(o) => watcher::Event::Delete(reduce(o)),
+                        watcher::Event::Init => watcher::Event::Init,
+                        watcher::Event::InitApply(o) => watcher::Event::InitApply(reduce(o)),
+                        watcher::Event::InitDone => watcher::Event::InitDone,
+                    };
+                    let mut index = pctx.usage.lock().unwrap_or_else(|p| p.into_inner());
+                    index.apply(kind, event)
+                }
+                Err(e) => {
+                    warn!(kind = kind.kind(), error = %e, "watch for ProviderConfig users failed; retrying");
+                    false
+                }
+            };
+            std::future::ready(changed.then_some(()))
+        })
+}
+
+/// Runs the ProviderConfig controller until shutdown. Secrets are watched too, so editing the
+/// credentials re-checks every ProviderConfig that references them; sessions and filters are
+/// watched into the usage index, and a change of anyone's references re-runs the ProviderConfigs
+/// (so the last user's deletion releases a ProviderConfig that waits for it, without polling).
+pub async fn run(ctx: Arc<Context>) {
+    let pctx = Arc::new(ProviderContext {
+        ctx: ctx.clone(),
+        usage: Mutex::new(UsageIndex::default()),
+    });
+    let sessions = feed(
+        scoped::<TrafficMirrorSession>(&ctx),
+        UserKind::Session,
+        pctx.clone(),
+        |s| s.spec.provider_config_ref.name.clone(),
+    );
+    let filters = feed(
+        scoped::<TrafficMirrorFilter>(&ctx),
+        UserKind::Filter,
+        pctx.clone(),
+        |f| f.spec.provider_config_ref.name.clone(),
+    );
+    // A burst of events (many objects created at once) wakes the ProviderConfigs once.
+    let usage_changed = futures::stream::select(sessions, filters)
+        .ready_chunks(256)
+        .map(|_| ());
+    let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
+    let mut wc = watcher::Config::default();
+    if let Some(sel) = &ctx.config.provider_config_selector {
+        wc = wc.labels(sel);
+    }
+    let controller = Controller::new(api, wc);
+    let store = controller.store();
+    ctx.providers.attach(store.clone());
+    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    controller
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let ns = secret.namespace().unwrap_or_default();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|pc| {
+                        let r = &pc.spec.credentials.secret_ref;
+                        r.namespace == ns && r.name == name
+                    })
+                    .map(|pc| ObjectRef::from_obj(&*pc))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_all_on(usage_changed)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, pctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_changes_with_any_part() {
+        assert_ne!(fingerprint(&["a", "b"]), fingerprint(&["a", "c"]));
+        assert_eq!(fingerprint(&["a", "b"]), fingerprint(&["a", "b"]));
+    }
+}

@@ -1,0 +1,280 @@
+//! One ProviderConfig reconcile: finalizer step (client required) → credential check (client
+//! required) → conditions (no client required) → status write (client required).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::check::{self, CheckError};
+use super::usage::{FinalizerStep, Users, decide_finalizer, in_use_message};
+use super::{FINALIZER, KIND, ProviderContext, ProviderError};
+use crate::api::ProviderConfig;
+use crate::controller::Context;
+use crate::controller::conditions::{self, Desired, READY, SYNCED, reason};
+
+/// Reconciles one ProviderConfig.
+pub async fn reconcile(
+    pc: Arc<ProviderConfig>,
+    pctx: Arc<ProviderContext>,
+) -> Result<Action, ProviderError> {
+    let started = Instant::now();
+    let ctx = &pctx.ctx;
+    let name = pc.name_any();
+    let users = pctx.users_of(&name);
+    let deleting = pc.metadata.deletion_timestamp.is_some();
+    let has_finalizer = pc.finalizers().iter().any(|f| f == FINALIZER);
+    let step = decide_finalizer(deleting, has_finalizer, users.as_ref().map(Users::total));
+    match step {
+        FinalizerStep::Add => add_finalizer(&pc, ctx).await?,
+        FinalizerStep::Remove => {
+            remove_finalizer(&pc, ctx).await?;
+            ctx.providers.remove(&name);
+            info!(provider = %name, "provider config unused and deleted: finalizer removed, no longer served");
+            ctx.metrics.reconciled(KIND, started.elapsed());
+            return Ok(Action::await_change());
+        }
+        FinalizerStep::Keep | FinalizerStep::Hold => {}
+    }
+    // Also while held: the users' own deletions need a working client.
+    let checked = check::check(&pc, ctx).await;
+    let action = record_check(&name, &checked, ctx);
+    let held = (step == FinalizerStep::Hold).then(|| hold_message(users.as_ref()));
+    if let Some(message) = &held {
+        info!(provider = %name, step = "hold_finalizer", %message, "provider config deletion waits");
+    }
+    let desired = desired_conditions(&checked, held);
+    write_status(&pc, ctx, &desired, users.as_ref().map(Users::total)).await?;
+    ctx.metrics.reconciled(KIND, started.elapsed());
+    Ok(action)
+}
+
+/// Logs and counts the check's outcome, drops a provider that is no longer ready, and says when to
+/// look again.
+fn record_check(name: &str, checked: &Result<bool, CheckError>, ctx: &Context) -> Action {
+    match checked {
+        Ok(new) => {
+            if *new {
+                info!(provider = %name, "provider config ready");
+                // A newly ready account: fill its snapshot and wake every session waiting on it.
+                ctx.refresh_inventories_soon();
+            }
+            Action::requeue(ctx.config.resync_interval)
+        }
+        Err(e) => {
+            if ctx.providers.remove(name) {
+                warn!(provider = %name, step = e.step(), error = %e, "provider config no longer ready");
+            } else {
+                info!(provider = %name, step = e.step(), error = %e, "provider config not ready");
+            }
+            ctx.metrics.reconcile_failed(KIND, &e.reason());
+            Action::requeue(e.retry_after().unwrap_or(ctx.config.resync_interval))
+        }
+    }
+}
+
+/// The message of `Ready=False`, reason `InUse`, while a deletion waits for the users.
+fn hold_message(users: Option<&Users>) -> String {
+    match users {
+        Some(u) => in_use_message(u),
+        None => "being deleted; waiting for the first list of TrafficMirrorSessions and TrafficMirrorFilters to tell whether it is still used".to_string(),
+    }
+}
+
+/// The `Ready` and `Synced` conditions (no client required): `Synced` reports the check; `Ready`
+/// reports the check too, unless a deletion is held for users (`InUse`, with `held` as message).
+pub(super) fn desired_conditions(
+    checked: &Result<bool, CheckError>,
+    held: Option<String>,
+) -> Vec<Desired> {
+    let (ready, synced) = match checked {
+        Ok(_) => (
+            Desired::yes(
+                READY,
+                reason::CREDENTIALS_VALID,
+                "the cloud accepted the credentials",
+            ),
+            Desired::yes(
+                SYNCED,
+                reason::RECONCILE_SUCCESS,
+                "the last reconcile succeeded",
+            ),
+        ),
+        Err(e) => {
+            let (r, m) = (e.reason(), e.to_string());
+            (
+                Desired::no(READY, &r, m.clone()),
+                Desired::no(SYNCED, &r, m),
+            )
+        }
+    };
+    match held {
+        Some(message) => vec![Desired::no(READY, reason::IN_USE, message), synced],
+        None => vec![ready, synced],
+    }
+}
+
+/// Writes conditions, observedGeneration and the user count, only when one of them changed.
+async fn write_status(
+    pc: &ProviderConfig,
+    ctx: &Context,
+    desired: &[Desired],
+    users: Option<usize>,
+) -> Result<(), ProviderError> {
+    let status = pc.status.clone().unwrap_or_default();
+    let merged = conditions::merge(
+        &status.conditions,
+        desired,
+        pc.metadata.generation,
+        Utc::now(),
+    );
+    let users = users.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let users_changed = users.is_some() && users != status.users;
+    if conditions::same(&merged, &status.conditions)
+        && status.observed_generation == pc.metadata.generation
+        && !users_changed
+    {
+        return Ok(());
+    }
+    let mut body = json!({"conditions": merged, "observedGeneration": pc.metadata.generation});
+    if let Some(n) = users {
+        body["users"] = json!(n);
+    }
+    let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
+    api.patch_status(
+        &pc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": body})),
+    )
+    .await
+    .map_err(ProviderError::WriteStatus)?;
+    Ok(())
+}
+
+/// Adds the finalizer, guarded by the resourceVersion read (a conflict is retried at once).
+async fn add_finalizer(pc: &ProviderConfig, ctx: &Context) -> Result<(), ProviderError> {
+    let mut finalizers = pc.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    patch_finalizers(pc, ctx, finalizers)
+        .await
+        .map_err(ProviderError::AddFinalizer)
+}
+
+/// Removes the finalizer (others' finalizers are kept), guarded by the resourceVersion read.
+async fn remove_finalizer(pc: &ProviderConfig, ctx: &Context) -> Result<(), ProviderError> {
+    let finalizers: Vec<String> = pc
+        .finalizers()
+        .iter()
+        .filter(|f| f.as_str() != FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(pc, ctx, finalizers)
+        .await
+        .map_err(ProviderError::RemoveFinalizer)
+}
+
+async fn patch_finalizers(
+    pc: &ProviderConfig,
+    ctx: &Context,
+    finalizers: Vec<String>,
+) -> Result<(), kube::Error> {
+    let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": pc.resource_version()}});
+    api.patch(
+        &pc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Error policy: a conflict is retried at once (the watch brings the new version), other API
+/// failures after a short pause. Check failures never get here: they are conditions.
+pub fn error_policy(
+    pc: Arc<ProviderConfig>,
+    err: &ProviderError,
+    pctx: Arc<ProviderContext>,
+) -> Action {
+    pctx.ctx.metrics.reconcile_failed(KIND, &err.metric_label());
+    warn!(provider = %pc.name_any(), error = %err, "provider config reconcile failed");
+    if err.is_conflict() {
+        Action::requeue(Duration::from_millis(500))
+    } else {
+        Action::requeue(Duration::from_secs(5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_type(d: &[Desired], t: &str) -> (bool, String) {
+        let c = d.iter().find(|c| c.type_ == t).expect("condition");
+        (c.status, c.reason.clone())
+    }
+
+    #[test]
+    fn conditions_per_outcome() {
+        let missing = || {
+            Err(CheckError::SecretMissing {
+                namespace: "ops".into(),
+                name: "hwc".into(),
+            })
+        };
+        // (check outcome, held message, Ready, Synced)
+        type Row = (
+            Result<bool, CheckError>,
+            Option<String>,
+            (bool, &'static str),
+            (bool, &'static str),
+        );
+        let table: Vec<Row> = vec![
+            (
+                Ok(true),
+                None,
+                (true, "CredentialsValid"),
+                (true, "ReconcileSuccess"),
+            ),
+            (
+                missing(),
+                None,
+                (false, "SecretInvalid"),
+                (false, "SecretInvalid"),
+            ),
+            (
+                Ok(false),
+                Some("in use".into()),
+                (false, "InUse"),
+                (true, "ReconcileSuccess"),
+            ),
+            (
+                missing(),
+                Some("in use".into()),
+                (false, "InUse"),
+                (false, "SecretInvalid"),
+            ),
+        ];
+        for (checked, held, ready, synced) in table {
+            let d = desired_conditions(&checked, held);
+            assert_eq!(by_type(&d, READY), (ready.0, ready.1.to_string()));
+            assert_eq!(by_type(&d, SYNCED), (synced.0, synced.1.to_string()));
+        }
+    }
+
+    #[test]
+    fn hold_message_before_and_after_the_first_list() {
+        assert!(hold_message(None).contains("waiting for the first list"));
+        let u = Users {
+            sessions: vec!["ns/a".into()],
+            filters: vec![],
+        };
+        assert!(hold_message(Some(&u)).contains("still used by 1 TrafficMirrorSession(s)"));
+    }
+}
