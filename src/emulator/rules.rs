@@ -11,22 +11,16 @@
 //!   value is a 400 `VPC.1202`; sending the current value is accepted and ignored.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::errors::{self, ApiError};
 use super::list::{Kind, Listable};
-use super::sessions::require_filter;
-use super::store::Data;
+use super::records::{Data, EGRESS, INGRESS, Rule};
 use super::validate::{self, Fields};
 
 /// Wrapper key of request and response bodies.
 pub const WRAPPER: &str = "traffic_mirror_filter_rule";
 /// Wrapper key of list responses.
 pub const LIST_KEY: &str = "traffic_mirror_filter_rules";
-/// Inbound direction.
-pub const INGRESS: &str = "ingress";
-/// Outbound direction.
-pub const EGRESS: &str = "egress";
 /// Allowed directions.
 pub const DIRECTIONS: &[&str] = &[INGRESS, EGRESS];
 /// Allowed protocols (canonical case).
@@ -52,45 +46,6 @@ pub const LIST_FILTERS: &[(&str, Kind)] = &[
     ("action", Kind::Str),
     ("priority", Kind::Int),
 ];
-
-/// A traffic mirror filter rule, as stored and as answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rule {
-    /// UUID.
-    pub id: String,
-    /// Owning project.
-    pub project_id: String,
-    /// Description (0-255, no `<>`).
-    pub description: String,
-    /// The filter the rule belongs to (immutable).
-    pub traffic_mirror_filter_id: String,
-    /// `ingress` or `egress` (immutable).
-    pub direction: String,
-    /// Source CIDR; left out of answers when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_cidr_block: Option<String>,
-    /// Destination CIDR; left out of answers when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination_cidr_block: Option<String>,
-    /// Source ports (`80` or `80-200`); left out of answers when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_port_range: Option<String>,
-    /// Destination ports; left out of answers when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination_port_range: Option<String>,
-    /// `IPv4` or `IPv6`.
-    pub ethertype: String,
-    /// `TCP`, `UDP`, `ICMP`, `ICMPV6` or `ALL`.
-    pub protocol: String,
-    /// `accept` (mirror) or `reject`.
-    pub action: String,
-    /// 1-65535, smaller wins.
-    pub priority: i64,
-    /// Creation time.
-    pub created_at: String,
-    /// Last update time.
-    pub updated_at: String,
-}
 
 impl Listable for Rule {
     fn id(&self) -> &str {
@@ -257,12 +212,7 @@ pub fn create(
     let filter_id = f.required_string("traffic_mirror_filter_id")?;
     let direction = f.required_string("direction")?;
     validate::check_enum(&f.path("direction"), &direction, DIRECTIONS)?;
-    require_filter(
-        data,
-        project,
-        &f.path("traffic_mirror_filter_id"),
-        &filter_id,
-    )?;
+    data.require_filter(project, &f.path("traffic_mirror_filter_id"), &filter_id)?;
     let m = Mutable::parse(f)?;
     let ts = validate::timestamp(now);
     let mut rule = Rule {
@@ -333,7 +283,7 @@ pub fn delete(data: &mut Data, project: &str, id: &str) -> Result<(), ApiError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::filters;
+    use crate::emulator::records::fixtures;
     use chrono::TimeZone;
     use serde_json::{Value, json};
 
@@ -349,17 +299,8 @@ mod tests {
 
     fn setup() -> (Data, String) {
         let mut d = Data::default();
-        let f = filters::create(
-            &mut d,
-            P,
-            &Fields::from_map(
-                filters::WRAPPER,
-                json!({"name": "f"}).as_object().unwrap().clone(),
-            ),
-            now(),
-        )
-        .unwrap();
-        (d, f.id)
+        d.filters.push(fixtures::filter(P, "f1"));
+        (d, "f1".to_owned())
     }
 
     #[test]
