@@ -1,7 +1,9 @@
-//! Traffic mirror sessions: the stored shape (identical to the wire shape) and the operations
-//! create, update, delete, add-sources and remove-sources with the documented rules.
+//! Traffic mirror sessions: the operations create, update, delete, add-sources and remove-sources
+//! with the documented rules (the record, identical to the wire shape, is
+//! [`Session`](super::records::Session)).
 //!
-//! Choices where the reference is silent (documented in `docs/emulator.md`):
+//! Choices where the reference is silent (documented in README.md, section "The VPC
+//! traffic-mirror emulator", "The API"):
 //! - `traffic_mirror_sources` may be empty on create, and remove-sources may remove every source.
 //! - Update ignores `traffic_mirror_sources` (sources change only through add/remove-sources) and
 //!   accepts `type`.
