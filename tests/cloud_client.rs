@@ -369,6 +369,25 @@ async fn filter_and_rule_operations_round_trip() {
     assert_eq!((changed.priority, changed.action.as_str()), (6, "reject"));
     assert_eq!(changed.destination_port_range.as_deref(), Some("80-443"));
 
+    // The protocol comes back in the case it was sent.
+    let udp_rule = c
+        .update_rule(
+            &rule.id,
+            &UpdateRuleRequest {
+                protocol: Some("udp".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update rule protocol");
+    assert_eq!(udp_rule.protocol, "udp");
+    assert_eq!(udp_rule.destination_port_range.as_deref(), Some("80-443"));
+    assert_eq!(
+        udp_rule.destination_cidr_block.as_deref(),
+        Some("10.0.0.0/8")
+    );
+    assert_eq!(c.show_rule(&rule.id).await.expect("show rule"), udp_rule);
+
     let rules = c
         .list_all_rules(ListRulesQuery {
             traffic_mirror_filter_id: Some(f.id.clone()),
@@ -385,10 +404,10 @@ async fn filter_and_rule_operations_round_trip() {
         })
         .await
         .expect("list ingress rules");
-    assert_eq!(ingress_only, vec![changed.clone()]);
+    assert_eq!(ingress_only, vec![udp_rule.clone()]);
 
     let shown = c.show_filter(&f.id).await.expect("show filter with rules");
-    assert_eq!(shown.ingress_rules, vec![changed.clone()]);
+    assert_eq!(shown.ingress_rules, vec![udp_rule.clone()]);
     assert_eq!(shown.egress_rules, vec![egress.clone()]);
 
     c.delete_rule(&rule.id).await.expect("delete rule");

@@ -223,7 +223,10 @@ async fn crud_round_trip_with_documented_shapes() {
     r.expect(201, "");
     let rule = &r.body["traffic_mirror_filter_rule"];
     assert_eq!(rule["ethertype"], "IPv6");
-    assert_eq!(rule["protocol"], "ICMPV6");
+    assert_eq!(
+        rule["protocol"], "icmpv6",
+        "protocol keeps the case it was sent"
+    );
     assert_eq!(rule["destination_cidr_block"], "::/0");
     assert_eq!(rule["priority"], 7);
     for absent in [
@@ -307,6 +310,98 @@ async fn crud_round_trip_with_documented_shapes() {
     api.call("GET", &format!("/traffic-mirror-sessions/{id}"), None)
         .await
         .expect(404, "VPC.1001");
+}
+
+/// Create a rule with `fields` (plus filter and direction) and answer its JSON.
+async fn create_rule(api: &Api, fid: &str, fields: Value) -> Value {
+    let mut body = json!({"traffic_mirror_filter_id": fid, "direction": "ingress"});
+    if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), fields) {
+        b.extend(extra);
+    }
+    let r = api
+        .call(
+            "POST",
+            "/traffic-mirror-filter-rules",
+            Some(json!({ "traffic_mirror_filter_rule": body })),
+        )
+        .await;
+    r.expect(201, "");
+    r.body["traffic_mirror_filter_rule"].clone()
+}
+
+/// The rule as show, list and the filter's `ingress_rules` answer it (all three must agree).
+async fn read_rule(api: &Api, fid: &str, id: &str) -> Value {
+    let shown = api
+        .call("GET", &format!("/traffic-mirror-filter-rules/{id}"), None)
+        .await;
+    shown.expect(200, "");
+    let shown = shown.body["traffic_mirror_filter_rule"].clone();
+    let listed = api
+        .call(
+            "GET",
+            &format!("/traffic-mirror-filter-rules?id={id}"),
+            None,
+        )
+        .await;
+    assert_eq!(listed.body["traffic_mirror_filter_rules"], json!([shown]));
+    let filter = api
+        .call("GET", &format!("/traffic-mirror-filters/{fid}"), None)
+        .await;
+    let in_filter = filter.body["traffic_mirror_filter"]["ingress_rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["id"] == id).cloned());
+    assert_eq!(in_filter, Some(shown.clone()));
+    shown
+}
+
+/// PUT `fields` on rule `id`, expect 200 and answer the updated rule.
+async fn update_rule(api: &Api, id: &str, fields: Value) -> Value {
+    let r = api
+        .call(
+            "PUT",
+            &format!("/traffic-mirror-filter-rules/{id}"),
+            Some(json!({ "traffic_mirror_filter_rule": fields })),
+        )
+        .await;
+    r.expect(200, "");
+    r.body["traffic_mirror_filter_rule"].clone()
+}
+
+#[tokio::test]
+async fn rule_protocol_round_trips_in_the_case_it_was_sent() {
+    let (_emu, api) = start().await;
+    let fid = api.filter("f1").await;
+    let rule = create_rule(&api, &fid, json!({"protocol": "tcp", "ethertype": "ipv4"})).await;
+    assert_eq!(
+        (&rule["protocol"], &rule["ethertype"]),
+        (&json!("tcp"), &json!("IPv4"))
+    );
+    let id = rule["id"].as_str().expect("id").to_string();
+    assert_eq!(read_rule(&api, &fid, &id).await["protocol"], "tcp");
+    // A list filter on protocol is an exact match on what was stored.
+    let r = api
+        .call("GET", "/traffic-mirror-filter-rules?protocol=tcp", None)
+        .await;
+    assert_eq!(r.body["traffic_mirror_filter_rules"][0]["id"], id.as_str());
+    for sent in ["all", "Udp", "ICMP", "icmpv6"] {
+        let u = update_rule(&api, &id, json!({"protocol": sent})).await;
+        assert_eq!(u["protocol"], sent);
+        assert_eq!(read_rule(&api, &fid, &id).await["protocol"], sent);
+    }
+    // Surrounding blanks are trimmed; an unknown protocol is refused in any case.
+    assert_eq!(
+        update_rule(&api, &id, json!({"protocol": " tcp "})).await["protocol"],
+        "tcp"
+    );
+    api.call(
+        "PUT",
+        &format!("/traffic-mirror-filter-rules/{id}"),
+        Some(json!({"traffic_mirror_filter_rule": {"protocol": "sctp"}})),
+    )
+    .await
+    .expect(400, "VPC.0002");
+    // Without a protocol a rule gets the documented default.
+    assert_eq!(create_rule(&api, &fid, json!({})).await["protocol"], "ALL");
 }
 
 #[tokio::test]

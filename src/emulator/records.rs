@@ -129,7 +129,7 @@ pub struct Rule {
     pub destination_port_range: Option<String>,
     /// `IPv4` or `IPv6`.
     pub ethertype: String,
-    /// `TCP`, `UDP`, `ICMP`, `ICMPV6` or `ALL`.
+    /// `TCP`, `UDP`, `ICMP`, `ICMPV6` or `ALL` in any case, kept as sent (`tcp` stays `tcp`).
     pub protocol: String,
     /// `accept` (mirror) or `reject`.
     pub action: String,

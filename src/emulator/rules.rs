@@ -4,8 +4,11 @@
 //!   `direction`, as the shared reference says. Huawei's newer pages also mark `protocol`,
 //!   `ethertype`, `action` and `priority` mandatory; the emulator defaults them instead
 //!   (`ALL`, `IPv4`, `accept`, `1`) so either kind of client works.
-//! - `ethertype` and `protocol` are matched case-insensitively and answered in canonical case
-//!   (`IPv4`, `TCP`); CIDRs and port ranges are trimmed; a CIDR must match the ethertype.
+//! - `protocol` is matched case-insensitively and kept exactly as sent, trimmed (`tcp` is answered
+//!   `tcp`, `TCP` is answered `TCP`): the real API does this, and Terraform's acceptance tests
+//!   send `tcp`/`all` and read the same back. `ethertype` is matched case-insensitively and
+//!   answered in canonical case (`ipv4` → `IPv4`), as the reference says. CIDRs and port ranges
+//!   are trimmed; a CIDR must match the ethertype.
 //! - Unset CIDR and port fields are left out of answers. On update an empty string clears one.
 //! - `traffic_mirror_filter_id` and `direction` cannot change: an update that sends a different
 //!   value is a 400 `VPC.1202`; sending the current value is accepted and ignored.
@@ -23,7 +26,7 @@ pub const WRAPPER: &str = "traffic_mirror_filter_rule";
 pub const LIST_KEY: &str = "traffic_mirror_filter_rules";
 /// Allowed directions.
 pub const DIRECTIONS: &[&str] = &[INGRESS, EGRESS];
-/// Allowed protocols (canonical case).
+/// Allowed protocols, as documented; matched in any case and kept as sent.
 pub const PROTOCOLS: &[&str] = &["TCP", "UDP", "ICMP", "ICMPV6", "ALL"];
 /// Allowed ethertypes (canonical case).
 pub const ETHERTYPES: &[&str] = &["IPv4", "IPv6"];
@@ -115,7 +118,7 @@ impl Mutable {
         }
         let protocol = f
             .string("protocol")?
-            .map(|p| validate::normalize_enum(&f.path("protocol"), &p, PROTOCOLS))
+            .map(|p| validate::check_enum_any_case(&f.path("protocol"), &p, PROTOCOLS))
             .transpose()?;
         let ethertype = f
             .string("ethertype")?
@@ -317,12 +320,55 @@ mod tests {
         .unwrap();
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["ethertype"], "IPv4");
-        assert_eq!(v["protocol"], "TCP");
+        assert_eq!(
+            v["protocol"], "tcp",
+            "protocol is kept in the case it was sent"
+        );
         assert_eq!(v["source_cidr_block"], "10.0.0.0/8");
         assert_eq!(v["priority"], 100);
         assert!(v.get("destination_cidr_block").is_none());
         assert!(v.get("source_port_range").is_none());
         assert_eq!(v["destination_port_range"], "80-443");
+    }
+
+    #[test]
+    fn protocol_keeps_the_case_it_was_sent_and_ethertype_is_canonical() {
+        let (mut d, fid) = setup();
+        let r = create(
+            &mut d,
+            P,
+            &fields(
+                json!({"traffic_mirror_filter_id": fid, "direction": "egress",
+                           "protocol": " all ", "ethertype": "IPV6"}),
+            ),
+            now(),
+        )
+        .unwrap();
+        assert_eq!((r.protocol.as_str(), r.ethertype.as_str()), ("all", "IPv6"));
+        for sent in ["tcp", "Udp", "ICMPV6", "icmp", "ALL"] {
+            let u = update(&mut d, P, &r.id, &fields(json!({"protocol": sent})), now()).unwrap();
+            assert_eq!(u.protocol, sent);
+            assert_eq!(get(&d, P, &r.id).unwrap().protocol, sent);
+        }
+        let e = update(
+            &mut d,
+            P,
+            &r.id,
+            &fields(json!({"protocol": "sctp"})),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "VPC.0002");
+        assert_eq!(get(&d, P, &r.id).unwrap().protocol, "ALL");
+        // Absent: the documented default, in the documented case.
+        let r = create(
+            &mut d,
+            P,
+            &fields(json!({"traffic_mirror_filter_id": fid, "direction": "egress"})),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(r.protocol, "ALL");
     }
 
     #[test]

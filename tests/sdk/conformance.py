@@ -340,8 +340,12 @@ def main(argv):
         )
         ur = u.traffic_mirror_filter_rule
         typed(ur, RULE_TYPES, "updated rule")
-        check(ur.priority == 5 and ur.source_port_range == "1024-65535" and ur.protocol == "UDP", "rule updated")
+        check(ur.priority == 5 and ur.source_port_range == "1024-65535", "rule updated")
+        check(ur.protocol == "udp", f"protocol kept in the case it was sent: {ur.protocol!r}")
         check(ur.direction == "ingress" and ur.traffic_mirror_filter_id == fid, "rule direction/filter kept")
+        s = c.show_traffic_mirror_filter_rule(ShowTrafficMirrorFilterRuleRequest(traffic_mirror_filter_rule_id=rule.id))
+        check(s.traffic_mirror_filter_rule.protocol == "udp", "shown protocol in the case it was sent")
+
 
         l = c.list_traffic_mirror_filter_rules(ListTrafficMirrorFilterRulesRequest(traffic_mirror_filter_id=fid))
         check([x.id for x in l.traffic_mirror_filter_rules] == [rule.id, st["rule_out"]], "list rules by filter")
