@@ -405,6 +405,60 @@ async fn rule_protocol_round_trips_in_the_case_it_was_sent() {
 }
 
 #[tokio::test]
+async fn rule_update_clears_on_empty_string_and_keeps_absent_or_null() {
+    let (_emu, api) = start().await;
+    let fid = api.filter("f1").await;
+    let full = json!({"source_cidr_block": "10.0.0.0/8", "destination_cidr_block": "192.168.0.0/16",
+        "source_port_range": "80", "destination_port_range": "1024-65535", "description": "web"});
+    let rule = create_rule(&api, &fid, full.clone()).await;
+    let id = rule["id"].as_str().expect("id").to_string();
+    let same = |v: &Value| {
+        for (k, want) in full.as_object().into_iter().flatten() {
+            assert_eq!(&v[k], want, "{k} must be unchanged: {v}");
+        }
+    };
+    // Absent, and null, leave every field as it was.
+    same(&update_rule(&api, &id, json!({"priority": 9})).await);
+    let nulls = json!({"source_cidr_block": null, "destination_cidr_block": null,
+        "source_port_range": null, "destination_port_range": null, "description": null});
+    same(&update_rule(&api, &id, nulls).await);
+    same(&read_rule(&api, &fid, &id).await);
+    // "" clears: CIDR and port fields disappear from every answer, description becomes "".
+    let u = update_rule(
+        &api,
+        &id,
+        json!({"source_cidr_block": "", "destination_port_range": "", "description": ""}),
+    )
+    .await;
+    for v in [u, read_rule(&api, &fid, &id).await] {
+        assert!(v.get("source_cidr_block").is_none(), "{v}");
+        assert!(v.get("destination_port_range").is_none(), "{v}");
+        assert_eq!(v["description"], "");
+        assert_eq!(v["destination_cidr_block"], "192.168.0.0/16");
+        assert_eq!(v["source_port_range"], "80");
+        assert_eq!(v["priority"], 9);
+    }
+    let u = update_rule(
+        &api,
+        &id,
+        json!({"destination_cidr_block": "", "source_port_range": ""}),
+    )
+    .await;
+    // Now it answers like a rule created without any of them.
+    let bare = create_rule(&api, &fid, json!({"priority": 9})).await;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&u), keys(&bare));
+    assert_eq!(u["description"], bare["description"]);
+    // A cleared field can be set again.
+    let u = update_rule(&api, &id, json!({"source_cidr_block": "172.16.0.0/12"})).await;
+    assert_eq!(u["source_cidr_block"], "172.16.0.0/12");
+}
+
+#[tokio::test]
 async fn validation_edges() {
     let (_emu, api) = start().await;
     let fid = api.filter("f").await;

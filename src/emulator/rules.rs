@@ -9,7 +9,19 @@
 //!   send `tcp`/`all` and read the same back. `ethertype` is matched case-insensitively and
 //!   answered in canonical case (`ipv4` → `IPv4`), as the reference says. CIDRs and port ranges
 //!   are trimmed; a CIDR must match the ethertype.
-//! - Unset CIDR and port fields are left out of answers. On update an empty string clears one.
+//! - Unset CIDR and port fields are left out of answers.
+//! - Update is a patch. For `source_cidr_block`, `destination_cidr_block`, `source_port_range`,
+//!   `destination_port_range` and `description`: a field that is absent or JSON `null` is left
+//!   unchanged; the empty string `""` (also after trimming, for CIDRs and ports) clears it, and the
+//!   answer is then the one of a rule created without it: the CIDR and port fields are left out,
+//!   and `description` is `""` (it is always answered, as for a rule created without one).
+//!   Huawei's page for the update call (`UpdateTrafficMirrorFilterRule`) marks every field
+//!   optional and says nothing about clearing; the official SDK's
+//!   `UpdateTrafficMirrorFilterRuleOption` leaves unset (`None`) fields out of the body, so it can
+//!   send `""` but never `null`; the Terraform provider's update sends `description` always (so
+//!   `""` when removed) but drops empty CIDR/port fields (`utils.ValueIngoreEmpty`), which is why
+//!   removing one there leaves the old value. `""` is therefore the only way a client can ask for
+//!   a clear, and the emulator honours it. See README.md, "The VPC traffic-mirror emulator".
 //! - `traffic_mirror_filter_id` and `direction` cannot change: an update that sends a different
 //!   value is a 400 `VPC.1202`; sending the current value is accepted and ignored.
 
@@ -369,6 +381,104 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.protocol, "ALL");
+    }
+
+    /// The fields an update can clear with `""`.
+    const CLEARABLE: [&str; 5] = [
+        "source_cidr_block",
+        "destination_cidr_block",
+        "source_port_range",
+        "destination_port_range",
+        "description",
+    ];
+
+    /// A filter with one ingress rule that sets every clearable field: (data, filter id, rule).
+    fn full_rule() -> (Data, String, Rule) {
+        let (mut d, fid) = setup();
+        let full = json!({"traffic_mirror_filter_id": fid, "direction": "ingress",
+            "source_cidr_block": "10.0.0.0/8", "destination_cidr_block": "192.168.0.0/16",
+            "source_port_range": "80", "destination_port_range": "1024-65535",
+            "description": "web"});
+        let r = create(&mut d, P, &fields(full), now()).unwrap();
+        (d, fid, r)
+    }
+
+    #[test]
+    fn update_keeps_fields_that_are_absent_or_null() {
+        let (mut d, _, r) = full_rule();
+        let before = serde_json::to_value(&r).unwrap();
+        let u = update(&mut d, P, &r.id, &fields(json!({"priority": 2})), now()).unwrap();
+        let nulls: serde_json::Map<String, Value> = CLEARABLE
+            .iter()
+            .map(|k| ((*k).to_owned(), Value::Null))
+            .collect();
+        let n = update(&mut d, P, &r.id, &fields(Value::Object(nulls)), now()).unwrap();
+        for k in CLEARABLE {
+            assert_eq!(
+                serde_json::to_value(&u).unwrap()[k],
+                before[k],
+                "absent {k}"
+            );
+            assert_eq!(serde_json::to_value(&n).unwrap()[k], before[k], "null {k}");
+        }
+    }
+
+    #[test]
+    fn update_clears_on_empty_string_like_a_rule_created_without() {
+        let (mut d, fid, r) = full_rule();
+        let before = serde_json::to_value(&r).unwrap();
+        // "" clears each field on its own; the others stay.
+        for (i, k) in CLEARABLE.iter().enumerate() {
+            let c = update(&mut d, P, &r.id, &fields(json!({ *k: "" })), now()).unwrap();
+            let v = serde_json::to_value(&c).unwrap();
+            if *k == "description" {
+                assert_eq!(
+                    v[k], "",
+                    "a cleared description is answered like an unset one"
+                );
+            } else {
+                assert!(v.get(*k).is_none(), "{k} left out once cleared: {v}");
+            }
+            for later in &CLEARABLE[i + 1..] {
+                assert_eq!(
+                    v[*later], before[*later],
+                    "{later} kept while {k} is cleared"
+                );
+            }
+        }
+        let bare = create(
+            &mut d,
+            P,
+            &fields(json!({"traffic_mirror_filter_id": fid, "direction": "ingress"})),
+            now(),
+        )
+        .unwrap();
+        let strip = |r: &Rule| {
+            let mut v = serde_json::to_value(r).unwrap();
+            for k in ["id", "created_at", "updated_at"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        };
+        assert_eq!(strip(get(&d, P, &r.id).unwrap()), strip(&bare));
+        // Whitespace only counts as empty for CIDRs and ports.
+        update(
+            &mut d,
+            P,
+            &r.id,
+            &fields(json!({"source_port_range": "22"})),
+            now(),
+        )
+        .unwrap();
+        let w = update(
+            &mut d,
+            P,
+            &r.id,
+            &fields(json!({"source_port_range": "  "})),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(w.source_port_range, None);
     }
 
     #[test]
