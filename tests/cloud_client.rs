@@ -369,6 +369,32 @@ async fn filter_and_rule_operations_round_trip() {
     assert_eq!((changed.priority, changed.action.as_str()), (6, "reject"));
     assert_eq!(changed.destination_port_range.as_deref(), Some("80-443"));
 
+    // `Some("")` clears an optional field (sent as ""), `None` leaves it out of the body; the
+    // protocol comes back in the case it was sent.
+    let cleared = c
+        .update_rule(
+            &rule.id,
+            &UpdateRuleRequest {
+                destination_port_range: Some(String::new()),
+                description: Some(String::new()),
+                protocol: Some("udp".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("clear rule fields");
+    assert_eq!(
+        cleared.destination_port_range, None,
+        "cleared range is absent"
+    );
+    assert_eq!(cleared.description, "");
+    assert_eq!(cleared.protocol, "udp");
+    assert_eq!(
+        cleared.destination_cidr_block.as_deref(),
+        Some("10.0.0.0/8")
+    );
+    assert_eq!(c.show_rule(&rule.id).await.expect("show rule"), cleared);
+
     let rules = c
         .list_all_rules(ListRulesQuery {
             traffic_mirror_filter_id: Some(f.id.clone()),
@@ -385,10 +411,10 @@ async fn filter_and_rule_operations_round_trip() {
         })
         .await
         .expect("list ingress rules");
-    assert_eq!(ingress_only, vec![changed.clone()]);
+    assert_eq!(ingress_only, vec![cleared.clone()]);
 
     let shown = c.show_filter(&f.id).await.expect("show filter with rules");
-    assert_eq!(shown.ingress_rules, vec![changed.clone()]);
+    assert_eq!(shown.ingress_rules, vec![cleared.clone()]);
     assert_eq!(shown.egress_rules, vec![egress.clone()]);
 
     c.delete_rule(&rule.id).await.expect("delete rule");
@@ -727,4 +753,22 @@ proptest! {
             }
         }
     }
+}
+
+/// The client can say "clear this field": `Some("")` is sent as `""` and read back as `Some("")`,
+/// while `None` is left out of the body.
+#[test]
+fn update_rule_request_keeps_empty_strings_apart_from_absent() {
+    let clear = UpdateRuleRequest {
+        source_cidr_block: Some(String::new()),
+        description: Some(String::new()),
+        ..Default::default()
+    };
+    let v = serde_json::to_value(&clear).expect("serialize");
+    assert_eq!(v, json!({"source_cidr_block": "", "description": ""}));
+    let back: UpdateRuleRequest = serde_json::from_value(v).expect("deserialize");
+    assert_eq!(back, clear);
+    let absent: UpdateRuleRequest =
+        serde_json::from_value(json!({"source_cidr_block": null})).expect("deserialize null");
+    assert_eq!(absent, UpdateRuleRequest::default());
 }

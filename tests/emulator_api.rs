@@ -223,7 +223,10 @@ async fn crud_round_trip_with_documented_shapes() {
     r.expect(201, "");
     let rule = &r.body["traffic_mirror_filter_rule"];
     assert_eq!(rule["ethertype"], "IPv6");
-    assert_eq!(rule["protocol"], "ICMPV6");
+    assert_eq!(
+        rule["protocol"], "icmpv6",
+        "protocol keeps the case it was sent"
+    );
     assert_eq!(rule["destination_cidr_block"], "::/0");
     assert_eq!(rule["priority"], 7);
     for absent in [
@@ -307,6 +310,152 @@ async fn crud_round_trip_with_documented_shapes() {
     api.call("GET", &format!("/traffic-mirror-sessions/{id}"), None)
         .await
         .expect(404, "VPC.1001");
+}
+
+/// Create a rule with `fields` (plus filter and direction) and answer its JSON.
+async fn create_rule(api: &Api, fid: &str, fields: Value) -> Value {
+    let mut body = json!({"traffic_mirror_filter_id": fid, "direction": "ingress"});
+    if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), fields) {
+        b.extend(extra);
+    }
+    let r = api
+        .call(
+            "POST",
+            "/traffic-mirror-filter-rules",
+            Some(json!({ "traffic_mirror_filter_rule": body })),
+        )
+        .await;
+    r.expect(201, "");
+    r.body["traffic_mirror_filter_rule"].clone()
+}
+
+/// The rule as show, list and the filter's `ingress_rules` answer it (all three must agree).
+async fn read_rule(api: &Api, fid: &str, id: &str) -> Value {
+    let shown = api
+        .call("GET", &format!("/traffic-mirror-filter-rules/{id}"), None)
+        .await;
+    shown.expect(200, "");
+    let shown = shown.body["traffic_mirror_filter_rule"].clone();
+    let listed = api
+        .call(
+            "GET",
+            &format!("/traffic-mirror-filter-rules?id={id}"),
+            None,
+        )
+        .await;
+    assert_eq!(listed.body["traffic_mirror_filter_rules"], json!([shown]));
+    let filter = api
+        .call("GET", &format!("/traffic-mirror-filters/{fid}"), None)
+        .await;
+    let in_filter = filter.body["traffic_mirror_filter"]["ingress_rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["id"] == id).cloned());
+    assert_eq!(in_filter, Some(shown.clone()));
+    shown
+}
+
+/// PUT `fields` on rule `id`, expect 200 and answer the updated rule.
+async fn update_rule(api: &Api, id: &str, fields: Value) -> Value {
+    let r = api
+        .call(
+            "PUT",
+            &format!("/traffic-mirror-filter-rules/{id}"),
+            Some(json!({ "traffic_mirror_filter_rule": fields })),
+        )
+        .await;
+    r.expect(200, "");
+    r.body["traffic_mirror_filter_rule"].clone()
+}
+
+#[tokio::test]
+async fn rule_protocol_round_trips_in_the_case_it_was_sent() {
+    let (_emu, api) = start().await;
+    let fid = api.filter("f1").await;
+    let rule = create_rule(&api, &fid, json!({"protocol": "tcp", "ethertype": "ipv4"})).await;
+    assert_eq!(
+        (&rule["protocol"], &rule["ethertype"]),
+        (&json!("tcp"), &json!("IPv4"))
+    );
+    let id = rule["id"].as_str().expect("id").to_string();
+    assert_eq!(read_rule(&api, &fid, &id).await["protocol"], "tcp");
+    // A list filter on protocol is an exact match on what was stored.
+    let r = api
+        .call("GET", "/traffic-mirror-filter-rules?protocol=tcp", None)
+        .await;
+    assert_eq!(r.body["traffic_mirror_filter_rules"][0]["id"], id.as_str());
+    for sent in ["all", "Udp", "ICMP", "icmpv6"] {
+        let u = update_rule(&api, &id, json!({"protocol": sent})).await;
+        assert_eq!(u["protocol"], sent);
+        assert_eq!(read_rule(&api, &fid, &id).await["protocol"], sent);
+    }
+    // Surrounding blanks are trimmed; an unknown protocol is refused in any case.
+    assert_eq!(
+        update_rule(&api, &id, json!({"protocol": " tcp "})).await["protocol"],
+        "tcp"
+    );
+    api.call(
+        "PUT",
+        &format!("/traffic-mirror-filter-rules/{id}"),
+        Some(json!({"traffic_mirror_filter_rule": {"protocol": "sctp"}})),
+    )
+    .await
+    .expect(400, "VPC.0002");
+    // Without a protocol a rule gets the documented default.
+    assert_eq!(create_rule(&api, &fid, json!({})).await["protocol"], "ALL");
+}
+
+#[tokio::test]
+async fn rule_update_clears_on_empty_string_and_keeps_absent_or_null() {
+    let (_emu, api) = start().await;
+    let fid = api.filter("f1").await;
+    let full = json!({"source_cidr_block": "10.0.0.0/8", "destination_cidr_block": "192.168.0.0/16",
+        "source_port_range": "80", "destination_port_range": "1024-65535", "description": "web"});
+    let rule = create_rule(&api, &fid, full.clone()).await;
+    let id = rule["id"].as_str().expect("id").to_string();
+    let same = |v: &Value| {
+        for (k, want) in full.as_object().into_iter().flatten() {
+            assert_eq!(&v[k], want, "{k} must be unchanged: {v}");
+        }
+    };
+    // Absent, and null, leave every field as it was.
+    same(&update_rule(&api, &id, json!({"priority": 9})).await);
+    let nulls = json!({"source_cidr_block": null, "destination_cidr_block": null,
+        "source_port_range": null, "destination_port_range": null, "description": null});
+    same(&update_rule(&api, &id, nulls).await);
+    same(&read_rule(&api, &fid, &id).await);
+    // "" clears: CIDR and port fields disappear from every answer, description becomes "".
+    let u = update_rule(
+        &api,
+        &id,
+        json!({"source_cidr_block": "", "destination_port_range": "", "description": ""}),
+    )
+    .await;
+    for v in [u, read_rule(&api, &fid, &id).await] {
+        assert!(v.get("source_cidr_block").is_none(), "{v}");
+        assert!(v.get("destination_port_range").is_none(), "{v}");
+        assert_eq!(v["description"], "");
+        assert_eq!(v["destination_cidr_block"], "192.168.0.0/16");
+        assert_eq!(v["source_port_range"], "80");
+        assert_eq!(v["priority"], 9);
+    }
+    let u = update_rule(
+        &api,
+        &id,
+        json!({"destination_cidr_block": "", "source_port_range": ""}),
+    )
+    .await;
+    // Now it answers like a rule created without any of them.
+    let bare = create_rule(&api, &fid, json!({"priority": 9})).await;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&u), keys(&bare));
+    assert_eq!(u["description"], bare["description"]);
+    // A cleared field can be set again.
+    let u = update_rule(&api, &id, json!({"source_cidr_block": "172.16.0.0/12"})).await;
+    assert_eq!(u["source_cidr_block"], "172.16.0.0/12");
 }
 
 #[tokio::test]

@@ -14,7 +14,8 @@ use traffic_mirror_operator::emulator::{EmulatorConfig, serve};
 /// signature checks, for tests and local development.
 ///
 /// The API is served under /v3/{project_id}/vpc/. On a loopback address an unauthenticated admin
-/// API is served under /_emulator/ (calls, faults, reset, state, healthz); see docs/emulator.md.
+/// API is served under /_emulator/ (calls, faults, reset, state, healthz); see the README's section
+/// "The VPC traffic-mirror emulator".
 #[derive(Debug, Parser)]
 #[command(name = "hwc-vpc-emulator", version)]
 struct Cli {

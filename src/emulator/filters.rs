@@ -3,13 +3,11 @@
 //! `ingress_rules` and `egress_rules`.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::errors::{self, ApiError};
 use super::list::{Kind, Listable};
-use super::rules::{self, Rule};
-use super::store::Data;
+use super::records::{Data, EGRESS, Filter, INGRESS, Rule};
 use super::validate::{self, Fields};
 
 /// Wrapper key of request and response bodies.
@@ -28,26 +26,6 @@ pub const LIST_FILTERS: &[(&str, Kind)] = &[
     ("updated_at", Kind::Str),
 ];
 
-/// A stored traffic mirror filter (its rules are stored separately, see [`view`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filter {
-    /// UUID.
-    pub id: String,
-    /// Owning project.
-    pub project_id: String,
-    /// Name (1-64 of letters, digits, `_-.`).
-    pub name: String,
-    /// Description (0-255, no `<>`).
-    pub description: String,
-    /// Filter type.
-    #[serde(rename = "type")]
-    pub source_type: String,
-    /// Creation time.
-    pub created_at: String,
-    /// Last update time.
-    pub updated_at: String,
-}
-
 impl Listable for Filter {
     fn id(&self) -> &str {
         &self.id
@@ -65,7 +43,7 @@ impl Listable for Filter {
     }
 }
 
-/// The answered shape of a filter: its fields plus its rules by direction (creation order).
+/// The answered shape of a filter (the stored [`Filter`] keeps no rules): its fields plus its rules by direction (creation order).
 pub fn view(data: &Data, filter: &Filter) -> Value {
     let rules_in = |direction: &str| -> Vec<&Rule> {
         data.rules
@@ -82,8 +60,8 @@ pub fn view(data: &Data, filter: &Filter) -> Value {
         "project_id": filter.project_id,
         "name": filter.name,
         "description": filter.description,
-        "ingress_rules": rules_in(rules::INGRESS),
-        "egress_rules": rules_in(rules::EGRESS),
+        "ingress_rules": rules_in(INGRESS),
+        "egress_rules": rules_in(EGRESS),
         "type": filter.source_type,
         "created_at": filter.created_at,
         "updated_at": filter.updated_at,
@@ -195,7 +173,7 @@ pub fn delete(data: &mut Data, project: &str, id: &str) -> Result<(), ApiError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::sessions;
+    use crate::emulator::records::fixtures;
     use chrono::TimeZone;
 
     const P: &str = "proj";
@@ -212,18 +190,13 @@ mod tests {
     fn filter_view_lists_rules_by_direction() {
         let mut d = Data::default();
         let f = create(&mut d, P, &fields(WRAPPER, json!({"name": "f"})), now()).unwrap();
-        for dir in ["ingress", "egress", "ingress"] {
-            rules::create(
-                &mut d,
-                P,
-                &fields(
-                    rules::WRAPPER,
-                    json!({"traffic_mirror_filter_id": f.id, "direction": dir}),
-                ),
-                now(),
-            )
-            .unwrap();
+        for (i, dir) in ["ingress", "egress", "ingress"].into_iter().enumerate() {
+            d.rules
+                .push(fixtures::rule(P, &format!("r{i}"), &f.id, dir));
         }
+        // A rule of another filter is not listed.
+        d.rules
+            .push(fixtures::rule(P, "other", "f-other", "ingress"));
         let v = view(&d, &f);
         assert_eq!(v["ingress_rules"].as_array().unwrap().len(), 2);
         assert_eq!(v["egress_rules"].as_array().unwrap().len(), 1);
@@ -235,30 +208,11 @@ mod tests {
     fn filter_in_use_cannot_be_deleted_and_delete_cascades_rules() {
         let mut d = Data::default();
         let f = create(&mut d, P, &fields(WRAPPER, json!({"name": "f"})), now()).unwrap();
-        rules::create(
-            &mut d,
-            P,
-            &fields(
-                rules::WRAPPER,
-                json!({"traffic_mirror_filter_id": f.id, "direction": "egress"}),
-            ),
-            now(),
-        )
-        .unwrap();
-        let s = sessions::create(
-            &mut d,
-            P,
-            &fields(
-                sessions::WRAPPER,
-                json!({"name": "s", "traffic_mirror_filter_id": f.id, "traffic_mirror_sources": [],
-                       "traffic_mirror_target_id": "t", "traffic_mirror_target_type": "eni", "priority": 1}),
-            ),
-            now(),
-        )
-        .unwrap();
+        d.rules.push(fixtures::rule(P, "r1", &f.id, "egress"));
+        d.sessions.push(fixtures::session(P, "s1", &f.id));
         let e = delete(&mut d, P, &f.id).unwrap_err();
         assert_eq!((e.status.as_u16(), e.code.as_str()), (409, "VPC.1103"));
-        sessions::delete(&mut d, P, &s.id).unwrap();
+        d.sessions.clear();
         delete(&mut d, P, &f.id).unwrap();
         assert!(d.rules.is_empty());
         assert_eq!(delete(&mut d, P, &f.id).unwrap_err().code, "VPC.1101");

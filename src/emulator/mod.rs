@@ -14,19 +14,42 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`server`] (router, pipeline, connection loop), [`auth`] (signature verification),
-//! [`store`] (data + persistence), [`sessions`], [`filters`], [`rules`] (the operations),
-//! [`validate`] (field rules), [`list`] (query filters, pagination), [`admin`] (admin API,
-//! faults, call log), [`errors`] (the error-code table).
+//! Modules: [`server`] (router, pipeline, per-collection dispatch, connection loop), [`admin`]
+//! (admin API routes), [`state`] (the shared [`AppState`]: verifier, store, call log, fault
+//! queue), [`auth`] (signature verification), [`store`] (persistence), [`records`] (the stored
+//! record types and [`Data`]), [`sessions`], [`filters`], [`rules`] (the operations),
+//! [`validate`] (field rules), [`list`] (query filters, pagination), [`errors`] (the error-code
+//! table).
+//!
+//! Module dependencies (`A → B`: A uses B; unit tests included). The graph is acyclic, and the
+//! three operation modules do not use one another:
+//!
+//! ```text
+//! mod (this file) → server, state, store, auth
+//! server   → admin, state, store, records, sessions, filters, rules, list, validate, errors
+//! admin    → state, records, errors
+//! state    → auth, store, errors
+//! sessions → records, list, validate, errors
+//! filters  → records, list, validate, errors
+//! rules    → records, list, validate, errors
+//! store    → records, errors
+//! records  → errors
+//! list     → validate, errors
+//! auth     → errors            (and crate::cloud::signer)
+//! validate → errors
+//! errors   → (nothing)
+//! ```
 
 pub mod admin;
 pub mod auth;
 pub mod errors;
 pub mod filters;
 pub mod list;
+pub mod records;
 pub mod rules;
 pub mod server;
 pub mod sessions;
+pub mod state;
 pub mod store;
 pub mod validate;
 
@@ -37,9 +60,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use admin::{CallRecord, FaultSpec};
 pub use errors::ApiError;
-pub use server::{AppState, router};
+pub use records::{Data, Filter, Rule, Session};
+pub use server::router;
+pub use state::{AppState, CallLog, CallRecord, FaultSpec, Faults, PendingFault};
 
 /// How to run an emulator.
 #[derive(Clone)]
@@ -106,8 +130,8 @@ impl EmulatorConfig {
             project_id: self.project_id.clone(),
             verifier: auth::Verifier::new(&self.credentials),
             store: store::Store::open(self.state_file.clone())?,
-            calls: admin::CallLog::default(),
-            faults: admin::Faults::default(),
+            calls: CallLog::default(),
+            faults: Faults::default(),
         }))
     }
 }

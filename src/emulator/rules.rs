@@ -4,32 +4,41 @@
 //!   `direction`, as the shared reference says. Huawei's newer pages also mark `protocol`,
 //!   `ethertype`, `action` and `priority` mandatory; the emulator defaults them instead
 //!   (`ALL`, `IPv4`, `accept`, `1`) so either kind of client works.
-//! - `ethertype` and `protocol` are matched case-insensitively and answered in canonical case
-//!   (`IPv4`, `TCP`); CIDRs and port ranges are trimmed; a CIDR must match the ethertype.
-//! - Unset CIDR and port fields are left out of answers. On update an empty string clears one.
+//! - `protocol` is matched case-insensitively and kept exactly as sent, trimmed (`tcp` is answered
+//!   `tcp`, `TCP` is answered `TCP`): the real API does this, and Terraform's acceptance tests
+//!   send `tcp`/`all` and read the same back. `ethertype` is matched case-insensitively and
+//!   answered in canonical case (`ipv4` → `IPv4`), as the reference says. CIDRs and port ranges
+//!   are trimmed; a CIDR must match the ethertype.
+//! - Unset CIDR and port fields are left out of answers.
+//! - Update is a patch. For `source_cidr_block`, `destination_cidr_block`, `source_port_range`,
+//!   `destination_port_range` and `description`: a field that is absent or JSON `null` is left
+//!   unchanged; the empty string `""` (also after trimming, for CIDRs and ports) clears it, and the
+//!   answer is then the one of a rule created without it: the CIDR and port fields are left out,
+//!   and `description` is `""` (it is always answered, as for a rule created without one).
+//!   Huawei's page for the update call (`UpdateTrafficMirrorFilterRule`) marks every field
+//!   optional and says nothing about clearing; the official SDK's
+//!   `UpdateTrafficMirrorFilterRuleOption` leaves unset (`None`) fields out of the body, so it can
+//!   send `""` but never `null`; the Terraform provider's update sends `description` always (so
+//!   `""` when removed) but drops empty CIDR/port fields (`utils.ValueIngoreEmpty`), which is why
+//!   removing one there leaves the old value. `""` is therefore the only way a client can ask for
+//!   a clear, and the emulator honours it. See README.md, "The VPC traffic-mirror emulator".
 //! - `traffic_mirror_filter_id` and `direction` cannot change: an update that sends a different
 //!   value is a 400 `VPC.1202`; sending the current value is accepted and ignored.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::errors::{self, ApiError};
 use super::list::{Kind, Listable};
-use super::sessions::require_filter;
-use super::store::Data;
+use super::records::{Data, EGRESS, INGRESS, Rule};
 use super::validate::{self, Fields};
 
 /// Wrapper key of request and response bodies.
 pub const WRAPPER: &str = "traffic_mirror_filter_rule";
 /// Wrapper key of list responses.
 pub const LIST_KEY: &str = "traffic_mirror_filter_rules";
-/// Inbound direction.
-pub const INGRESS: &str = "ingress";
-/// Outbound direction.
-pub const EGRESS: &str = "egress";
 /// Allowed directions.
 pub const DIRECTIONS: &[&str] = &[INGRESS, EGRESS];
-/// Allowed protocols (canonical case).
+/// Allowed protocols, as documented; matched in any case and kept as sent.
 pub const PROTOCOLS: &[&str] = &["TCP", "UDP", "ICMP", "ICMPV6", "ALL"];
 /// Allowed ethertypes (canonical case).
 pub const ETHERTYPES: &[&str] = &["IPv4", "IPv6"];
@@ -52,45 +61,6 @@ pub const LIST_FILTERS: &[(&str, Kind)] = &[
     ("action", Kind::Str),
     ("priority", Kind::Int),
 ];
-
-/// A traffic mirror filter rule, as stored and as answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rule {
-    /// UUID.
-    pub id: String,
-    /// Owning project.
-    pub project_id: String,
-    /// Description (0-255, no `<>`).
-    pub description: String,
-    /// The filter the rule belongs to (immutable).
-    pub traffic_mirror_filter_id: String,
-    /// `ingress` or `egress` (immutable).
-    pub direction: String,
-    /// Source CIDR; left out of answers when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_cidr_block: Option<String>,
-    /// Destination CIDR; left out of answers when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination_cidr_block: Option<String>,
-    /// Source ports (`80` or `80-200`); left out of answers when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_port_range: Option<String>,
-    /// Destination ports; left out of answers when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination_port_range: Option<String>,
-    /// `IPv4` or `IPv6`.
-    pub ethertype: String,
-    /// `TCP`, `UDP`, `ICMP`, `ICMPV6` or `ALL`.
-    pub protocol: String,
-    /// `accept` (mirror) or `reject`.
-    pub action: String,
-    /// 1-65535, smaller wins.
-    pub priority: i64,
-    /// Creation time.
-    pub created_at: String,
-    /// Last update time.
-    pub updated_at: String,
-}
 
 impl Listable for Rule {
     fn id(&self) -> &str {
@@ -160,7 +130,7 @@ impl Mutable {
         }
         let protocol = f
             .string("protocol")?
-            .map(|p| validate::normalize_enum(&f.path("protocol"), &p, PROTOCOLS))
+            .map(|p| validate::check_enum_any_case(&f.path("protocol"), &p, PROTOCOLS))
             .transpose()?;
         let ethertype = f
             .string("ethertype")?
@@ -257,12 +227,7 @@ pub fn create(
     let filter_id = f.required_string("traffic_mirror_filter_id")?;
     let direction = f.required_string("direction")?;
     validate::check_enum(&f.path("direction"), &direction, DIRECTIONS)?;
-    require_filter(
-        data,
-        project,
-        &f.path("traffic_mirror_filter_id"),
-        &filter_id,
-    )?;
+    data.require_filter(project, &f.path("traffic_mirror_filter_id"), &filter_id)?;
     let m = Mutable::parse(f)?;
     let ts = validate::timestamp(now);
     let mut rule = Rule {
@@ -333,7 +298,7 @@ pub fn delete(data: &mut Data, project: &str, id: &str) -> Result<(), ApiError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::filters;
+    use crate::emulator::records::fixtures;
     use chrono::TimeZone;
     use serde_json::{Value, json};
 
@@ -349,17 +314,8 @@ mod tests {
 
     fn setup() -> (Data, String) {
         let mut d = Data::default();
-        let f = filters::create(
-            &mut d,
-            P,
-            &Fields::from_map(
-                filters::WRAPPER,
-                json!({"name": "f"}).as_object().unwrap().clone(),
-            ),
-            now(),
-        )
-        .unwrap();
-        (d, f.id)
+        d.filters.push(fixtures::filter(P, "f1"));
+        (d, "f1".to_owned())
     }
 
     #[test]
@@ -376,12 +332,153 @@ mod tests {
         .unwrap();
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["ethertype"], "IPv4");
-        assert_eq!(v["protocol"], "TCP");
+        assert_eq!(
+            v["protocol"], "tcp",
+            "protocol is kept in the case it was sent"
+        );
         assert_eq!(v["source_cidr_block"], "10.0.0.0/8");
         assert_eq!(v["priority"], 100);
         assert!(v.get("destination_cidr_block").is_none());
         assert!(v.get("source_port_range").is_none());
         assert_eq!(v["destination_port_range"], "80-443");
+    }
+
+    #[test]
+    fn protocol_keeps_the_case_it_was_sent_and_ethertype_is_canonical() {
+        let (mut d, fid) = setup();
+        let r = create(
+            &mut d,
+            P,
+            &fields(
+                json!({"traffic_mirror_filter_id": fid, "direction": "egress",
+                           "protocol": " all ", "ethertype": "IPV6"}),
+            ),
+            now(),
+        )
+        .unwrap();
+        assert_eq!((r.protocol.as_str(), r.ethertype.as_str()), ("all", "IPv6"));
+        for sent in ["tcp", "Udp", "ICMPV6", "icmp", "ALL"] {
+            let u = update(&mut d, P, &r.id, &fields(json!({"protocol": sent})), now()).unwrap();
+            assert_eq!(u.protocol, sent);
+            assert_eq!(get(&d, P, &r.id).unwrap().protocol, sent);
+        }
+        let e = update(
+            &mut d,
+            P,
+            &r.id,
+            &fields(json!({"protocol": "sctp"})),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "VPC.0002");
+        assert_eq!(get(&d, P, &r.id).unwrap().protocol, "ALL");
+        // Absent: the documented default, in the documented case.
+        let r = create(
+            &mut d,
+            P,
+            &fields(json!({"traffic_mirror_filter_id": fid, "direction": "egress"})),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(r.protocol, "ALL");
+    }
+
+    /// The fields an update can clear with `""`.
+    const CLEARABLE: [&str; 5] = [
+        "source_cidr_block",
+        "destination_cidr_block",
+        "source_port_range",
+        "destination_port_range",
+        "description",
+    ];
+
+    /// A filter with one ingress rule that sets every clearable field: (data, filter id, rule).
+    fn full_rule() -> (Data, String, Rule) {
+        let (mut d, fid) = setup();
+        let full = json!({"traffic_mirror_filter_id": fid, "direction": "ingress",
+            "source_cidr_block": "10.0.0.0/8", "destination_cidr_block": "192.168.0.0/16",
+            "source_port_range": "80", "destination_port_range": "1024-65535",
+            "description": "web"});
+        let r = create(&mut d, P, &fields(full), now()).unwrap();
+        (d, fid, r)
+    }
+
+    #[test]
+    fn update_keeps_fields_that_are_absent_or_null() {
+        let (mut d, _, r) = full_rule();
+        let before = serde_json::to_value(&r).unwrap();
+        let u = update(&mut d, P, &r.id, &fields(json!({"priority": 2})), now()).unwrap();
+        let nulls: serde_json::Map<String, Value> = CLEARABLE
+            .iter()
+            .map(|k| ((*k).to_owned(), Value::Null))
+            .collect();
+        let n = update(&mut d, P, &r.id, &fields(Value::Object(nulls)), now()).unwrap();
+        for k in CLEARABLE {
+            assert_eq!(
+                serde_json::to_value(&u).unwrap()[k],
+                before[k],
+                "absent {k}"
+            );
+            assert_eq!(serde_json::to_value(&n).unwrap()[k], before[k], "null {k}");
+        }
+    }
+
+    #[test]
+    fn update_clears_on_empty_string_like_a_rule_created_without() {
+        let (mut d, fid, r) = full_rule();
+        let before = serde_json::to_value(&r).unwrap();
+        // "" clears each field on its own; the others stay.
+        for (i, k) in CLEARABLE.iter().enumerate() {
+            let c = update(&mut d, P, &r.id, &fields(json!({ *k: "" })), now()).unwrap();
+            let v = serde_json::to_value(&c).unwrap();
+            if *k == "description" {
+                assert_eq!(
+                    v[k], "",
+                    "a cleared description is answered like an unset one"
+                );
+            } else {
+                assert!(v.get(*k).is_none(), "{k} left out once cleared: {v}");
+            }
+            for later in &CLEARABLE[i + 1..] {
+                assert_eq!(
+                    v[*later], before[*later],
+                    "{later} kept while {k} is cleared"
+                );
+            }
+        }
+        let bare = create(
+            &mut d,
+            P,
+            &fields(json!({"traffic_mirror_filter_id": fid, "direction": "ingress"})),
+            now(),
+        )
+        .unwrap();
+        let strip = |r: &Rule| {
+            let mut v = serde_json::to_value(r).unwrap();
+            for k in ["id", "created_at", "updated_at"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        };
+        assert_eq!(strip(get(&d, P, &r.id).unwrap()), strip(&bare));
+        // Whitespace only counts as empty for CIDRs and ports.
+        update(
+            &mut d,
+            P,
+            &r.id,
+            &fields(json!({"source_port_range": "22"})),
+            now(),
+        )
+        .unwrap();
+        let w = update(
+            &mut d,
+            P,
+            &r.id,
+            &fields(json!({"source_port_range": "  "})),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(w.source_port_range, None);
     }
 
     #[test]

@@ -21,17 +21,18 @@ use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use super::admin::{self, CallLog, CallRecord, FaultSpec, Faults};
-use super::auth::Verifier;
+use super::admin;
 use super::errors::{self, ApiError};
 use super::list::ListQuery;
+use super::records::Session;
+use super::state::{AppState, CallRecord, FaultSpec};
 use super::store::Store;
 use super::validate::Fields;
 use super::{filters, rules, sessions};
@@ -41,21 +42,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How long a graceful shutdown waits for open connections before closing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Shared state of one emulator instance.
-#[derive(Debug)]
-pub struct AppState {
-    /// The project every credential owns.
-    pub project_id: String,
-    /// Signature verifier with the accepted credentials.
-    pub verifier: Verifier,
-    /// Sessions, filters, rules (optionally persisted).
-    pub store: Store,
-    /// Every API call so far.
-    pub calls: CallLog,
-    /// Pending injected faults.
-    pub faults: Faults,
-}
 
 /// Marker extension on a response whose connection must be closed without answering.
 #[derive(Debug, Clone, Copy)]
@@ -347,121 +333,144 @@ fn no_content() -> Handled {
     Ok((StatusCode::NO_CONTENT, None))
 }
 
+/// Run the operation `route` asks for, on the collection it names.
 fn dispatch(st: &AppState, route: &Route, query: &str, body: &[u8]) -> Handled {
-    let p = route.project.as_str();
-    let now = Utc::now();
-    let store = &st.store;
+    let call = Call {
+        store: &st.store,
+        project: route.project.as_str(),
+        query,
+        body,
+        now: Utc::now(),
+    };
     match route.collection {
-        Collection::Sessions => {
-            let w = sessions::WRAPPER;
-            let one = |s: sessions::Session| json!({ w: s });
-            match &route.op {
-                Op::List => {
-                    let q = ListQuery::parse(query, sessions::LIST_FILTERS)?;
-                    let v = store.read(|d| {
-                        let (page, info) = q.page(&sessions::all(d, p))?;
-                        Ok::<_, ApiError>(json!({ sessions::LIST_KEY: page, "page_info": info }))
-                    })?;
-                    ok(v)
-                }
-                Op::Create => {
-                    let f = Fields::parse(body, w)?;
-                    created(one(store.mutate(|d| sessions::create(d, p, &f, now))?))
-                }
-                Op::Show(id) => ok(one(store.read(|d| sessions::get(d, p, id).cloned())?)),
-                Op::Update(id) => {
-                    let f = Fields::parse(body, w)?;
-                    ok(one(store.mutate(|d| sessions::update(d, p, id, &f, now))?))
-                }
-                Op::Delete(id) => {
-                    store.mutate(|d| sessions::delete(d, p, id))?;
-                    no_content()
-                }
-                Op::AddSources(id) => {
-                    let f = Fields::parse(body, w)?;
-                    ok(one(
-                        store.mutate(|d| sessions::add_sources(d, p, id, &f, now))?
-                    ))
-                }
-                Op::RemoveSources(id) => {
-                    let f = Fields::parse(body, w)?;
-                    ok(one(
-                        store.mutate(|d| sessions::remove_sources(d, p, id, &f, now))?
-                    ))
-                }
-            }
+        Collection::Sessions => dispatch_sessions(&call, &route.op),
+        Collection::Filters => dispatch_filters(&call, &route.op),
+        Collection::Rules => dispatch_rules(&call, &route.op),
+    }
+}
+
+/// What one operation works with, besides the operation itself.
+struct Call<'a> {
+    store: &'a Store,
+    project: &'a str,
+    query: &'a str,
+    body: &'a [u8],
+    now: DateTime<Utc>,
+}
+
+/// `traffic-mirror-sessions`: list, create, show, update, delete, add- and remove-sources.
+fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
+    let (store, p, now, w) = (c.store, c.project, c.now, sessions::WRAPPER);
+    let one = |s: Session| json!({ w: s });
+    match op {
+        Op::List => {
+            let q = ListQuery::parse(c.query, sessions::LIST_FILTERS)?;
+            let v = store.read(|d| {
+                let (page, info) = q.page(&sessions::all(d, p))?;
+                Ok::<_, ApiError>(json!({ sessions::LIST_KEY: page, "page_info": info }))
+            })?;
+            ok(v)
         }
-        Collection::Filters => {
-            let w = filters::WRAPPER;
-            match &route.op {
-                Op::List => {
-                    let q = ListQuery::parse(query, filters::LIST_FILTERS)?;
-                    let v = store.read(|d| {
-                        let (page, info) = q.page(&filters::all(d, p))?;
-                        let page: Vec<Value> = page.iter().map(|f| filters::view(d, f)).collect();
-                        Ok::<_, ApiError>(json!({ filters::LIST_KEY: page, "page_info": info }))
-                    })?;
-                    ok(v)
-                }
-                Op::Create => {
-                    let f = Fields::parse(body, w)?;
-                    let v = store.mutate(|d| {
-                        let filter = filters::create(d, p, &f, now)?;
-                        Ok(filters::view(d, &filter))
-                    })?;
-                    created(json!({ w: v }))
-                }
-                Op::Show(id) => {
-                    let v = store.read(|d| filters::get(d, p, id).map(|f| filters::view(d, f)))?;
-                    ok(json!({ w: v }))
-                }
-                Op::Update(id) => {
-                    let f = Fields::parse(body, w)?;
-                    let v = store.mutate(|d| {
-                        let filter = filters::update(d, p, id, &f, now)?;
-                        Ok(filters::view(d, &filter))
-                    })?;
-                    ok(json!({ w: v }))
-                }
-                Op::Delete(id) => {
-                    store.mutate(|d| filters::delete(d, p, id))?;
-                    no_content()
-                }
-                Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
-            }
+        Op::Create => {
+            let f = Fields::parse(c.body, w)?;
+            created(one(store.mutate(|d| sessions::create(d, p, &f, now))?))
         }
-        Collection::Rules => {
-            let w = rules::WRAPPER;
-            match &route.op {
-                Op::List => {
-                    let q = ListQuery::parse(query, rules::LIST_FILTERS)?;
-                    let v = store.read(|d| {
-                        let (page, info) = q.page(&rules::all(d, p))?;
-                        Ok::<_, ApiError>(json!({ rules::LIST_KEY: page, "page_info": info }))
-                    })?;
-                    ok(v)
-                }
-                Op::Create => {
-                    let f = Fields::parse(body, w)?;
-                    let r = store.mutate(|d| rules::create(d, p, &f, now))?;
-                    created(json!({ w: r }))
-                }
-                Op::Show(id) => {
-                    let r = store.read(|d| rules::get(d, p, id).cloned())?;
-                    ok(json!({ w: r }))
-                }
-                Op::Update(id) => {
-                    let f = Fields::parse(body, w)?;
-                    let r = store.mutate(|d| rules::update(d, p, id, &f, now))?;
-                    ok(json!({ w: r }))
-                }
-                Op::Delete(id) => {
-                    store.mutate(|d| rules::delete(d, p, id))?;
-                    no_content()
-                }
-                Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
-            }
+        Op::Show(id) => ok(one(store.read(|d| sessions::get(d, p, id).cloned())?)),
+        Op::Update(id) => {
+            let f = Fields::parse(c.body, w)?;
+            ok(one(store.mutate(|d| sessions::update(d, p, id, &f, now))?))
         }
+        Op::Delete(id) => {
+            store.mutate(|d| sessions::delete(d, p, id))?;
+            no_content()
+        }
+        Op::AddSources(id) => {
+            let f = Fields::parse(c.body, w)?;
+            ok(one(
+                store.mutate(|d| sessions::add_sources(d, p, id, &f, now))?
+            ))
+        }
+        Op::RemoveSources(id) => {
+            let f = Fields::parse(c.body, w)?;
+            ok(one(
+                store.mutate(|d| sessions::remove_sources(d, p, id, &f, now))?
+            ))
+        }
+    }
+}
+
+/// `traffic-mirror-filters`: list, create, show, update, delete; answers embed the rules.
+fn dispatch_filters(c: &Call<'_>, op: &Op) -> Handled {
+    let (store, p, now, w) = (c.store, c.project, c.now, filters::WRAPPER);
+    match op {
+        Op::List => {
+            let q = ListQuery::parse(c.query, filters::LIST_FILTERS)?;
+            let v = store.read(|d| {
+                let (page, info) = q.page(&filters::all(d, p))?;
+                let page: Vec<Value> = page.iter().map(|f| filters::view(d, f)).collect();
+                Ok::<_, ApiError>(json!({ filters::LIST_KEY: page, "page_info": info }))
+            })?;
+            ok(v)
+        }
+        Op::Create => {
+            let f = Fields::parse(c.body, w)?;
+            let v = store.mutate(|d| {
+                let filter = filters::create(d, p, &f, now)?;
+                Ok(filters::view(d, &filter))
+            })?;
+            created(json!({ w: v }))
+        }
+        Op::Show(id) => {
+            let v = store.read(|d| filters::get(d, p, id).map(|f| filters::view(d, f)))?;
+            ok(json!({ w: v }))
+        }
+        Op::Update(id) => {
+            let f = Fields::parse(c.body, w)?;
+            let v = store.mutate(|d| {
+                let filter = filters::update(d, p, id, &f, now)?;
+                Ok(filters::view(d, &filter))
+            })?;
+            ok(json!({ w: v }))
+        }
+        Op::Delete(id) => {
+            store.mutate(|d| filters::delete(d, p, id))?;
+            no_content()
+        }
+        Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
+    }
+}
+
+/// `traffic-mirror-filter-rules`: list, create, show, update, delete.
+fn dispatch_rules(c: &Call<'_>, op: &Op) -> Handled {
+    let (store, p, now, w) = (c.store, c.project, c.now, rules::WRAPPER);
+    match op {
+        Op::List => {
+            let q = ListQuery::parse(c.query, rules::LIST_FILTERS)?;
+            let v = store.read(|d| {
+                let (page, info) = q.page(&rules::all(d, p))?;
+                Ok::<_, ApiError>(json!({ rules::LIST_KEY: page, "page_info": info }))
+            })?;
+            ok(v)
+        }
+        Op::Create => {
+            let f = Fields::parse(c.body, w)?;
+            let r = store.mutate(|d| rules::create(d, p, &f, now))?;
+            created(json!({ w: r }))
+        }
+        Op::Show(id) => {
+            let r = store.read(|d| rules::get(d, p, id).cloned())?;
+            ok(json!({ w: r }))
+        }
+        Op::Update(id) => {
+            let f = Fields::parse(c.body, w)?;
+            let r = store.mutate(|d| rules::update(d, p, id, &f, now))?;
+            ok(json!({ w: r }))
+        }
+        Op::Delete(id) => {
+            store.mutate(|d| rules::delete(d, p, id))?;
+            no_content()
+        }
+        Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
     }
 }
 

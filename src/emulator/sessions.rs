@@ -1,18 +1,19 @@
-//! Traffic mirror sessions: the stored shape (identical to the wire shape) and the operations
-//! create, update, delete, add-sources and remove-sources with the documented rules.
+//! Traffic mirror sessions: the operations create, update, delete, add-sources and remove-sources
+//! with the documented rules (the record, identical to the wire shape, is
+//! [`Session`](super::records::Session)).
 //!
-//! Choices where the reference is silent (documented in `docs/emulator.md`):
+//! Choices where the reference is silent (documented in README.md, section "The VPC
+//! traffic-mirror emulator", "The API"):
 //! - `traffic_mirror_sources` may be empty on create, and remove-sources may remove every source.
 //! - Update ignores `traffic_mirror_sources` (sources change only through add/remove-sources) and
 //!   accepts `type`.
 //! - `updated_at` is refreshed by every successful update, add-sources and remove-sources.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::errors::{self, ApiError};
 use super::list::{Kind, Listable};
-use super::store::Data;
+use super::records::{Data, Session};
 use super::validate::{self, Fields};
 
 /// Wrapper key of request and response bodies.
@@ -48,42 +49,6 @@ pub const LIST_FILTERS: &[(&str, Kind)] = &[
     ("created_at", Kind::Str),
     ("updated_at", Kind::Str),
 ];
-
-/// A traffic mirror session, as stored and as answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    /// UUID.
-    pub id: String,
-    /// Owning project.
-    pub project_id: String,
-    /// Name (1-64 of letters, digits, `_-.`).
-    pub name: String,
-    /// Description (0-255, no `<>`).
-    pub description: String,
-    /// The filter deciding which traffic is mirrored.
-    pub traffic_mirror_filter_id: String,
-    /// ENI ids whose traffic is mirrored (at most 10).
-    pub traffic_mirror_sources: Vec<String>,
-    /// Where mirrored traffic goes.
-    pub traffic_mirror_target_id: String,
-    /// `eni` or `elb`.
-    pub traffic_mirror_target_type: String,
-    /// VNI of the mirrored traffic.
-    pub virtual_network_id: i64,
-    /// Maximum mirrored packet length.
-    pub packet_length: i64,
-    /// Session priority.
-    pub priority: i64,
-    /// Whether mirroring is on.
-    pub enabled: bool,
-    /// Source type (`eni`).
-    #[serde(rename = "type")]
-    pub source_type: String,
-    /// Creation time, `YYYY-MM-DDThh:mm:ssZ`.
-    pub created_at: String,
-    /// Last update time, `YYYY-MM-DDThh:mm:ssZ`.
-    pub updated_at: String,
-}
 
 impl Listable for Session {
     fn id(&self) -> &str {
@@ -137,22 +102,6 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(errors::SESSION_NOT_FOUND, "traffic mirror session", id)
 }
 
-/// 400 unless filter `id` exists in `project`.
-pub fn require_filter(data: &Data, project: &str, field: &str, id: &str) -> Result<(), ApiError> {
-    if data
-        .filters
-        .iter()
-        .any(|f| f.project_id == project && f.id == id)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            errors::REFERENCED_FILTER_NOT_FOUND,
-            format!("{field}: traffic mirror filter {id} does not exist"),
-        ))
-    }
-}
-
 /// Each source a valid id, none listed twice.
 fn check_source_ids(field: &str, sources: &[String]) -> Result<(), ApiError> {
     for (i, s) in sources.iter().enumerate() {
@@ -200,7 +149,7 @@ impl Common {
         }
         let filter_id = f.string("traffic_mirror_filter_id")?;
         if let Some(id) = &filter_id {
-            require_filter(data, project, &f.path("traffic_mirror_filter_id"), id)?;
+            data.require_filter(project, &f.path("traffic_mirror_filter_id"), id)?;
         }
         let target_id = f.string("traffic_mirror_target_id")?;
         if let Some(id) = &target_id {
@@ -423,7 +372,7 @@ pub fn remove_sources(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::filters;
+    use crate::emulator::records::fixtures;
     use chrono::TimeZone;
     use serde_json::{Value, json};
 
@@ -442,17 +391,8 @@ mod tests {
 
     fn with_filter() -> (Data, String) {
         let mut d = Data::default();
-        let f = filters::create(
-            &mut d,
-            P,
-            &Fields::from_map(
-                filters::WRAPPER,
-                json!({"name": "f"}).as_object().unwrap().clone(),
-            ),
-            t(0),
-        )
-        .unwrap();
-        (d, f.id)
+        d.filters.push(fixtures::filter(P, "f1"));
+        (d, "f1".to_owned())
     }
 
     fn minimal(filter: &str) -> Value {

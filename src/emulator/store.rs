@@ -9,26 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use serde::{Deserialize, Serialize};
-
 use super::errors::ApiError;
-use super::filters::Filter;
-use super::rules::Rule;
-use super::sessions::Session;
-
-/// Everything the emulator stores, each list in creation order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Data {
-    /// Traffic mirror sessions.
-    #[serde(default)]
-    pub sessions: Vec<Session>,
-    /// Traffic mirror filters.
-    #[serde(default)]
-    pub filters: Vec<Filter>,
-    /// Traffic mirror filter rules.
-    #[serde(default)]
-    pub rules: Vec<Rule>,
-}
+use super::records::Data;
 
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -140,17 +122,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emulator::records::{Filter, fixtures};
 
     fn filter(id: &str) -> Filter {
-        Filter {
-            id: id.into(),
-            project_id: "p".into(),
-            name: "f".into(),
-            description: String::new(),
-            source_type: "eni".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            updated_at: "2026-01-01T00:00:00Z".into(),
-        }
+        fixtures::filter("p", id)
     }
 
     #[test]

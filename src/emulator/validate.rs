@@ -206,6 +206,20 @@ pub fn normalize_enum(field: &str, value: &str, canonical: &[&str]) -> Result<St
         })
 }
 
+/// Check `value` is one of `allowed` in any case, and keep it as sent (trimmed): `tcp` stays
+/// `tcp`. For fields the real API answers in the case it was sent (rule `protocol`).
+pub fn check_enum_any_case(field: &str, value: &str, allowed: &[&str]) -> Result<String, ApiError> {
+    let trimmed = value.trim();
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(trimmed)) {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{field} must be one of {} (any case)",
+            allowed.join(", ")
+        )))
+    }
+}
+
 /// A CIDR block (`address/prefix`), trimmed; its family must match `ethertype` (`IPv4`/`IPv6`).
 pub fn check_cidr(field: &str, value: &str, ethertype: &str) -> Result<String, ApiError> {
     let trimmed = value.trim();
@@ -378,5 +392,14 @@ mod tests {
         assert!(normalize_enum("e", "ipv5", &["IPv4", "IPv6"]).is_err());
         assert!(check_enum("t", "eni", &["eni", "elb"]).is_ok());
         assert!(check_enum("t", "ENI", &["eni", "elb"]).is_err());
+        let p = &["TCP", "ALL"];
+        assert_eq!(check_enum_any_case("p", " tcp ", p).unwrap(), "tcp");
+        assert_eq!(check_enum_any_case("p", "All", p).unwrap(), "All");
+        assert_eq!(check_enum_any_case("p", "TCP", p).unwrap(), "TCP");
+        assert_eq!(
+            check_enum_any_case("p", "sctp", p).unwrap_err().code,
+            "VPC.0002"
+        );
+        assert!(check_enum_any_case("p", "", p).is_err());
     }
 }

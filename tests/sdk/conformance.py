@@ -340,8 +340,27 @@ def main(argv):
         )
         ur = u.traffic_mirror_filter_rule
         typed(ur, RULE_TYPES, "updated rule")
-        check(ur.priority == 5 and ur.source_port_range == "1024-65535" and ur.protocol == "UDP", "rule updated")
+        check(ur.priority == 5 and ur.source_port_range == "1024-65535", "rule updated")
+        check(ur.protocol == "udp", f"protocol kept in the case it was sent: {ur.protocol!r}")
         check(ur.direction == "ingress" and ur.traffic_mirror_filter_id == fid, "rule direction/filter kept")
+        s = c.show_traffic_mirror_filter_rule(ShowTrafficMirrorFilterRuleRequest(traffic_mirror_filter_rule_id=rule.id))
+        check(s.traffic_mirror_filter_rule.protocol == "udp", "shown protocol in the case it was sent")
+
+        # The SDK leaves None out of the body but sends "": that clears an optional field.
+        u = c.update_traffic_mirror_filter_rule(
+            UpdateTrafficMirrorFilterRuleRequest(
+                traffic_mirror_filter_rule_id=rule.id,
+                body=UpdateTrafficMirrorFilterRuleRequestBody(
+                    traffic_mirror_filter_rule=UpdateTrafficMirrorFilterRuleOption(source_port_range="", description="")
+                ),
+            )
+        )
+        ur = u.traffic_mirror_filter_rule
+        typed(ur, RULE_TYPES, "rule with cleared fields")
+        check(ur.source_port_range is None and ur.description == "", "empty string clears port range and description")
+        check(ur.source_cidr_block == "10.0.0.0/8" and ur.destination_port_range == "80-443", "unsent fields kept")
+        check(admin_calls(url)[-1]["body"] == {"traffic_mirror_filter_rule": {"source_port_range": "", "description": ""}},
+              "SDK sent only the two empty strings")
 
         l = c.list_traffic_mirror_filter_rules(ListTrafficMirrorFilterRulesRequest(traffic_mirror_filter_id=fid))
         check([x.id for x in l.traffic_mirror_filter_rules] == [rule.id, st["rule_out"]], "list rules by filter")
