@@ -1067,5 +1067,8 @@ async fn a_status_apply_with_a_stale_resource_version_is_refused() {
         .patch_status("s", &params, &Patch::Apply(&body))
         .await
         .expect_err("a stale resourceVersion is a conflict");
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 409), "{err}");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err}"
+    );
 }

@@ -246,14 +246,22 @@ pub struct SessionObservation {
     pub updated_at: String,
 }
 
+impl TrafficMirrorSessionSpec {
+    /// The session name used in the cloud: `spec.name`, or the object's name when unset (or empty).
+    /// The one place this rule lives: the diff, the create intent and the name search all use it.
+    pub fn cloud_name(&self, object_name: &str) -> String {
+        self.name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| object_name.to_string())
+    }
+}
+
 impl TrafficMirrorSession {
-    /// The session name used in the cloud: `spec.name`, or the object's name when unset.
+    /// The session name used in the cloud (see [`TrafficMirrorSessionSpec::cloud_name`]).
     pub fn cloud_name(&self) -> String {
         self.spec
-            .name
-            .clone()
-            .or_else(|| self.metadata.name.clone())
-            .unwrap_or_default()
+            .cloud_name(self.metadata.name.as_deref().unwrap_or_default())
     }
 }
 

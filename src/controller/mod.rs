@@ -15,6 +15,7 @@ pub mod error;
 pub mod intent;
 pub mod inventory;
 pub mod metered;
+pub mod object;
 pub mod plan;
 pub mod providers;
 pub mod session;

@@ -57,7 +57,7 @@ impl DesiredSession {
         filter_id: String,
     ) -> Self {
         let TrafficMirrorSessionSpec {
-            name,
+            name: _, // the cloud name rule lives in TrafficMirrorSessionSpec::cloud_name
             description,
             traffic_mirror_filter_id: _, // resolved by the caller into `filter_id`
             traffic_mirror_filter_ref: _, // resolved by the caller into `filter_id`
@@ -75,10 +75,7 @@ impl DesiredSession {
             session_id: _,          // identity, not a cloud field
         } = spec;
         DesiredSession {
-            name: name
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| default_name.to_string()),
+            name: spec.cloud_name(default_name),
             description: description.clone().unwrap_or_default(),
             traffic_mirror_filter_id: filter_id,
             traffic_mirror_sources: traffic_mirror_sources.iter().cloned().collect(),

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
@@ -18,10 +17,11 @@ use super::super::conditions::{self, reason};
 use super::super::error::{Error, Result};
 use super::super::intent::{CreateIntent, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
 use super::super::metered::metered;
+use super::super::object::{self, merge_patch, publish};
 use super::super::plan::{self, Convergence, DesiredSession};
 use super::super::providers::Provider;
+use super::FINALIZER;
 use super::decide::Step;
-use super::{FINALIZER, publish};
 use crate::api::TrafficMirrorSession;
 use crate::cloud::CloudError;
 use crate::cloud::models::TrafficMirrorSession as CloudSession;
@@ -91,7 +91,7 @@ pub async fn execute(
                 );
                 publish(
                     ctx,
-                    &progress.obj,
+                    &*progress.obj,
                     EventType::Normal,
                     "Orphaned",
                     "Delete",
@@ -144,7 +144,7 @@ async fn create(
         let note = "the cloud session no longer exists; creating it again".to_string();
         publish(
             ctx,
-            &progress.obj,
+            &*progress.obj,
             EventType::Warning,
             "SessionVanished",
             "Observe",
@@ -173,7 +173,7 @@ async fn create(
     let note = format!("created cloud session {}", created.id);
     publish(
         ctx,
-        &progress.obj,
+        &*progress.obj,
         EventType::Normal,
         "Created",
         "Create",
@@ -226,7 +226,7 @@ async fn adopt(
     );
     publish(
         ctx,
-        &progress.obj,
+        &*progress.obj,
         EventType::Normal,
         "CreateConfirmed",
         "Create",
@@ -254,7 +254,7 @@ async fn converge(
         info!(name = %progress.obj.name_any(), %id, %fields, "updated cloud session");
         publish(
             ctx,
-            &progress.obj,
+            &*progress.obj,
             EventType::Normal,
             "Updated",
             "Update",
@@ -295,7 +295,7 @@ async fn change_sources(
     let note = format!("{verb} sources {}", sources.join(", "));
     publish(
         ctx,
-        &progress.obj,
+        &*progress.obj,
         EventType::Normal,
         "SourcesChanged",
         "UpdateSources",
@@ -323,7 +323,7 @@ async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> R
     let note = format!("deleted cloud session {id}");
     publish(
         ctx,
-        &progress.obj,
+        &*progress.obj,
         EventType::Normal,
         "Deleted",
         "Delete",
@@ -349,14 +349,10 @@ pub async fn ensure_finalizer(
     api: &Api<TrafficMirrorSession>,
     obj: Arc<TrafficMirrorSession>,
 ) -> Result<Arc<TrafficMirrorSession>> {
-    if obj.finalizers().iter().any(|f| f == FINALIZER) {
+    if object::has_finalizer(&*obj, FINALIZER) {
         return Ok(obj);
     }
-    let mut finalizers = obj.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    let patch =
-        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
-    let updated = merge_patch(api, &obj, &patch)
+    let updated = object::add_finalizer(api, &*obj, FINALIZER)
         .await
         .map_err(Error::AddFinalizer)?;
     Ok(Arc::new(updated))
@@ -401,33 +397,9 @@ async fn record_id(
 
 /// Removes the finalizer (a 404 means the object is already gone).
 async fn release(api: &Api<TrafficMirrorSession>, progress: &mut Progress) -> Result<()> {
-    let obj = &progress.obj;
-    let finalizers: Vec<&String> = obj
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    let patch =
-        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
-    match merge_patch(api, obj, &patch).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return Err(Error::RemoveFinalizer(e)),
-    }
+    object::remove_finalizer(api, &*progress.obj, FINALIZER)
+        .await
+        .map_err(Error::RemoveFinalizer)?;
     progress.released = true;
     Ok(())
-}
-
-/// A JSON merge patch of the object's metadata (the operator never writes `spec`).
-async fn merge_patch(
-    api: &Api<TrafficMirrorSession>,
-    obj: &TrafficMirrorSession,
-    patch: &Value,
-) -> kube::Result<TrafficMirrorSession> {
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await
 }

@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource, ResourceExt};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 use tracing::{debug, warn};
 
 use super::Context;
 use super::error::{Error, Result};
+use super::object::publish;
 use decide::{Observed, Retry, Step, decide};
 use execute::{Progress, execute};
 use status::{Report, next_status};
@@ -169,28 +170,6 @@ async fn failed(ctx: &Context, obj: &TrafficMirrorSession, err: Error) -> Action
     };
     warn!(name = %obj.name_any(), step = err.step(), error = %err, ?delay, "reconcile step failed");
     Action::requeue(delay)
-}
-
-/// Publishes an Event through the one long-lived recorder (repeats aggregate into a series); a
-/// failure to publish is logged, never fatal.
-pub(crate) async fn publish(
-    ctx: &Context,
-    obj: &TrafficMirrorSession,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        debug!(error = %e, "publishing event failed");
-    }
 }
 
 /// Error policy for the controller: `reconcile` handles its failures itself and returns `Ok`, so this

@@ -4,13 +4,11 @@
 //! and skipped when nothing changed (the steady state writes nothing).
 
 use chrono::{DateTime, Utc};
-use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use kube::Api;
 
-use super::super::MANAGER;
 use super::super::conditions::{self, Desired as Condition, READY, SYNCED, reason};
 use super::super::error::{Error, Result};
+use super::super::object;
 use super::super::plan;
 use super::decide::{CloudState, Observed, Step};
 use crate::api::{SessionObservation, TrafficMirrorSession, TrafficMirrorSessionStatus};
@@ -170,9 +168,7 @@ pub fn observation(s: &CloudSession) -> SessionObservation {
     }
 }
 
-/// Writes `next` when it differs from the object's status: one server-side apply of the whole status
-/// under [`MANAGER`], with the object's resourceVersion as a precondition (a decision made on a stale
-/// copy never lands; the conflict is retried against the newer object).
+/// Writes `next` when it differs from the object's status ([`object::apply_status`]).
 pub async fn write(
     api: &Api<TrafficMirrorSession>,
     obj: &TrafficMirrorSession,
@@ -182,14 +178,7 @@ pub async fn write(
     if unchanged(&current, next) {
         return Ok(false);
     }
-    let body = json!({
-        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
-        "kind": "TrafficMirrorSession",
-        "metadata": {"name": obj.name_any(), "resourceVersion": obj.resource_version()},
-        "status": next,
-    });
-    let params = PatchParams::apply(MANAGER).force();
-    api.patch_status(&obj.name_any(), &params, &Patch::Apply(&body))
+    object::apply_status(api, obj, next)
         .await
         .map_err(Error::WriteStatus)?;
     Ok(true)

@@ -1,0 +1,123 @@
+//! API-server writes every reconciler makes on its own objects (client required), generic over the
+//! kind so the session and filter reconcilers share one copy: the finalizer (added before any cloud
+//! call, removed after cleanup), metadata merge patches guarded by the resourceVersion that was read,
+//! the single server-side-apply status write, and Events.
+
+use std::fmt::Debug;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tracing::debug;
+
+use super::{Context, MANAGER};
+
+/// What the shared writes need of a kind.
+pub trait Object:
+    Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> Object for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Whether the object carries `finalizer`.
+pub fn has_finalizer<K: Object>(obj: &K, finalizer: &str) -> bool {
+    obj.finalizers().iter().any(|f| f == finalizer)
+}
+
+/// Adds `finalizer` (guarded by the resourceVersion read); returns the object as the API server now
+/// has it (unchanged when the finalizer is already there).
+pub async fn add_finalizer<K: Object>(api: &Api<K>, obj: &K, finalizer: &str) -> kube::Result<K> {
+    if has_finalizer(obj, finalizer) {
+        return Ok(obj.clone());
+    }
+    let mut finalizers = obj.finalizers().to_vec();
+    finalizers.push(finalizer.to_string());
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    merge_patch(api, obj, &patch).await
+}
+
+/// Removes `finalizer` (guarded by the resourceVersion read); an object already gone is fine.
+pub async fn remove_finalizer<K: Object>(
+    api: &Api<K>,
+    obj: &K,
+    finalizer: &str,
+) -> kube::Result<()> {
+    let finalizers: Vec<&String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer)
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    match merge_patch(api, obj, &patch).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A JSON merge patch of the object's metadata (the operator never writes `spec`).
+pub async fn merge_patch<K: Object>(api: &Api<K>, obj: &K, patch: &Value) -> kube::Result<K> {
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+}
+
+/// The single status write of a reconcile: server-side apply of the whole `status` under
+/// [`MANAGER`], with the object's resourceVersion as a precondition, so a decision made on a stale
+/// copy never lands (the conflict is retried against the newer object).
+pub async fn apply_status<K: Object, S: Serialize>(
+    api: &Api<K>,
+    obj: &K,
+    status: &S,
+) -> kube::Result<K> {
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": obj.name_any(), "resourceVersion": obj.resource_version()},
+        "status": status,
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    api.patch_status(&obj.name_any(), &params, &Patch::Apply(&body))
+        .await
+}
+
+/// Publishes an Event through the one long-lived recorder (repeats aggregate into a series); a
+/// failure to publish is logged, never fatal.
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        debug!(error = %e, "publishing event failed");
+    }
+}
