@@ -481,6 +481,11 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
             with(filter(), "/spec/deletionPolicy", json!("delete")),
             vec!["spec.deletionPolicy"],
         ),
+        (
+            "filter ObserveOnly without filterId",
+            with(filter(), "/spec/managementPolicy", json!("ObserveOnly")),
+            vec!["spec.filterId", "ObserveOnly"],
+        ),
         // --- ProviderConfig
         (
             "ProviderConfig without region",
@@ -601,6 +606,16 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
              "sourcePortRange": "1", "destinationPortRange": "1-65535", "description": "all udp"}
         ]),
     );
+    let observe_filter = {
+        let m = with(filter(), "/metadata/name", json!("observe-filter"));
+        let m = with(
+            m,
+            "/spec/filterId",
+            json!("b765ba87-c0b4-4f1a-9ec3-d5b1d1ddb137"),
+        );
+        let m = with(m, "/spec/managementPolicy", json!("ObserveOnly"));
+        with(m, "/spec/deletionPolicy", json!("Orphan"))
+    };
     let empty_filter = with(
         with(filter(), "/metadata/name", json!("empty")),
         "/spec",
@@ -624,6 +639,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
         long_object_name,
         filter(),
         rich_filter,
+        observe_filter,
         empty_filter,
         emulator_provider.clone(),
     ];
@@ -696,6 +712,12 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
     assert_eq!(f.spec.rules[0].ethertype, Ethertype::IPv4);
     assert_eq!(f.spec.rules[0].action, Action::Accept);
     assert_eq!(f.spec.deletion_policy, DeletionPolicy::Delete);
+    assert_eq!(f.spec.management_policy, ManagementPolicy::Full);
+    let of = filters
+        .get("observe-filter")
+        .await
+        .expect("filter observe-filter");
+    assert_eq!(of.spec.management_policy, ManagementPolicy::ObserveOnly);
     assert_eq!(f.spec.provider_config_ref.name, "default");
     assert_eq!(f.cloud_name(), "f");
 

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, DeletionPolicy, ProviderConfigRef};
+use super::common::{Condition, DeletionPolicy, ManagementPolicy, ProviderConfigRef};
 use super::session::NAME_PATTERN;
 
 /// CEL check of a port range string (`N` or `N-M`, 1 <= N <= M <= 65535). The `matches` guard
@@ -39,6 +39,9 @@ const PORT_RANGE_RULE: &str = "self.matches('^[0-9]{1,5}(-[0-9]{1,5})?$') \
 #[x_kube(
     validation = Rule::new("!has(oldSelf.filterId) || has(self.filterId)")
         .message("spec.filterId cannot be removed once set")
+        .field_path(".filterId"),
+    validation = Rule::new("self.managementPolicy != 'ObserveOnly' || has(self.filterId)")
+        .message("spec.filterId is required when spec.managementPolicy is ObserveOnly")
         .field_path(".filterId")
 )]
 #[schemars(transform = super::schema::non_nullable)]
@@ -76,8 +79,14 @@ pub struct TrafficMirrorFilterSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
-    /// Id of an existing cloud filter to adopt instead of creating one. Optional; once set it
-    /// cannot be changed or removed.
+    /// `Full` creates, updates and deletes the cloud filter and its rules to match this spec;
+    /// `ObserveOnly` only reads the filter named by filterId (then required) into status and
+    /// reports differences, never writing to the cloud. Default: `Full`.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
+    /// Id of an existing cloud filter to adopt (or observe) instead of creating one. Optional;
+    /// once set it cannot be changed or removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     #[x_kube(validation = Rule::new("self == oldSelf")
@@ -421,6 +430,7 @@ mod tests {
         assert!(spec.rules.is_empty());
         assert_eq!(spec.provider_config_ref.name, "default");
         assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(spec.management_policy, ManagementPolicy::Full);
         let f = TrafficMirrorFilter::new("web", spec);
         assert_eq!(f.cloud_name(), "web");
     }

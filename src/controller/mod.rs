@@ -12,6 +12,7 @@
 pub mod backoff;
 pub mod conditions;
 pub mod error;
+pub mod filter;
 pub mod intent;
 pub mod inventory;
 pub mod metered;
