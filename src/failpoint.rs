@@ -16,6 +16,13 @@ pub const ALL: &[&str] = &[
     "session-update-after",
     "session-sources-after",
     "session-delete-after",
+    "filter-create-before",
+    "filter-create-after",
+    "filter-record-after",
+    "rule-create-after",
+    "rule-update-after",
+    "rule-delete-after",
+    "filter-delete-after",
 ];
 
 /// Aborts the process if `name` is armed (debug builds only).

@@ -38,6 +38,8 @@ pub mod reason {
     pub const NAME_CONFLICT: &str = "NameConflict";
     /// The session the object points at does not exist in the cloud.
     pub const SESSION_NOT_FOUND: &str = "SessionNotFound";
+    /// The filter the object points at (`spec.filterId`) does not exist in the cloud.
+    pub const FILTER_NOT_FOUND: &str = "FilterNotFound";
     /// ObserveOnly without a session id: nothing to observe.
     pub const SESSION_ID_REQUIRED: &str = "SessionIdRequired";
     /// The credentials Secret is missing or incomplete.

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::plan::DesiredSession;
-use crate::cloud::models::TrafficMirrorSession;
+use crate::cloud::models::{TrafficMirrorFilter, TrafficMirrorSession};
 
 /// Annotation holding the outstanding create intent (JSON of [`CreateIntent`]).
 pub const INTENT_ANNOTATION: &str = "vpc.hwcloud.dev/create-intent";
@@ -99,24 +99,56 @@ impl Identity {
     }
 }
 
-/// What to do about an outstanding intent, given the cloud sessions that carry its name.
+/// A cloud object an interrupted create may have made: sessions and filters (both named by us).
+pub trait Created: Clone {
+    /// How conflict messages name the kind (`cloud session`).
+    const NOUN: &'static str;
+    /// The spec field that adopts an existing object (`spec.sessionId`).
+    const ADOPT_FIELD: &'static str;
+    /// The cloud id.
+    fn id(&self) -> &str;
+    /// The cloud's creation time (`YYYY-MM-DDThh:mm:ssZ`).
+    fn created_at(&self) -> &str;
+}
+
+impl Created for TrafficMirrorSession {
+    const NOUN: &'static str = "cloud session";
+    const ADOPT_FIELD: &'static str = "spec.sessionId";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created_at(&self) -> &str {
+        &self.created_at
+    }
+}
+
+impl Created for TrafficMirrorFilter {
+    const NOUN: &'static str = "cloud filter";
+    const ADOPT_FIELD: &'static str = "spec.filterId";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created_at(&self) -> &str {
+        &self.created_at
+    }
+}
+
+/// What to do about an outstanding intent, given the cloud objects that carry its name.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(clippy::large_enum_variant)] // short-lived, never stored in bulk
-pub enum Resolution {
-    /// Exactly one session was created after the intent and matches the spec: it is ours.
-    Adopt(TrafficMirrorSession),
+pub enum Resolution<T = TrafficMirrorSession> {
+    /// Exactly one object was created after the intent and matches the spec: it is ours.
+    Adopt(T),
     /// Nothing found yet, but the cloud may be eventually consistent: look again later.
     WaitForConsistency,
     /// Nothing found after the bounded wait: the create never happened; safe to create again.
     CreateAgain,
-    /// Same-named sessions exist that this object cannot prove it created: a person must decide.
+    /// Same-named objects exist that this object cannot prove it created: a person must decide.
     Conflict(String),
 }
 
-/// Decides what an outstanding intent means. `found` are the cloud sessions named `intent.name`;
-/// `window` is how long after the intent a missing session may still appear (eventual consistency);
-/// `skew` is how far the cloud's clock may lag ours (a session stamped up to `skew` before the intent
-/// still counts as created after it).
+/// Decides what an outstanding session intent means. `found` are the cloud sessions named
+/// `intent.name`; see [`resolve_created`].
 pub fn resolve(
     intent: &CreateIntent,
     identity: &Identity,
@@ -125,14 +157,27 @@ pub fn resolve(
     window: Duration,
     skew: Duration,
 ) -> Resolution {
-    let (after, before): (Vec<_>, Vec<_>) = found
+    let ours = |s: &TrafficMirrorSession| identity.matches(&intent.name, s);
+    resolve_created(intent, found, ours, now, window, skew)
+}
+
+/// Decides what an outstanding intent means, for any kind. `found` are the cloud objects named
+/// `intent.name`; `ours` says whether one has the identity the create asked for; `window` is how long
+/// after the intent a missing object may still appear (eventual consistency); `skew` is how far the
+/// cloud's clock may lag ours (an object stamped up to `skew` before the intent still counts as created
+/// after it).
+pub fn resolve_created<T: Created>(
+    intent: &CreateIntent,
+    found: &[T],
+    ours: impl Fn(&T) -> bool,
+    now: DateTime<Utc>,
+    window: Duration,
+    skew: Duration,
+) -> Resolution<T> {
+    let (after, before): (Vec<&T>, Vec<&T>) = found
         .iter()
-        .partition(|s| parse_cloud_time(&s.created_at).is_some_and(|t| t >= intent.at - skew));
-    let matching: Vec<&TrafficMirrorSession> = after
-        .iter()
-        .copied()
-        .filter(|s| identity.matches(&intent.name, s))
-        .collect();
+        .partition(|s| parse_cloud_time(s.created_at()).is_some_and(|t| t >= intent.at - skew));
+    let matching: Vec<&T> = after.iter().copied().filter(|s| ours(s)).collect();
     match (matching.len(), after.len(), before.len()) {
         (1, 1, 0) => Resolution::Adopt(matching[0].clone()),
         (0, 0, 0) if now - intent.at < window => Resolution::WaitForConsistency,
@@ -141,9 +186,9 @@ pub fn resolve(
     }
 }
 
-/// Decides whether a create may go ahead when no intent is outstanding: any session already using the
+/// Decides whether a create may go ahead when no intent is outstanding: any object already using the
 /// name was not created by this object and must not be taken over silently.
-pub fn precreate_check(name: &str, found: &[TrafficMirrorSession]) -> Result<(), String> {
+pub fn precreate_check<T: Created>(name: &str, found: &[T]) -> Result<(), String> {
     if found.is_empty() {
         Ok(())
     } else {
@@ -151,12 +196,14 @@ pub fn precreate_check(name: &str, found: &[TrafficMirrorSession]) -> Result<(),
     }
 }
 
-fn conflict_message(name: &str, found: &[TrafficMirrorSession]) -> String {
-    let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
+fn conflict_message<T: Created>(name: &str, found: &[T]) -> String {
+    let ids: Vec<&str> = found.iter().map(|s| s.id()).collect();
     format!(
-        "cloud session(s) named {name:?} already exist ({}) and were not created by this object; \
-         set spec.sessionId to adopt one, or set spec.name to a different name",
-        ids.join(", ")
+        "{}(s) named {name:?} already exist ({}) and were not created by this object; \
+         set {} to adopt one, or set spec.name to a different name",
+        T::NOUN,
+        ids.join(", "),
+        T::ADOPT_FIELD,
     )
 }
 
@@ -330,7 +377,7 @@ mod tests {
 
     #[test]
     fn precreate_refuses_existing_names() {
-        assert!(precreate_check("tap", &[]).is_ok());
+        assert!(precreate_check::<TrafficMirrorSession>("tap", &[]).is_ok());
         let err = precreate_check("tap", &[session("old", 1)]).unwrap_err();
         assert!(err.contains("old") && err.contains("spec.sessionId"));
     }

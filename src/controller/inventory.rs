@@ -1,8 +1,9 @@
-//! The operator's view of the cloud (client required for `refresh` only): one snapshot of every
-//! traffic-mirror session per ProviderConfig, filled by ONE paginated LIST per resync interval.
+//! The operator's view of the cloud (client required for `refresh` only): one snapshot per
+//! ProviderConfig of every traffic-mirror session, and one of every filter (filters carry their
+//! rules), each filled by ONE paginated LIST per resync interval.
 //!
-//! At steady state the session reconciler reads its observed state from here instead of sending a GET
-//! per session: N sessions cost one LIST per interval, not N GETs. Answers of the operator's own writes
+//! At steady state the reconcilers read their observed state from here instead of sending a GET per
+//! object: N objects cost one LIST per interval, not N GETs. Answers of the operator's own writes
 //! are recorded as they arrive, and a LIST that started before such a write never overwrites it, so a
 //! slow LIST cannot make a just-written session look stale (which would cause a redundant PUT).
 
@@ -10,53 +11,113 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::cloud::models::{ListSessionsQuery, TrafficMirrorSession};
+use std::future::Future;
+
+use crate::cloud::models::{
+    ListFiltersQuery, ListSessionsQuery, TrafficMirrorFilter, TrafficMirrorSession,
+};
 use crate::cloud::{CloudError, VpcClient};
 
-/// One observed session and when it was observed.
+/// A kind of cloud object the inventory can hold: it has an id and one paginated LIST of the account.
+pub trait Listed: Clone + Send + Sync + 'static {
+    /// The operation name of the LIST (metrics, logs).
+    const LIST_OPERATION: &'static str;
+    /// The object's cloud id.
+    fn id(&self) -> &str;
+    /// Every object of the account, `page_size` per page.
+    fn list_all(
+        client: &VpcClient,
+        page_size: u32,
+    ) -> impl Future<Output = Result<Vec<Self>, CloudError>> + Send;
+}
+
+impl Listed for TrafficMirrorSession {
+    const LIST_OPERATION: &'static str = "list_sessions";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn list_all(
+        client: &VpcClient,
+        page_size: u32,
+    ) -> impl Future<Output = Result<Vec<Self>, CloudError>> + Send {
+        client.list_all_sessions(ListSessionsQuery {
+            limit: Some(page_size),
+            ..Default::default()
+        })
+    }
+}
+
+impl Listed for TrafficMirrorFilter {
+    const LIST_OPERATION: &'static str = "list_filters";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn list_all(
+        client: &VpcClient,
+        page_size: u32,
+    ) -> impl Future<Output = Result<Vec<Self>, CloudError>> + Send {
+        client.list_all_filters(ListFiltersQuery {
+            limit: Some(page_size),
+            ..Default::default()
+        })
+    }
+}
+
+/// One observed object and when it was observed.
 #[derive(Clone, Debug)]
-struct Entry {
+struct Entry<T> {
     /// `None` records a deletion (a tombstone), so an older LIST does not resurrect it.
-    session: Option<TrafficMirrorSession>,
+    session: Option<T>,
     observed_at: Instant,
 }
 
-/// Snapshot of one cloud account's sessions.
-#[derive(Debug, Default)]
-pub struct Inventory {
-    state: Mutex<State>,
+/// Snapshot of one cloud account's objects of one kind (sessions by default).
+#[derive(Debug)]
+pub struct Inventory<T = TrafficMirrorSession> {
+    state: Mutex<State<T>>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    entries: HashMap<String, Entry>,
+impl<T> Default for Inventory<T> {
+    fn default() -> Self {
+        Inventory {
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                listed_at: None,
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State<T> {
+    entries: HashMap<String, Entry<T>>,
     listed_at: Option<Instant>,
 }
 
-/// What the inventory knows about one session id.
+/// What the inventory knows about one id.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(clippy::large_enum_variant)] // short-lived, never stored in bulk
-pub enum Known {
+pub enum Known<T = TrafficMirrorSession> {
     /// Seen (by a LIST or by the answer of a call) at the given time.
-    Present(TrafficMirrorSession),
+    Present(T),
     /// Known to be gone.
     Absent,
     /// No LIST yet and no call answer: the caller must GET.
     Unknown,
 }
 
-impl Inventory {
+impl<T: Listed> Inventory<T> {
     /// Page size of the resync LIST (the API allows up to 2000).
     pub const PAGE_SIZE: u32 = 500;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
         // A panic while holding the lock cannot leave the map half-updated in a harmful way (every
         // update is a single insert/remove), so a poisoned lock is simply taken over.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What is known about `id`.
-    pub fn get(&self, id: &str) -> Known {
+    pub fn get(&self, id: &str) -> Known<T> {
         let st = self.lock();
         match st.entries.get(id) {
             Some(Entry {
@@ -75,9 +136,9 @@ impl Inventory {
     }
 
     /// Records the answer of a call (create, GET, PUT, add/remove sources).
-    pub fn record(&self, session: &TrafficMirrorSession) {
+    pub fn record(&self, session: &T) {
         self.lock().entries.insert(
-            session.id.clone(),
+            session.id().to_string(),
             Entry {
                 session: Some(session.clone()),
                 observed_at: Instant::now(),
@@ -96,7 +157,16 @@ impl Inventory {
         );
     }
 
-    /// Number of sessions in the snapshot.
+    /// Every object in the snapshot.
+    pub fn all(&self) -> Vec<T> {
+        self.lock()
+            .entries
+            .values()
+            .filter_map(|e| e.session.clone())
+            .collect()
+    }
+
+    /// Number of objects in the snapshot.
     pub fn len(&self) -> usize {
         self.lock()
             .entries
@@ -112,15 +182,15 @@ impl Inventory {
 
     /// Replaces the snapshot with a LIST's result (`started` = when the LIST began). Entries recorded
     /// after `started` win over the LIST; everything else the LIST did not return is gone.
-    pub fn replace(&self, listed: Vec<TrafficMirrorSession>, started: Instant) {
+    pub fn replace(&self, listed: Vec<T>, started: Instant) {
         let mut st = self.lock();
-        let mut next: HashMap<String, Entry> = st
+        let mut next: HashMap<String, Entry<T>> = st
             .entries
             .drain()
             .filter(|(_, e)| e.observed_at > started)
             .collect();
         for s in listed {
-            next.entry(s.id.clone()).or_insert(Entry {
+            next.entry(s.id().to_string()).or_insert(Entry {
                 session: Some(s),
                 observed_at: started,
             });
@@ -129,14 +199,10 @@ impl Inventory {
         st.listed_at = Some(started);
     }
 
-    /// One paginated LIST of every session of the account, then [`Inventory::replace`].
+    /// One paginated LIST of every object of the account, then [`Inventory::replace`].
     pub async fn refresh(&self, client: &VpcClient) -> Result<usize, CloudError> {
         let started = Instant::now();
-        let query = ListSessionsQuery {
-            limit: Some(Self::PAGE_SIZE),
-            ..Default::default()
-        };
-        let listed = client.list_all_sessions(query).await?;
+        let listed = T::list_all(client, Self::PAGE_SIZE).await?;
         let n = listed.len();
         self.replace(listed, started);
         Ok(n)
@@ -187,7 +253,7 @@ mod tests {
 
     #[test]
     fn listed_within_tracks_the_last_successful_list() {
-        let inv = Inventory::default();
+        let inv: Inventory = Inventory::default();
         assert!(!inv.listed_within(std::time::Duration::from_secs(60)));
         inv.replace(vec![], Instant::now());
         assert!(inv.listed_within(std::time::Duration::from_secs(60)));

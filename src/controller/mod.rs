@@ -22,21 +22,22 @@ pub mod providers;
 pub mod session;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
 pub use error::{Error, Result};
 
-use crate::api::TrafficMirrorSession;
+use crate::api::{TrafficMirrorFilter, TrafficMirrorSession};
 use crate::telemetry::Metrics;
 use backoff::RetryPolicy;
 use providers::Registry;
@@ -88,6 +89,18 @@ pub struct Context {
     /// Per-object reconcile bookkeeping: backoff and terminal waits, last converged generation.
     pub ledger: Ledger,
     refresh_now: Notify,
+    /// The controllers' caches, set once at start: the filter reconciler asks which sessions use a
+    /// filter, the resync loop which accounts have filters.
+    pub stores: Stores,
+}
+
+/// The controllers' caches (reflector stores), readable by the other reconcilers.
+#[derive(Default)]
+pub struct Stores {
+    /// Every watched TrafficMirrorSession.
+    pub sessions: OnceLock<Store<TrafficMirrorSession>>,
+    /// Every watched TrafficMirrorFilter.
+    pub filters: OnceLock<Store<TrafficMirrorFilter>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -114,7 +127,40 @@ impl Context {
             retry: RetryPolicy::default(),
             ledger: Ledger::default(),
             refresh_now: Notify::new(),
+            stores: Stores::default(),
         }
+    }
+
+    /// The sessions (`namespace/name`) that use the filter `name` in `namespace`: by
+    /// `trafficMirrorFilterRef`, or by `trafficMirrorFilterId` equal to the filter's cloud id.
+    pub fn sessions_using_filter(
+        &self,
+        namespace: &str,
+        name: &str,
+        id: Option<&str>,
+    ) -> Vec<String> {
+        let Some(store) = self.stores.sessions.get() else {
+            return vec![];
+        };
+        let mut users: Vec<String> = store
+            .state()
+            .iter()
+            .filter(|s| s.namespace().as_deref() == Some(namespace) || id.is_some())
+            .filter(|s| uses_filter(s, namespace, name, id))
+            .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// Whether any watched TrafficMirrorFilter uses the ProviderConfig `name`.
+    pub fn filters_use_provider(&self, name: &str) -> bool {
+        self.stores.filters.get().is_some_and(|store| {
+            store
+                .state()
+                .iter()
+                .any(|f| f.spec.provider_config_ref.name == name)
+        })
     }
 
     /// Asks the resync loop to LIST now (a provider just became ready).
@@ -223,9 +269,21 @@ impl Ledger {
     }
 }
 
-/// The resync loop: every interval (or when a provider becomes ready) one LIST per ready provider, then
-/// every session is reconciled against the fresh snapshot.
-async fn resync_loop(ctx: Arc<Context>, trigger: mpsc::UnboundedSender<()>) {
+/// Whether session `s` uses the filter `name` in `namespace` (cloud id `id`).
+fn uses_filter(s: &TrafficMirrorSession, namespace: &str, name: &str, id: Option<&str>) -> bool {
+    let by_ref = s.namespace().as_deref() == Some(namespace)
+        && s.spec
+            .traffic_mirror_filter_ref
+            .as_ref()
+            .is_some_and(|r| r.name == name);
+    let by_id = id.is_some() && s.spec.traffic_mirror_filter_id.as_deref() == id;
+    by_ref || by_id
+}
+
+/// The resync loop: every interval (or when a provider becomes ready) one LIST of sessions per ready
+/// provider (and one of filters where filters use it), then every session and filter is reconciled
+/// against the fresh snapshots.
+async fn resync_loop(ctx: Arc<Context>, triggers: Vec<mpsc::UnboundedSender<()>>) {
     let mut tick = tokio::time::interval(ctx.config.resync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -235,46 +293,112 @@ async fn resync_loop(ctx: Arc<Context>, trigger: mpsc::UnboundedSender<()>) {
         }
         let mut total = 0;
         for p in ctx.providers.all() {
-            match metered::metered(
-                &ctx.metrics,
-                "list_sessions",
-                p.inventory.refresh(&p.client),
-            )
-            .await
-            {
-                Ok(n) => total += n,
-                Err(e) => warn!(provider = %p.name, error = %e, "resync list failed"),
-            }
+            total += refresh(&ctx, &p).await;
         }
         ctx.metrics.managed_sessions.set(total as i64);
-        if trigger.unbounded_send(()).is_err() {
+        if triggers.iter().any(|t| t.unbounded_send(()).is_err()) {
             return;
         }
     }
 }
 
+/// Refreshes one account's snapshots; returns how many sessions it holds.
+async fn refresh(ctx: &Context, p: &providers::Provider) -> usize {
+    let sessions = p.inventory.refresh(&p.client);
+    let n = match metered::metered(&ctx.metrics, "list_sessions", sessions).await {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(provider = %p.name, error = %e, "resync list of sessions failed");
+            0
+        }
+    };
+    if ctx.filters_use_provider(&p.name) {
+        let filters = p.filters.refresh(&p.client);
+        if let Err(e) = metered::metered(&ctx.metrics, "list_filters", filters).await {
+            warn!(provider = %p.name, error = %e, "resync list of filters failed");
+        }
+    }
+    n
+}
+
 /// Runs the operator until SIGTERM / Ctrl-C.
 pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics));
-    let sessions: Api<TrafficMirrorSession> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    let (sessions, filters) = match &config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let (trigger_tx, trigger_rx) = mpsc::unbounded();
+    let (session_tx, session_rx) = mpsc::unbounded();
+    let (filter_tx, filter_rx) = mpsc::unbounded();
     info!(?config, "starting controllers");
-    let session_controller = Controller::new(sessions, watcher::Config::default().any_semantic())
+    let wc = watcher::Config::default().any_semantic();
+    let session_controller = Controller::new(sessions.clone(), wc.clone());
+    let filter_controller = Controller::new(filters.clone(), wc.clone());
+    let session_store = session_controller.store();
+    let filter_store = filter_controller.store();
+    let _ = ctx.stores.sessions.set(session_store.clone());
+    let _ = ctx.stores.filters.set(filter_store.clone());
+    let session_run = session_controller
+        .watches(filters, wc.clone(), move |f| {
+            sessions_of_filter(&session_store, &f)
+        })
         .with_config(ControllerConfig::default().concurrency(config.concurrency))
-        .reconcile_all_on(trigger_rx)
+        .reconcile_all_on(session_rx)
         .shutdown_on_signal()
         .run(session::reconcile, session::error_policy, ctx.clone())
         .for_each(|_| async {});
+    let filter_run = filter_controller
+        .watches(sessions, wc, move |s| filters_of_session(&filter_store, &s))
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .reconcile_all_on(filter_rx)
+        .shutdown_on_signal()
+        .run(filter::reconcile, filter::error_policy, ctx.clone())
+        .for_each(|_| async {});
     let provider_controller = providers::run(ctx.clone());
-    let resync = resync_loop(ctx.clone(), trigger_tx);
+    let resync = resync_loop(ctx.clone(), vec![session_tx, filter_tx]);
     tokio::select! {
-        _ = async { tokio::join!(session_controller, provider_controller) } => {}
+        _ = async { tokio::join!(session_run, filter_run, provider_controller) } => {}
         _ = resync => {}
     }
     info!("controllers stopped");
+}
+
+/// A filter changed (became Ready, got a new id, is being deleted): every session that references it
+/// by name is reconciled at once.
+fn sessions_of_filter(
+    store: &Store<TrafficMirrorSession>,
+    f: &TrafficMirrorFilter,
+) -> Vec<ObjectRef<TrafficMirrorSession>> {
+    let ns = f.namespace().unwrap_or_default();
+    let id = f.status.as_ref().and_then(|s| s.filter_id.as_deref());
+    store
+        .state()
+        .iter()
+        .filter(|s| uses_filter(s, &ns, &f.name_any(), id))
+        .map(|s| ObjectRef::from_obj(&**s))
+        .collect()
+}
+
+/// A session changed (created, deleted, re-pointed): the filters it uses are reconciled, so a filter
+/// waiting for its users to go finishes its deletion as soon as they are gone.
+fn filters_of_session(
+    store: &Store<TrafficMirrorFilter>,
+    s: &TrafficMirrorSession,
+) -> Vec<ObjectRef<TrafficMirrorFilter>> {
+    let ns = s.namespace().unwrap_or_default();
+    store
+        .state()
+        .iter()
+        .filter(|f| {
+            let id = f.status.as_ref().and_then(|st| st.filter_id.as_deref());
+            f.namespace().as_deref() == Some(ns.as_str()) && uses_filter(s, &ns, &f.name_any(), id)
+                || id.is_some() && s.spec.traffic_mirror_filter_id.as_deref() == id
+        })
+        .map(|f| ObjectRef::from_obj(&**f))
+        .collect()
 }
 
 #[cfg(test)]

@@ -121,3 +121,34 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         debug!(error = %e, "publishing event failed");
     }
 }
+
+/// A failed reconcile step, for any kind: count it, tell the user (a Warning event naming the step;
+/// the status already says it), and back off (retryable) or wait for a spec change (terminal).
+pub async fn failed<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    kind: &str,
+    obj: &K,
+    err: super::error::Error,
+) -> kube::runtime::controller::Action {
+    ctx.metrics.reconcile_failed(kind, &err.metric_label());
+    publish(
+        ctx,
+        obj,
+        EventType::Warning,
+        &err.reason(),
+        err.step(),
+        err.message(),
+    )
+    .await;
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    let generation = obj.meta().generation;
+    let delay = if err.is_retryable() {
+        ctx.ledger
+            .retryable(&uid, generation, &ctx.retry, err.retry_after())
+    } else {
+        ctx.ledger.terminal(&uid, generation, &ctx.retry)
+    };
+    let name = obj.meta().name.clone().unwrap_or_default();
+    tracing::warn!(kind, %name, step = err.step(), error = %err, ?delay, "reconcile step failed");
+    kube::runtime::controller::Action::requeue(delay)
+}

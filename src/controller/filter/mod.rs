@@ -1,7 +1,159 @@
-//! The TrafficMirrorFilter reconciler will live here, in the same steps as the session's:
-//! observe (read the cloud filter and its rules) → decide (the pure [`plan`]) → execute (the
-//! cloud calls, in the plan's order) → status (one write of ids, observation and conditions).
+//! TrafficMirrorFilter reconciler, the same pipeline as the session's. Each reconcile runs, top to
+//! bottom:
 //!
-//! Only the pure step exists so far, so it can be reviewed and property-tested on its own.
+//! 1. gate: a failed object waits out its backoff (no client required);
+//! 2. finalizer `vpc.hwcloud.dev/cleanup` added before any cloud call (API server);
+//! 3. [`observe`]: the ProviderConfig, the cloud filter with its rules (snapshot or GET), the create
+//!    and rule intents, name searches, and (when deleting) the sessions still using it (cloud, caches);
+//! 4. [`decide`]: one pure function picks the step; the rule calls come from the pure [`plan`]
+//!    (no client required);
+//! 5. [`execute`]: the cloud calls, metered, and the intent/id metadata writes (cloud, API server);
+//! 6. [`status`]: computed purely, written once, only if it changed (API server);
+//! 7. the next look (no client required).
 
+pub mod decide;
+pub mod execute;
+pub mod observe;
 pub mod plan;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::Context;
+use super::error::{Error, Result};
+use super::object;
+use crate::api::TrafficMirrorFilter;
+use decide::{Observed, Retry, Step, decide};
+use execute::{Progress, execute};
+use status::{Report, next_status};
+
+/// Kind label used in metrics and logs.
+pub const KIND: &str = "TrafficMirrorFilter";
+/// The finalizer that keeps the object until its cloud filter is gone (or orphaned).
+pub const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
+/// Annotation holding the cloud id once known (survives a restore that drops status).
+pub const FILTER_ID_ANNOTATION: &str = "vpc.hwcloud.dev/filter-id";
+
+const CONFIRM_POLL: Duration = Duration::from_secs(2);
+const DEPENDENCY_POLL: Duration = Duration::from_secs(30);
+
+/// Reconciles one TrafficMirrorFilter.
+pub async fn reconcile(obj: Arc<TrafficMirrorFilter>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = run(obj, &ctx).await;
+    ctx.metrics.reconciled(KIND, started.elapsed());
+    result
+}
+
+async fn run(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    if deleting && !object::has_finalizer(&*obj, FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    // 1. gate (no client required)
+    if let Some(wait) = ctx
+        .ledger
+        .gate(&obj.uid().unwrap_or_default(), obj.metadata.generation)
+    {
+        return Ok(Action::requeue(wait));
+    }
+    let api: Api<TrafficMirrorFilter> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    // 2. finalizer (API server)
+    let obj = if deleting {
+        obj
+    } else {
+        match execute::ensure_finalizer(&api, obj.clone()).await {
+            Ok(o) => o,
+            Err(e) => return Ok(object::failed(ctx, KIND, &*obj, e).await),
+        }
+    };
+    // 3. observe (cloud, caches), 4. decide (no client required), 5. execute (cloud, API server)
+    let mut progress = Progress::new(obj);
+    let (observed, step, done) = observe_decide_execute(ctx, &api, &mut progress).await;
+    // 6. status, written once (API server)
+    if !progress.released {
+        let report = Report {
+            observed: observed.as_ref(),
+            step: step.as_ref(),
+            filter: progress.filter.as_ref(),
+            error: done.as_ref().err(),
+        };
+        let current = progress.obj.status.clone().unwrap_or_default();
+        let next = next_status(
+            &current,
+            progress.obj.metadata.generation,
+            &report,
+            Utc::now(),
+        );
+        if let Err(e) = status::write(&api, &progress.obj, &next).await
+            && done.is_ok()
+        {
+            return Ok(object::failed(ctx, KIND, &*progress.obj, e).await);
+        }
+    }
+    // 7. the next look (no client required)
+    match (done, step) {
+        (Err(e), _) => Ok(object::failed(ctx, KIND, &*progress.obj, e).await),
+        (Ok(()), Some(step)) => Ok(next_look(ctx, &progress.obj, &step)),
+        (Ok(()), None) => Ok(Action::await_change()),
+    }
+}
+
+/// Steps 3-5. On failure, whatever was observed and decided is still returned for the status.
+async fn observe_decide_execute(
+    ctx: &Context,
+    api: &Api<TrafficMirrorFilter>,
+    progress: &mut Progress,
+) -> (Option<Observed>, Option<Step>, Result<()>) {
+    let obj = progress.obj.clone();
+    let desired = observe::desired(&obj, ctx);
+    let (observed, provider) = match observe::observe(&obj, &desired, ctx).await {
+        Ok(o) => o,
+        Err(e) => return (None, None, Err(e)),
+    };
+    let step = decide(&desired, &observed);
+    let done = execute(ctx, api, provider.as_deref(), &step, progress).await;
+    (Some(observed), Some(step), done)
+}
+
+fn next_look(ctx: &Context, obj: &TrafficMirrorFilter, step: &Step) -> Action {
+    let uid = obj.uid().unwrap_or_default();
+    match step {
+        Step::Wait(w) => match w.retry {
+            Retry::Soon => Action::requeue(CONFIRM_POLL),
+            Retry::Dependency => Action::requeue(DEPENDENCY_POLL),
+            Retry::Resync => Action::requeue(ctx.config.resync_interval),
+            Retry::OnChange => Action::await_change(),
+        },
+        Step::Conflict(_) => Action::await_change(),
+        Step::Delete(_) | Step::Release { .. } => {
+            ctx.ledger.forget(&uid);
+            Action::await_change()
+        }
+        Step::Create { .. }
+        | Step::Adopt { .. }
+        | Step::Converge { .. }
+        | Step::ReportDrift { .. } => {
+            ctx.ledger.succeeded(&uid, obj.metadata.generation);
+            Action::requeue(ctx.config.resync_interval * 2)
+        }
+    }
+}
+
+/// Error policy: `reconcile` handles its failures itself, so this only backs off.
+pub fn error_policy(obj: Arc<TrafficMirrorFilter>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(KIND, &err.metric_label());
+    let delay = ctx.ledger.retryable(
+        &obj.uid().unwrap_or_default(),
+        obj.metadata.generation,
+        &ctx.retry,
+        err.retry_after(),
+    );
+    Action::requeue(delay)
+}

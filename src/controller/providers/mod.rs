@@ -50,6 +50,8 @@ pub struct Provider {
     pub client: VpcClient,
     /// The account's sessions, refreshed once per resync interval.
     pub inventory: Inventory,
+    /// The account's filters (with their rules), refreshed once per resync interval.
+    pub filters: Inventory<crate::cloud::models::TrafficMirrorFilter>,
     /// Fingerprint of what the client was built from (endpoint, project, credentials), so an unchanged
     /// Secret keeps the existing snapshot.
     fingerprint: u64,
@@ -122,6 +124,7 @@ impl Registry {
             name: name.to_string(),
             client,
             inventory: Inventory::default(),
+            filters: Inventory::default(),
             fingerprint,
         });
         map.insert(name.to_string(), p.clone());

@@ -21,13 +21,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::{debug, warn};
 
 use super::Context;
 use super::error::{Error, Result};
-use super::object::publish;
+use super::object;
 use decide::{Observed, Retry, Step, decide};
 use execute::{Progress, execute};
 use status::{Report, next_status};
@@ -148,28 +147,9 @@ fn next_look(ctx: &Context, obj: &TrafficMirrorSession, step: &Step) -> Action {
     }
 }
 
-/// A failed step: count it, tell the user (a Warning event; the status already says it), back off.
+/// A failed step ([`object::failed`]).
 async fn failed(ctx: &Context, obj: &TrafficMirrorSession, err: Error) -> Action {
-    ctx.metrics.reconcile_failed(KIND, &err.metric_label());
-    publish(
-        ctx,
-        obj,
-        EventType::Warning,
-        &err.reason(),
-        err.step(),
-        err.message(),
-    )
-    .await;
-    let uid = obj.uid().unwrap_or_default();
-    let generation = obj.metadata.generation;
-    let delay = if err.is_retryable() {
-        ctx.ledger
-            .retryable(&uid, generation, &ctx.retry, err.retry_after())
-    } else {
-        ctx.ledger.terminal(&uid, generation, &ctx.retry)
-    };
-    warn!(name = %obj.name_any(), step = err.step(), error = %err, ?delay, "reconcile step failed");
-    Action::requeue(delay)
+    object::failed(ctx, KIND, obj, err).await
 }
 
 /// Error policy for the controller: `reconcile` handles its failures itself and returns `Ok`, so this

@@ -162,7 +162,8 @@ async fn filter_id(obj: &TrafficMirrorSession, ctx: &Context) -> Result<FilterSt
             name: r.name.clone(),
             source,
         })?;
-    let id = filter.and_then(|f| {
+    // Only a Ready filter's id is used: a filter still creating (or failing) keeps its sessions waiting.
+    let id = filter.filter(filter_is_ready).and_then(|f| {
         f.status
             .and_then(|s| s.filter_id)
             .or(f.spec.filter_id)
@@ -171,10 +172,18 @@ async fn filter_id(obj: &TrafficMirrorSession, ctx: &Context) -> Result<FilterSt
     Ok(match id {
         Some(id) => FilterState::Id(id),
         None => FilterState::NotReady(format!(
-            "TrafficMirrorFilter {:?} is missing or has no cloud id yet",
-            r.name
+            "TrafficMirrorFilter {:?} is missing or not Ready; see `kubectl get tmf {}`",
+            r.name, r.name
         )),
     })
+}
+
+/// Whether the filter reports `Ready=True`.
+fn filter_is_ready(f: &TrafficMirrorFilter) -> bool {
+    f.status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+        .is_some_and(|c| c.status == "True")
 }
 
 /// The cloud session `id`: the snapshot unless `fresh`, else a GET. `Gone` only on the cloud's word.

@@ -1,0 +1,368 @@
+//! Step "decide" of the filter reconciler (no client required): one pure function from what the object
+//! asks for and what was observed to the one [`Step`] this reconcile takes, cleanup included.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::super::conditions::reason;
+use super::super::intent::{self, CreateIntent, Resolution};
+use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
+use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilterSpec};
+use crate::cloud::models::{TrafficMirrorFilter as CloudFilter, UpdateFilterRequest};
+
+/// How far the cloud's clock may lag ours when matching a created filter to an intent.
+pub const CLOCK_SKEW: Duration = Duration::seconds(120);
+
+/// Annotation holding the rule creates in flight (JSON of [`RuleIntent`]): rule creates have no
+/// idempotency token either, so after an interruption the rules are found by (direction, priority)
+/// in a fresh read before any is created again.
+pub const RULE_INTENT_ANNOTATION: &str = "vpc.hwcloud.dev/rule-intent";
+
+/// Rule creates in flight.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleIntent {
+    /// When the creates were started.
+    pub at: DateTime<Utc>,
+    /// The keys (`ingress/10`) being created.
+    pub keys: Vec<String>,
+}
+
+/// What the object asks for: read from the object alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// `metadata.name` (the default cloud name).
+    pub object_name: String,
+    /// The spec as written.
+    pub spec: TrafficMirrorFilterSpec,
+    /// Whether the object is being deleted.
+    pub deleting: bool,
+    /// The cloud id: the spec's (adoption), the status's, or the annotation's.
+    pub known_id: Option<String>,
+    /// How long after an interrupted create a missing object may still appear in the cloud.
+    pub confirm_window: Duration,
+}
+
+impl Desired {
+    /// The desired cloud filter with its rules.
+    pub fn filter(&self) -> DesiredFilter {
+        DesiredFilter::from_spec(&self.spec, &self.object_name)
+    }
+}
+
+/// The cloud filter behind the known id.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per reconcile, never stored
+pub enum CloudState {
+    /// Not read.
+    NotRead,
+    /// It exists, as observed (with its rules).
+    Present(CloudFilter),
+    /// The cloud confirmed it does not exist.
+    Gone,
+}
+
+/// Everything the decision needs from outside the object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// The ProviderConfig is Ready.
+    pub provider_ready: bool,
+    /// The cloud filter behind the known id.
+    pub cloud: CloudState,
+    /// The outstanding filter create intent.
+    pub intent: Option<CreateIntent>,
+    /// The outstanding rule creates.
+    pub rule_intent: Option<RuleIntent>,
+    /// Cloud filters under the intended name, when a create or an intent resolution needs them.
+    pub named: Vec<CloudFilter>,
+    /// Objects that still use the filter (`namespace/name` of sessions, and cloud session ids).
+    pub users: Vec<String>,
+    /// The time of the observation.
+    pub now: DateTime<Utc>,
+}
+
+/// Why nothing can be done now, and when to look again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    /// Condition reason.
+    pub reason: &'static str,
+    /// What is wrong and how to get out.
+    pub message: String,
+    /// Look again soon (a create is being confirmed), at the next resync, or only on a change.
+    pub retry: Retry,
+}
+
+/// When a waiting filter is looked at again (besides any change to it or, for `InUse`, its users).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// In a couple of seconds.
+    Soon,
+    /// When the ProviderConfig may be ready.
+    Dependency,
+    /// At the next resync.
+    Resync,
+    /// Only when something changes.
+    OnChange,
+}
+
+/// The calls that bring an existing filter to the desired state.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct FilterCalls {
+    /// One PUT of the differing name/description.
+    pub update: Option<UpdateFilterRequest>,
+    /// The rule calls, executed create → update → delete.
+    pub rules: RulePlan,
+}
+
+impl FilterCalls {
+    fn between(id: &str, desired: &DesiredFilter, observed: &CloudFilter) -> Self {
+        FilterCalls {
+            update: plan::filter_update(desired, observed),
+            rules: plan::plan_rules(id, desired, &plan::observed_rules(observed)),
+        }
+    }
+}
+
+/// The one thing a reconcile does.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per reconcile, never stored
+pub enum Step {
+    /// Nothing can be done now: report why.
+    Wait(Wait),
+    /// No cloud filter: intent, create, record the id, then create its rules.
+    Create {
+        /// The filter to create.
+        desired: DesiredFilter,
+    },
+    /// An interrupted create's filter was found: record its id, then converge it.
+    Adopt {
+        /// The filter to reach.
+        desired: DesiredFilter,
+        /// The filter found.
+        found: CloudFilter,
+        /// The calls.
+        calls: FilterCalls,
+    },
+    /// The filter exists: make the calls (none when in sync).
+    Converge {
+        /// The filter to reach.
+        desired: DesiredFilter,
+        /// The filter observed.
+        observed: CloudFilter,
+        /// The calls.
+        calls: FilterCalls,
+    },
+    /// ObserveOnly: report what differs; never write.
+    ReportDrift {
+        /// The filter observed.
+        observed: CloudFilter,
+        /// What differs.
+        drift: Drift,
+    },
+    /// A same-named filter exists that this object did not create.
+    Conflict(String),
+    /// Delete these cloud filters, then remove the finalizer.
+    Delete(Vec<String>),
+    /// Remove the finalizer: nothing is left in the cloud, or it stays there (`orphaned`).
+    Release {
+        /// The cloud filter left in place, if any.
+        orphaned: Option<String>,
+    },
+}
+
+/// Decides the step.
+pub fn decide(d: &Desired, o: &Observed) -> Step {
+    if d.deleting {
+        return decide_cleanup(d, o);
+    }
+    if !o.provider_ready {
+        return Step::Wait(provider_not_ready(d, false));
+    }
+    let desired = d.filter();
+    let observe_only = d.spec.management_policy == ManagementPolicy::ObserveOnly;
+    match (&d.known_id, &o.cloud) {
+        (Some(_), CloudState::Present(f)) if observe_only => Step::ReportDrift {
+            drift: Drift::between(&desired, f, &plan::observed_rules(f)),
+            observed: f.clone(),
+        },
+        (Some(_), CloudState::Present(f)) => decide_converge(d, o, desired, f),
+        (Some(id), _) if d.spec.filter_id.is_some() || observe_only => {
+            Step::Wait(filter_not_found(id))
+        }
+        (_, _) => decide_create(d, o, desired),
+    }
+}
+
+/// The filter exists; rules an interrupted create may have made are confirmed before any is created
+/// again.
+fn decide_converge(d: &Desired, o: &Observed, desired: DesiredFilter, f: &CloudFilter) -> Step {
+    let calls = FilterCalls::between(&f.id, &desired, f);
+    if let Some(ri) = &o.rule_intent {
+        let creating: Vec<String> = calls
+            .rules
+            .create
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let pending = ri.keys.iter().any(|k| creating.contains(k));
+        if pending && o.now - ri.at < d.confirm_window {
+            return Step::Wait(Wait {
+                reason: reason::UPDATING,
+                message: format!(
+                    "confirming whether the rule creates started at {} reached the cloud",
+                    ri.at.to_rfc3339()
+                ),
+                retry: Retry::Soon,
+            });
+        }
+    }
+    Step::Converge {
+        desired,
+        observed: f.clone(),
+        calls,
+    }
+}
+
+fn decide_create(d: &Desired, o: &Observed, desired: DesiredFilter) -> Step {
+    let Some(i) = &o.intent else {
+        return match intent::precreate_check(&desired.name, &o.named) {
+            Ok(()) => Step::Create { desired },
+            Err(message) => Step::Conflict(message),
+        };
+    };
+    match resolve(d, o, i) {
+        Resolution::Adopt(found) => Step::Adopt {
+            calls: FilterCalls::between(&found.id, &desired, &found),
+            found,
+            desired,
+        },
+        Resolution::WaitForConsistency => Step::Wait(confirming(i, reason::CREATING)),
+        Resolution::Conflict(message) => Step::Conflict(message),
+        Resolution::CreateAgain => Step::Create { desired },
+    }
+}
+
+/// A filter is identified by its name alone (the create carries nothing else that is ours).
+fn resolve(d: &Desired, o: &Observed, i: &CreateIntent) -> Resolution<CloudFilter> {
+    let ours = |f: &CloudFilter| f.name == i.name;
+    intent::resolve_created(i, &o.named, ours, o.now, d.confirm_window, CLOCK_SKEW)
+}
+
+fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
+    let keep = d.spec.deletion_policy == DeletionPolicy::Orphan
+        || d.spec.management_policy == ManagementPolicy::ObserveOnly;
+    if keep {
+        return Step::Release {
+            orphaned: d.known_id.clone(),
+        };
+    }
+    if d.known_id.is_none() && o.intent.is_none() {
+        return Step::Release { orphaned: None };
+    }
+    if !o.provider_ready {
+        return Step::Wait(provider_not_ready(d, true));
+    }
+    if !o.users.is_empty() {
+        return Step::Wait(in_use(&o.users));
+    }
+    let mut ids: Vec<String> = d.known_id.iter().cloned().collect();
+    if let Some(i) = &o.intent {
+        match resolve(d, o, i) {
+            Resolution::Adopt(found) if !ids.contains(&found.id) => ids.push(found.id),
+            Resolution::Adopt(_) | Resolution::CreateAgain => {}
+            Resolution::WaitForConsistency => return Step::Wait(confirming(i, reason::DELETING)),
+            Resolution::Conflict(message) => return Step::Wait(cleanup_conflict(message)),
+        }
+    }
+    if ids.is_empty() {
+        Step::Release { orphaned: None }
+    } else {
+        Step::Delete(ids)
+    }
+}
+
+/// The reason and message while sessions still use the filter.
+pub fn in_use(users: &[String]) -> Wait {
+    const SHOWN: usize = 5;
+    let mut names = users
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if users.len() > SHOWN {
+        names.push_str(&format!(" and {} more", users.len() - SHOWN));
+    }
+    Wait {
+        reason: reason::IN_USE,
+        message: format!(
+            "the cloud refuses to delete a filter that sessions use; waiting for {} session(s) to go: \
+             {names}. Delete them (or point them at another filter), or set spec.deletionPolicy: \
+             Orphan to leave the cloud filter in place",
+            users.len()
+        ),
+        retry: Retry::Resync,
+    }
+}
+
+fn provider_not_ready(d: &Desired, deleting: bool) -> Wait {
+    let name = &d.spec.provider_config_ref.name;
+    let mut message = format!(
+        "ProviderConfig {name:?} is missing or not Ready; see `kubectl get providerconfig {name}`"
+    );
+    if deleting {
+        message.push_str(
+            ". The cloud filter cannot be deleted without it: restore the ProviderConfig, or set \
+             spec.deletionPolicy: Orphan to leave the cloud filter in place and finish the deletion",
+        );
+    }
+    Wait {
+        reason: reason::PROVIDER_CONFIG_NOT_READY,
+        message,
+        retry: Retry::Dependency,
+    }
+}
+
+fn filter_not_found(id: &str) -> Wait {
+    Wait {
+        reason: reason::FILTER_NOT_FOUND,
+        message: format!(
+            "cloud filter {id} (spec.filterId) does not exist; fix spec.filterId or remove the object"
+        ),
+        retry: Retry::Resync,
+    }
+}
+
+fn confirming(i: &CreateIntent, reason: &'static str) -> Wait {
+    Wait {
+        reason,
+        message: format!(
+            "confirming whether the create started at {} reached the cloud",
+            i.at.to_rfc3339()
+        ),
+        retry: Retry::Soon,
+    }
+}
+
+fn cleanup_conflict(message: String) -> Wait {
+    Wait {
+        reason: reason::NAME_CONFLICT,
+        message: format!(
+            "{message}. The operator cannot tell which one an interrupted create made, so it deletes \
+             none: delete the right one in the cloud, then set spec.deletionPolicy: Orphan to finish \
+             the deletion"
+        ),
+        retry: Retry::OnChange,
+    }
+}
+
+/// The keys a rule plan creates, for the rule intent.
+pub fn creating_keys(rules: &RulePlan) -> Vec<String> {
+    rules
+        .create
+        .iter()
+        .map(|(k, _): &(RuleKey, _)| k.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

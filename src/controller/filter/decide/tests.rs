@@ -1,0 +1,321 @@
+//! The filter decision table: every branch, cleanup included.
+
+use chrono::TimeZone;
+
+use super::*;
+
+fn at(sec: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + sec, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn desired(extra: serde_json::Value) -> Desired {
+    let mut v = serde_json::json!({
+        "rules": [{"direction": "ingress", "priority": 10, "protocol": "TCP", "ethertype": "IPv4",
+                   "action": "accept", "sourceCidrBlock": "10.0.0.0/8"}],
+        "providerConfigRef": {"name": "pc"},
+    });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    Desired {
+        object_name: "flt".into(),
+        spec: serde_json::from_value(v).expect("spec"),
+        deleting: false,
+        known_id: None,
+        confirm_window: Duration::seconds(30),
+    }
+}
+
+fn with_id(mut d: Desired, id: &str) -> Desired {
+    d.known_id = Some(id.into());
+    d
+}
+
+fn deleting(mut d: Desired) -> Desired {
+    d.deleting = true;
+    d
+}
+
+fn observed() -> Observed {
+    Observed {
+        provider_ready: true,
+        cloud: CloudState::NotRead,
+        intent: None,
+        rule_intent: None,
+        named: vec![],
+        users: vec![],
+        now: at(105),
+    }
+}
+
+/// The cloud filter the spec describes (rules included), created at `created`.
+fn cloud(id: &str, created: i64) -> CloudFilter {
+    let d = desired(serde_json::json!({})).filter();
+    let mut f = CloudFilter {
+        id: id.into(),
+        name: d.name.clone(),
+        created_at: at(created).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        ..Default::default()
+    };
+    let rules: Vec<_> = d
+        .rules
+        .iter()
+        .map(|(k, r)| plan::created_rule(&r.create_request(id, *k), &format!("r-{k}")))
+        .collect();
+    f = plan::with_rules(&f, &rules);
+    f
+}
+
+fn intent_at(sec: i64) -> Option<CreateIntent> {
+    Some(CreateIntent {
+        token: "t".into(),
+        name: "flt".into(),
+        at: at(sec),
+    })
+}
+
+fn kind(step: &Step) -> String {
+    match step {
+        Step::Wait(w) => format!("Wait({})", w.reason),
+        Step::Create { .. } => "Create".into(),
+        Step::Adopt { found, .. } => format!("Adopt({})", found.id),
+        Step::Converge { calls, .. } => format!(
+            "Converge(update={}, rules={})",
+            calls.update.is_some(),
+            calls.rules.calls().len()
+        ),
+        Step::ReportDrift { drift, .. } => format!("ReportDrift({drift})"),
+        Step::Conflict(_) => "Conflict".into(),
+        Step::Delete(ids) => format!("Delete({})", ids.join(",")),
+        Step::Release { orphaned } => format!("Release({orphaned:?})"),
+    }
+}
+
+fn present(f: CloudFilter) -> Observed {
+    Observed {
+        cloud: CloudState::Present(f),
+        ..observed()
+    }
+}
+
+fn named(found: Vec<CloudFilter>, intent: Option<CreateIntent>) -> Observed {
+    Observed {
+        named: found,
+        intent,
+        ..observed()
+    }
+}
+
+fn check(rows: Vec<(&str, Desired, Observed, &str)>) {
+    for (name, d, o, want) in rows {
+        assert_eq!(kind(&decide(&d, &o)), want, "case {name:?}");
+    }
+}
+
+#[test]
+fn apply_branches() {
+    let none = serde_json::json!({});
+    let observe_only = serde_json::json!({"managementPolicy": "ObserveOnly", "filterId": "f1"});
+    let no_rules = serde_json::json!({"rules": []});
+    let not_ready = Observed {
+        provider_ready: false,
+        ..observed()
+    };
+    let gone = Observed {
+        cloud: CloudState::Gone,
+        ..observed()
+    };
+    check(vec![
+        (
+            "provider not ready",
+            desired(none.clone()),
+            not_ready,
+            "Wait(ProviderConfigNotReady)",
+        ),
+        (
+            "in sync",
+            with_id(desired(none.clone()), "f1"),
+            present(cloud("f1", 1)),
+            "Converge(update=false, rules=0)",
+        ),
+        (
+            "a rule removed from the spec",
+            with_id(desired(no_rules.clone()), "f1"),
+            present(cloud("f1", 1)),
+            "Converge(update=false, rules=1)",
+        ),
+        (
+            "observe only, in sync",
+            with_id(desired(observe_only.clone()), "f1"),
+            present(cloud("f1", 1)),
+            "ReportDrift()",
+        ),
+        (
+            "observe only, drift",
+            with_id(
+                desired(
+                    serde_json::json!({"managementPolicy": "ObserveOnly", "filterId": "f1", "rules": []}),
+                ),
+                "f1",
+            ),
+            present(cloud("f1", 1)),
+            "ReportDrift(rule ingress/10: not in spec)",
+        ),
+        (
+            "observe only, gone",
+            with_id(desired(observe_only), "f1"),
+            gone.clone(),
+            "Wait(FilterNotFound)",
+        ),
+        (
+            "own filter vanished",
+            with_id(desired(none.clone()), "f1"),
+            gone,
+            "Create",
+        ),
+        ("new", desired(none.clone()), observed(), "Create"),
+        (
+            "name taken",
+            desired(none.clone()),
+            named(vec![cloud("x", -500)], None),
+            "Conflict",
+        ),
+        (
+            "intent, found",
+            desired(none.clone()),
+            named(vec![cloud("f9", 101)], intent_at(100)),
+            "Adopt(f9)",
+        ),
+        (
+            "intent, not yet",
+            desired(none.clone()),
+            named(vec![], intent_at(100)),
+            "Wait(Creating)",
+        ),
+        (
+            "intent, never made",
+            desired(none),
+            named(vec![], intent_at(0)),
+            "Create",
+        ),
+    ]);
+}
+
+#[test]
+fn rule_creates_in_flight_are_confirmed_before_creating_again() {
+    let d = with_id(desired(serde_json::json!({})), "f1");
+    let mut f = cloud("f1", 1);
+    f = plan::with_rules(&f, &[]);
+    let ri = |sec| {
+        Some(RuleIntent {
+            at: at(sec),
+            keys: vec!["ingress/10".into()],
+        })
+    };
+    let o = Observed {
+        rule_intent: ri(100),
+        ..present(f.clone())
+    };
+    assert_eq!(kind(&decide(&d, &o)), "Wait(Updating)");
+    let o = Observed {
+        rule_intent: ri(0),
+        ..present(f.clone())
+    };
+    assert_eq!(kind(&decide(&d, &o)), "Converge(update=false, rules=1)");
+    let o = Observed {
+        rule_intent: ri(100),
+        ..present(cloud("f1", 1))
+    };
+    assert_eq!(
+        kind(&decide(&d, &o)),
+        "Converge(update=false, rules=0)",
+        "found: nothing to create"
+    );
+}
+
+#[test]
+fn cleanup_branches() {
+    let none = serde_json::json!({});
+    let not_ready = Observed {
+        provider_ready: false,
+        ..observed()
+    };
+    let users = Observed {
+        users: vec!["ns/s1".into()],
+        ..observed()
+    };
+    check(vec![
+        (
+            "orphan",
+            deleting(with_id(
+                desired(serde_json::json!({"deletionPolicy": "Orphan"})),
+                "f1",
+            )),
+            not_ready.clone(),
+            "Release(Some(\"f1\"))",
+        ),
+        (
+            "nothing in the cloud",
+            deleting(desired(none.clone())),
+            not_ready.clone(),
+            "Release(None)",
+        ),
+        (
+            "no provider",
+            deleting(with_id(desired(none.clone()), "f1")),
+            not_ready,
+            "Wait(ProviderConfigNotReady)",
+        ),
+        (
+            "in use",
+            deleting(with_id(desired(none.clone()), "f1")),
+            users,
+            "Wait(InUse)",
+        ),
+        (
+            "id",
+            deleting(with_id(desired(none.clone()), "f1")),
+            observed(),
+            "Delete(f1)",
+        ),
+        (
+            "intent, found",
+            deleting(desired(none.clone())),
+            named(vec![cloud("f9", 101)], intent_at(100)),
+            "Delete(f9)",
+        ),
+        (
+            "intent, not yet",
+            deleting(desired(none.clone())),
+            named(vec![], intent_at(100)),
+            "Wait(Deleting)",
+        ),
+        (
+            "intent, never made",
+            deleting(desired(none.clone())),
+            named(vec![], intent_at(0)),
+            "Release(None)",
+        ),
+        (
+            "intent, conflict",
+            deleting(desired(none)),
+            named(vec![cloud("x", -500)], intent_at(100)),
+            "Wait(NameConflict)",
+        ),
+    ]);
+}
+
+#[test]
+fn in_use_names_the_sessions_in_the_way() {
+    let users: Vec<String> = (0..7).map(|i| format!("ns/s{i}")).collect();
+    let w = in_use(&users);
+    assert_eq!(w.reason, "InUse");
+    assert!(
+        w.message.contains("ns/s0") && w.message.contains("and 2 more"),
+        "{}",
+        w.message
+    );
+    assert!(w.message.contains("deletionPolicy: Orphan"));
+}

@@ -1,0 +1,389 @@
+//! Step "execute" of the filter reconciler (client required: the cloud, and the API server for the
+//! object's metadata): the crash-safe filter create, the filter PUT, the rule calls in the plan's
+//! order (create → update → delete, so never fewer rules than either set), and deletion. Every call
+//! goes through [`metered`]; what was done is kept in [`Progress`] for the status.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::super::Context;
+use super::super::error::{Error, Result};
+use super::super::intent::{CreateIntent, INTENT_ANNOTATION};
+use super::super::metered::metered;
+use super::super::object::{self, merge_patch, publish};
+use super::super::providers::Provider;
+use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creating_keys};
+use super::plan::{self, DesiredFilter, RuleCall};
+use super::{FILTER_ID_ANNOTATION, FINALIZER};
+use crate::api::TrafficMirrorFilter;
+use crate::cloud::CloudError;
+use crate::cloud::models::TrafficMirrorFilter as CloudFilter;
+use crate::failpoint;
+
+/// What has been done so far in this reconcile.
+#[derive(Debug)]
+pub struct Progress {
+    /// The object as the API server last answered.
+    pub obj: Arc<TrafficMirrorFilter>,
+    /// The cloud filter (with its rules) as the calls left it.
+    pub filter: Option<CloudFilter>,
+    /// The finalizer is removed: no status is written.
+    pub released: bool,
+}
+
+impl Progress {
+    /// Nothing done yet.
+    pub fn new(obj: Arc<TrafficMirrorFilter>) -> Self {
+        Progress {
+            obj,
+            filter: None,
+            released: false,
+        }
+    }
+}
+
+/// Carries out `step`.
+pub async fn execute(
+    ctx: &Context,
+    api: &Api<TrafficMirrorFilter>,
+    provider: Option<&Provider>,
+    step: &Step,
+    progress: &mut Progress,
+) -> Result<()> {
+    match (step, provider) {
+        (Step::Create { desired }, Some(p)) => create(ctx, api, p, desired, progress).await,
+        (Step::Adopt { found, calls, .. }, Some(p)) => {
+            record_id(api, progress, &found.id).await?;
+            let note = format!("found cloud filter {} from an interrupted create", found.id);
+            publish(
+                ctx,
+                &*progress.obj,
+                EventType::Normal,
+                "CreateConfirmed",
+                "Create",
+                note,
+            )
+            .await;
+            progress.filter = Some(found.clone());
+            converge(ctx, api, p, calls, progress).await
+        }
+        (
+            Step::Converge {
+                observed, calls, ..
+            },
+            Some(p),
+        ) => {
+            progress.filter = Some(observed.clone());
+            converge(ctx, api, p, calls, progress).await
+        }
+        (Step::Delete(ids), Some(p)) => {
+            for id in ids {
+                delete(ctx, p, id, progress).await?;
+            }
+            release(api, progress).await
+        }
+        (Step::Release { orphaned }, _) => {
+            if let Some(id) = orphaned {
+                let note = format!(
+                    "left cloud filter {id} in place (deletionPolicy Orphan or ObserveOnly)"
+                );
+                publish(
+                    ctx,
+                    &*progress.obj,
+                    EventType::Normal,
+                    "Orphaned",
+                    "Delete",
+                    note,
+                )
+                .await;
+            }
+            release(api, progress).await
+        }
+        _ => Ok(()), // Wait, ReportDrift, Conflict: nothing to call
+    }
+}
+
+/// Adds the finalizer before any cloud call.
+pub async fn ensure_finalizer(
+    api: &Api<TrafficMirrorFilter>,
+    obj: Arc<TrafficMirrorFilter>,
+) -> Result<Arc<TrafficMirrorFilter>> {
+    if object::has_finalizer(&*obj, FINALIZER) {
+        return Ok(obj);
+    }
+    let updated = object::add_finalizer(api, &*obj, FINALIZER)
+        .await
+        .map_err(Error::AddFinalizer)?;
+    Ok(Arc::new(updated))
+}
+
+/// Intent (guarded by the resourceVersion read), POST, id; then the rules.
+async fn create(
+    ctx: &Context,
+    api: &Api<TrafficMirrorFilter>,
+    p: &Provider,
+    desired: &DesiredFilter,
+    progress: &mut Progress,
+) -> Result<()> {
+    let intent = CreateIntent::new(&desired.name, Utc::now());
+    let patch = json!({"metadata": {
+        "resourceVersion": progress.obj.resource_version(),
+        "annotations": {INTENT_ANNOTATION: intent.to_annotation(), FILTER_ID_ANNOTATION: Value::Null},
+    }});
+    progress.obj = Arc::new(
+        merge_patch(api, &*progress.obj, &patch)
+            .await
+            .map_err(Error::RecordIntent)?,
+    );
+    failpoint::hit("filter-create-before");
+    let request = desired.create_request();
+    let created = match metered(
+        &ctx.metrics,
+        "create_filter",
+        p.client.create_filter(&request),
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(source) => return create_failed(api, progress, source).await,
+    };
+    failpoint::hit("filter-create-after");
+    p.filters.record(&created);
+    record_id(api, progress, &created.id).await?;
+    failpoint::hit("filter-record-after");
+    info!(name = %progress.obj.name_any(), id = %created.id, "created cloud filter");
+    let note = format!("created cloud filter {}", created.id);
+    publish(
+        ctx,
+        &*progress.obj,
+        EventType::Normal,
+        "Created",
+        "Create",
+        note,
+    )
+    .await;
+    let calls = FilterCalls {
+        update: plan::filter_update(desired, &created),
+        rules: plan::plan_rules(&created.id, desired, &plan::observed_rules(&created)),
+    };
+    progress.filter = Some(created);
+    converge(ctx, api, p, &calls, progress).await
+}
+
+async fn create_failed(
+    api: &Api<TrafficMirrorFilter>,
+    progress: &mut Progress,
+    source: CloudError,
+) -> Result<()> {
+    if !source.is_retryable() {
+        let patch = json!({"metadata": {"annotations": {INTENT_ANNOTATION: Value::Null}}});
+        progress.obj = Arc::new(
+            merge_patch(api, &*progress.obj, &patch)
+                .await
+                .map_err(Error::ClearIntent)?,
+        );
+    }
+    Err(Error::Cloud {
+        operation: "create_filter",
+        source,
+    })
+}
+
+/// The filter PUT, then the rule calls in order; rule creates are bracketed by the rule intent.
+async fn converge(
+    ctx: &Context,
+    api: &Api<TrafficMirrorFilter>,
+    p: &Provider,
+    calls: &FilterCalls,
+    progress: &mut Progress,
+) -> Result<()> {
+    let Some(filter) = progress.filter.clone() else {
+        return Ok(());
+    };
+    if let Some(update) = &calls.update {
+        let fields = plan::update_filter_field_names(update).join(", ");
+        let mut f = cloud(
+            ctx,
+            "update_filter",
+            p.client.update_filter(&filter.id, update),
+        )
+        .await?;
+        f.ingress_rules = filter.ingress_rules.clone();
+        f.egress_rules = filter.egress_rules.clone();
+        set_filter(p, progress, f);
+        publish(
+            ctx,
+            &*progress.obj,
+            EventType::Normal,
+            "Updated",
+            "Update",
+            format!("updated {fields}"),
+        )
+        .await;
+    }
+    let keys = creating_keys(&calls.rules);
+    if !keys.is_empty() {
+        write_rule_intent(
+            api,
+            progress,
+            Some(RuleIntent {
+                at: Utc::now(),
+                keys,
+            }),
+        )
+        .await?;
+    }
+    for call in calls.rules.calls() {
+        rule_call(ctx, p, &call, progress).await?;
+    }
+    if progress
+        .obj
+        .annotations()
+        .contains_key(RULE_INTENT_ANNOTATION)
+    {
+        write_rule_intent(api, progress, None).await?;
+    }
+    Ok(())
+}
+
+/// One rule call; the cloud view in `progress` (and the snapshot) follows its answer.
+async fn rule_call(
+    ctx: &Context,
+    p: &Provider,
+    call: &RuleCall<'_>,
+    progress: &mut Progress,
+) -> Result<()> {
+    let (operation, key, failpoint_name) = match call {
+        RuleCall::Create(k, _) => ("create_rule", k, "rule-create-after"),
+        RuleCall::Update(k, _, _) => ("update_rule", k, "rule-update-after"),
+        RuleCall::Delete(k, _) => ("delete_rule", k, "rule-delete-after"),
+    };
+    let mut new_id = String::new();
+    match call {
+        RuleCall::Create(_, req) => {
+            new_id = cloud(ctx, operation, p.client.create_rule(req)).await?.id
+        }
+        RuleCall::Update(_, id, u) => {
+            drop(cloud(ctx, operation, p.client.update_rule(id, u)).await?)
+        }
+        RuleCall::Delete(_, id) => {
+            match metered(&ctx.metrics, operation, p.client.delete_rule(id)).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(source) => return Err(Error::Cloud { operation, source }),
+            }
+        }
+    }
+    failpoint::hit(failpoint_name);
+    if let Some(f) = progress.filter.clone() {
+        let mut rules = plan::observed_rules(&f);
+        plan::apply_rule_call(&mut rules, call, &mut |_| new_id.clone());
+        set_filter(p, progress, plan::with_rules(&f, &rules));
+    }
+    let note = format!("{operation} {key}");
+    publish(
+        ctx,
+        &*progress.obj,
+        EventType::Normal,
+        "RulesChanged",
+        "UpdateRules",
+        note,
+    )
+    .await;
+    Ok(())
+}
+
+fn set_filter(p: &Provider, progress: &mut Progress, f: CloudFilter) {
+    p.filters.record(&f);
+    progress.filter = Some(f);
+}
+
+/// Deletes one cloud filter (its rules go with it); "already gone" counts as done.
+async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> Result<()> {
+    match metered(&ctx.metrics, "delete_filter", p.client.delete_filter(id)).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(source) => {
+            return Err(Error::Cloud {
+                operation: "delete_filter",
+                source,
+            });
+        }
+    }
+    p.filters.forget(id);
+    failpoint::hit("filter-delete-after");
+    info!(name = %progress.obj.name_any(), %id, "deleted cloud filter");
+    let note = format!("deleted cloud filter {id}");
+    publish(
+        ctx,
+        &*progress.obj,
+        EventType::Normal,
+        "Deleted",
+        "Delete",
+        note,
+    )
+    .await;
+    Ok(())
+}
+
+async fn cloud<T>(
+    ctx: &Context,
+    operation: &'static str,
+    call: impl Future<Output = std::result::Result<T, CloudError>>,
+) -> Result<T> {
+    metered(&ctx.metrics, operation, call)
+        .await
+        .map_err(|source| Error::Cloud { operation, source })
+}
+
+/// Records the cloud id and clears the intent, in one write.
+async fn record_id(
+    api: &Api<TrafficMirrorFilter>,
+    progress: &mut Progress,
+    id: &str,
+) -> Result<()> {
+    let patch = json!({"metadata": {"annotations": {FILTER_ID_ANNOTATION: id, INTENT_ANNOTATION: Value::Null}}});
+    let updated = merge_patch(api, &*progress.obj, &patch)
+        .await
+        .map_err(|source| Error::RecordId {
+            id: id.to_string(),
+            source,
+        })?;
+    progress.obj = Arc::new(updated);
+    Ok(())
+}
+
+/// Writes (or clears) the rule intent. Writing it carries the resourceVersion read, like the filter
+/// intent: a stale copy never starts a second round of creates.
+async fn write_rule_intent(
+    api: &Api<TrafficMirrorFilter>,
+    progress: &mut Progress,
+    intent: Option<RuleIntent>,
+) -> Result<()> {
+    let value = intent
+        .as_ref()
+        .and_then(|i| serde_json::to_string(i).ok())
+        .map_or(Value::Null, Value::String);
+    let mut patch = json!({"metadata": {"annotations": {RULE_INTENT_ANNOTATION: value}}});
+    if intent.is_some() {
+        patch["metadata"]["resourceVersion"] = json!(progress.obj.resource_version());
+    }
+    let updated = merge_patch(api, &*progress.obj, &patch)
+        .await
+        .map_err(Error::RecordIntent)?;
+    progress.obj = Arc::new(updated);
+    Ok(())
+}
+
+async fn release(api: &Api<TrafficMirrorFilter>, progress: &mut Progress) -> Result<()> {
+    object::remove_finalizer(api, &*progress.obj, FINALIZER)
+        .await
+        .map_err(Error::RemoveFinalizer)?;
+    progress.released = true;
+    Ok(())
+}

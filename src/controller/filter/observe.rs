@@ -1,0 +1,154 @@
+//! Step "observe" of the filter reconciler (client required: the cloud; the sessions that use the
+//! filter come from the session controller's cache): everything `decide` needs, in one [`Observed`].
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use kube::ResourceExt;
+
+use super::super::Context;
+use super::super::conditions::{self, SYNCED};
+use super::super::error::{Error, Result};
+use super::super::intent::{self, INTENT_ANNOTATION};
+use super::super::inventory::Known;
+use super::super::metered::metered;
+use super::super::providers::Provider;
+use super::FILTER_ID_ANNOTATION;
+use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, RuleIntent};
+use crate::api::{ManagementPolicy, TrafficMirrorFilter};
+use crate::cloud::models::{ListFiltersQuery, TrafficMirrorFilter as CloudFilter};
+
+/// What the object asks for (no I/O).
+pub fn desired(obj: &TrafficMirrorFilter, ctx: &Context) -> Desired {
+    let known_id = obj
+        .spec
+        .filter_id
+        .clone()
+        .or_else(|| obj.status.as_ref().and_then(|s| s.filter_id.clone()))
+        .or_else(|| obj.annotations().get(FILTER_ID_ANNOTATION).cloned())
+        .filter(|s| !s.is_empty());
+    Desired {
+        object_name: obj.name_any(),
+        spec: obj.spec.clone(),
+        deleting: obj.metadata.deletion_timestamp.is_some(),
+        known_id,
+        confirm_window: chrono::Duration::from_std(ctx.config.create_confirm_window)
+            .unwrap_or(chrono::Duration::seconds(30)),
+    }
+}
+
+/// Observes; also returns the ready provider.
+pub async fn observe(
+    obj: &TrafficMirrorFilter,
+    d: &Desired,
+    ctx: &Context,
+) -> Result<(Observed, Option<Arc<Provider>>)> {
+    let provider = ctx.providers.get(&d.spec.provider_config_ref.name);
+    let created = obj
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| chrono::DateTime::<Utc>::from_timestamp(t.0.as_second(), 0))
+        .unwrap_or_else(Utc::now);
+    let cloud_name = d.filter().name;
+    let annotations = obj.annotations();
+    let mut o = Observed {
+        provider_ready: provider.is_some(),
+        cloud: CloudState::NotRead,
+        intent: intent::outstanding(
+            annotations.get(INTENT_ANNOTATION).map(String::as_str),
+            &cloud_name,
+            created,
+        ),
+        rule_intent: annotations
+            .get(RULE_INTENT_ANNOTATION)
+            .and_then(|raw| serde_json::from_str::<RuleIntent>(raw).ok()),
+        named: vec![],
+        users: vec![],
+        now: Utc::now(),
+    };
+    let Some(p) = &provider else {
+        return Ok((o, provider));
+    };
+    let observe_only = d.spec.management_policy == ManagementPolicy::ObserveOnly;
+    if d.deleting {
+        if observe_only || d.spec.deletion_policy == crate::api::DeletionPolicy::Orphan {
+            return Ok((o, provider));
+        }
+        o.users = users(obj, d, ctx, p);
+    } else if let Some(id) = &d.known_id {
+        let fresh = needs_fresh_read(obj, ctx) || o.rule_intent.is_some();
+        o.cloud = read_filter(ctx, p, id, fresh).await?;
+    }
+    let live = matches!(o.cloud, CloudState::Present(_));
+    let adopting = d.spec.filter_id.is_some() || observe_only;
+    let settling_intent = o.intent.is_some() && (d.deleting || !live);
+    if settling_intent || (!d.deleting && !live && !adopting) {
+        let name = o.intent.as_ref().map_or(cloud_name, |i| i.name.clone());
+        o.named = filters_named(ctx, p, &name).await?;
+    }
+    Ok((o, provider))
+}
+
+/// Sessions that use this filter: the objects that reference it (by name or by id), and cloud
+/// sessions in the account snapshot that carry its id (made outside Kubernetes).
+fn users(obj: &TrafficMirrorFilter, d: &Desired, ctx: &Context, p: &Provider) -> Vec<String> {
+    let ns = obj.namespace().unwrap_or_default();
+    let mut users = ctx.sessions_using_filter(&ns, &obj.name_any(), d.known_id.as_deref());
+    if let Some(id) = &d.known_id {
+        for s in p.inventory.all() {
+            if s.traffic_mirror_filter_id == *id && !users.iter().any(|u| u.contains(&s.id)) {
+                users.push(format!("cloud session {} ({})", s.id, s.name));
+            }
+        }
+    }
+    users
+}
+
+/// After a spec change or a failure the snapshot may be stale for this object: GET.
+fn needs_fresh_read(obj: &TrafficMirrorFilter, ctx: &Context) -> bool {
+    let status = obj.status.as_ref();
+    let synced = status
+        .and_then(|s| conditions::find(&s.conditions, SYNCED))
+        .is_some_and(|c| c.status == "True");
+    let behind = obj.metadata.generation != status.and_then(|s| s.observed_generation);
+    (behind || !synced)
+        && !ctx
+            .ledger
+            .converged_at(&obj.uid().unwrap_or_default(), obj.metadata.generation)
+}
+
+/// The cloud filter `id` (with its rules): the snapshot unless `fresh`, else a GET.
+async fn read_filter(ctx: &Context, p: &Provider, id: &str, fresh: bool) -> Result<CloudState> {
+    if !fresh && let Known::Present(f) = p.filters.get(id) {
+        return Ok(CloudState::Present(f));
+    }
+    match metered(&ctx.metrics, "show_filter", p.client.show_filter(id)).await {
+        Ok(f) => {
+            p.filters.record(&f);
+            Ok(CloudState::Present(f))
+        }
+        Err(e) if e.is_not_found() => {
+            p.filters.forget(id);
+            Ok(CloudState::Gone)
+        }
+        Err(source) => Err(Error::Cloud {
+            operation: "show_filter",
+            source,
+        }),
+    }
+}
+
+/// Cloud filters named `name`.
+async fn filters_named(ctx: &Context, p: &Provider, name: &str) -> Result<Vec<CloudFilter>> {
+    let q = ListFiltersQuery {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    metered(&ctx.metrics, "list_filters", p.client.list_all_filters(q))
+        .await
+        .map_err(|source| Error::Cloud {
+            operation: "list_filters",
+            source,
+        })
+}

@@ -1,0 +1,154 @@
+//! Step "status" of the filter reconciler: the new status computed purely from what was observed,
+//! decided and done (no client required), written once when it changed ([`object::apply_status`]).
+
+use chrono::{DateTime, Utc};
+use kube::Api;
+
+use super::super::conditions::{self, Desired as Condition, READY, SYNCED, reason};
+use super::super::error::{Error, Result};
+use super::super::object;
+use super::decide::{CloudState, Observed, Step};
+use super::plan::{self, DesiredFilter, Drift};
+use crate::api::{TrafficMirrorFilter, TrafficMirrorFilterStatus};
+use crate::cloud::models::TrafficMirrorFilter as CloudFilter;
+
+/// What one reconcile learned and did, as far as it got.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Report<'a> {
+    /// The observation, unless observing failed.
+    pub observed: Option<&'a Observed>,
+    /// The decided step, unless observing failed.
+    pub step: Option<&'a Step>,
+    /// The cloud filter as the calls left it.
+    pub filter: Option<&'a CloudFilter>,
+    /// The failure, if a step failed.
+    pub error: Option<&'a Error>,
+}
+
+/// The status after this reconcile.
+pub fn next_status(
+    current: &TrafficMirrorFilterStatus,
+    generation: Option<i64>,
+    report: &Report<'_>,
+    now: DateTime<Utc>,
+) -> TrafficMirrorFilterStatus {
+    let seen = report.filter.or(match report.step {
+        Some(Step::ReportDrift { observed, .. }) => Some(observed),
+        _ => None,
+    });
+    let gone = report.observed.is_some_and(|o| o.cloud == CloudState::Gone);
+    let (filter_id, rule_ids, at_provider) = match seen {
+        Some(f) => (
+            Some(f.id.clone()),
+            plan::rule_ids(&plan::observed_rules(f)),
+            Some(plan::filter_observation(f)),
+        ),
+        None if gone => (None, Default::default(), None),
+        None => (
+            current.filter_id.clone(),
+            current.rule_ids.clone(),
+            current.at_provider.clone(),
+        ),
+    };
+    TrafficMirrorFilterStatus {
+        filter_id,
+        rule_ids,
+        observed_generation: generation,
+        conditions: conditions::merge(&current.conditions, &conditions_of(report), generation, now),
+        at_provider,
+    }
+}
+
+fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
+    if let Some(e) = report.error {
+        return vec![
+            Condition::no(READY, &e.reason(), e.message()),
+            Condition::no(SYNCED, &e.reason(), e.message()),
+        ];
+    }
+    match report.step {
+        Some(Step::Wait(w)) => both_false(w.reason, &w.message),
+        Some(Step::Conflict(m)) => both_false(reason::NAME_CONFLICT, m),
+        Some(Step::ReportDrift { drift, .. }) => vec![
+            drift_ready(drift),
+            Condition::yes(SYNCED, reason::RECONCILE_SUCCESS, "observed (ObserveOnly)"),
+        ],
+        Some(
+            Step::Create { desired } | Step::Adopt { desired, .. } | Step::Converge { desired, .. },
+        ) => vec![
+            converged_ready(desired, report.filter),
+            Condition::yes(
+                SYNCED,
+                reason::RECONCILE_SUCCESS,
+                "the last reconcile succeeded",
+            ),
+        ],
+        Some(Step::Delete(_) | Step::Release { .. }) | None => vec![],
+    }
+}
+
+fn both_false(reason: &str, message: &str) -> Vec<Condition> {
+    vec![
+        Condition::no(READY, reason, message),
+        Condition::no(SYNCED, reason, message),
+    ]
+}
+
+fn drift_ready(drift: &Drift) -> Condition {
+    if drift.is_empty() {
+        return Condition::yes(
+            READY,
+            reason::AVAILABLE,
+            "the cloud filter and its rules match the spec",
+        );
+    }
+    Condition::no(
+        READY,
+        reason::DRIFTED,
+        format!(
+            "the cloud filter differs from the spec: {drift}; managementPolicy is ObserveOnly, so the \
+             operator does not change it"
+        ),
+    )
+}
+
+fn converged_ready(desired: &DesiredFilter, filter: Option<&CloudFilter>) -> Condition {
+    let Some(f) = filter else {
+        return Condition::no(READY, reason::CREATING, "the cloud filter is being created");
+    };
+    let drift = Drift::between(desired, f, &plan::observed_rules(f));
+    if drift.is_empty() {
+        Condition::yes(
+            READY,
+            reason::AVAILABLE,
+            "the cloud filter and its rules match the spec",
+        )
+    } else {
+        Condition::no(
+            READY,
+            reason::UPDATING,
+            format!("the cloud still differs: {drift}"),
+        )
+    }
+}
+
+/// Writes `next` when it differs from the object's status.
+pub async fn write(
+    api: &Api<TrafficMirrorFilter>,
+    obj: &TrafficMirrorFilter,
+    next: &TrafficMirrorFilterStatus,
+) -> Result<bool> {
+    let current = obj.status.clone().unwrap_or_default();
+    let unchanged = current.filter_id == next.filter_id
+        && current.rule_ids == next.rule_ids
+        && current.observed_generation == next.observed_generation
+        && current.at_provider == next.at_provider
+        && conditions::same(&current.conditions, &next.conditions);
+    if unchanged {
+        return Ok(false);
+    }
+    object::apply_status(api, obj, next)
+        .await
+        .map_err(Error::WriteStatus)?;
+    Ok(true)
+}
