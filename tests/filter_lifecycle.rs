@@ -1,0 +1,650 @@
+//! TrafficMirrorFilter end to end: a real kube-apiserver + etcd, the emulator, and the operator
+//! binary as a child process. Each test has its own namespace, emulator, ProviderConfig and operator;
+//! every wait polls with a deadline.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use traffic_mirror_operator::api::{TrafficMirrorFilter, TrafficMirrorSession};
+use traffic_mirror_operator::cloud::VpcClient;
+use traffic_mirror_operator::cloud::models::{
+    ListFiltersQuery, TrafficMirrorFilter as CloudFilter, UpdateRuleRequest,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+const RESYNC: &str = "2s";
+
+struct Env {
+    client: Client,
+    ns: String,
+    account: support::operator::CloudAccount,
+    cloud: VpcClient,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Env {
+        let cp = support::control_plane();
+        let client = cp.client().await;
+        support::install_crds(&client).await;
+        let ns = support::test_namespace(&client, prefix).await;
+        let account = support::operator::CloudAccount::create(&client, &ns).await;
+        let env = Env {
+            cloud: account.cloud.clone(),
+            client,
+            ns,
+            account,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        env.emu().clear_calls().await;
+        env
+    }
+
+    fn emu(&self) -> &support::Emulator {
+        &self.account.emu
+    }
+
+    fn operator(&self, failpoints: Option<&str>) -> support::operator::Operator {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let log = self.dir.path().join(format!("operator-{stamp}.log"));
+        support::operator::Operator::start(&self.ns, RESYNC, &[], failpoints, log)
+    }
+
+    fn filters(&self) -> Api<TrafficMirrorFilter> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn sessions(&self) -> Api<TrafficMirrorSession> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates a filter object with `rules` and extra spec fields.
+    async fn apply_filter(&self, name: &str, rules: Value, extra: Value) {
+        let mut spec = json!({"rules": rules, "providerConfigRef": {"name": self.account.pc}});
+        merge(&mut spec, extra);
+        let obj: TrafficMirrorFilter = serde_json::from_value(json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("filter manifest");
+        self.filters()
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create filter object");
+    }
+
+    async fn patch_filter(&self, name: &str, spec: Value) {
+        self.filters()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
+            .await
+            .expect("patch filter");
+    }
+
+    /// A session object that references the filter `filter` by name.
+    async fn apply_session(&self, name: &str, filter: &str) {
+        let obj: TrafficMirrorSession = serde_json::from_value(json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
+            "metadata": {"name": name},
+            "spec": {
+                "trafficMirrorFilterRef": {"name": filter},
+                "trafficMirrorSources": ["eni-a"],
+                "trafficMirrorTargetId": "eni-target",
+                "trafficMirrorTargetType": "eni",
+                "priority": 10,
+                "providerConfigRef": {"name": self.account.pc},
+            },
+        }))
+        .expect("session manifest");
+        self.sessions()
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create session object");
+    }
+
+    /// Waits until the filter's Ready condition has `status` (and `reason`) for its generation.
+    async fn wait_filter(
+        &self,
+        name: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> TrafficMirrorFilter {
+        let api = self.filters();
+        support::wait_for(WAIT, || {
+            let api = api.clone();
+            async move {
+                let o = api.get_opt(name).await.ok().flatten()?;
+                let st = o.status.as_ref()?;
+                let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
+                let ok = st.observed_generation == o.metadata.generation
+                    && c.status == status
+                    && reason.is_none_or(|r| c.reason == r);
+                ok.then_some(o)
+            }
+        })
+        .await
+    }
+
+    async fn wait_session(
+        &self,
+        name: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> TrafficMirrorSession {
+        let api = self.sessions();
+        support::wait_for(WAIT, || {
+            let api = api.clone();
+            async move {
+                let o = api.get_opt(name).await.ok().flatten()?;
+                let st = o.status.as_ref()?;
+                let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
+                let ok = st.observed_generation == o.metadata.generation
+                    && c.status == status
+                    && reason.is_none_or(|r| c.reason == r);
+                ok.then_some(o)
+            }
+        })
+        .await
+    }
+
+    async fn wait_filter_gone(&self, name: &str) {
+        let api = self.filters();
+        support::wait_for(WAIT, || {
+            let api = api.clone();
+            async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
+        })
+        .await;
+    }
+
+    async fn cloud_filters(&self) -> Vec<CloudFilter> {
+        self.cloud
+            .list_all_filters(ListFiltersQuery::default())
+            .await
+            .expect("list filters")
+    }
+
+    async fn cloud_filter(&self, id: &str) -> CloudFilter {
+        self.cloud.show_filter(id).await.expect("show filter")
+    }
+
+    /// The emulator's write calls on rules and filters since the log was cleared: (method, path).
+    async fn writes(&self) -> Vec<Value> {
+        self.emu()
+            .calls()
+            .await
+            .into_iter()
+            .filter(|c| c["method"] != "GET")
+            .collect()
+    }
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
+        t.extend(e);
+    }
+}
+
+fn rule(direction: &str, priority: i64, extra: Value) -> Value {
+    let mut r = json!({"direction": direction, "priority": priority, "protocol": "TCP",
+                       "ethertype": "IPv4", "action": "accept"});
+    merge(&mut r, extra);
+    r
+}
+
+fn three_rules() -> Value {
+    json!([
+        rule(
+            "ingress",
+            10,
+            json!({"sourceCidrBlock": "10.0.0.0/8", "destinationPortRange": "80-443"})
+        ),
+        rule("ingress", 20, json!({"protocol": "UDP"})),
+        rule(
+            "egress",
+            10,
+            json!({"destinationCidrBlock": "192.168.0.0/16"})
+        ),
+    ])
+}
+
+/// Rules of a cloud filter by key `direction/priority`.
+fn rules_by_key(f: &CloudFilter) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in f.ingress_rules.iter().chain(&f.egress_rules) {
+        out.entry(format!("{}/{}", r.direction, r.priority))
+            .or_default()
+            .push(r.id.clone());
+    }
+    out
+}
+
+fn methods(calls: &[Value]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            let path = c["path"].as_str().unwrap_or("");
+            let what = if path.contains("filter-rules") {
+                "rule"
+            } else if path.contains("filters") {
+                "filter"
+            } else {
+                "session"
+            };
+            format!("{} {what}", c["method"].as_str().unwrap_or(""))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_filter_with_rules_becomes_ready_with_ids() {
+    let env = Env::new("flt-create").await;
+    let _op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({"description": "web tier"}))
+        .await;
+    let f = env.wait_filter("web", "True", Some("Available")).await;
+    let st = f.status.expect("status");
+    let id = st.filter_id.expect("status.filterId");
+    assert_eq!(
+        st.rule_ids.keys().cloned().collect::<Vec<_>>(),
+        vec!["egress/10", "ingress/10", "ingress/20"]
+    );
+    let cloud = env.cloud_filter(&id).await;
+    assert_eq!(
+        (cloud.name.as_str(), cloud.description.as_str()),
+        ("web", "web tier")
+    );
+    assert_eq!(cloud.ingress_rules.len() + cloud.egress_rules.len(), 3);
+    assert_eq!(st.at_provider.expect("atProvider").id, id);
+    // One POST for the filter, one per rule, and nothing else written.
+    assert_eq!(
+        methods(&env.writes().await),
+        vec!["POST filter", "POST rule", "POST rule", "POST rule"]
+    );
+}
+
+#[tokio::test]
+async fn each_kind_of_rule_change_costs_exactly_the_needed_calls() {
+    let env = Env::new("flt-changes").await;
+    let _op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({})).await;
+    env.wait_filter("web", "True", Some("Available")).await;
+    let steps: Vec<(&str, Value, Vec<&str>, Vec<&str>)> = vec![
+        // (what, new rules, expected writes, expected PUT body keys)
+        (
+            "change one field",
+            json!([
+                rule(
+                    "ingress",
+                    10,
+                    json!({"sourceCidrBlock": "10.0.0.0/8", "destinationPortRange": "80-8080"})
+                ),
+                rule("ingress", 20, json!({"protocol": "UDP"})),
+                rule(
+                    "egress",
+                    10,
+                    json!({"destinationCidrBlock": "192.168.0.0/16"})
+                ),
+            ]),
+            vec!["PUT rule"],
+            vec!["destination_port_range"],
+        ),
+        (
+            "clear a field",
+            json!([
+                rule("ingress", 10, json!({"sourceCidrBlock": "10.0.0.0/8"})),
+                rule("ingress", 20, json!({"protocol": "UDP"})),
+                rule(
+                    "egress",
+                    10,
+                    json!({"destinationCidrBlock": "192.168.0.0/16"})
+                ),
+            ]),
+            vec!["PUT rule"],
+            vec!["destination_port_range"],
+        ),
+        (
+            "add a rule",
+            json!([
+                rule("ingress", 10, json!({"sourceCidrBlock": "10.0.0.0/8"})),
+                rule("ingress", 20, json!({"protocol": "UDP"})),
+                rule(
+                    "egress",
+                    10,
+                    json!({"destinationCidrBlock": "192.168.0.0/16"})
+                ),
+                rule("egress", 30, json!({})),
+            ]),
+            vec!["POST rule"],
+            vec![],
+        ),
+        (
+            "remove a rule",
+            json!([
+                rule("ingress", 10, json!({"sourceCidrBlock": "10.0.0.0/8"})),
+                rule(
+                    "egress",
+                    10,
+                    json!({"destinationCidrBlock": "192.168.0.0/16"})
+                ),
+                rule("egress", 30, json!({})),
+            ]),
+            vec!["DELETE rule"],
+            vec![],
+        ),
+        (
+            "move a rule to another priority: add before remove",
+            json!([
+                rule("ingress", 10, json!({"sourceCidrBlock": "10.0.0.0/8"})),
+                rule(
+                    "egress",
+                    10,
+                    json!({"destinationCidrBlock": "192.168.0.0/16"})
+                ),
+                rule("egress", 40, json!({})),
+            ]),
+            vec!["POST rule", "DELETE rule"],
+            vec![],
+        ),
+    ];
+    for (what, rules, want, put_keys) in steps {
+        env.emu().clear_calls().await;
+        env.patch_filter("web", json!({"rules": rules})).await;
+        let f = env.wait_filter("web", "True", Some("Available")).await;
+        let writes = env.writes().await;
+        assert_eq!(methods(&writes), want, "{what}");
+        if let Some(put) = writes.iter().find(|c| c["method"] == "PUT") {
+            let keys: Vec<String> = put["body"]["traffic_mirror_filter_rule"]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            assert_eq!(
+                keys, put_keys,
+                "{what}: the PUT carries exactly the changed field"
+            );
+        }
+        let id = f.status.and_then(|s| s.filter_id).expect("filter id");
+        let keys = rules_by_key(&env.cloud_filter(&id).await);
+        assert!(
+            keys.values().all(|ids| ids.len() == 1),
+            "{what}: one rule per key: {keys:?}"
+        );
+    }
+    // The cleared field is really gone in the cloud.
+    let id = env
+        .filters()
+        .get("web")
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.filter_id)
+        .expect("id");
+    let f = env.cloud_filter(&id).await;
+    let r = f
+        .ingress_rules
+        .iter()
+        .find(|r| r.priority == 10)
+        .expect("ingress/10");
+    assert_eq!(r.destination_port_range, None, "cleared in the cloud");
+}
+
+#[tokio::test]
+async fn a_session_waits_for_its_filter_then_converges_and_follows_a_new_id() {
+    let env = Env::new("flt-ref").await;
+    let _op = env.operator(None);
+    env.apply_session("s", "web").await;
+    env.wait_session("s", "False", Some("FilterNotReady")).await;
+    assert!(
+        env.emu().calls().await.iter().all(|c| c["method"] == "GET"),
+        "no cloud write while the filter is missing"
+    );
+    env.apply_filter("web", three_rules(), json!({})).await;
+    let f = env.wait_filter("web", "True", None).await;
+    let first = f.status.and_then(|s| s.filter_id).expect("id");
+    let s = env.wait_session("s", "True", Some("Available")).await;
+    let at = s.status.and_then(|s| s.at_provider).expect("atProvider");
+    assert_eq!(at.traffic_mirror_filter_id, first);
+    // The filter is replaced by another (Orphan releases the old object at once): the session
+    // follows the new id with one PUT.
+    env.patch_filter("web", json!({"deletionPolicy": "Orphan"}))
+        .await;
+    env.filters()
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    env.wait_filter_gone("web").await;
+    env.emu().clear_calls().await;
+    env.apply_filter(
+        "web",
+        json!([rule("ingress", 5, json!({}))]),
+        json!({"name": "web-v2"}),
+    )
+    .await;
+    let f = env.wait_filter("web", "True", None).await;
+    let second = f.status.and_then(|s| s.filter_id).expect("id");
+    assert_ne!(first, second);
+    let api = env.sessions();
+    support::wait_for(WAIT, || {
+        let api = api.clone();
+        let second = second.clone();
+        async move {
+            let s = api.get("s").await.ok()?;
+            let at = s.status?.at_provider?;
+            (at.traffic_mirror_filter_id == second).then_some(())
+        }
+    })
+    .await;
+    let session_puts: Vec<Value> = env
+        .writes()
+        .await
+        .into_iter()
+        .filter(|c| {
+            c["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("traffic-mirror-sessions"))
+        })
+        .collect();
+    assert_eq!(
+        session_puts.len(),
+        1,
+        "one PUT moves the session: {session_puts:?}"
+    );
+    assert_eq!(session_puts[0]["method"], "PUT");
+}
+
+#[tokio::test]
+async fn deleting_a_filter_in_use_waits_for_its_sessions() {
+    let env = Env::new("flt-inuse").await;
+    let _op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({})).await;
+    env.apply_session("s", "web").await;
+    env.wait_session("s", "True", None).await;
+    env.emu().clear_calls().await;
+    env.filters()
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let f = env.wait_filter("web", "False", Some("InUse")).await;
+    let msg = f
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains(&format!("{}/s", env.ns)), "{msg}");
+    assert!(
+        env.writes().await.is_empty(),
+        "no delete is tried while sessions use the filter"
+    );
+    env.sessions()
+        .delete("s", &DeleteParams::default())
+        .await
+        .expect("delete session");
+    env.wait_filter_gone("web").await;
+    assert!(
+        env.cloud_filters().await.iter().all(|f| f.name != "web"),
+        "the cloud filter is gone"
+    );
+    let deletes = env
+        .writes()
+        .await
+        .iter()
+        .filter(|c| c["method"] == "DELETE")
+        .count();
+    assert_eq!(deletes, 2, "one session delete, one filter delete");
+}
+
+#[tokio::test]
+async fn out_of_band_rule_drift_is_corrected_and_protocol_case_is_not_drift() {
+    let env = Env::new("flt-drift").await;
+    let _op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({})).await;
+    let f = env.wait_filter("web", "True", None).await;
+    let st = f.status.expect("status");
+    let id = st.filter_id.expect("id");
+    // Out of band: the protocol's case changes (not drift), a field changes, a rule goes, one appears.
+    let r10 = st.rule_ids["ingress/10"].clone();
+    let r20 = st.rule_ids["ingress/20"].clone();
+    let lower = UpdateRuleRequest {
+        protocol: Some("udp".into()),
+        ..Default::default()
+    };
+    env.cloud
+        .update_rule(&r20, &lower)
+        .await
+        .expect("lower-case protocol");
+    let changed = UpdateRuleRequest {
+        source_cidr_block: Some("172.16.0.0/12".into()),
+        ..Default::default()
+    };
+    env.cloud.update_rule(&r10, &changed).await.expect("change");
+    let egress = st.rule_ids["egress/10"].clone();
+    env.cloud.delete_rule(&egress).await.expect("delete");
+    env.emu().clear_calls().await;
+    support::wait_for(WAIT, || async {
+        let f = env.cloud_filter(&id).await;
+        let keys = rules_by_key(&f);
+        let r = f.ingress_rules.iter().find(|r| r.priority == 10)?;
+        (keys.len() == 3 && r.source_cidr_block.as_deref() == Some("10.0.0.0/8")).then_some(())
+    })
+    .await;
+    let f = env.cloud_filter(&id).await;
+    let r = f
+        .ingress_rules
+        .iter()
+        .find(|r| r.priority == 20)
+        .expect("ingress/20");
+    assert_eq!(
+        r.protocol, "udp",
+        "a case-only difference is never rewritten"
+    );
+    let writes = methods(&env.writes().await);
+    assert_eq!(
+        writes.iter().filter(|w| *w == "PUT rule").count(),
+        1,
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes.iter().filter(|w| *w == "POST rule").count(),
+        1,
+        "{writes:?}"
+    );
+}
+
+#[tokio::test]
+async fn observe_only_reports_drift_and_never_writes() {
+    let env = Env::new("flt-observe").await;
+    let existing = env
+        .cloud
+        .create_filter(
+            &traffic_mirror_operator::cloud::models::CreateFilterRequest {
+                name: "legacy".into(),
+                description: Some("made elsewhere".into()),
+            },
+        )
+        .await
+        .expect("create");
+    let _op = env.operator(None);
+    env.emu().clear_calls().await;
+    env.apply_filter(
+        "legacy",
+        three_rules(),
+        json!({"managementPolicy": "ObserveOnly", "filterId": existing.id, "description": "made elsewhere"}),
+    )
+    .await;
+    let f = env.wait_filter("legacy", "False", Some("Drifted")).await;
+    let msg = f
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(msg.contains("ingress/10"), "{msg}");
+    assert!(env.writes().await.is_empty(), "ObserveOnly never writes");
+}
+
+/// Kills the operator at `failpoint` while it creates a filter with rules, restarts it, and checks
+/// that exactly one filter and one rule per key exist.
+async fn crash_during_filter_create(failpoint: &str) {
+    let env = Env::new("flt-crash").await;
+    let mut op = env.operator(Some(failpoint));
+    env.apply_filter("web", three_rules(), json!({})).await;
+    support::wait_for(WAIT, || {
+        let exited = op.exited();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    assert!(
+        op.logs().contains("failpoint"),
+        "{failpoint}: {}",
+        op.logs()
+    );
+    drop(op);
+    let op = env.operator(None);
+    let f = env.wait_filter("web", "True", Some("Available")).await;
+    let mut filters = env.cloud_filters().await;
+    filters.retain(|f| f.name == "web");
+    assert_eq!(
+        filters.len(),
+        1,
+        "{failpoint}: one filter; log:\n{}",
+        op.logs()
+    );
+    let id = f.status.and_then(|s| s.filter_id).expect("id");
+    assert_eq!(filters[0].id, id);
+    let keys = rules_by_key(&env.cloud_filter(&id).await);
+    assert_eq!(keys.len(), 3, "{failpoint}: {keys:?}");
+    assert!(
+        keys.values().all(|ids| ids.len() == 1),
+        "{failpoint}: duplicates {keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn crash_before_the_filter_create() {
+    crash_during_filter_create("filter-create-before").await;
+}
+
+#[tokio::test]
+async fn crash_after_the_filter_create_before_recording() {
+    crash_during_filter_create("filter-create-after").await;
+}
+
+#[tokio::test]
+async fn crash_after_recording_the_filter_id() {
+    crash_during_filter_create("filter-record-after").await;
+}
+
+#[tokio::test]
+async fn crash_after_a_rule_create() {
+    crash_during_filter_create("rule-create-after").await;
+}
