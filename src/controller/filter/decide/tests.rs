@@ -115,6 +115,7 @@ fn check(rows: Vec<(&str, Desired, Observed, &str)>) {
 }
 
 #[test]
+#[allow(unused_variables)]
 fn apply_branches() {
     let none = serde_json::json!({});
     let observe_only = serde_json::json!({"managementPolicy": "ObserveOnly", "filterId": "f1"});
@@ -169,6 +170,24 @@ fn apply_branches() {
             gone.clone(),
             "Wait(FilterNotFound)",
         ),
+    ]);
+}
+
+#[test]
+#[allow(unused_variables)]
+fn apply_create_branches() {
+    let none = serde_json::json!({});
+    let observe_only = serde_json::json!({"managementPolicy": "ObserveOnly", "filterId": "f1"});
+    let no_rules = serde_json::json!({"rules": []});
+    let not_ready = Observed {
+        provider_ready: false,
+        ..observed()
+    };
+    let gone = Observed {
+        cloud: CloudState::Gone,
+        ..observed()
+    };
+    check(vec![
         (
             "own filter vanished",
             with_id(desired(none.clone()), "f1"),
@@ -236,6 +255,7 @@ fn rule_creates_in_flight_are_confirmed_before_creating_again() {
 }
 
 #[test]
+#[allow(unused_variables)]
 fn cleanup_branches() {
     let none = serde_json::json!({});
     let not_ready = Observed {
@@ -274,6 +294,22 @@ fn cleanup_branches() {
             users,
             "Wait(InUse)",
         ),
+    ]);
+}
+
+#[test]
+#[allow(unused_variables)]
+fn cleanup_delete_branches() {
+    let none = serde_json::json!({});
+    let not_ready = Observed {
+        provider_ready: false,
+        ..observed()
+    };
+    let users = Observed {
+        users: vec!["ns/s1".into()],
+        ..observed()
+    };
+    check(vec![
         (
             "id",
             deleting(with_id(desired(none.clone()), "f1")),
