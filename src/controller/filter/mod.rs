@@ -26,7 +26,7 @@ use kube::{Api, ResourceExt};
 
 use super::Context;
 use super::error::{Error, Result};
-use super::object;
+use super::{budget, object};
 use crate::api::TrafficMirrorFilter;
 use decide::{Observed, Retry, Step, decide};
 use execute::{Progress, execute};
@@ -45,7 +45,9 @@ const DEPENDENCY_POLL: Duration = Duration::from_secs(30);
 /// Reconciles one TrafficMirrorFilter.
 pub async fn reconcile(obj: Arc<TrafficMirrorFilter>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = run(obj, &ctx).await;
+    let observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
+    let lane = ctx.lane_of(&obj.metadata, observed_generation);
+    let result = budget::in_lane(lane, run(obj, &ctx)).await;
     ctx.metrics.reconciled(KIND, started.elapsed());
     result
 }

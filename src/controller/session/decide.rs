@@ -95,6 +95,8 @@ pub struct Observed {
     /// Cloud sessions under the intent's name (or, without an intent, the desired name), when a
     /// create or an intent resolution needs them.
     pub named: Vec<CloudSession>,
+    /// Other cloud sessions with the same name as ours (from the snapshot).
+    pub namesakes: Vec<CloudSession>,
     /// The time of the observation.
     pub now: DateTime<Utc>,
 }
@@ -188,6 +190,9 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
     };
     let desired = d.session(filter_id.to_string());
     match (&d.known_id, &o.cloud) {
+        (Some(_), CloudState::Present(s)) if !o.namesakes.is_empty() => {
+            Step::Conflict(namesake_message(s, &o.namesakes))
+        }
         (Some(_), CloudState::Present(s)) => Step::Converge {
             convergence: plan::convergence(&desired, s),
             observed: s.clone(),
@@ -293,6 +298,18 @@ fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
     } else {
         Step::Delete(ids)
     }
+}
+
+fn namesake_message(ours: &CloudSession, others: &[CloudSession]) -> String {
+    let ids: Vec<&str> = others.iter().map(|s| s.id.as_str()).collect();
+    format!(
+        "besides this object's cloud session {}, cloud session(s) {} are also named {:?} (made \
+         outside this object): the name is ambiguous for every tool that finds sessions by name; \
+         rename or delete the other one(s), or set spec.name to a different name",
+        ours.id,
+        ids.join(", "),
+        ours.name
+    )
 }
 
 fn provider_not_ready(d: &Desired, deleting: bool) -> Wait {
