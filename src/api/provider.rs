@@ -227,7 +227,11 @@ mod tests {
         let v = json!({"region": "cn-north-4", "projectId": "p1",
             "credentials": {"secretRef": {"namespace": "ops", "name": "hwc"}}});
         let parsed: ProviderConfigSpec = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(parsed, spec(None), "rateLimit defaults to {{qps: 8, burst: 8}}");
+        assert_eq!(
+            parsed,
+            spec(None),
+            "rateLimit defaults to {{qps: 8, burst: 8}}"
+        );
         let mut with_default = v;
         with_default["rateLimit"] = json!({"qps": 8.0, "burst": 8});
         assert_eq!(serde_json::to_value(&parsed).unwrap(), with_default);

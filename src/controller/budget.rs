@@ -14,13 +14,20 @@
 //!   rate, at most once per second (additive increase, multiplicative decrease, as the AWS SDKs'
 //!   adaptive retry mode does).
 //!
+//! - **Slots.** kube-runtime runs reconciles in arrival order with a fixed concurrency, so bulk
+//!   reconciles waiting here for tokens could hold every slot and queue an edit behind the whole
+//!   backfill. While the bucket is short of tokens, only [`BULK_HOLDERS`] bulk reconciles may wait
+//!   in it ([`Budget::bulk_slot`]); the others are requeued at once, leaving slots free for a person.
+//!
 //! Why by hand: `governor`/`leaky-bucket` give a fixed-rate bucket, but not priority lanes nor a rate
 //! that adapts to throttling; the bucket here is a few lines of pure arithmetic, tested with time
 //! passed in.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Who is waiting for a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,10 +155,14 @@ impl Bucket {
     }
 }
 
+/// How many bulk reconciles of one account may wait for tokens at once.
+pub const BULK_HOLDERS: usize = 3;
+
 /// One account's budget.
 #[derive(Debug)]
 pub struct Budget {
     bucket: Mutex<Bucket>,
+    bulk: Arc<Semaphore>,
 }
 
 impl Budget {
@@ -159,6 +170,7 @@ impl Budget {
     pub fn new(qps: f64, burst: u32) -> Self {
         Budget {
             bucket: Mutex::new(Bucket::new(qps, burst, Instant::now())),
+            bulk: Arc::new(Semaphore::new(BULK_HOLDERS)),
         }
     }
 
@@ -191,6 +203,29 @@ impl Budget {
                 }
             };
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Admission of a bulk reconcile: none is needed while tokens are to spare; when the bucket is
+    /// short, one of [`BULK_HOLDERS`] slots (held for the reconcile), or the delay after which to try
+    /// again (about when the current holders will have been served).
+    pub fn bulk_slot(&self) -> Result<Option<OwnedSemaphorePermit>, Duration> {
+        let rate = {
+            let mut b = self.lock();
+            b.refill(Instant::now());
+            if b.tokens >= 1.0 && b.interactive_waiting == 0 {
+                return Ok(None);
+            }
+            b.rate
+        };
+        match self.bulk.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => {
+                let spread = rand::random::<f64>();
+                Err(Duration::from_secs_f64(
+                    (BULK_HOLDERS as f64 + spread) / rate,
+                ))
+            }
         }
     }
 

@@ -169,12 +169,25 @@ impl Context {
         let created_after_start = meta
             .creation_timestamp
             .as_ref()
-            .is_some_and(|t| t.0.as_second() >= self.started_at.timestamp());
+            .is_some_and(|t| t.0.as_second() > self.started_at.timestamp());
         let edited = observed_generation.is_some() && observed_generation != meta.generation;
         if meta.deletion_timestamp.is_some() || edited || created_after_start {
             budget::Lane::Interactive
         } else {
             budget::Lane::Bulk
+        }
+    }
+
+    /// Admission of a reconcile in `lane` against ProviderConfig `provider`'s budget (see
+    /// [`budget::Budget::bulk_slot`]): `Err(delay)` means "requeue after `delay`, nothing done".
+    pub fn admit(
+        &self,
+        lane: budget::Lane,
+        provider: &str,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Duration> {
+        match (lane, self.providers.get(provider)) {
+            (budget::Lane::Bulk, Some(p)) => p.budget.bulk_slot(),
+            _ => Ok(None),
         }
     }
 
