@@ -21,6 +21,7 @@ pub mod object;
 pub mod plan;
 pub mod providers;
 pub mod session;
+pub mod wait;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -189,6 +190,23 @@ impl Context {
             (budget::Lane::Bulk, Some(p)) => p.budget.bulk_slot(),
             _ => Ok(None),
         }
+    }
+
+    /// Whether a reconcile must read its cloud object fresh (GET) instead of from the snapshot: after
+    /// a spec change or a failure the snapshot may be stale for it. Unless this process already
+    /// converged this generation (then the snapshot holds the answers of its own calls, and the status
+    /// write that says so may just not be in the cache yet).
+    pub fn needs_fresh_read(
+        &self,
+        meta: &kube::api::ObjectMeta,
+        observed_generation: Option<i64>,
+        conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    ) -> bool {
+        let synced =
+            conditions::find(conditions, conditions::SYNCED).is_some_and(|c| c.status == "True");
+        let behind = meta.generation != observed_generation;
+        let uid = meta.uid.as_deref().unwrap_or_default();
+        (behind || !synced) && !self.ledger.converged_at(uid, meta.generation)
     }
 
     /// The cloud ids of the sessions that session objects manage.

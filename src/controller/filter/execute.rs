@@ -207,13 +207,13 @@ async fn converge(
     };
     if let Some(update) = &calls.update {
         let fields = plan::update_filter_field_names(update).join(", ");
-        let mut f = cloud(
-            ctx,
-            p,
-            "update_filter",
-            p.client.update_filter(&filter.id, update),
-        )
-        .await?;
+        let mut f = p
+            .cloud(
+                &ctx.metrics,
+                "update_filter",
+                p.client.update_filter(&filter.id, update),
+            )
+            .await?;
         f.ingress_rules = filter.ingress_rules.clone();
         f.egress_rules = filter.egress_rules.clone();
         set_filter(p, progress, f);
@@ -267,13 +267,15 @@ async fn rule_call(
     let mut new_id = String::new();
     match call {
         RuleCall::Create(_, req) => {
-            new_id = cloud(ctx, p, operation, p.client.create_rule(req))
+            new_id = p
+                .cloud(&ctx.metrics, operation, p.client.create_rule(req))
                 .await?
                 .id
         }
-        RuleCall::Update(_, id, u) => {
-            drop(cloud(ctx, p, operation, p.client.update_rule(id, u)).await?)
-        }
+        RuleCall::Update(_, id, u) => drop(
+            p.cloud(&ctx.metrics, operation, p.client.update_rule(id, u))
+                .await?,
+        ),
         RuleCall::Delete(_, id) => {
             match p
                 .call(&ctx.metrics, operation, p.client.delete_rule(id))
@@ -338,17 +340,6 @@ async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> R
     )
     .await;
     Ok(())
-}
-
-async fn cloud<T>(
-    ctx: &Context,
-    p: &Provider,
-    operation: &'static str,
-    call: impl Future<Output = std::result::Result<T, CloudError>>,
-) -> Result<T> {
-    p.call(&ctx.metrics, operation, call)
-        .await
-        .map_err(|source| Error::Cloud { operation, source })
 }
 
 /// Records the cloud id and clears the intent, in one write.

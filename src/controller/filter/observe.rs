@@ -7,7 +7,6 @@ use chrono::Utc;
 use kube::ResourceExt;
 
 use super::super::Context;
-use super::super::conditions::{self, SYNCED};
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION};
 use super::super::inventory::Known;
@@ -106,17 +105,15 @@ fn users(obj: &TrafficMirrorFilter, d: &Desired, ctx: &Context, p: &Provider) ->
     users
 }
 
-/// After a spec change or a failure the snapshot may be stale for this object: GET.
+/// [`Context::needs_fresh_read`] for this object.
 fn needs_fresh_read(obj: &TrafficMirrorFilter, ctx: &Context) -> bool {
     let status = obj.status.as_ref();
-    let synced = status
-        .and_then(|s| conditions::find(&s.conditions, SYNCED))
-        .is_some_and(|c| c.status == "True");
-    let behind = obj.metadata.generation != status.and_then(|s| s.observed_generation);
-    (behind || !synced)
-        && !ctx
-            .ledger
-            .converged_at(&obj.uid().unwrap_or_default(), obj.metadata.generation)
+    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    ctx.needs_fresh_read(
+        &obj.metadata,
+        status.and_then(|s| s.observed_generation),
+        conditions,
+    )
 }
 
 /// The cloud filter `id` (with its rules): the snapshot unless `fresh`, else a GET.

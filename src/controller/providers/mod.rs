@@ -85,6 +85,20 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// [`Provider::call`] with the failure named by its operation, as the reconcilers report it.
+    pub async fn cloud<T>(
+        &self,
+        metrics: &Metrics,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, super::error::Error> {
+        self.call(metrics, operation, call)
+            .await
+            .map_err(|source| super::error::Error::Cloud { operation, source })
+    }
+}
+
 /// The ready providers, by ProviderConfig name. Shared by both reconcilers and the resync loop.
 #[derive(Default)]
 pub struct Registry {

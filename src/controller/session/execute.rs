@@ -247,13 +247,13 @@ async fn converge(
 ) -> Result<()> {
     if let Some(update) = &c.update {
         let fields = plan::update_field_names(update).join(", ");
-        let s = cloud(
-            ctx,
-            p,
-            "update_session",
-            p.client.update_session(id, update),
-        )
-        .await?;
+        let s = p
+            .cloud(
+                &ctx.metrics,
+                "update_session",
+                p.client.update_session(id, update),
+            )
+            .await?;
         p.inventory.record(&s);
         progress.session = Some(s);
         failpoint::hit("session-update-after");
@@ -290,11 +290,15 @@ async fn change_sources(
     progress: &mut Progress,
 ) -> Result<()> {
     let s = if add {
-        cloud(ctx, p, "add_sources", p.client.add_sources(id, sources)).await?
+        p.cloud(
+            &ctx.metrics,
+            "add_sources",
+            p.client.add_sources(id, sources),
+        )
+        .await?
     } else {
-        cloud(
-            ctx,
-            p,
+        p.cloud(
+            &ctx.metrics,
             "remove_sources",
             p.client.remove_sources(id, sources),
         )
@@ -346,18 +350,6 @@ async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> R
     )
     .await;
     Ok(())
-}
-
-/// Awaits a cloud call through the meter, naming the operation in the error.
-async fn cloud<T>(
-    ctx: &Context,
-    p: &Provider,
-    operation: &'static str,
-    call: impl Future<Output = std::result::Result<T, CloudError>>,
-) -> Result<T> {
-    p.call(&ctx.metrics, operation, call)
-        .await
-        .map_err(|source| Error::Cloud { operation, source })
 }
 
 /// Adds the finalizer before any cloud call; returns the object as the API server now has it.

@@ -8,7 +8,7 @@ use chrono::Utc;
 use kube::{Api, ResourceExt};
 
 use super::super::Context;
-use super::super::conditions::{self, SYNCED};
+use super::super::conditions;
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
 use super::super::inventory::Known;
@@ -144,19 +144,15 @@ async fn named_before_create(
     sessions_named(ctx, p, cloud_name).await
 }
 
-/// A spec change, or a previous failure, means the snapshot may be stale for this object: GET. Unless
-/// this process already converged this generation (then the snapshot holds the answers of its own
-/// calls, and the status write that says so may just not be in the cache yet).
+/// [`Context::needs_fresh_read`] for this object.
 fn needs_fresh_read(obj: &TrafficMirrorSession, ctx: &Context) -> bool {
     let status = obj.status.as_ref();
-    let synced = status
-        .and_then(|s| conditions::find(&s.conditions, SYNCED))
-        .is_some_and(|c| c.status == "True");
-    let behind = obj.metadata.generation != status.and_then(|s| s.observed_generation);
-    (behind || !synced)
-        && !ctx
-            .ledger
-            .converged_at(&obj.uid().unwrap_or_default(), obj.metadata.generation)
+    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    ctx.needs_fresh_read(
+        &obj.metadata,
+        status.and_then(|s| s.observed_generation),
+        conditions,
+    )
 }
 
 /// Resolves the filter id: given directly, or from the referenced TrafficMirrorFilter's status.
