@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::debug;
 
+use super::error::Error;
+use super::intent::{CreateIntent, INTENT_ANNOTATION};
 use super::{Context, MANAGER};
 
 /// What the shared writes need of a kind.
@@ -81,6 +83,51 @@ pub async fn merge_patch<K: Object>(api: &Api<K>, obj: &K, patch: &Value) -> kub
     .await
 }
 
+/// Records a create intent for `cloud_name` (guarded by the resourceVersion read: a stale copy fails
+/// with a conflict, so it can never lead to a second create), dropping a vanished object's id
+/// (`id_annotation`) in the same write.
+pub async fn record_intent<K: Object>(
+    api: &Api<K>,
+    obj: &K,
+    cloud_name: &str,
+    id_annotation: &str,
+) -> Result<K, Error> {
+    let intent = CreateIntent::new(cloud_name, chrono::Utc::now());
+    let patch = json!({"metadata": {
+        "resourceVersion": obj.resource_version(),
+        "annotations": {INTENT_ANNOTATION: intent.to_annotation(), id_annotation: Value::Null},
+    }});
+    merge_patch(api, obj, &patch)
+        .await
+        .map_err(Error::RecordIntent)
+}
+
+/// Clears the create intent after the cloud refused the create (nothing was made).
+pub async fn clear_intent<K: Object>(api: &Api<K>, obj: &K) -> Result<K, Error> {
+    let patch = json!({"metadata": {"annotations": {INTENT_ANNOTATION: Value::Null}}});
+    merge_patch(api, obj, &patch)
+        .await
+        .map_err(Error::ClearIntent)
+}
+
+/// Records the cloud id in `id_annotation` and clears the intent, in one write: the first write after
+/// the create answers (or the interrupted create's object is found).
+pub async fn record_id<K: Object>(
+    api: &Api<K>,
+    obj: &K,
+    id_annotation: &str,
+    id: &str,
+) -> Result<K, Error> {
+    let patch =
+        json!({"metadata": {"annotations": {id_annotation: id, INTENT_ANNOTATION: Value::Null}}});
+    merge_patch(api, obj, &patch)
+        .await
+        .map_err(|source| Error::RecordId {
+            id: id.to_string(),
+            source,
+        })
+}
+
 /// The single status write of a reconcile: server-side apply of the whole `status` under
 /// [`MANAGER`], with the object's resourceVersion as a precondition, so a decision made on a stale
 /// copy never lands (the conflict is retried against the newer object).
@@ -128,7 +175,7 @@ pub async fn failed<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     kind: &str,
     obj: &K,
-    err: super::error::Error,
+    err: Error,
 ) -> kube::runtime::controller::Action {
     ctx.metrics.reconcile_failed(kind, &err.metric_label());
     publish(

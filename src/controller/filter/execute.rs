@@ -13,7 +13,6 @@ use tracing::info;
 
 use super::super::Context;
 use super::super::error::{Error, Result};
-use super::super::intent::{CreateIntent, INTENT_ANNOTATION};
 use super::super::object::{self, merge_patch, publish};
 use super::super::providers::Provider;
 use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creating_keys};
@@ -57,7 +56,9 @@ pub async fn execute(
     match (step, provider) {
         (Step::Create { desired }, Some(p)) => create(ctx, api, p, desired, progress).await,
         (Step::Adopt { found, calls, .. }, Some(p)) => {
-            record_id(api, progress, &found.id).await?;
+            progress.obj = Arc::new(
+                object::record_id(api, &*progress.obj, FILTER_ID_ANNOTATION, &found.id).await?,
+            );
             let note = format!("found cloud filter {} from an interrupted create", found.id);
             publish(
                 ctx,
@@ -129,15 +130,8 @@ async fn create(
     desired: &DesiredFilter,
     progress: &mut Progress,
 ) -> Result<()> {
-    let intent = CreateIntent::new(&desired.name, Utc::now());
-    let patch = json!({"metadata": {
-        "resourceVersion": progress.obj.resource_version(),
-        "annotations": {INTENT_ANNOTATION: intent.to_annotation(), FILTER_ID_ANNOTATION: Value::Null},
-    }});
     progress.obj = Arc::new(
-        merge_patch(api, &*progress.obj, &patch)
-            .await
-            .map_err(Error::RecordIntent)?,
+        object::record_intent(api, &*progress.obj, &desired.name, FILTER_ID_ANNOTATION).await?,
     );
     failpoint::hit("filter-create-before");
     let request = desired.create_request();
@@ -154,7 +148,8 @@ async fn create(
     };
     failpoint::hit("filter-create-after");
     p.filters.record(&created);
-    record_id(api, progress, &created.id).await?;
+    progress.obj =
+        Arc::new(object::record_id(api, &*progress.obj, FILTER_ID_ANNOTATION, &created.id).await?);
     failpoint::hit("filter-record-after");
     info!(name = %progress.obj.name_any(), id = %created.id, "created cloud filter");
     let note = format!("created cloud filter {}", created.id);
@@ -181,12 +176,7 @@ async fn create_failed(
     source: CloudError,
 ) -> Result<()> {
     if !source.is_retryable() {
-        let patch = json!({"metadata": {"annotations": {INTENT_ANNOTATION: Value::Null}}});
-        progress.obj = Arc::new(
-            merge_patch(api, &*progress.obj, &patch)
-                .await
-                .map_err(Error::ClearIntent)?,
-        );
+        progress.obj = Arc::new(object::clear_intent(api, &*progress.obj).await?);
     }
     Err(Error::Cloud {
         operation: "create_filter",
@@ -339,23 +329,6 @@ async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> R
         note,
     )
     .await;
-    Ok(())
-}
-
-/// Records the cloud id and clears the intent, in one write.
-async fn record_id(
-    api: &Api<TrafficMirrorFilter>,
-    progress: &mut Progress,
-    id: &str,
-) -> Result<()> {
-    let patch = json!({"metadata": {"annotations": {FILTER_ID_ANNOTATION: id, INTENT_ANNOTATION: Value::Null}}});
-    let updated = merge_patch(api, &*progress.obj, &patch)
-        .await
-        .map_err(|source| Error::RecordId {
-            id: id.to_string(),
-            source,
-        })?;
-    progress.obj = Arc::new(updated);
     Ok(())
 }
 

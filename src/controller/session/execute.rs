@@ -6,17 +6,15 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
-use serde_json::{Value, json};
 use tracing::info;
 
 use super::super::Context;
 use super::super::conditions::{self, reason};
 use super::super::error::{Error, Result};
-use super::super::intent::{CreateIntent, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
-use super::super::object::{self, merge_patch, publish};
+use super::super::intent::SESSION_ID_ANNOTATION;
+use super::super::object::{self, publish};
 use super::super::plan::{self, Convergence, DesiredSession};
 use super::super::providers::Provider;
 use super::FINALIZER;
@@ -151,7 +149,9 @@ async fn create(
         )
         .await;
     }
-    record_intent(api, progress, &desired.name).await?;
+    progress.obj = Arc::new(
+        object::record_intent(api, &*progress.obj, &desired.name, SESSION_ID_ANNOTATION).await?,
+    );
     failpoint::hit("session-create-before");
     let request = desired.create_request();
     let created = match p
@@ -167,7 +167,8 @@ async fn create(
     };
     failpoint::hit("session-create-after");
     p.inventory.record(&created);
-    record_id(api, progress, &created.id).await?;
+    progress.obj =
+        Arc::new(object::record_id(api, &*progress.obj, SESSION_ID_ANNOTATION, &created.id).await?);
     failpoint::hit("session-record-after");
     info!(name = %progress.obj.name_any(), id = %created.id, "created cloud session");
     let note = format!("created cloud session {}", created.id);
@@ -195,12 +196,7 @@ async fn create_failed(
     source: CloudError,
 ) -> Result<()> {
     if !source.is_retryable() {
-        let patch = json!({"metadata": {"annotations": {INTENT_ANNOTATION: Value::Null}}});
-        progress.obj = Arc::new(
-            merge_patch(api, &progress.obj, &patch)
-                .await
-                .map_err(Error::ClearIntent)?,
-        );
+        progress.obj = Arc::new(object::clear_intent(api, &*progress.obj).await?);
     }
     Err(Error::Cloud {
         operation: "create_session",
@@ -219,7 +215,8 @@ async fn adopt(
 ) -> Result<()> {
     info!(name = %progress.obj.name_any(), id = %found.id, "found the session an interrupted create made");
     p.inventory.record(found);
-    record_id(api, progress, &found.id).await?;
+    progress.obj =
+        Arc::new(object::record_id(api, &*progress.obj, SESSION_ID_ANNOTATION, &found.id).await?);
     let note = format!(
         "found cloud session {} from an interrupted create",
         found.id
@@ -364,43 +361,6 @@ pub async fn ensure_finalizer(
         .await
         .map_err(Error::AddFinalizer)?;
     Ok(Arc::new(updated))
-}
-
-/// Records the create intent with the resourceVersion read (a stale copy fails with a conflict), and
-/// drops the id of a vanished session in the same write.
-async fn record_intent(
-    api: &Api<TrafficMirrorSession>,
-    progress: &mut Progress,
-    cloud_name: &str,
-) -> Result<()> {
-    let intent = CreateIntent::new(cloud_name, Utc::now());
-    let patch = json!({"metadata": {
-        "resourceVersion": progress.obj.resource_version(),
-        "annotations": {INTENT_ANNOTATION: intent.to_annotation(), SESSION_ID_ANNOTATION: Value::Null},
-    }});
-    let updated = merge_patch(api, &progress.obj, &patch)
-        .await
-        .map_err(Error::RecordIntent)?;
-    progress.obj = Arc::new(updated);
-    Ok(())
-}
-
-/// Records the cloud id in the annotation and clears the intent, in one write: the first write after
-/// the create answers.
-async fn record_id(
-    api: &Api<TrafficMirrorSession>,
-    progress: &mut Progress,
-    id: &str,
-) -> Result<()> {
-    let patch = json!({"metadata": {"annotations": {SESSION_ID_ANNOTATION: id, INTENT_ANNOTATION: Value::Null}}});
-    let updated = merge_patch(api, &progress.obj, &patch)
-        .await
-        .map_err(|source| Error::RecordId {
-            id: id.to_string(),
-            source,
-        })?;
-    progress.obj = Arc::new(updated);
-    Ok(())
 }
 
 /// Removes the finalizer (a 404 means the object is already gone).
