@@ -652,3 +652,115 @@ async fn crash_after_recording_the_filter_id() {
 async fn crash_after_a_rule_create() {
     crash_during_filter_create("rule-create-after").await;
 }
+
+#[tokio::test]
+async fn steady_state_is_one_list_per_interval_and_no_writes() {
+    let env = Env::new("flt-steady").await;
+    let _op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({})).await;
+    env.apply_filter("db", json!([rule("egress", 1, json!({}))]), json!({}))
+        .await;
+    env.wait_filter("web", "True", Some("Available")).await;
+    env.wait_filter("db", "True", Some("Available")).await;
+    env.emu().clear_calls().await;
+    // Three resync LISTs of filters: proof that three intervals passed, without sleeping.
+    let filter_lists = |calls: &[Value]| {
+        calls
+            .iter()
+            .filter(|c| {
+                c["method"] == "GET"
+                    && c["path"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with("/traffic-mirror-filters"))
+                    && !c["query"].as_str().unwrap_or("").contains("name=")
+            })
+            .count()
+    };
+    support::wait_for(WAIT, || async {
+        (filter_lists(&env.emu().calls().await) >= 3).then_some(())
+    })
+    .await;
+    let calls = env.emu().calls().await;
+    let per_filter_reads = calls
+        .iter()
+        .filter(|c| {
+            c["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("/traffic-mirror-filters/"))
+        })
+        .count();
+    assert_eq!(
+        per_filter_reads, 0,
+        "no per-filter GET at steady state: {calls:?}"
+    );
+    assert!(env.writes().await.is_empty(), "no writes at steady state");
+}
+
+/// Kills the operator at `failpoint` while it changes rules, restarts it, and checks one rule per
+/// key in the desired state.
+async fn crash_during_rule_change(failpoint: &str, rules: Value, want: usize) {
+    let env = Env::new("flt-crash-rules").await;
+    let op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({})).await;
+    env.wait_filter("web", "True", Some("Available")).await;
+    drop(op);
+    let mut op = env.operator(Some(failpoint));
+    env.patch_filter("web", json!({"rules": rules})).await;
+    support::wait_for(WAIT, || {
+        let exited = op.exited();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    assert!(
+        op.logs().contains("failpoint"),
+        "{failpoint}: {}",
+        op.logs()
+    );
+    drop(op);
+    let op = env.operator(None);
+    let f = env.wait_filter("web", "True", Some("Available")).await;
+    let id = f.status.and_then(|s| s.filter_id).expect("id");
+    let keys = rules_by_key(&env.cloud_filter(&id).await);
+    assert_eq!(
+        keys.len(),
+        want,
+        "{failpoint}: {keys:?}; log:\n{}",
+        op.logs()
+    );
+    assert!(
+        keys.values().all(|ids| ids.len() == 1),
+        "{failpoint}: duplicates {keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn crash_after_a_rule_update() {
+    let rules = json!([
+        rule(
+            "ingress",
+            10,
+            json!({"sourceCidrBlock": "10.0.0.0/8", "destinationPortRange": "22"})
+        ),
+        rule(
+            "ingress",
+            20,
+            json!({"protocol": "UDP", "description": "dns"})
+        ),
+        rule(
+            "egress",
+            10,
+            json!({"destinationCidrBlock": "192.168.0.0/16"})
+        ),
+    ]);
+    crash_during_rule_change("rule-update-after", rules, 3).await;
+}
+
+#[tokio::test]
+async fn crash_after_a_rule_delete() {
+    let rules = json!([rule(
+        "ingress",
+        10,
+        json!({"sourceCidrBlock": "10.0.0.0/8"})
+    )]);
+    crash_during_rule_change("rule-delete-after", rules, 1).await;
+}
