@@ -20,20 +20,21 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/e2e.rs"]
+mod e2e;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
-use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
+use traffic_mirror_operator::api::TrafficMirrorSession;
 use traffic_mirror_operator::cloud::models::ListSessionsQuery;
+
+use e2e::{SETUP_TIMEOUT, by_kind, call_kind, is_resync_start, is_write, ms, wait_resync_starts};
 
 /// Resync interval given to the operator.
 const RESYNC: &str = "5s";
@@ -46,8 +47,6 @@ const STEADY_CYCLES: usize = 3;
 const EDITS: usize = 20;
 /// Objects created in parallel while applying (like `kubectl apply` of a directory, a bit faster).
 const APPLY_PARALLELISM: usize = 8;
-/// Deadline of the setup steps (operator start, ProviderConfig ready).
-const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn main() {
     if !common::is_bench_run() {
@@ -97,341 +96,28 @@ fn main() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The operator as a child process
+// The sessions
 // ---------------------------------------------------------------------------------------------
-
-/// The operator binary as a child process (the integration tests' harness), plus what the bench
-/// reads off it: memory and CPU time.
-struct Operator(support::operator::Operator);
-
-impl Operator {
-    fn start(ns: &str, concurrency: Option<&str>) -> Operator {
-        let log = std::env::temp_dir().join("tmo-bench-convergence-operator.log");
-        let extra: Vec<&str> = concurrency
-            .map(|c| vec!["--concurrency", c])
-            .unwrap_or_default();
-        let op = support::operator::Operator::start(ns, RESYNC, &extra, None, log);
-        eprintln!("convergence: operator log: {}", op.log.display());
-        Operator(op)
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.pid()
-    }
-
-    /// `VmHWM` (peak RSS) and `VmRSS` (current RSS) in MiB.
-    fn memory_mib(&self) -> (f64, f64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        };
-        (kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
-    }
-
-    /// User + system CPU time used so far.
-    fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // After "pid (comm) ": state is field 0, utime field 11, stime field 12 (clock ticks).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // SAFETY: sysconf only reads a configuration value.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let hz = u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100);
-        Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
-    }
-
-    /// Panics (with the end of the operator log) if the operator has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.0.child.try_wait() {
-            panic!(
-                "the operator exited ({status}); its log ends:\n{}",
-                support::process::tail(&self.0.log, 40)
-            );
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// What the API server shows: a watch on the sessions, recording when each generation became Ready
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct Seen {
-    /// (name, generation) -> when it was first seen Ready=True for that generation.
-    ready_at: HashMap<(String, i64), Instant>,
-    /// name -> status.sessionId.
-    session_ids: HashMap<String, String>,
-    /// Watch events (object changes) received after the initial list.
-    changes: u64,
-    /// Whether the initial list is done.
-    synced: bool,
-}
-
-#[derive(Clone, Default)]
-struct Tracker(Arc<Mutex<Seen>>);
-
-impl Tracker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Watches the sessions of `api` in the background.
-    fn start(api: Api<TrafficMirrorSession>) -> Tracker {
-        let tracker = Tracker::default();
-        let t = tracker.clone();
-        tokio::spawn(async move {
-            let mut events =
-                std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-            while let Some(event) = events.next().await {
-                let now = Instant::now();
-                match event {
-                    Ok(watcher::Event::Apply(o)) => {
-                        let mut seen = t.lock();
-                        seen.changes += 1;
-                        seen.observe(&o, now);
-                    }
-                    Ok(watcher::Event::InitApply(o)) => t.lock().observe(&o, now),
-                    Ok(watcher::Event::InitDone) => t.lock().synced = true,
-                    Ok(_) => {}
-                    Err(e) => eprintln!("convergence: watch error (retrying): {e}"),
-                }
-            }
-        });
-        tracker
-    }
-
-    fn ready_at(&self, name: &str, generation: i64) -> Option<Instant> {
-        self.lock()
-            .ready_at
-            .get(&(name.to_string(), generation))
-            .copied()
-    }
-
-    fn session_id(&self, name: &str) -> Option<String> {
-        self.lock().session_ids.get(name).cloned()
-    }
-
-    fn changes(&self) -> u64 {
-        self.lock().changes
-    }
-}
-
-impl Seen {
-    fn observe(&mut self, o: &TrafficMirrorSession, now: Instant) {
-        let (Some(name), Some(generation)) = (o.metadata.name.clone(), o.metadata.generation)
-        else {
-            return;
-        };
-        let Some(status) = &o.status else { return };
-        if let Some(id) = &status.session_id {
-            self.session_ids.insert(name.clone(), id.clone());
-        }
-        let ready = status.observed_generation == Some(generation)
-            && status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-        if ready {
-            self.ready_at.entry((name, generation)).or_insert(now);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The emulator's call log
-// ---------------------------------------------------------------------------------------------
-
-/// A call's method and path shape, ids replaced by `{id}`, and for LISTs what the query was for:
-/// `PUT /v3/{project}/vpc/traffic-mirror-sessions/{id}/add-sources` gives
-/// `PUT traffic-mirror-sessions/{id}/add-sources`.
-fn call_kind(call: &Value) -> String {
-    let method = call["method"].as_str().unwrap_or("?");
-    let path = call["path"].as_str().unwrap_or("");
-    let query = call["query"].as_str().unwrap_or("");
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let Some(at) = segments
-        .iter()
-        .position(|s| s.starts_with("traffic-mirror-"))
-    else {
-        return format!("{method} {path}");
-    };
-    let mut shape = segments[at].to_string();
-    if segments.len() > at + 1 {
-        shape.push_str("/{id}");
-    }
-    for s in segments.iter().skip(at + 2) {
-        shape.push('/');
-        shape.push_str(s);
-    }
-    let what = if method == "GET" && segments.len() == at + 1 {
-        match list_kind(query) {
-            ListKind::Resync => " (LIST, unfiltered: resync, page 1)",
-            ListKind::NextPage => " (LIST, unfiltered: resync, next page)",
-            ListKind::Credentials => " (LIST ?limit=1: credential check)",
-            ListKind::ByName => " (LIST ?name=: crash-safe create check)",
-            ListKind::Other => " (LIST, other filter)",
-        }
-    } else {
-        ""
-    };
-    format!("{method} {shape}{what}")
-}
-
-#[derive(Debug, PartialEq)]
-enum ListKind {
-    Resync,
-    NextPage,
-    Credentials,
-    ByName,
-    Other,
-}
-
-fn list_kind(query: &str) -> ListKind {
-    let params: Vec<(&str, &str)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect();
-    let has = |k: &str| params.iter().any(|(key, _)| *key == k);
-    if has("name") {
-        ListKind::ByName
-    } else if has("marker") {
-        ListKind::NextPage
-    } else if params.iter().any(|(k, v)| *k == "limit" && *v == "1") {
-        ListKind::Credentials
-    } else if params.iter().all(|(k, _)| *k == "limit") {
-        ListKind::Resync
-    } else {
-        ListKind::Other
-    }
-}
-
-/// Whether `call` starts a resync: the first page of an unfiltered session LIST.
-fn is_resync_start(call: &Value) -> bool {
-    call["method"] == "GET"
-        && call["path"]
-            .as_str()
-            .is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
-        && list_kind(call["query"].as_str().unwrap_or("")) == ListKind::Resync
-}
-
-fn is_write(call: &Value) -> bool {
-    call["method"] != "GET"
-}
-
-/// Calls grouped by kind, most frequent first.
-fn by_kind(calls: &[Value]) -> Vec<(String, usize)> {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for c in calls {
-        *counts.entry(call_kind(c)).or_default() += 1;
-    }
-    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    v
-}
-
-fn call_time(call: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    call["at"]
-        .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&chrono::Utc))
-}
-
-/// Waits until the emulator has logged `n` resync starts; returns the log.
-async fn wait_resync_starts(emu: &support::Emulator, n: usize, timeout: Duration) -> Vec<Value> {
-    support::wait_for(timeout, || async {
-        let calls = emu.calls().await;
-        (calls.iter().filter(|c| is_resync_start(c)).count() >= n).then_some(calls)
-    })
-    .await
-}
-
-// ---------------------------------------------------------------------------------------------
-// The run
-// ---------------------------------------------------------------------------------------------
-
-struct Env {
-    client: Client,
-    ns: String,
-    account: support::operator::CloudAccount,
-}
-
-impl Env {
-    async fn new(cp: &support::ControlPlane) -> Env {
-        let client = cp.client().await;
-        support::install_crds(&client).await;
-        let ns = support::test_namespace(&client, "bench-convergence").await;
-        let account = support::operator::CloudAccount::create(&client, &ns).await;
-        Env {
-            client,
-            ns,
-            account,
-        }
-    }
-
-    fn sessions(&self) -> Api<TrafficMirrorSession> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn manifest(&self, i: usize) -> TrafficMirrorSession {
-        serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
-            "kind": "TrafficMirrorSession",
-            "metadata": {"name": session_name(i)},
-            "spec": {
-                "trafficMirrorFilterId": self.account.filter_id,
-                "trafficMirrorSources": [format!("eni-{i:05}-a"), format!("eni-{i:05}-b")],
-                "trafficMirrorTargetId": "eni-target",
-                "trafficMirrorTargetType": "eni",
-                "priority": 10,
-                "providerConfigRef": {"name": self.account.pc},
-            }
-        }))
-        .expect("session manifest")
-    }
-
-    async fn wait_provider_ready(&self) {
-        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
-        let name = self.account.pc.clone();
-        support::wait_for(SETUP_TIMEOUT, || {
-            let pcs = pcs.clone();
-            let name = name.clone();
-            async move {
-                let pc = pcs.get_opt(&name).await.ok().flatten()?;
-                let st = pc.status?;
-                let ready = st.observed_generation == pc.metadata.generation
-                    && st
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True");
-                ready.then_some(())
-            }
-        })
-        .await;
-    }
-}
 
 fn session_name(i: usize) -> String {
     format!("s-{i:05}")
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+fn manifest(env: &e2e::Cluster, i: usize) -> TrafficMirrorSession {
+    serde_json::from_value(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "TrafficMirrorSession",
+        "metadata": {"name": session_name(i)},
+        "spec": {
+            "trafficMirrorFilterId": env.account.filter_id,
+            "trafficMirrorSources": [format!("eni-{i:05}-a"), format!("eni-{i:05}-b")],
+            "trafficMirrorTargetId": "eni-target",
+            "trafficMirrorTargetType": "eni",
+            "priority": 10,
+            "providerConfigRef": {"name": env.account.pc},
+        }
+    }))
+    .expect("session manifest")
 }
 
 /// Everything measured, rendered by [`Report::render`].
@@ -466,18 +152,18 @@ struct Report {
 }
 
 async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<String>) -> Report {
-    let env = Env::new(cp).await;
-    let tracker = Tracker::start(env.sessions());
-    support::wait_for(SETUP_TIMEOUT, || async {
-        tracker.lock().synced.then_some(())
-    })
-    .await;
+    let env = e2e::Cluster::new(cp, "bench-convergence").await;
+    let tracker = e2e::Tracker::start("convergence", env.api::<TrafficMirrorSession>()).await;
 
     eprintln!(
         "convergence: starting the operator (namespace {})...",
         env.ns
     );
-    let mut op = Operator::start(&env.ns, concurrency.as_deref());
+    let extra: Vec<&str> = concurrency
+        .as_deref()
+        .map(|c| vec!["--concurrency", c])
+        .unwrap_or_default();
+    let mut op = e2e::Operator::start("convergence", &env.ns, RESYNC, &extra);
     env.wait_provider_ready().await;
     // The operator is warm once its first resync LIST has filled the account's snapshot.
     wait_resync_starts(&env.account.emu, 1, SETUP_TIMEOUT).await;
@@ -488,12 +174,12 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
     eprintln!("convergence: applying {n} sessions...");
     env.account.emu.clear_calls().await;
     let cpu_before = op.cpu_time();
-    let api = env.sessions();
+    let api: Api<TrafficMirrorSession> = env.api();
     let t0 = Instant::now();
     let created: Vec<(usize, Instant)> = futures::stream::iter(0..n)
         .map(|i| {
             let api = api.clone();
-            let obj = env.manifest(i);
+            let obj = manifest(&env, i);
             async move {
                 api.create(&PostParams::default(), &obj)
                     .await
@@ -507,14 +193,7 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
     let apply_time = t0.elapsed();
     let names: Vec<String> = (0..n).map(session_name).collect();
     let converge_timeout = Duration::from_secs(120) + Duration::from_millis(500 * n as u64);
-    let last_ready = support::wait_for(converge_timeout, || async {
-        names
-            .iter()
-            .map(|name| tracker.ready_at(name, 1))
-            .collect::<Option<Vec<Instant>>>()
-            .and_then(|all| all.into_iter().max())
-    })
-    .await;
+    let last_ready = tracker.wait_all_ready(&names, 1, converge_timeout).await;
     let converge_cpu = op.cpu_time().saturating_sub(cpu_before);
     let converge_time = last_ready.duration_since(t0);
     let mut create_to_ready: Vec<Duration> = created
@@ -540,35 +219,11 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
 
     // --- Steady state ------------------------------------------------------------------------
     eprintln!("convergence: all Ready; observing {STEADY_CYCLES} resync cycles...");
-    env.account.emu.clear_calls().await;
     let steady_timeout = RESYNC_INTERVAL * (STEADY_CYCLES as u32 + 3) + Duration::from_secs(60);
-    let first = wait_resync_starts(&env.account.emu, 1, steady_timeout).await;
-    let cpu_start = op.cpu_time();
-    let changes_start = tracker.changes();
-    let start_index = first.iter().position(is_resync_start).unwrap_or(0);
-    let calls = wait_resync_starts(&env.account.emu, STEADY_CYCLES + 1, steady_timeout).await;
-    let steady_cpu = op.cpu_time().saturating_sub(cpu_start);
-    let steady_object_changes = tracker.changes() - changes_start;
-    let starts: Vec<usize> = calls
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| is_resync_start(c))
-        .map(|(i, _)| i)
-        .collect();
-    let (from, to) = (
-        starts.first().copied().unwrap_or(start_index),
-        starts.get(STEADY_CYCLES).copied().unwrap_or(calls.len()),
-    );
-    let window = &calls[from..to];
-    let steady_period = match (
-        starts.first().and_then(|i| call_time(&calls[*i])),
-        starts
-            .get(STEADY_CYCLES)
-            .and_then(|i| call_time(&calls[*i])),
-    ) {
-        (Some(a), Some(b)) => (b - a).to_std().ok().map(|d| d / STEADY_CYCLES as u32),
-        _ => None,
-    };
+    let steady = e2e::steady_window(env.emu(), &op, &tracker, STEADY_CYCLES, steady_timeout).await;
+    let window = &steady.calls;
+    let (steady_period, steady_cpu, steady_object_changes) =
+        (steady.period, steady.cpu, steady.object_changes);
     let steady_calls = by_kind(window);
     let steady_writes = window.iter().filter(|c| is_write(c)).count();
     let steady_reads = window.len() - steady_writes;
@@ -583,7 +238,7 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
     for i in 0..edits {
         let name = session_name(i);
         let id = tracker
-            .session_id(&name)
+            .id(&name)
             .expect("status.sessionId of a Ready session");
         edited_ids.insert(id);
         let t = Instant::now();
