@@ -660,8 +660,8 @@ async fn steady_state_is_one_list_per_interval_and_no_writes() {
     env.apply_filter("web", three_rules(), json!({})).await;
     env.apply_filter("db", json!([rule("egress", 1, json!({}))]), json!({}))
         .await;
-    env.wait_filter("web", "True", Some("Available")).await;
-    env.wait_filter("db", "True", Some("Available")).await;
+    let web = env.wait_filter("web", "True", Some("Available")).await;
+    let db = env.wait_filter("db", "True", Some("Available")).await;
     env.emu().clear_calls().await;
     // Three resync LISTs of filters: proof that three intervals passed, without sleeping.
     let filter_lists = |calls: &[Value]| {
@@ -694,6 +694,16 @@ async fn steady_state_is_one_list_per_interval_and_no_writes() {
         "no per-filter GET at steady state: {calls:?}"
     );
     assert!(env.writes().await.is_empty(), "no writes at steady state");
+    // Nor API-server writes: the status recorded from the calls' answers equals what the LIST shows.
+    for before in [web, db] {
+        let name = before.metadata.name.clone().expect("name");
+        let now = env.filters().get(&name).await.expect("get");
+        assert_eq!(
+            now.metadata.resource_version, before.metadata.resource_version,
+            "{name}: status rewritten at steady state: {:?}",
+            now.status
+        );
+    }
 }
 
 /// Kills the operator at `failpoint` while it changes rules, restarts it, and checks one rule per

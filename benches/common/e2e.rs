@@ -49,11 +49,33 @@ impl Cluster {
         support::install_crds(&client).await;
         let ns = support::test_namespace(&client, prefix).await;
         let account = support::operator::CloudAccount::create(&client, &ns).await;
-        Cluster {
+        let cluster = Cluster {
             client,
             ns,
             account,
-        }
+        };
+        cluster.set_budget().await;
+        cluster
+    }
+
+    /// The ProviderConfig's cloud API budget: unthrottled (1000 qps) unless `BENCH_QPS` says
+    /// otherwise (e.g. `BENCH_QPS=8` for the default budget), since the emulator here does not
+    /// throttle and these figures measure the operator, not the budget.
+    async fn set_budget(&self) {
+        let qps: f64 = std::env::var("BENCH_QPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000.0);
+        let burst = qps.ceil().clamp(1.0, 1000.0) as u32;
+        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
+        let patch = serde_json::json!({"spec": {"rateLimit": {"qps": qps, "burst": burst}}});
+        pcs.patch(
+            &self.account.pc,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("set the ProviderConfig's budget");
     }
 
     /// The namespaced API of `K` in this namespace.

@@ -20,7 +20,7 @@ use super::plan::{self, DesiredFilter, RuleCall};
 use super::{FILTER_ID_ANNOTATION, FINALIZER};
 use crate::api::TrafficMirrorFilter;
 use crate::cloud::CloudError;
-use crate::cloud::models::TrafficMirrorFilter as CloudFilter;
+use crate::cloud::models::{TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule};
 use crate::failpoint;
 
 /// What has been done so far in this reconcile.
@@ -254,15 +254,13 @@ async fn rule_call(
         RuleCall::Update(k, _, _) => ("update_rule", k, "rule-update-after"),
         RuleCall::Delete(k, _) => ("delete_rule", k, "rule-delete-after"),
     };
-    let mut new_id = String::new();
-    match call {
-        RuleCall::Create(_, req) => {
-            new_id = p
-                .cloud(&ctx.metrics, operation, p.client.create_rule(req))
-                .await?
-                .id
-        }
-        RuleCall::Update(_, id, u) => drop(
+    // The cloud's answer (the rule as it now is), or None for a delete.
+    let answer = match call {
+        RuleCall::Create(_, req) => Some(
+            p.cloud(&ctx.metrics, operation, p.client.create_rule(req))
+                .await?,
+        ),
+        RuleCall::Update(_, id, u) => Some(
             p.cloud(&ctx.metrics, operation, p.client.update_rule(id, u))
                 .await?,
         ),
@@ -271,17 +269,19 @@ async fn rule_call(
                 .call(&ctx.metrics, operation, p.client.delete_rule(id))
                 .await
             {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
+                Ok(()) => None,
+                Err(e) if e.is_not_found() => None,
                 Err(source) => return Err(Error::Cloud { operation, source }),
             }
         }
-    }
+    };
     failpoint::hit(failpoint_name);
     if let Some(f) = progress.filter.clone() {
-        let mut rules = plan::observed_rules(&f);
-        plan::apply_rule_call(&mut rules, call, &mut |_| new_id.clone());
-        set_filter(p, progress, plan::with_rules(&f, &rules));
+        set_filter(
+            p,
+            progress,
+            plan::with_rules(&f, &after_call(&f, call, answer)),
+        );
     }
     let note = format!("{operation} {key}");
     publish(
@@ -294,6 +294,23 @@ async fn rule_call(
     )
     .await;
     Ok(())
+}
+
+/// The filter's rules after `call`, with the cloud's own answer in place of what was sent (so the
+/// recorded view equals what the next LIST returns, and status does not change when it arrives).
+fn after_call(
+    f: &CloudFilter,
+    call: &RuleCall<'_>,
+    answer: Option<TrafficMirrorFilterRule>,
+) -> Vec<TrafficMirrorFilterRule> {
+    let mut rules = plan::observed_rules(f);
+    let replaced = match call {
+        RuleCall::Update(_, id, _) | RuleCall::Delete(_, id) => Some(*id),
+        RuleCall::Create(..) => None,
+    };
+    rules.retain(|r| Some(r.id.as_str()) != replaced);
+    rules.extend(answer);
+    rules
 }
 
 fn set_filter(p: &Provider, progress: &mut Progress, f: CloudFilter) {
