@@ -81,7 +81,7 @@ test-only: ## Only `cargo test --all-targets` (with the control plane and SDK ve
 test: fmt-check clippy crds-check test-only ## Everything CI checks: fmt, clippy, crds in sync, all tests.
 
 .PHONY: bench
-bench: ## Run the benchmarks (planner + end-to-end convergence); figures go to benches/results/.
+bench: ## Run the benchmarks (planner, session convergence, filters); figures go to benches/results/.
 	@export TMO_CONTROL_PLANE_DIR="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
 	set -x; $(CARGO) bench $(ARGS)
 
