@@ -1,6 +1,9 @@
-//! The CRDs against a real kube-apiserver: they install and become Established, the API server
-//! rejects every invalid manifest with a message naming the offending field, fills in the
-//! documented defaults, enforces the adopt-id immutability, and serves the docs to `kubectl explain`.
+//! The CRDs against a real kube-apiserver of each end of the support range (the newest and the
+//! oldest supported Kubernetes, see `support::Version`): they install and become Established, the
+//! API server rejects every invalid manifest with a message naming the offending field, fills in
+//! the documented defaults, enforces the adopt-id immutability, and serves the docs to
+//! `kubectl explain`. Every test runs once per version (`newest::…`, `oldest::…`) with the same
+//! table and the same expectations.
 
 mod support;
 
@@ -10,6 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
+use support::Version;
 use traffic_mirror_operator::api::{
     self, Action, DeletionPolicy, Direction, Ethertype, ManagementPolicy, Protocol, ProviderConfig,
     SourceType, TargetType, TrafficMirrorFilter, TrafficMirrorSession,
@@ -18,8 +22,35 @@ use traffic_mirror_operator::api::{
 /// How long the API server may take to publish a CRD's schema to discovery and OpenAPI.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn setup(prefix: &str) -> (Client, String) {
-    let client = support::control_plane().client().await;
+/// Every test below, once per supported version: `newest::<test>` and `oldest::<test>`.
+macro_rules! on_every_version {
+    ($($test:ident),* $(,)?) => {
+        mod newest {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Version::Newest).await
+            })*
+        }
+        mod oldest {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Version::Oldest).await
+            })*
+        }
+    };
+}
+
+on_every_version!(
+    crds_install_and_become_established,
+    invalid_manifests_are_rejected_naming_the_field,
+    valid_manifests_are_accepted_with_defaults_filled_in,
+    adopted_ids_cannot_change_or_be_removed,
+    status_subresource_and_printer_columns,
+    kubectl_explain_shows_the_field_docs,
+);
+
+async fn setup(version: Version, prefix: &str) -> (Client, String) {
+    let client = support::control_plane_for(version).client().await;
     support::install_crds(&client).await;
     let ns = support::test_namespace(&client, prefix).await;
     (client, ns)
@@ -47,6 +78,12 @@ fn filter() -> Value {
         "metadata": {"name": "f"},
         "spec": {"rules": [{"direction": "ingress", "priority": 1}]}
     })
+}
+
+/// [`filter()`] whose rule is an IPv6 rule with `field` (a CIDR field) set to `cidr`.
+fn ipv6_rule(field: &str, cidr: &str) -> Value {
+    let rule = with(filter(), "/spec/rules/0/ethertype", json!("IPv6"));
+    with(rule, &format!("/spec/rules/0/{field}"), json!(cidr))
 }
 
 fn provider() -> Value {
@@ -134,9 +171,8 @@ async fn create_rejection(client: &Client, ns: &str, manifest: &Value) -> Option
     }
 }
 
-#[tokio::test]
-async fn crds_install_and_become_established() {
-    let client = support::control_plane().client().await;
+async fn crds_install_and_become_established(version: Version) {
+    let client = support::control_plane_for(version).client().await;
     support::install_crds(&client).await;
     let api = Api::<CustomResourceDefinition>::all(client);
     for crd in api::crds() {
@@ -158,9 +194,8 @@ async fn crds_install_and_become_established() {
     }
 }
 
-#[tokio::test]
-async fn invalid_manifests_are_rejected_naming_the_field() {
-    let (client, ns) = setup("crd-invalid").await;
+async fn invalid_manifests_are_rejected_naming_the_field(version: Version) {
+    let (client, ns) = setup(version, "crd-invalid").await;
     let long_name = "a".repeat(65);
     // (case, manifest, substrings the rejection message must contain: the field path first)
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
@@ -415,6 +450,68 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
             vec!["spec.rules[0].destinationCidrBlock", "ethertype"],
         ),
         (
+            "IPv4 CIDR prefix 33",
+            with(
+                filter(),
+                "/spec/rules/0/sourceCidrBlock",
+                json!("10.0.0.0/33"),
+            ),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv4 CIDR octet 256",
+            with(
+                filter(),
+                "/spec/rules/0/sourceCidrBlock",
+                json!("256.1.1.1/8"),
+            ),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv4 CIDR with a leading zero",
+            with(
+                filter(),
+                "/spec/rules/0/sourceCidrBlock",
+                json!("10.0.0.010/32"),
+            ),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR prefix 129",
+            ipv6_rule("sourceCidrBlock", "2001:db8::/129"),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR with two ::",
+            ipv6_rule("destinationCidrBlock", "2001::db8::/64"),
+            vec!["spec.rules[0].destinationCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR with nine groups",
+            ipv6_rule("destinationCidrBlock", "1:2:3:4:5:6:7:8:9/128"),
+            vec!["spec.rules[0].destinationCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR with a zone",
+            ipv6_rule("sourceCidrBlock", "fe80::1%eth0/64"),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 bare address",
+            ipv6_rule("sourceCidrBlock", "2001:db8::1"),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 source CIDR with IPv4 ethertype",
+            with(filter(), "/spec/rules/0/sourceCidrBlock", json!("::/0")),
+            vec!["spec.rules[0].sourceCidrBlock", "ethertype"],
+        ),
+        (
+            "IPv4 CIDR with IPv6 ethertype",
+            ipv6_rule("sourceCidrBlock", "10.0.0.0/8"),
+            vec!["spec.rules[0].sourceCidrBlock", "ethertype"],
+        ),
+        (
             "port 0",
             with(filter(), "/spec/rules/0/sourcePortRange", json!("0")),
             vec!["spec.rules[0].sourcePortRange", "65535"],
@@ -550,9 +647,8 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
     );
 }
 
-#[tokio::test]
-async fn valid_manifests_are_accepted_with_defaults_filled_in() {
-    let (client, ns) = setup("crd-valid").await;
+async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) {
+    let (client, ns) = setup(version, "crd-valid").await;
     let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), &ns);
     let filters: Api<TrafficMirrorFilter> = Api::namespaced(client.clone(), &ns);
     let providers: Api<ProviderConfig> = Api::all(client.clone());
@@ -606,6 +702,19 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
              "sourcePortRange": "1", "destinationPortRange": "1-65535", "description": "all udp"}
         ]),
     );
+    let cidr_filter = with(
+        with(filter(), "/metadata/name", json!("cidrs")),
+        "/spec/rules",
+        json!([
+            {"direction": "ingress", "priority": 1, "sourceCidrBlock": "0.0.0.0/0",
+             "destinationCidrBlock": "255.255.255.255/32"},
+            {"direction": "ingress", "priority": 2, "sourceCidrBlock": "10.0.0.1/24"},
+            {"direction": "egress", "priority": 1, "ethertype": "IPv6", "sourceCidrBlock": "::/0",
+             "destinationCidrBlock": "2001:0DB8:0000:0000:0000:0000:0000:0001/128"},
+            {"direction": "egress", "priority": 2, "ethertype": "IPv6",
+             "sourceCidrBlock": "1:2:3:4:5:6:7::/112", "destinationCidrBlock": "fe80::1:2/10"}
+        ]),
+    );
     let observe_filter = {
         let m = with(filter(), "/metadata/name", json!("observe-filter"));
         let m = with(
@@ -639,6 +748,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
         long_object_name,
         filter(),
         rich_filter,
+        cidr_filter,
         observe_filter,
         empty_filter,
         emulator_provider.clone(),
@@ -732,9 +842,8 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
         .expect("delete provider config");
 }
 
-#[tokio::test]
-async fn adopted_ids_cannot_change_or_be_removed() {
-    let (client, ns) = setup("crd-immutable").await;
+async fn adopted_ids_cannot_change_or_be_removed(version: Version) {
+    let (client, ns) = setup(version, "crd-immutable").await;
     let cases = [
         (
             with(session(), "/spec/sessionId", json!("sess-1")),
@@ -797,9 +906,8 @@ async fn adopted_ids_cannot_change_or_be_removed() {
     .expect("setting sessionId for the first time");
 }
 
-#[tokio::test]
-async fn status_subresource_and_printer_columns() {
-    let (client, ns) = setup("crd-status").await;
+async fn status_subresource_and_printer_columns(version: Version) {
+    let (client, ns) = setup(version, "crd-status").await;
     let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), &ns);
     let created = sessions
         .create(
@@ -833,7 +941,7 @@ async fn status_subresource_and_printer_columns() {
         "a status write does not bump the generation"
     );
 
-    let out = support::control_plane().kubectl(&["get", "tms", "s", "-n", &ns]);
+    let out = support::control_plane_for(version).kubectl(&["get", "tms", "s", "-n", &ns]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -872,11 +980,10 @@ async fn status_subresource_and_printer_columns() {
     );
 }
 
-#[tokio::test]
-async fn kubectl_explain_shows_the_field_docs() {
-    let client = support::control_plane().client().await;
+async fn kubectl_explain_shows_the_field_docs(version: Version) {
+    let client = support::control_plane_for(version).client().await;
     support::install_crds(&client).await;
-    let cp = support::control_plane();
+    let cp = support::control_plane_for(version);
     for (path, wanted) in [
         ("tms.spec.packetLength", "1-1460. Default: 96"),
         ("tms.spec.virtualNetworkId", "0-16777215. Default: 1"),
