@@ -194,11 +194,11 @@ async fn crds_install_and_become_established(version: Version) {
     }
 }
 
-async fn invalid_manifests_are_rejected_naming_the_field(version: Version) {
-    let (client, ns) = setup(version, "crd-invalid").await;
+/// The invalid manifests: (case, manifest, substrings the rejection message must contain: the
+/// field path first).
+fn invalid_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
     let long_name = "a".repeat(65);
-    // (case, manifest, substrings the rejection message must contain: the field path first)
-    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+    vec![
         // --- TrafficMirrorSession ranges, each edge +-1
         (
             "vni -1",
@@ -619,7 +619,12 @@ async fn invalid_manifests_are_rejected_naming_the_field(version: Version) {
             with(provider(), "/spec/endpoint", json!("vpc endpoint")),
             vec!["spec.endpoint"],
         ),
-    ];
+    ]
+}
+
+async fn invalid_manifests_are_rejected_naming_the_field(version: Version) {
+    let (client, ns) = setup(version, "crd-invalid").await;
+    let cases = invalid_cases();
     assert!(cases.len() >= 25);
 
     let mut failures = Vec::new();
@@ -1003,4 +1008,74 @@ async fn kubectl_explain_shows_the_field_docs(version: Version) {
         .await;
         assert!(output.contains("DESCRIPTION"), "{output}");
     }
+}
+
+/// A rejection message without what the API server's version words differently: the rendering of
+/// the rejected value in `Invalid value: …` (1.30 writes the value's type, `"string"`, `"object"`,
+/// `"null"`; 1.37 the value itself, or nothing for an object) and the wording of `Too long`.
+/// What remains (field paths, the rules' own messages, enum values, `Required value`, …) must be
+/// the same on every version.
+fn version_neutral(message: &str) -> String {
+    let invalid_value =
+        regex::Regex::new(r#"Invalid value: (?:"(?:[^"\\]|\\.)*"|null): "#).expect("regex");
+    let too_long = regex::Regex::new(r"Too long: may not be (?:longer|more) than (\d+)(?: bytes)?")
+        .expect("regex");
+    let message = invalid_value.replace_all(message, "Invalid value: ");
+    too_long
+        .replace_all(&message, "Too long: at most $1")
+        .into_owned()
+}
+
+/// The same invalid manifests get the same rejections on the oldest and the newest version (up to
+/// [`version_neutral`]): same field paths, same messages.
+#[tokio::test]
+async fn rejections_are_the_same_on_every_version() {
+    let mut answers = Vec::new();
+    for version in Version::ALL {
+        let (client, ns) = setup(version, "crd-same").await;
+        let mut messages = Vec::new();
+        for (case, manifest, _) in invalid_cases() {
+            let message = create_rejection(&client, &ns, &manifest)
+                .await
+                .unwrap_or_else(|| "accepted".to_string());
+            messages.push((case, version_neutral(&message)));
+        }
+        answers.push(messages);
+    }
+    let differences: Vec<String> = answers[0]
+        .iter()
+        .zip(&answers[1])
+        .filter(|(newest, oldest)| newest != oldest)
+        .map(|((case, newest), (_, oldest))| {
+            format!("{case}:\n  newest: {newest}\n  oldest: {oldest}")
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "{} rejections differ between the versions:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
+
+#[test]
+fn version_neutral_removes_only_the_server_wording() {
+    let newest = r#"[422] X "f" is invalid: [spec.name: Too long: may not be more than 64 bytes, <nil>: Invalid value: null: some rules were not checked]"#;
+    let oldest = r#"[422] X "f" is invalid: [spec.name: Too long: may not be longer than 64, <nil>: Invalid value: "null": some rules were not checked]"#;
+    assert_eq!(version_neutral(newest), version_neutral(oldest));
+    let newest = r#"spec.rules[0].sourceCidrBlock: Invalid value: "10.0.0.0/33": spec.rules[].sourceCidrBlock must be a CIDR"#;
+    let oldest = r#"spec.rules[0].sourceCidrBlock: Invalid value: "string": spec.rules[].sourceCidrBlock must be a CIDR"#;
+    assert_eq!(version_neutral(newest), version_neutral(oldest));
+    let newest = "spec.filterId: Invalid value: spec.filterId is required";
+    let oldest = r#"spec.filterId: Invalid value: "object": spec.filterId is required"#;
+    assert_eq!(version_neutral(newest), version_neutral(oldest));
+    // A different field or message still differs.
+    assert_ne!(
+        version_neutral(r#"spec.a: Invalid value: "string": must be x"#),
+        version_neutral(r#"spec.b: Invalid value: "string": must be x"#)
+    );
+    assert_ne!(
+        version_neutral("spec.a: Invalid value: must be x"),
+        version_neutral("spec.a: Invalid value: must be y")
+    );
 }
