@@ -4,6 +4,15 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# wait_ready KIND/NAME SECONDS: kubectl wait polls until Ready=True or the deadline; on a timeout the
+# object's conditions and the end of the operator log say why.
+wait_ready() {
+  kubectl wait --for condition=Ready "$1" -n default --timeout "${2}s" && return 0
+  echo "demo: $1 is not Ready after ${2}s; its conditions:" >&2
+  kubectl get "$1" -n default -o jsonpath='{range .status.conditions[*]}  {.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2 || true
+  tail -n 20 .dev/operator.log >&2 || true
+  return 1
+}
 
 step "Starting the local environment (control plane, emulator, CRDs, ProviderConfig)"
 hack/dev-up.sh
@@ -19,16 +28,18 @@ if ! { [[ -f .dev/operator.pid ]] && kill -0 "$(cat .dev/operator.pid)" 2>/dev/n
 fi
 kubectl wait --for condition=Ready providerconfig/default --timeout 60s
 
-step "Applying deploy/examples/"
+step "Applying deploy/examples/: filter web-filter (3 rules), session web-tap (references it by name)"
 kubectl apply -f deploy/examples/
-kubectl wait --for condition=Ready tms --all -n default --timeout 120s
-kubectl get tms -n default -o wide
+# The session waits (Ready=False, FilterNotReady) until the filter is Ready, then is created at once.
+wait_ready tmf/web-filter 120
+wait_ready tms/web-tap 120
+kubectl get tmf,tms -n default -o wide
 
 step "Editing one field: spec.priority 10 -> 20"
 curl -fsS -X DELETE "$EMULATOR_URL/_emulator/calls" >/dev/null
 generation="$(kubectl patch tms web-tap -n default --type merge -p '{"spec":{"priority":20}}' -o jsonpath='{.metadata.generation}')"
 kubectl wait --for "jsonpath={.status.observedGeneration}=$generation" tms/web-tap -n default --timeout 60s
-kubectl wait --for condition=Ready tms/web-tap -n default --timeout 60s
+wait_ready tms/web-tap 60
 echo "The cloud calls that edit caused (from the emulator's call log):"
 curl -fsS "$EMULATOR_URL/_emulator/calls" | python3 -c '
 import json, sys
@@ -43,9 +54,11 @@ kubectl get tms -n default -o wide
 step "Done. Go on:"
 cat <<MSG
   . .dev/env                                   # KUBECONFIG, EMULATOR_URL, kubectl on PATH
-  kubectl explain tms.spec                     # every field, its range and default
+  kubectl explain tms.spec                     # every field, its range and default (tmf.spec too)
+  kubectl describe tmf web-filter              # the filter: rule ids, conditions and events
   kubectl describe tms web-tap                 # conditions and events
   kubectl edit tms web-tap                     # change a field, watch one PUT happen
+  kubectl edit tmf web-filter                  # change a rule field: one rule PUT with only it
   curl -s \$EMULATOR_URL/_emulator/calls        # every cloud call the operator made
   tail -f .dev/operator.log                    # the operator's log
 Stop everything:  make dev-down

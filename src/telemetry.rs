@@ -57,6 +57,13 @@ pub struct CallLabel {
     pub outcome: String,
 }
 
+/// Label set: the budget lane.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabel {
+    /// `interactive` or `bulk`.
+    pub lane: String,
+}
+
 /// The operator's metrics, registered once and shared (cheap to clone).
 #[derive(Clone)]
 pub struct Metrics {
@@ -71,6 +78,8 @@ pub struct Metrics {
     pub cloud_calls: Family<CallLabel, Counter>,
     /// Sessions currently known to the operator.
     pub managed_sessions: Gauge,
+    /// Seconds cloud calls waited for the account's API budget, per lane.
+    pub budget_wait: Family<LaneLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -89,6 +98,13 @@ impl Default for Metrics {
         });
         let cloud_calls = Family::<CallLabel, Counter>::default();
         let managed_sessions = Gauge::default();
+        let budget_wait =
+            Family::<LaneLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "cloud_budget_wait_seconds",
+            "Time cloud calls waited for the account's API budget (spec.rateLimit), per lane",
+            budget_wait.clone(),
+        );
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -117,6 +133,7 @@ impl Default for Metrics {
             reconcile_duration,
             cloud_calls,
             managed_sessions,
+            budget_wait,
         }
     }
 }
@@ -151,6 +168,15 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Adds time a cloud call waited for the budget.
+    pub fn budget_waited(&self, lane: &str, waited: Duration) {
+        self.budget_wait
+            .get_or_create(&LaneLabel {
+                lane: lane.to_string(),
+            })
+            .inc_by(waited.as_secs_f64());
     }
 
     /// The text exposition format for `/metrics`.

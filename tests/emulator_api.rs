@@ -1,5 +1,6 @@
 //! The emulator over HTTP: validation edges, pagination, referential integrity, authentication
-//! failures, persistence across a restart of the binary, the admin API and faults, plus property
+//! failures, persistence across a restart of the binary, the admin API and faults, throttling and
+//! latency (`--rate-limit`, `--latency`, `/_emulator/limits`), plus property
 //! tests (the verifier against the client's signer; arbitrary input never breaks the router).
 
 use std::process::Stdio;
@@ -1408,6 +1409,234 @@ async fn sigterm_stops_the_binary_cleanly() {
         .expect("exits within 30 s after SIGTERM")
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
+}
+
+// ---- throttling and latency ----------------------------------------------------------------
+
+/// The gateway's throttling message for a limit of `limit` calls a second.
+fn throttling_msg(limit: &str) -> String {
+    format!(
+        "The throttling threshold has been reached: policy user over ratelimit, limit:{limit}, \
+         time:1 second"
+    )
+}
+
+#[tokio::test]
+async fn rate_limit_throttles_a_burst_with_the_gateway_error() {
+    let child = Child::start(&["--rate-limit", "2:2"]).await;
+    let api = Api::new(child.url.clone());
+    let limits = api.admin(reqwest::Method::GET, "limits", None).await;
+    assert_eq!(
+        limits.body,
+        json!({"rate_limit": {"rps": 2.0, "burst": 2}, "latency": null})
+    );
+    // Five creates at once against a bucket of two: exactly three are refused (a token comes
+    // back only after 500 ms, far longer than five local calls take).
+    let replies = futures::future::join_all((0..5).map(|i| {
+        api.call(
+            "POST",
+            "/traffic-mirror-filters",
+            Some(json!({"traffic_mirror_filter": {"name": format!("f{i}")}})),
+        )
+    }))
+    .await;
+    let throttled: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(throttled.len(), 3, "{replies:#?}");
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 2);
+    for r in throttled {
+        r.expect(429, "APIGW.0308");
+        assert_eq!(r.body["error_msg"], throttling_msg("2"));
+        let request_id = r.body["request_id"].as_str().expect("request_id");
+        assert_eq!(r.headers["x-request-id"], request_id);
+        assert!(r.headers.get("retry-after").is_none(), "{:?}", r.headers);
+    }
+    // Throttled calls changed nothing, and the call log marks them.
+    let state = api.admin(reqwest::Method::GET, "state", None).await;
+    assert_eq!(state.body["filters"].as_array().expect("filters").len(), 2);
+    let calls = api.calls().await;
+    assert_eq!(calls.len(), 5);
+    for c in &calls {
+        let throttled = c["throttled"].as_bool().expect("throttled is a boolean");
+        assert_eq!(c["status"], if throttled { 429 } else { 201 }, "{c}");
+        assert!(
+            c["body"]["traffic_mirror_filter"]["name"].is_string(),
+            "{c}"
+        );
+    }
+    assert_eq!(calls.iter().filter(|c| c["throttled"] == true).count(), 3);
+    // The admin API is never throttled.
+    for _ in 0..10 {
+        assert_eq!(
+            api.admin(reqwest::Method::GET, "healthz", None)
+                .await
+                .status,
+            200
+        );
+    }
+    // Another project has its own (full) bucket: its call gets past throttling to the project
+    // check.
+    let other = api
+        .raw(
+            "GET",
+            "/v3/another-project/vpc/traffic-mirror-sessions",
+            b"",
+            Utc::now(),
+            |_| {},
+        )
+        .await
+        .expect("request");
+    other.expect(403, "APIGW.0302");
+}
+
+#[tokio::test]
+async fn no_throttling_or_latency_by_default() {
+    let (_emu, api) = start().await;
+    let limits = api.admin(reqwest::Method::GET, "limits", None).await;
+    assert_eq!(limits.body, json!({"rate_limit": null, "latency": null}));
+    let replies = futures::future::join_all(
+        (0..50).map(|_| api.call("GET", "/traffic-mirror-sessions", None)),
+    )
+    .await;
+    for r in &replies {
+        r.expect(200, "");
+    }
+    let calls = api.calls().await;
+    assert_eq!(calls.len(), 50);
+    assert!(calls.iter().all(|c| c["throttled"] == false), "{calls:?}");
+}
+
+#[tokio::test]
+async fn limits_change_at_run_time_through_the_admin_api() {
+    let (_emu, api) = start().await;
+    let put = |body: Value| api.admin(reqwest::Method::PUT, "limits", Some(body));
+
+    // A fractional rate with the default burst (1): one call passes, the next is throttled.
+    let r = put(json!({"rate_limit": {"rps": 0.001}, "latency": null})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"rate_limit": {"rps": 0.001, "burst": 1}, "latency": null})
+    );
+    api.call("GET", "/traffic-mirror-sessions", None)
+        .await
+        .expect(200, "");
+    let r = api.call("GET", "/traffic-mirror-sessions", None).await;
+    r.expect(429, "APIGW.0308");
+    assert_eq!(r.body["error_msg"], throttling_msg("0.001"));
+    // A throttled call does not use up a queued fault.
+    api.fault(json!({"status": 503})).await;
+    api.call("GET", "/traffic-mirror-sessions", None)
+        .await
+        .expect(429, "APIGW.0308");
+    let faults = api.admin(reqwest::Method::GET, "faults", None).await;
+    assert_eq!(faults.body.as_array().expect("faults").len(), 1);
+    api.admin(reqwest::Method::DELETE, "faults", None).await;
+
+    // A new configuration refills the bucket.
+    put(json!({"rate_limit": {"rps": 0.001, "burst": 2}})).await;
+    for _ in 0..2 {
+        api.call("GET", "/traffic-mirror-sessions", None)
+            .await
+            .expect(200, "");
+    }
+    api.call("GET", "/traffic-mirror-sessions", None)
+        .await
+        .expect(429, "APIGW.0308");
+
+    // Invalid configurations are refused and change nothing.
+    for bad in [
+        json!({"rate_limit": {"rps": 0}}),
+        json!({"rate_limit": {"rps": 1, "burst": 0}}),
+        json!({"latency": {"ms": -5}}),
+        json!({"latency": {"ms": 5, "jitter": 1}}),
+    ] {
+        let r = put(bad.clone()).await;
+        assert_eq!((r.status, r.code()), (400, "VPC.0001"), "{bad}: {}", r.body);
+    }
+    let now = api.admin(reqwest::Method::GET, "limits", None).await;
+    assert_eq!(now.body["rate_limit"]["burst"], 2);
+
+    // Latency (throttling off): a call takes at least MS - JITTER_MS.
+    put(json!({"latency": {"ms": 300, "jitter_ms": 100}})).await;
+    let started = Instant::now();
+    api.call("GET", "/traffic-mirror-sessions", None)
+        .await
+        .expect(200, "");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(200), "took {took:?}");
+
+    // Reset puts back the limits the emulator started with (none here).
+    assert_eq!(
+        api.admin(reqwest::Method::POST, "reset", None).await.status,
+        204
+    );
+    let now = api.admin(reqwest::Method::GET, "limits", None).await;
+    assert_eq!(now.body, json!({"rate_limit": null, "latency": null}));
+}
+
+#[tokio::test]
+async fn limit_flags_are_documented_and_checked() {
+    let run = |args: &'static [&'static str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
+            .args(args)
+            .output()
+    };
+    let help = run(&["--help"]).await.expect("run --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for documented in [
+        "--rate-limit <RPS[:BURST]>",
+        "--latency <MS[:JITTER_MS]>",
+        "PUT /_emulator/limits",
+    ] {
+        assert!(help.contains(documented), "{documented} in {help}");
+    }
+    for (args, says) in [
+        (
+            &[
+                "--project-id",
+                "p",
+                "--credential",
+                "A:S",
+                "--rate-limit",
+                "10:x",
+            ][..],
+            ["--rate-limit", "expected RPS[:BURST]", "BURST \"x\""],
+        ),
+        (
+            &[
+                "--project-id",
+                "p",
+                "--credential",
+                "A:S",
+                "--rate-limit",
+                "0",
+            ][..],
+            [
+                "--rate-limit",
+                "expected RPS[:BURST]",
+                "rps must be a number > 0",
+            ],
+        ),
+        (
+            &[
+                "--project-id",
+                "p",
+                "--credential",
+                "A:S",
+                "--latency",
+                "50:y",
+            ][..],
+            ["--latency", "expected MS[:JITTER_MS]", "JITTER_MS \"y\""],
+        ),
+    ] {
+        let out = run(args).await.expect("run");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for s in says {
+            assert!(stderr.contains(s), "{args:?}: {s:?} in {stderr}");
+        }
+    }
 }
 
 // ---- property tests ------------------------------------------------------------------------

@@ -483,6 +483,10 @@ async fn deleting_a_filter_in_use_waits_for_its_sessions() {
         .unwrap_or_default();
     assert!(msg.contains(&format!("{}/s", env.ns)), "{msg}");
     assert!(
+        msg.contains("waiting for 1 session(s)"),
+        "counted once: {msg}"
+    );
+    assert!(
         env.writes().await.is_empty(),
         "no delete is tried while sessions use the filter"
     );

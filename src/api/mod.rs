@@ -24,7 +24,7 @@ pub use filter::{
     Protocol, TrafficMirrorFilter, TrafficMirrorFilterSpec, TrafficMirrorFilterStatus, rule_key,
 };
 pub use provider::{
-    CredentialsSource, ProviderConfig, ProviderConfigSpec, ProviderConfigStatus,
+    CredentialsSource, ProviderConfig, ProviderConfigSpec, ProviderConfigStatus, RateLimit,
     SECRET_KEY_ACCESS_KEY, SECRET_KEY_SECRET_KEY, SECRET_KEY_SECURITY_TOKEN, SecretRef,
 };
 pub use session::{

@@ -84,6 +84,44 @@ pub struct ProviderConfigSpec {
 
     /// Where the access keys come from. Required.
     pub credentials: CredentialsSource,
+
+    /// The cloud API budget of this account, shared by every object that uses this ProviderConfig.
+    /// The Huawei Cloud gateway throttles each user at about 10 requests/s (and the console,
+    /// Terraform and CI jobs share that limit), so the default stays below it. Default:
+    /// `{qps: 8, burst: 8}`.
+    #[serde(default)]
+    pub rate_limit: RateLimit,
+}
+
+/// A token-bucket budget for cloud calls.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Sustained calls per second (0.1-1000, fractions allowed). Default: 8.
+    #[serde(default = "default_qps")]
+    #[schemars(range(min = 0.1, max = 1000.0))]
+    pub qps: f64,
+    /// Calls that may go at once after a quiet period (1-1000). Default: 8.
+    #[serde(default = "default_burst")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            qps: default_qps(),
+            burst: default_burst(),
+        }
+    }
+}
+
+fn default_qps() -> f64 {
+    8.0
+}
+
+fn default_burst() -> u32 {
+    8
 }
 
 /// Where a ProviderConfig's access keys are read from.
@@ -156,6 +194,7 @@ mod tests {
                     name: "hwc".into(),
                 },
             },
+            rate_limit: RateLimit::default(),
         }
     }
 
@@ -188,7 +227,13 @@ mod tests {
         let v = json!({"region": "cn-north-4", "projectId": "p1",
             "credentials": {"secretRef": {"namespace": "ops", "name": "hwc"}}});
         let parsed: ProviderConfigSpec = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(parsed, spec(None));
-        assert_eq!(serde_json::to_value(&parsed).unwrap(), v);
+        assert_eq!(
+            parsed,
+            spec(None),
+            "rateLimit defaults to {{qps: 8, burst: 8}}"
+        );
+        let mut with_default = v;
+        with_default["rateLimit"] = json!({"qps": 8.0, "burst": 8});
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), with_default);
     }
 }

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use traffic_mirror_operator::emulator::{EmulatorConfig, serve};
+use traffic_mirror_operator::emulator::{EmulatorConfig, Latency, LimitsConfig, RateLimit, serve};
 
 /// Emulates Huawei Cloud's VPC v3 traffic-mirror API (sessions, filters, filter rules) with AK/SK
 /// signature checks, for tests and local development.
 ///
 /// The API is served under /v3/{project_id}/vpc/. On a loopback address an unauthenticated admin
-/// API is served under /_emulator/ (calls, faults, reset, state, healthz); see the README's section
-/// "The VPC traffic-mirror emulator".
+/// API is served under /_emulator/ (calls, faults, limits, reset, state, healthz); see the
+/// README's section "The VPC traffic-mirror emulator".
 #[derive(Debug, Parser)]
 #[command(name = "hwc-vpc-emulator", version)]
 struct Cli {
@@ -35,6 +35,27 @@ struct Cli {
     /// atomically after every change), so a restart loses nothing.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+
+    /// Throttle like the API gateway: a token bucket per project id, refilled at RPS calls per
+    /// second (may be fractional, e.g. 0.5) and holding at most BURST calls (default: RPS
+    /// rounded up, at least 1). A call over it is answered 429 APIGW.0308 and does nothing.
+    /// Off by default; changeable at run time with PUT /_emulator/limits.
+    #[arg(long, value_name = "RPS[:BURST]", value_parser = parse_rate_limit)]
+    rate_limit: Option<RateLimit>,
+
+    /// Delay every API call (/v3/...) by MS milliseconds, plus or minus a uniform jitter of up to
+    /// JITTER_MS (never below 0), throttled calls included. Off by default; changeable at run
+    /// time with PUT /_emulator/limits.
+    #[arg(long, value_name = "MS[:JITTER_MS]", value_parser = parse_latency)]
+    latency: Option<Latency>,
+}
+
+fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
+    s.parse()
+}
+
+fn parse_latency(s: &str) -> Result<Latency, String> {
+    s.parse()
 }
 
 fn parse_credential(s: &str) -> Result<(String, String), String> {
@@ -87,6 +108,10 @@ async fn main() -> ExitCode {
         project_id: cli.project_id,
         credentials: cli.credentials,
         state_file: cli.state,
+        limits: LimitsConfig {
+            rate_limit: cli.rate_limit,
+            latency: cli.latency,
+        },
     };
     let (addr, serving) = match serve(cfg, shutdown_signal()).await {
         Ok(v) => v,

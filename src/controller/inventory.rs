@@ -157,6 +157,15 @@ impl<T: Listed> Inventory<T> {
         );
     }
 
+    /// The objects in the snapshot that satisfy `pred` (only those are cloned).
+    pub fn find(&self, pred: impl Fn(&T) -> bool) -> Vec<T> {
+        self.lock()
+            .entries
+            .values()
+            .filter_map(|e| e.session.as_ref().filter(|s| pred(s)).cloned())
+            .collect()
+    }
+
     /// Every object in the snapshot.
     pub fn all(&self) -> Vec<T> {
         self.lock()

@@ -10,6 +10,7 @@
 //! together on SIGTERM / Ctrl-C.
 
 pub mod backoff;
+pub mod budget;
 pub mod conditions;
 pub mod error;
 pub mod filter;
@@ -20,6 +21,7 @@ pub mod object;
 pub mod plan;
 pub mod providers;
 pub mod session;
+pub mod wait;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -89,6 +91,9 @@ pub struct Context {
     /// Per-object reconcile bookkeeping: backoff and terminal waits, last converged generation.
     pub ledger: Ledger,
     refresh_now: Notify,
+    /// When this process started: objects created later are a person's new objects (interactive),
+    /// older ones without status are the start-up backfill (bulk).
+    pub started_at: chrono::DateTime<chrono::Utc>,
     /// The controllers' caches, set once at start: the filter reconciler asks which sessions use a
     /// filter, the resync loop which accounts have filters.
     pub stores: Stores,
@@ -128,6 +133,7 @@ impl Context {
             ledger: Ledger::default(),
             refresh_now: Notify::new(),
             stores: Stores::default(),
+            started_at: chrono::Utc::now(),
         }
     }
 
@@ -151,6 +157,68 @@ impl Context {
             .collect();
         users.sort();
         users
+    }
+
+    /// The budget lane of a reconcile of `meta`'s object: interactive when a person waits for it (it
+    /// is being deleted, its spec changed since it was last observed, or it was created after this
+    /// process started), bulk otherwise (the start-up backfill, resyncs, drift corrections).
+    pub fn lane_of(
+        &self,
+        meta: &kube::api::ObjectMeta,
+        observed_generation: Option<i64>,
+    ) -> budget::Lane {
+        let created_after_start = meta
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|t| t.0.as_second() > self.started_at.timestamp());
+        let edited = observed_generation.is_some() && observed_generation != meta.generation;
+        if meta.deletion_timestamp.is_some() || edited || created_after_start {
+            budget::Lane::Interactive
+        } else {
+            budget::Lane::Bulk
+        }
+    }
+
+    /// Admission of a reconcile in `lane` against ProviderConfig `provider`'s budget (see
+    /// [`budget::Budget::bulk_slot`]): `Err(delay)` means "requeue after `delay`, nothing done".
+    pub fn admit(
+        &self,
+        lane: budget::Lane,
+        provider: &str,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Duration> {
+        match (lane, self.providers.get(provider)) {
+            (budget::Lane::Bulk, Some(p)) => p.budget.bulk_slot(),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether a reconcile must read its cloud object fresh (GET) instead of from the snapshot: after
+    /// a spec change or a failure the snapshot may be stale for it. Unless this process already
+    /// converged this generation (then the snapshot holds the answers of its own calls, and the status
+    /// write that says so may just not be in the cache yet).
+    pub fn needs_fresh_read(
+        &self,
+        meta: &kube::api::ObjectMeta,
+        observed_generation: Option<i64>,
+        conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    ) -> bool {
+        let synced =
+            conditions::find(conditions, conditions::SYNCED).is_some_and(|c| c.status == "True");
+        let behind = meta.generation != observed_generation;
+        let uid = meta.uid.as_deref().unwrap_or_default();
+        (behind || !synced) && !self.ledger.converged_at(uid, meta.generation)
+    }
+
+    /// The cloud ids of the sessions that session objects manage.
+    pub fn managed_session_ids(&self) -> std::collections::HashSet<String> {
+        let Some(store) = self.stores.sessions.get() else {
+            return Default::default();
+        };
+        store
+            .state()
+            .iter()
+            .filter_map(|s| s.status.as_ref().and_then(|st| st.session_id.clone()))
+            .collect()
     }
 
     /// Whether any watched TrafficMirrorFilter uses the ProviderConfig `name`.
@@ -305,7 +373,7 @@ async fn resync_loop(ctx: Arc<Context>, triggers: Vec<mpsc::UnboundedSender<()>>
 /// Refreshes one account's snapshots; returns how many sessions it holds.
 async fn refresh(ctx: &Context, p: &providers::Provider) -> usize {
     let sessions = p.inventory.refresh(&p.client);
-    let n = match metered::metered(&ctx.metrics, "list_sessions", sessions).await {
+    let n = match p.call(&ctx.metrics, "list_sessions", sessions).await {
         Ok(n) => n,
         Err(e) => {
             warn!(provider = %p.name, error = %e, "resync list of sessions failed");
@@ -314,7 +382,7 @@ async fn refresh(ctx: &Context, p: &providers::Provider) -> usize {
     };
     if ctx.filters_use_provider(&p.name) {
         let filters = p.filters.refresh(&p.client);
-        if let Err(e) = metered::metered(&ctx.metrics, "list_filters", filters).await {
+        if let Err(e) = p.call(&ctx.metrics, "list_filters", filters).await {
             warn!(provider = %p.name, error = %e, "resync list of filters failed");
         }
     }

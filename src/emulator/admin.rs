@@ -1,17 +1,20 @@
 //! The unauthenticated admin API under `/_emulator/` (served only on a loopback listener): the
-//! call log, injected faults, reset, a state dump and a health check. Tests use it to see exactly
+//! call log, injected faults, throttling and latency limits, reset, a state dump and a health
+//! check. Admin calls are never throttled, delayed or logged. Tests use it to see exactly
 //! what a client sent and to make the next calls fail in controlled ways.
 //!
 //! | method and path | effect |
 //! |---|---|
 //! | `GET /_emulator/healthz` | 200 `{"status":"ok"}` |
-//! | `GET /_emulator/calls` | 200, every API call in order: `[{method, path, query, body, status, at}]` |
+//! | `GET /_emulator/calls` | 200, every API call in order: `[{method, path, query, body, status, throttled, at}]` |
 //! | `DELETE /_emulator/calls` | 204, clears the call log |
 //! | `POST /_emulator/faults` | 201, queues a [`FaultSpec`] (the call log and the fault queue
 //! themselves live in [`super::state`]) |
 //! | `GET /_emulator/faults` | 200, the faults still pending, with `remaining` |
 //! | `DELETE /_emulator/faults` | 204, drops every pending fault |
-//! | `POST /_emulator/reset` | 204, clears data (and the state file), calls and faults |
+//! | `GET /_emulator/limits` | 200, the [`LimitsConfig`] in force: `{"rate_limit": {rps, burst} \| null, "latency": {ms, jitter_ms} \| null}` |
+//! | `PUT /_emulator/limits` | 200 with the new config; replaces both parts (absent = `null` = off), refills every bucket; 400 `VPC.0001` when invalid |
+//! | `POST /_emulator/reset` | 204, clears data (and the state file), calls and faults; limits back to the command line's, buckets refilled |
 //! | `GET /_emulator/state` | 200, `{sessions, filters, rules}` as stored |
 
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::errors::ApiError;
+use super::limits::LimitsConfig;
 use super::records::Data;
 use super::state::{AppState, FaultSpec};
 
@@ -37,6 +41,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/_emulator/faults",
             post(add_fault).get(list_faults).delete(clear_faults),
         )
+        .route("/_emulator/limits", get(limits).put(set_limits))
         .route("/_emulator/reset", post(reset))
         .route("/_emulator/state", get(state))
 }
@@ -83,12 +88,27 @@ async fn clear_faults(State(st): State<Arc<AppState>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+async fn limits(State(st): State<Arc<AppState>>) -> Response {
+    Json(st.limits.config()).into_response()
+}
+
+async fn set_limits(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let config: LimitsConfig = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return admin_error(&ApiError::malformed(format!("invalid limits: {e}"))),
+    };
+    st.limits.set(config);
+    tracing::info!(?config, "limits changed");
+    Json(config).into_response()
+}
+
 async fn reset(State(st): State<Arc<AppState>>) -> Response {
     if let Err(e) = st.store.replace(Data::default()) {
         return admin_error(&e);
     }
     st.calls.clear();
     st.faults.clear();
+    st.limits.restore();
     StatusCode::NO_CONTENT.into_response()
 }
 

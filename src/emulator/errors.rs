@@ -25,7 +25,7 @@
 //! | 413 | `APIGW.0201` | request body larger than 1 MiB |
 //! | 401 | `APIGW.0301` | AK/SK authentication failed (missing/malformed `Authorization`, unknown AK, bad signature, missing/malformed/stale `X-Sdk-Date`) |
 //! | 403 | `APIGW.0302` | the credential does not own the project id in the path |
-//! | 429 | `APIGW.0308` | default code of an injected 429 fault (throttling) |
+//! | 429 | `APIGW.0308` | throttled by the rate limit (`--rate-limit`, see [`ApiError::throttled`]); also the default code of an injected 429 fault |
 //!
 //! A referenced filter that does not exist is answered 400 (not 404) on purpose: a 404 from an
 //! update or create must only ever mean "the object you addressed is gone", never "something it
@@ -150,6 +150,19 @@ impl ApiError {
         )
     }
 
+    /// 429 `APIGW.0308` with the gateway's message, naming the limit in calls per second
+    /// (e.g. `limit:10`, `limit:0.5`). No `Retry-After`: the real gateway documents none.
+    pub fn throttled(rps: f64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            THROTTLED,
+            format!(
+                "The throttling threshold has been reached: policy user over ratelimit, \
+                 limit:{rps}, time:1 second"
+            ),
+        )
+    }
+
     /// 500 `VPC.0500`.
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, msg)
@@ -186,6 +199,17 @@ mod tests {
             e.body("r1"),
             json!({"error_code": "VPC.0003", "error_msg": "traffic_mirror_session.name is required", "request_id": "r1"})
         );
+    }
+
+    #[test]
+    fn throttled_has_the_gateway_message() {
+        let e = ApiError::throttled(10.0);
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            e.body("r"),
+            json!({"error_code": "APIGW.0308", "error_msg": "The throttling threshold has been reached: policy user over ratelimit, limit:10, time:1 second", "request_id": "r"})
+        );
+        assert!(ApiError::throttled(0.5).msg.contains("limit:0.5,"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A faithful emulator of Huawei Cloud's VPC v3 traffic-mirror API (sessions, filters, filter
-//! rules), with AK/SK signature verification, optional persistence, and an admin API for tests
-//! (call log, injected faults, reset). No operator code: it only knows the cloud API.
+//! rules), with AK/SK signature verification, optional persistence, the API gateway's throttling
+//! and latency (off by default), and an admin API for tests (call log, injected faults, limits,
+//! reset). No operator code: it only knows the cloud API.
 //!
 //! Run it as the `hwc-vpc-emulator` binary, or in-process:
 //!
@@ -16,19 +17,20 @@
 //!
 //! Modules: [`server`] (router, pipeline, per-collection dispatch, connection loop), [`admin`]
 //! (admin API routes), [`state`] (the shared [`AppState`]: verifier, store, call log, fault
-//! queue), [`auth`] (signature verification), [`store`] (persistence), [`records`] (the stored
-//! record types and [`Data`]), [`sessions`], [`filters`], [`rules`] (the operations),
-//! [`validate`] (field rules), [`list`] (query filters, pagination), [`errors`] (the error-code
-//! table).
+//! queue, limits), [`limits`] (rate limit per project and latency), [`auth`] (signature
+//! verification), [`store`] (persistence), [`records`] (the stored record types and [`Data`]),
+//! [`sessions`], [`filters`], [`rules`] (the operations), [`validate`] (field rules), [`list`]
+//! (query filters, pagination), [`errors`] (the error-code table).
 //!
 //! Module dependencies (`A → B`: A uses B; unit tests included). The graph is acyclic, and the
 //! three operation modules do not use one another:
 //!
 //! ```text
-//! mod (this file) → server, state, store, auth
-//! server   → admin, state, store, records, sessions, filters, rules, list, validate, errors
-//! admin    → state, records, errors
-//! state    → auth, store, errors
+//! mod (this file) → server, state, store, auth, limits
+//! server   → admin, state, store, records, sessions, filters, rules, list, validate, errors,
+//!            limits
+//! admin    → state, records, errors, limits
+//! state    → auth, store, errors, limits
 //! sessions → records, list, validate, errors
 //! filters  → records, list, validate, errors
 //! rules    → records, list, validate, errors
@@ -38,12 +40,14 @@
 //! auth     → errors            (and crate::cloud::signer)
 //! validate → errors
 //! errors   → (nothing)
+//! limits   → (nothing)
 //! ```
 
 pub mod admin;
 pub mod auth;
 pub mod errors;
 pub mod filters;
+pub mod limits;
 pub mod list;
 pub mod records;
 pub mod rules;
@@ -61,6 +65,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use errors::ApiError;
+pub use limits::{Latency, Limits, LimitsConfig, RateLimit};
 pub use records::{Data, Filter, Rule, Session};
 pub use server::router;
 pub use state::{AppState, CallLog, CallRecord, FaultSpec, Faults, PendingFault};
@@ -78,6 +83,9 @@ pub struct EmulatorConfig {
     /// Where to persist sessions, filters and rules (written atomically after every mutation
     /// and loaded at start), or `None` for memory only.
     pub state_file: Option<PathBuf>,
+    /// Throttling and latency at start (both off by default); changeable at run time through
+    /// `PUT /_emulator/limits`, and restored by `POST /_emulator/reset`.
+    pub limits: LimitsConfig,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -88,6 +96,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("project_id", &self.project_id)
             .field("access_keys", &aks)
             .field("state_file", &self.state_file)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -104,7 +113,14 @@ impl EmulatorConfig {
             project_id: project_id.into(),
             credentials,
             state_file: None,
+            limits: LimitsConfig::default(),
         }
+    }
+
+    /// The same configuration with these throttling and latency limits at start.
+    pub fn with_limits(mut self, limits: LimitsConfig) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Build the shared state (loading the state file if there is one).
@@ -132,6 +148,7 @@ impl EmulatorConfig {
             store: store::Store::open(self.state_file.clone())?,
             calls: CallLog::default(),
             faults: Faults::default(),
+            limits: Limits::new(self.limits),
         }))
     }
 }

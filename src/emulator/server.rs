@@ -1,10 +1,15 @@
 //! The HTTP side: the router (admin routes + the VPC v3 API), the per-call pipeline and the
 //! connection loop.
 //!
-//! Each API call goes: read the body (at most 1 MiB, else 413) → injected fault? → route
+//! Each API call goes: latency (`/v3/...` paths only; a `tokio::time::sleep`) → read the body
+//! (at most 1 MiB, else 413) → rate limit of the path's project (`/v3/{project_id}/...` only;
+//! over it: 429 `APIGW.0308`, nothing else runs, no fault is used up) → injected fault? → route
 //! (unknown → 404 `APIGW.0101`) → AK/SK verification (401 `APIGW.0301`) → project check (403
 //! `APIGW.0302`) → operation → JSON answer with `request_id` in the body and `X-Request-Id` as a
 //! header → call log. Every answer except a 204 has a JSON body, whatever was sent.
+//!
+//! Like the gateway, throttling comes first: an unsigned call or one for a foreign project also
+//! takes a token of that project's bucket. Latency is added to throttled calls too.
 //!
 //! The connection loop is hyper's HTTP/1 server rather than `axum::serve` so that a fault can
 //! close a connection without answering: the router marks such a response with
@@ -13,7 +18,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -141,6 +146,13 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
     }
     let method = parts.method.clone();
     let query = parts.uri.query().unwrap_or("").to_owned();
+    if path.starts_with("/v3/") {
+        let delay = st.limits.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+    let mut throttled = false;
     let (outcome, logged_body) = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Err(_) => {
             let e = ApiError::new(
@@ -152,17 +164,26 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
         }
         Ok(bytes) => {
             let logged = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let outcome = process(&st, &method, &path, &query, &parts.headers, &bytes).await;
+            let admitted = path_project(&path)
+                .map_or(Ok(()), |project| st.limits.admit(&project, Instant::now()));
+            let outcome = match admitted {
+                Ok(()) => process(&st, &method, &path, &query, &parts.headers, &bytes).await,
+                Err(rate) => {
+                    throttled = true;
+                    Outcome::Error(ApiError::throttled(rate.rps), None)
+                }
+            };
             (outcome, logged)
         }
     };
-    tracing::debug!(%method, %path, status = outcome.status(), "api call");
+    tracing::debug!(%method, %path, status = outcome.status(), throttled, "api call");
     st.calls.push(CallRecord {
         method: method.as_str().to_owned(),
         path,
         query,
         body: logged_body,
         status: outcome.status(),
+        throttled,
         at,
     });
     outcome.into_response(&request_id)
@@ -239,6 +260,13 @@ struct Route {
     project: String,
     collection: Collection,
     op: Op,
+}
+
+/// The project id of a `/v3/{project_id}/...` path (decoded; the key of the rate limit), whether
+/// or not the rest of the path is an API.
+fn path_project(path: &str) -> Option<String> {
+    let project = path.strip_prefix("/v3/")?.split('/').next()?;
+    decode_segment(project)
 }
 
 fn decode_segment(s: &str) -> Option<String> {
@@ -556,6 +584,20 @@ fn log_connection_end(result: Result<(), hyper::Error>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_limit_key_is_the_paths_project() {
+        let p = |path| path_project(path);
+        assert_eq!(
+            p("/v3/abc/vpc/traffic-mirror-sessions").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(p("/v3/a%62c/anything").as_deref(), Some("abc"));
+        assert_eq!(p("/v3/abc").as_deref(), Some("abc"));
+        for unthrottled in ["/v3/", "/v3//vpc", "/v2/abc/vpc", "/", "/_emulator/calls"] {
+            assert_eq!(p(unthrottled), None, "{unthrottled}");
+        }
+    }
 
     #[test]
     fn routes_every_documented_operation() {

@@ -1,5 +1,6 @@
 //! The shared state of one emulator instance ([`AppState`]): the project, the signature
-//! verifier, the data store, the call log and the queue of injected faults. Both the API pipeline
+//! verifier, the data store, the call log, the queue of injected faults and the throttling and
+//! latency limits. Both the API pipeline
 //! ([`super::server`]) and the admin API ([`super::admin`]) work on it; it depends on neither.
 
 use std::sync::{Mutex, MutexGuard};
@@ -10,6 +11,7 @@ use serde_json::Value;
 
 use super::auth::Verifier;
 use super::errors::ApiError;
+use super::limits::Limits;
 use super::store::Store;
 
 /// Shared state of one emulator instance.
@@ -25,6 +27,8 @@ pub struct AppState {
     pub calls: CallLog,
     /// Pending injected faults.
     pub faults: Faults,
+    /// Rate limit (token bucket per project) and latency of API calls.
+    pub limits: Limits,
 }
 
 /// One API call as the emulator saw it.
@@ -40,6 +44,9 @@ pub struct CallRecord {
     pub body: Value,
     /// Answered status; 0 when the connection was dropped without an answer.
     pub status: u16,
+    /// Whether the rate limit refused the call (then `status` is 429 and nothing ran).
+    #[serde(default)]
+    pub throttled: bool,
     /// When the call arrived (RFC 3339, UTC, milliseconds).
     pub at: String,
 }

@@ -162,7 +162,8 @@ impl Emulator {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// Every API call the emulator received, in order (`{method, path, query, body, status, at}`).
+    /// Every API call the emulator received, in order
+    /// (`{method, path, query, body, status, throttled, at}`; a throttled call has status 429).
     pub async fn calls(&self) -> Vec<Value> {
         let value = self.admin(reqwest::Method::GET, "calls", None).await;
         match value {
@@ -192,7 +193,41 @@ impl Emulator {
         self.admin(reqwest::Method::DELETE, "faults", None).await;
     }
 
-    /// Clears all data, calls and faults.
+    /// The throttling and latency in force (`GET /_emulator/limits`):
+    /// `{"rate_limit": {"rps", "burst"} | null, "latency": {"ms", "jitter_ms"} | null}`.
+    pub async fn limits(&self) -> Value {
+        self.admin(reqwest::Method::GET, "limits", None).await
+    }
+
+    /// Replaces the throttling and latency (`PUT /_emulator/limits`; an absent part is off) and
+    /// refills every bucket; returns the configuration now in force.
+    pub async fn set_limits(&self, limits: Value) -> Value {
+        self.admin(reqwest::Method::PUT, "limits", Some(limits))
+            .await
+    }
+
+    /// Throttles like the gateway from now on: a token bucket per project of `rps` calls a second
+    /// holding `burst` calls (`None`: the emulator's default, `rps` rounded up). Keeps the latency.
+    pub async fn set_rate_limit(&self, rps: f64, burst: Option<u32>) -> Value {
+        let mut limits = self.limits().await;
+        limits["rate_limit"] = serde_json::json!({ "rps": rps, "burst": burst });
+        self.set_limits(limits).await
+    }
+
+    /// Delays every API call by `ms` ± `jitter_ms` milliseconds from now on. Keeps the rate limit
+    /// (and refills its buckets).
+    pub async fn set_latency(&self, ms: u64, jitter_ms: u64) -> Value {
+        let mut limits = self.limits().await;
+        limits["latency"] = serde_json::json!({ "ms": ms, "jitter_ms": jitter_ms });
+        self.set_limits(limits).await
+    }
+
+    /// Turns throttling and latency off.
+    pub async fn clear_limits(&self) -> Value {
+        self.set_limits(serde_json::json!({})).await
+    }
+
+    /// Clears all data, calls and faults, and puts the limits back to the command line's.
     pub async fn reset(&self) {
         self.admin(reqwest::Method::POST, "reset", None).await;
     }

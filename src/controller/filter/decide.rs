@@ -6,9 +6,14 @@ use serde::{Deserialize, Serialize};
 
 use super::super::conditions::reason;
 use super::super::intent::{self, CreateIntent, Resolution};
+use super::super::wait::{NextLook, cleanup_conflict, confirming, provider_not_ready};
+pub use super::super::wait::{Retry, Wait};
 use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilterSpec};
 use crate::cloud::models::{TrafficMirrorFilter as CloudFilter, UpdateFilterRequest};
+
+/// How messages name what this reconciler manages.
+const NOUN: &str = "cloud filter";
 
 /// How far the cloud's clock may lag ours when matching a created filter to an intent.
 pub const CLOCK_SKEW: Duration = Duration::seconds(120);
@@ -80,30 +85,6 @@ pub struct Observed {
     pub now: DateTime<Utc>,
 }
 
-/// Why nothing can be done now, and when to look again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Wait {
-    /// Condition reason.
-    pub reason: &'static str,
-    /// What is wrong and how to get out.
-    pub message: String,
-    /// Look again soon (a create is being confirmed), at the next resync, or only on a change.
-    pub retry: Retry,
-}
-
-/// When a waiting filter is looked at again (besides any change to it or, for `InUse`, its users).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retry {
-    /// In a couple of seconds.
-    Soon,
-    /// When the ProviderConfig may be ready.
-    Dependency,
-    /// At the next resync.
-    Resync,
-    /// Only when something changes.
-    OnChange,
-}
-
 /// The calls that bring an existing filter to the desired state.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct FilterCalls {
@@ -169,13 +150,32 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// When to look again after this step succeeded.
+    pub fn next_look(&self) -> NextLook {
+        match self {
+            Step::Wait(w) => NextLook::Wait(w.retry),
+            Step::Conflict(_) => NextLook::OnChange,
+            Step::Delete(_) | Step::Release { .. } => NextLook::Released,
+            Step::Create { .. }
+            | Step::Adopt { .. }
+            | Step::Converge { .. }
+            | Step::ReportDrift { .. } => NextLook::Settled,
+        }
+    }
+}
+
 /// Decides the step.
 pub fn decide(d: &Desired, o: &Observed) -> Step {
     if d.deleting {
         return decide_cleanup(d, o);
     }
     if !o.provider_ready {
-        return Step::Wait(provider_not_ready(d, false));
+        return Step::Wait(provider_not_ready(
+            &d.spec.provider_config_ref.name,
+            NOUN,
+            false,
+        ));
     }
     let desired = d.filter();
     let observe_only = d.spec.management_policy == ManagementPolicy::ObserveOnly;
@@ -259,7 +259,11 @@ fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
         return Step::Release { orphaned: None };
     }
     if !o.provider_ready {
-        return Step::Wait(provider_not_ready(d, true));
+        return Step::Wait(provider_not_ready(
+            &d.spec.provider_config_ref.name,
+            NOUN,
+            true,
+        ));
     }
     if !o.users.is_empty() {
         return Step::Wait(in_use(&o.users));
@@ -304,24 +308,6 @@ pub fn in_use(users: &[String]) -> Wait {
     }
 }
 
-fn provider_not_ready(d: &Desired, deleting: bool) -> Wait {
-    let name = &d.spec.provider_config_ref.name;
-    let mut message = format!(
-        "ProviderConfig {name:?} is missing or not Ready; see `kubectl get providerconfig {name}`"
-    );
-    if deleting {
-        message.push_str(
-            ". The cloud filter cannot be deleted without it: restore the ProviderConfig, or set \
-             spec.deletionPolicy: Orphan to leave the cloud filter in place and finish the deletion",
-        );
-    }
-    Wait {
-        reason: reason::PROVIDER_CONFIG_NOT_READY,
-        message,
-        retry: Retry::Dependency,
-    }
-}
-
 fn filter_not_found(id: &str) -> Wait {
     Wait {
         reason: reason::FILTER_NOT_FOUND,
@@ -329,29 +315,6 @@ fn filter_not_found(id: &str) -> Wait {
             "cloud filter {id} (spec.filterId) does not exist; fix spec.filterId or remove the object"
         ),
         retry: Retry::Resync,
-    }
-}
-
-fn confirming(i: &CreateIntent, reason: &'static str) -> Wait {
-    Wait {
-        reason,
-        message: format!(
-            "confirming whether the create started at {} reached the cloud",
-            i.at.to_rfc3339()
-        ),
-        retry: Retry::Soon,
-    }
-}
-
-fn cleanup_conflict(message: String) -> Wait {
-    Wait {
-        reason: reason::NAME_CONFLICT,
-        message: format!(
-            "{message}. The operator cannot tell which one an interrupted create made, so it deletes \
-             none: delete the right one in the cloud, then set spec.deletionPolicy: Orphan to finish \
-             the deletion"
-        ),
-        retry: Retry::OnChange,
     }
 }
 

@@ -14,7 +14,6 @@ use tracing::info;
 use super::super::Context;
 use super::super::error::{Error, Result};
 use super::super::intent::{CreateIntent, INTENT_ANNOTATION};
-use super::super::metered::metered;
 use super::super::object::{self, merge_patch, publish};
 use super::super::providers::Provider;
 use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creating_keys};
@@ -142,12 +141,13 @@ async fn create(
     );
     failpoint::hit("filter-create-before");
     let request = desired.create_request();
-    let created = match metered(
-        &ctx.metrics,
-        "create_filter",
-        p.client.create_filter(&request),
-    )
-    .await
+    let created = match p
+        .call(
+            &ctx.metrics,
+            "create_filter",
+            p.client.create_filter(&request),
+        )
+        .await
     {
         Ok(f) => f,
         Err(source) => return create_failed(api, progress, source).await,
@@ -207,12 +207,13 @@ async fn converge(
     };
     if let Some(update) = &calls.update {
         let fields = plan::update_filter_field_names(update).join(", ");
-        let mut f = cloud(
-            ctx,
-            "update_filter",
-            p.client.update_filter(&filter.id, update),
-        )
-        .await?;
+        let mut f = p
+            .cloud(
+                &ctx.metrics,
+                "update_filter",
+                p.client.update_filter(&filter.id, update),
+            )
+            .await?;
         f.ingress_rules = filter.ingress_rules.clone();
         f.egress_rules = filter.egress_rules.clone();
         set_filter(p, progress, f);
@@ -266,13 +267,20 @@ async fn rule_call(
     let mut new_id = String::new();
     match call {
         RuleCall::Create(_, req) => {
-            new_id = cloud(ctx, operation, p.client.create_rule(req)).await?.id
+            new_id = p
+                .cloud(&ctx.metrics, operation, p.client.create_rule(req))
+                .await?
+                .id
         }
-        RuleCall::Update(_, id, u) => {
-            drop(cloud(ctx, operation, p.client.update_rule(id, u)).await?)
-        }
+        RuleCall::Update(_, id, u) => drop(
+            p.cloud(&ctx.metrics, operation, p.client.update_rule(id, u))
+                .await?,
+        ),
         RuleCall::Delete(_, id) => {
-            match metered(&ctx.metrics, operation, p.client.delete_rule(id)).await {
+            match p
+                .call(&ctx.metrics, operation, p.client.delete_rule(id))
+                .await
+            {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(source) => return Err(Error::Cloud { operation, source }),
@@ -305,7 +313,10 @@ fn set_filter(p: &Provider, progress: &mut Progress, f: CloudFilter) {
 
 /// Deletes one cloud filter (its rules go with it); "already gone" counts as done.
 async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> Result<()> {
-    match metered(&ctx.metrics, "delete_filter", p.client.delete_filter(id)).await {
+    match p
+        .call(&ctx.metrics, "delete_filter", p.client.delete_filter(id))
+        .await
+    {
         Ok(()) => {}
         Err(e) if e.is_not_found() => {}
         Err(source) => {
@@ -329,16 +340,6 @@ async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> R
     )
     .await;
     Ok(())
-}
-
-async fn cloud<T>(
-    ctx: &Context,
-    operation: &'static str,
-    call: impl Future<Output = std::result::Result<T, CloudError>>,
-) -> Result<T> {
-    metered(&ctx.metrics, operation, call)
-        .await
-        .map_err(|source| Error::Cloud { operation, source })
 }
 
 /// Records the cloud id and clears the intent, in one write.

@@ -18,7 +18,7 @@ pub mod plan;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use kube::runtime::controller::Action;
@@ -26,9 +26,9 @@ use kube::{Api, ResourceExt};
 
 use super::Context;
 use super::error::{Error, Result};
-use super::object;
+use super::{budget, object};
 use crate::api::TrafficMirrorFilter;
-use decide::{Observed, Retry, Step, decide};
+use decide::{Observed, Step, decide};
 use execute::{Progress, execute};
 use status::{Report, next_status};
 
@@ -39,13 +39,16 @@ pub const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
 /// Annotation holding the cloud id once known (survives a restore that drops status).
 pub const FILTER_ID_ANNOTATION: &str = "vpc.hwcloud.dev/filter-id";
 
-const CONFIRM_POLL: Duration = Duration::from_secs(2);
-const DEPENDENCY_POLL: Duration = Duration::from_secs(30);
-
 /// Reconciles one TrafficMirrorFilter.
 pub async fn reconcile(obj: Arc<TrafficMirrorFilter>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = run(obj, &ctx).await;
+    let observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
+    let lane = ctx.lane_of(&obj.metadata, observed_generation);
+    let _slot = match ctx.admit(lane, &obj.spec.provider_config_ref.name) {
+        Ok(slot) => slot,
+        Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
+    };
+    let result = budget::in_lane(lane, run(obj, &ctx)).await;
     ctx.metrics.reconciled(KIND, started.elapsed());
     result
 }
@@ -100,7 +103,13 @@ async fn run(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
     // 7. the next look (no client required)
     match (done, step) {
         (Err(e), _) => Ok(object::failed(ctx, KIND, &*progress.obj, e).await),
-        (Ok(()), Some(step)) => Ok(next_look(ctx, &progress.obj, &step)),
+        (Ok(()), Some(step)) => {
+            let (uid, generation) = (
+                progress.obj.uid().unwrap_or_default(),
+                progress.obj.metadata.generation,
+            );
+            Ok(step.next_look().action(ctx, &uid, generation))
+        }
         (Ok(()), None) => Ok(Action::await_change()),
     }
 }
@@ -120,30 +129,6 @@ async fn observe_decide_execute(
     let step = decide(&desired, &observed);
     let done = execute(ctx, api, provider.as_deref(), &step, progress).await;
     (Some(observed), Some(step), done)
-}
-
-fn next_look(ctx: &Context, obj: &TrafficMirrorFilter, step: &Step) -> Action {
-    let uid = obj.uid().unwrap_or_default();
-    match step {
-        Step::Wait(w) => match w.retry {
-            Retry::Soon => Action::requeue(CONFIRM_POLL),
-            Retry::Dependency => Action::requeue(DEPENDENCY_POLL),
-            Retry::Resync => Action::requeue(ctx.config.resync_interval),
-            Retry::OnChange => Action::await_change(),
-        },
-        Step::Conflict(_) => Action::await_change(),
-        Step::Delete(_) | Step::Release { .. } => {
-            ctx.ledger.forget(&uid);
-            Action::await_change()
-        }
-        Step::Create { .. }
-        | Step::Adopt { .. }
-        | Step::Converge { .. }
-        | Step::ReportDrift { .. } => {
-            ctx.ledger.succeeded(&uid, obj.metadata.generation);
-            Action::requeue(ctx.config.resync_interval * 2)
-        }
-    }
 }
 
 /// Error policy: `reconcile` handles its failures itself, so this only backs off.

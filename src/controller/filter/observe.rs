@@ -7,11 +7,9 @@ use chrono::Utc;
 use kube::ResourceExt;
 
 use super::super::Context;
-use super::super::conditions::{self, SYNCED};
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION};
 use super::super::inventory::Known;
-use super::super::metered::metered;
 use super::super::providers::Provider;
 use super::FILTER_ID_ANNOTATION;
 use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, RuleIntent};
@@ -96,8 +94,10 @@ fn users(obj: &TrafficMirrorFilter, d: &Desired, ctx: &Context, p: &Provider) ->
     let ns = obj.namespace().unwrap_or_default();
     let mut users = ctx.sessions_using_filter(&ns, &obj.name_any(), d.known_id.as_deref());
     if let Some(id) = &d.known_id {
+        // Cloud sessions that no session object manages (made outside Kubernetes).
+        let managed = ctx.managed_session_ids();
         for s in p.inventory.all() {
-            if s.traffic_mirror_filter_id == *id && !users.iter().any(|u| u.contains(&s.id)) {
+            if s.traffic_mirror_filter_id == *id && !managed.contains(&s.id) {
                 users.push(format!("cloud session {} ({})", s.id, s.name));
             }
         }
@@ -105,17 +105,15 @@ fn users(obj: &TrafficMirrorFilter, d: &Desired, ctx: &Context, p: &Provider) ->
     users
 }
 
-/// After a spec change or a failure the snapshot may be stale for this object: GET.
+/// [`Context::needs_fresh_read`] for this object.
 fn needs_fresh_read(obj: &TrafficMirrorFilter, ctx: &Context) -> bool {
     let status = obj.status.as_ref();
-    let synced = status
-        .and_then(|s| conditions::find(&s.conditions, SYNCED))
-        .is_some_and(|c| c.status == "True");
-    let behind = obj.metadata.generation != status.and_then(|s| s.observed_generation);
-    (behind || !synced)
-        && !ctx
-            .ledger
-            .converged_at(&obj.uid().unwrap_or_default(), obj.metadata.generation)
+    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    ctx.needs_fresh_read(
+        &obj.metadata,
+        status.and_then(|s| s.observed_generation),
+        conditions,
+    )
 }
 
 /// The cloud filter `id` (with its rules): the snapshot unless `fresh`, else a GET.
@@ -123,7 +121,10 @@ async fn read_filter(ctx: &Context, p: &Provider, id: &str, fresh: bool) -> Resu
     if !fresh && let Known::Present(f) = p.filters.get(id) {
         return Ok(CloudState::Present(f));
     }
-    match metered(&ctx.metrics, "show_filter", p.client.show_filter(id)).await {
+    match p
+        .call(&ctx.metrics, "show_filter", p.client.show_filter(id))
+        .await
+    {
         Ok(f) => {
             p.filters.record(&f);
             Ok(CloudState::Present(f))
@@ -145,7 +146,7 @@ async fn filters_named(ctx: &Context, p: &Provider, name: &str) -> Result<Vec<Cl
         name: Some(name.to_string()),
         ..Default::default()
     };
-    metered(&ctx.metrics, "list_filters", p.client.list_all_filters(q))
+    p.call(&ctx.metrics, "list_filters", p.client.list_all_filters(q))
         .await
         .map_err(|source| Error::Cloud {
             operation: "list_filters",

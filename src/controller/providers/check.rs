@@ -224,6 +224,8 @@ pub(super) async fn check(pc: &ProviderConfig, ctx: &Context) -> Result<bool, Ch
     if let Some(p) = ctx.providers.get(&name)
         && still_proven(&p, fp, ctx.config.resync_interval)
     {
+        p.budget
+            .reconfigure(spec.rate_limit.qps, spec.rate_limit.burst);
         return Ok(false);
     }
     let client = VpcClient::new(ClientConfig::new(
@@ -241,7 +243,7 @@ pub(super) async fn check(pc: &ProviderConfig, ctx: &Context) -> Result<bool, Ch
     match first {
         None | Some(Ok(_)) => {
             ctx.metrics.cloud_call("list_sessions", "success");
-            let (_, new) = ctx.providers.upsert(&name, fp, client);
+            let (_, new) = ctx.providers.upsert(&name, fp, client, &spec.rate_limit);
             Ok(new)
         }
         Some(Err(source)) => {

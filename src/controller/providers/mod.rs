@@ -27,12 +27,18 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use super::Context;
+use super::budget::{self, Budget};
 use super::inventory::Inventory;
+use super::metered::metered;
+use crate::api::RateLimit;
 use crate::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
+use crate::cloud::CloudError;
 use crate::cloud::VpcClient;
+use crate::telemetry::Metrics;
 pub use check::CheckError;
 pub use error::ProviderError;
 pub use reconcile::{error_policy, reconcile};
+use std::future::Future;
 use usage::{UsageIndex, UserKind};
 
 /// The finalizer on every managed ProviderConfig: while objects reference it, a deletion waits.
@@ -52,9 +58,45 @@ pub struct Provider {
     pub inventory: Inventory,
     /// The account's filters (with their rules), refreshed once per resync interval.
     pub filters: Inventory<crate::cloud::models::TrafficMirrorFilter>,
+    /// The account's API budget (`spec.rateLimit`): every cloud call of every reconciler waits here.
+    pub budget: Budget,
     /// Fingerprint of what the client was built from (endpoint, project, credentials), so an unchanged
     /// Secret keeps the existing snapshot.
     fingerprint: u64,
+}
+
+impl Provider {
+    /// One cloud call of this account: waits for the budget (in the task's lane), then calls and
+    /// counts ([`metered`]); a 429 slows the whole account down, a success lets it recover.
+    pub async fn call<T>(
+        &self,
+        metrics: &Metrics,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, CloudError> {
+        let waited = self.budget.acquire().await;
+        if !waited.is_zero() {
+            metrics.budget_waited(budget::current_lane().label(), waited);
+        }
+        let result = metered(metrics, operation, call).await;
+        self.budget
+            .record(matches!(&result, Err(e) if e.status() == Some(429)));
+        result
+    }
+}
+
+impl Provider {
+    /// [`Provider::call`] with the failure named by its operation, as the reconcilers report it.
+    pub async fn cloud<T>(
+        &self,
+        metrics: &Metrics,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, super::error::Error> {
+        self.call(metrics, operation, call)
+            .await
+            .map_err(|source| super::error::Error::Cloud { operation, source })
+    }
 }
 
 /// The ready providers, by ProviderConfig name. Shared by both reconcilers and the resync loop.
@@ -113,11 +155,18 @@ impl Registry {
     }
 
     /// Registers (or keeps, when nothing changed) the provider; returns it and whether it is new.
-    fn upsert(&self, name: &str, fingerprint: u64, client: VpcClient) -> (Arc<Provider>, bool) {
+    fn upsert(
+        &self,
+        name: &str,
+        fingerprint: u64,
+        client: VpcClient,
+        rate: &RateLimit,
+    ) -> (Arc<Provider>, bool) {
         let mut map = self.write();
         if let Some(p) = map.get(name)
             && p.fingerprint == fingerprint
         {
+            p.budget.reconfigure(rate.qps, rate.burst);
             return (p.clone(), false);
         }
         let p = Arc::new(Provider {
@@ -125,6 +174,7 @@ impl Registry {
             client,
             inventory: Inventory::default(),
             filters: Inventory::default(),
+            budget: Budget::new(rate.qps, rate.burst),
             fingerprint,
         });
         map.insert(name.to_string(), p.clone());

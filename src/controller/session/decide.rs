@@ -7,8 +7,13 @@ use chrono::{DateTime, Duration, Utc};
 use super::super::conditions::reason;
 use super::super::intent::{self, CreateIntent, Identity, Resolution};
 use super::super::plan::{self, Convergence, DesiredSession};
+use super::super::wait::{NextLook, cleanup_conflict, confirming, provider_not_ready};
+pub use super::super::wait::{Retry, Wait};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorSessionSpec};
 use crate::cloud::models::TrafficMirrorSession as CloudSession;
+
+/// How messages name what this reconciler manages.
+const NOUN: &str = "cloud session";
 
 /// How far the cloud's clock may lag ours when matching a created session to an intent.
 pub const CLOCK_SKEW: Duration = Duration::seconds(120);
@@ -95,32 +100,10 @@ pub struct Observed {
     /// Cloud sessions under the intent's name (or, without an intent, the desired name), when a
     /// create or an intent resolution needs them.
     pub named: Vec<CloudSession>,
+    /// Other cloud sessions with the same name as ours (from the snapshot).
+    pub namesakes: Vec<CloudSession>,
     /// The time of the observation.
     pub now: DateTime<Utc>,
-}
-
-/// Why nothing can be done now, and when to look again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Wait {
-    /// Condition reason (CamelCase).
-    pub reason: &'static str,
-    /// What is wrong and how to get out.
-    pub message: String,
-    /// When to look again.
-    pub retry: Retry,
-}
-
-/// When a waiting object is looked at again (besides any change to it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retry {
-    /// In a couple of seconds: a create is being confirmed.
-    Soon,
-    /// A dependency (ProviderConfig, filter) may become ready.
-    Dependency,
-    /// At the next resync.
-    Resync,
-    /// Only when the object changes.
-    OnChange,
 }
 
 /// The one thing a reconcile does.
@@ -172,13 +155,32 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// When to look again after this step succeeded.
+    pub fn next_look(&self) -> NextLook {
+        match self {
+            Step::Wait(w) => NextLook::Wait(w.retry),
+            Step::Conflict(_) => NextLook::OnChange,
+            Step::Delete(_) | Step::Release { .. } => NextLook::Released,
+            Step::Create { .. }
+            | Step::Adopt { .. }
+            | Step::Converge { .. }
+            | Step::ReportDrift { .. } => NextLook::Settled,
+        }
+    }
+}
+
 /// Decides the step.
 pub fn decide(d: &Desired, o: &Observed) -> Step {
     if d.deleting {
         return decide_cleanup(d, o);
     }
     if !o.provider_ready {
-        return Step::Wait(provider_not_ready(d, false));
+        return Step::Wait(provider_not_ready(
+            &d.spec.provider_config_ref.name,
+            NOUN,
+            false,
+        ));
     }
     if d.observe_only() {
         return decide_observe_only(d, o);
@@ -188,6 +190,9 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
     };
     let desired = d.session(filter_id.to_string());
     match (&d.known_id, &o.cloud) {
+        (Some(_), CloudState::Present(s)) if !o.namesakes.is_empty() => {
+            Step::Conflict(namesake_message(s, &o.namesakes))
+        }
         (Some(_), CloudState::Present(s)) => Step::Converge {
             convergence: plan::convergence(&desired, s),
             observed: s.clone(),
@@ -270,7 +275,11 @@ fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
         return Step::Release { orphaned: None };
     }
     if !o.provider_ready {
-        return Step::Wait(provider_not_ready(d, true));
+        return Step::Wait(provider_not_ready(
+            &d.spec.provider_config_ref.name,
+            NOUN,
+            true,
+        ));
     }
     let mut ids: Vec<String> = d.known_id.iter().cloned().collect();
     if let Some(intent) = &o.intent {
@@ -295,22 +304,16 @@ fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
     }
 }
 
-fn provider_not_ready(d: &Desired, deleting: bool) -> Wait {
-    let name = &d.spec.provider_config_ref.name;
-    let mut message = format!(
-        "ProviderConfig {name:?} is missing or not Ready; see `kubectl get providerconfig {name}`"
-    );
-    if deleting {
-        message.push_str(
-            ". The cloud session cannot be deleted without it: restore the ProviderConfig, or set \
-             spec.deletionPolicy: Orphan to leave the cloud session in place and finish the deletion",
-        );
-    }
-    Wait {
-        reason: reason::PROVIDER_CONFIG_NOT_READY,
-        message,
-        retry: Retry::Dependency,
-    }
+fn namesake_message(ours: &CloudSession, others: &[CloudSession]) -> String {
+    let ids: Vec<&str> = others.iter().map(|s| s.id.as_str()).collect();
+    format!(
+        "besides this object's cloud session {}, cloud session(s) {} are also named {:?} (made \
+         outside this object): the name is ambiguous for every tool that finds sessions by name; \
+         rename or delete the other one(s), or set spec.name to a different name",
+        ours.id,
+        ids.join(", "),
+        ours.name
+    )
 }
 
 fn filter_not_ready(filter: &FilterState) -> Wait {
@@ -337,29 +340,6 @@ fn session_not_found(id: &str, from_spec: bool) -> Wait {
         reason: reason::SESSION_NOT_FOUND,
         message,
         retry: Retry::Resync,
-    }
-}
-
-fn confirming(intent: &CreateIntent, reason: &'static str) -> Wait {
-    Wait {
-        reason,
-        message: format!(
-            "confirming whether the create started at {} reached the cloud",
-            intent.at.to_rfc3339()
-        ),
-        retry: Retry::Soon,
-    }
-}
-
-fn cleanup_conflict(message: String) -> Wait {
-    Wait {
-        reason: reason::NAME_CONFLICT,
-        message: format!(
-            "{message}. The operator cannot tell which one an interrupted create made, so it deletes \
-             none: delete the right one in the cloud, then set spec.deletionPolicy: Orphan to finish \
-             the deletion"
-        ),
-        retry: Retry::OnChange,
     }
 }
 

@@ -16,7 +16,6 @@ use super::super::Context;
 use super::super::conditions::{self, reason};
 use super::super::error::{Error, Result};
 use super::super::intent::{CreateIntent, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
-use super::super::metered::metered;
 use super::super::object::{self, merge_patch, publish};
 use super::super::plan::{self, Convergence, DesiredSession};
 use super::super::providers::Provider;
@@ -155,12 +154,13 @@ async fn create(
     record_intent(api, progress, &desired.name).await?;
     failpoint::hit("session-create-before");
     let request = desired.create_request();
-    let created = match metered(
-        &ctx.metrics,
-        "create_session",
-        p.client.create_session(&request),
-    )
-    .await
+    let created = match p
+        .call(
+            &ctx.metrics,
+            "create_session",
+            p.client.create_session(&request),
+        )
+        .await
     {
         Ok(s) => s,
         Err(source) => return create_failed(api, progress, source).await,
@@ -247,7 +247,13 @@ async fn converge(
 ) -> Result<()> {
     if let Some(update) = &c.update {
         let fields = plan::update_field_names(update).join(", ");
-        let s = cloud(ctx, "update_session", p.client.update_session(id, update)).await?;
+        let s = p
+            .cloud(
+                &ctx.metrics,
+                "update_session",
+                p.client.update_session(id, update),
+            )
+            .await?;
         p.inventory.record(&s);
         progress.session = Some(s);
         failpoint::hit("session-update-after");
@@ -284,9 +290,19 @@ async fn change_sources(
     progress: &mut Progress,
 ) -> Result<()> {
     let s = if add {
-        cloud(ctx, "add_sources", p.client.add_sources(id, sources)).await?
+        p.cloud(
+            &ctx.metrics,
+            "add_sources",
+            p.client.add_sources(id, sources),
+        )
+        .await?
     } else {
-        cloud(ctx, "remove_sources", p.client.remove_sources(id, sources)).await?
+        p.cloud(
+            &ctx.metrics,
+            "remove_sources",
+            p.client.remove_sources(id, sources),
+        )
+        .await?
     };
     p.inventory.record(&s);
     progress.session = Some(s);
@@ -307,7 +323,10 @@ async fn change_sources(
 
 /// Deletes one cloud session; "already gone" counts as done.
 async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> Result<()> {
-    match metered(&ctx.metrics, "delete_session", p.client.delete_session(id)).await {
+    match p
+        .call(&ctx.metrics, "delete_session", p.client.delete_session(id))
+        .await
+    {
         Ok(()) => {}
         Err(e) if e.is_not_found() => {}
         Err(source) => {
@@ -331,17 +350,6 @@ async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> R
     )
     .await;
     Ok(())
-}
-
-/// Awaits a cloud call through the meter, naming the operation in the error.
-async fn cloud<T>(
-    ctx: &Context,
-    operation: &'static str,
-    call: impl Future<Output = std::result::Result<T, CloudError>>,
-) -> Result<T> {
-    metered(&ctx.metrics, operation, call)
-        .await
-        .map_err(|source| Error::Cloud { operation, source })
 }
 
 /// Adds the finalizer before any cloud call; returns the object as the API server now has it.

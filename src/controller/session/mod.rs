@@ -17,7 +17,7 @@ pub mod observe;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use kube::runtime::controller::Action;
@@ -26,8 +26,8 @@ use tracing::{debug, warn};
 
 use super::Context;
 use super::error::{Error, Result};
-use super::object;
-use decide::{Observed, Retry, Step, decide};
+use super::{budget, object};
+use decide::{Observed, Step, decide};
 use execute::{Progress, execute};
 use status::{Report, next_status};
 
@@ -38,15 +38,16 @@ pub const KIND: &str = "TrafficMirrorSession";
 /// The finalizer that keeps the object until its cloud session is gone (or orphaned).
 pub const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
 
-/// How long to wait between looks while a create is being confirmed.
-const CONFIRM_POLL: Duration = Duration::from_secs(2);
-/// How long to wait before looking again at a dependency (ProviderConfig, filter) that is not ready.
-const DEPENDENCY_POLL: Duration = Duration::from_secs(30);
-
 /// Reconciles one TrafficMirrorSession.
 pub async fn reconcile(obj: Arc<TrafficMirrorSession>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = run(obj, &ctx).await;
+    let observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
+    let lane = ctx.lane_of(&obj.metadata, observed_generation);
+    let _slot = match ctx.admit(lane, &obj.spec.provider_config_ref.name) {
+        Ok(slot) => slot,
+        Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
+    };
+    let result = budget::in_lane(lane, run(obj, &ctx)).await;
     ctx.metrics.reconciled(KIND, started.elapsed());
     result
 }
@@ -100,7 +101,13 @@ async fn run(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Result<Action> {
     // 7. the next look (no client required)
     match (done, step) {
         (Err(e), _) => Ok(failed(ctx, &progress.obj, e).await),
-        (Ok(()), Some(step)) => Ok(next_look(ctx, &progress.obj, &step)),
+        (Ok(()), Some(step)) => {
+            let (uid, generation) = (
+                progress.obj.uid().unwrap_or_default(),
+                progress.obj.metadata.generation,
+            );
+            Ok(step.next_look().action(ctx, &uid, generation))
+        }
         (Ok(()), None) => Ok(Action::await_change()),
     }
 }
@@ -120,31 +127,6 @@ async fn observe_decide_execute(
     let step = decide(&desired, &observed);
     let done = execute(ctx, api, provider.as_deref(), &step, progress).await;
     (Some(observed), Some(step), done)
-}
-
-/// When to look again after a step that succeeded.
-fn next_look(ctx: &Context, obj: &TrafficMirrorSession, step: &Step) -> Action {
-    let uid = obj.uid().unwrap_or_default();
-    match step {
-        Step::Wait(w) => match w.retry {
-            Retry::Soon => Action::requeue(CONFIRM_POLL),
-            Retry::Dependency => Action::requeue(DEPENDENCY_POLL),
-            Retry::Resync => Action::requeue(ctx.config.resync_interval),
-            Retry::OnChange => Action::await_change(),
-        },
-        Step::Conflict(_) => Action::await_change(),
-        Step::Delete(_) | Step::Release { .. } => {
-            ctx.ledger.forget(&uid);
-            Action::await_change()
-        }
-        Step::Create { .. }
-        | Step::Adopt { .. }
-        | Step::Converge { .. }
-        | Step::ReportDrift { .. } => {
-            ctx.ledger.succeeded(&uid, obj.metadata.generation);
-            Action::requeue(ctx.config.resync_interval * 2)
-        }
-    }
 }
 
 /// A failed step ([`object::failed`]).

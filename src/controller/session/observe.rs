@@ -8,11 +8,10 @@ use chrono::Utc;
 use kube::{Api, ResourceExt};
 
 use super::super::Context;
-use super::super::conditions::{self, SYNCED};
+use super::super::conditions;
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
 use super::super::inventory::Known;
-use super::super::metered::metered;
 use super::super::providers::Provider;
 use super::decide::{CloudState, Desired, FilterState, Observed};
 use crate::api::{ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
@@ -64,6 +63,7 @@ pub async fn observe(
         cloud: CloudState::NotRead,
         intent,
         named: vec![],
+        namesakes: vec![],
         now: Utc::now(),
     };
     if let Some(p) = &provider {
@@ -111,30 +111,48 @@ async fn observe_for_apply(
     if let Some(id) = &d.known_id {
         o.cloud = read_session(ctx, p, id, needs_fresh_read(obj, ctx)).await?;
     }
-    let live = matches!(o.cloud, CloudState::Present(_));
-    if !observe_only && !live && d.spec.session_id.is_none() {
-        let name = match &o.intent {
-            Some(i) => i.name.clone(),
-            None => obj.cloud_name(),
-        };
-        o.named = sessions_named(ctx, p, &name).await?;
+    let from_spec = d.spec.session_id.is_some();
+    match &o.cloud {
+        CloudState::Present(s) if !observe_only && !from_spec => {
+            // Same-named sessions besides ours make the name ambiguous (from the snapshot: no call).
+            let (name, id) = (s.name.clone(), s.id.clone());
+            o.namesakes = p.inventory.find(|x| x.name == name && x.id != id);
+        }
+        CloudState::Present(_) => {}
+        _ if observe_only || from_spec => {}
+        _ => o.named = named_before_create(ctx, p, o, &obj.cloud_name()).await?,
     }
     Ok(())
 }
 
-/// A spec change, or a previous failure, means the snapshot may be stale for this object: GET. Unless
-/// this process already converged this generation (then the snapshot holds the answers of its own
-/// calls, and the status write that says so may just not be in the cache yet).
+/// The sessions under the name a create would use. Settling an intent always asks the cloud (a
+/// crash-safety decision needs the truth); a fresh create is checked against the account snapshot
+/// when the last resync LIST is recent, which saves a call per create. A same-named session made
+/// out of band after that LIST is caught after the create, as a namesake (`NameConflict`).
+async fn named_before_create(
+    ctx: &Context,
+    p: &Provider,
+    o: &Observed,
+    cloud_name: &str,
+) -> Result<Vec<CloudSession>> {
+    if let Some(i) = &o.intent {
+        return sessions_named(ctx, p, &i.name).await;
+    }
+    if p.inventory.listed_within(ctx.config.resync_interval) {
+        return Ok(p.inventory.find(|s| s.name == cloud_name));
+    }
+    sessions_named(ctx, p, cloud_name).await
+}
+
+/// [`Context::needs_fresh_read`] for this object.
 fn needs_fresh_read(obj: &TrafficMirrorSession, ctx: &Context) -> bool {
     let status = obj.status.as_ref();
-    let synced = status
-        .and_then(|s| conditions::find(&s.conditions, SYNCED))
-        .is_some_and(|c| c.status == "True");
-    let behind = obj.metadata.generation != status.and_then(|s| s.observed_generation);
-    (behind || !synced)
-        && !ctx
-            .ledger
-            .converged_at(&obj.uid().unwrap_or_default(), obj.metadata.generation)
+    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    ctx.needs_fresh_read(
+        &obj.metadata,
+        status.and_then(|s| s.observed_generation),
+        conditions,
+    )
 }
 
 /// Resolves the filter id: given directly, or from the referenced TrafficMirrorFilter's status.
@@ -191,7 +209,10 @@ async fn read_session(ctx: &Context, p: &Provider, id: &str, fresh: bool) -> Res
     if !fresh && let Known::Present(s) = p.inventory.get(id) {
         return Ok(CloudState::Present(s));
     }
-    match metered(&ctx.metrics, "show_session", p.client.show_session(id)).await {
+    match p
+        .call(&ctx.metrics, "show_session", p.client.show_session(id))
+        .await
+    {
         Ok(s) => {
             p.inventory.record(&s);
             Ok(CloudState::Present(s))
@@ -213,7 +234,7 @@ async fn sessions_named(ctx: &Context, p: &Provider, name: &str) -> Result<Vec<C
         name: Some(name.to_string()),
         ..Default::default()
     };
-    metered(&ctx.metrics, "list_sessions", p.client.list_all_sessions(q))
+    p.call(&ctx.metrics, "list_sessions", p.client.list_all_sessions(q))
         .await
         .map_err(|source| Error::Cloud {
             operation: "list_sessions",

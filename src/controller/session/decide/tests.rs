@@ -53,6 +53,7 @@ fn observed() -> Observed {
         cloud: CloudState::NotRead,
         intent: None,
         named: vec![],
+        namesakes: vec![],
         now: at(105),
     }
 }
@@ -357,6 +358,20 @@ fn cleanup_waits_or_deletes() {
             "Wait(NameConflict)",
         ),
     ]);
+}
+
+#[test]
+fn a_namesake_made_out_of_band_is_a_conflict_not_a_takeover() {
+    let d = with_id(desired(serde_json::json!({})), "s1");
+    let o = Observed {
+        cloud: CloudState::Present(session("s1", 1)),
+        namesakes: vec![session("theirs", 2)],
+        ..observed()
+    };
+    let Step::Conflict(m) = decide(&d, &o) else {
+        panic!("expected a conflict");
+    };
+    assert!(m.contains("s1") && m.contains("theirs"), "{m}");
 }
 
 #[test]

@@ -1,0 +1,117 @@
+//! What the reconcilers share about waiting and looking again (no client required): the [`Wait`] a
+//! decision reports, the waits every kind has (ProviderConfig not ready, a create being confirmed,
+//! an ambiguous interrupted create during cleanup), and the [`NextLook`] after a reconcile.
+
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+
+use super::Context;
+use super::conditions::reason;
+use super::intent::CreateIntent;
+
+/// How long to wait between looks while a create is being confirmed.
+pub const CONFIRM_POLL: Duration = Duration::from_secs(2);
+/// How long to wait before looking again at a ProviderConfig that is not ready.
+pub const DEPENDENCY_POLL: Duration = Duration::from_secs(30);
+
+/// Why nothing can be done now, and when to look again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    /// Condition reason (CamelCase).
+    pub reason: &'static str,
+    /// What is wrong and how to get out.
+    pub message: String,
+    /// When to look again.
+    pub retry: Retry,
+}
+
+/// When a waiting object is looked at again (besides any change to it, or to what it watches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// In a couple of seconds: a create is being confirmed.
+    Soon,
+    /// A dependency (ProviderConfig, filter) may become ready.
+    Dependency,
+    /// At the next resync.
+    Resync,
+    /// Only when the object changes.
+    OnChange,
+}
+
+/// What a reconcile that succeeded means for the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextLook {
+    /// It waits.
+    Wait(Retry),
+    /// A person must act (a conflict): only a change brings it back.
+    OnChange,
+    /// The object is released: forget it.
+    Released,
+    /// The cloud matches (or was reported): trust this generation, look again after two resyncs.
+    Settled,
+}
+
+impl NextLook {
+    /// The controller action, updating the ledger for `uid`.
+    pub fn action(self, ctx: &Context, uid: &str, generation: Option<i64>) -> Action {
+        match self {
+            NextLook::Wait(Retry::Soon) => Action::requeue(CONFIRM_POLL),
+            NextLook::Wait(Retry::Dependency) => Action::requeue(DEPENDENCY_POLL),
+            NextLook::Wait(Retry::Resync) => Action::requeue(ctx.config.resync_interval),
+            NextLook::Wait(Retry::OnChange) | NextLook::OnChange => Action::await_change(),
+            NextLook::Released => {
+                ctx.ledger.forget(uid);
+                Action::await_change()
+            }
+            NextLook::Settled => {
+                ctx.ledger.succeeded(uid, generation);
+                Action::requeue(ctx.config.resync_interval * 2)
+            }
+        }
+    }
+}
+
+/// The ProviderConfig `name` is missing or not Ready. While deleting, the message names the two ways
+/// out, for the `noun` (`cloud session`, `cloud filter`) that cannot be deleted without it.
+pub fn provider_not_ready(name: &str, noun: &str, deleting: bool) -> Wait {
+    let mut message = format!(
+        "ProviderConfig {name:?} is missing or not Ready; see `kubectl get providerconfig {name}`"
+    );
+    if deleting {
+        message.push_str(&format!(
+            ". The {noun} cannot be deleted without it: restore the ProviderConfig, or set \
+             spec.deletionPolicy: Orphan to leave the {noun} in place and finish the deletion"
+        ));
+    }
+    Wait {
+        reason: reason::PROVIDER_CONFIG_NOT_READY,
+        message,
+        retry: Retry::Dependency,
+    }
+}
+
+/// An interrupted create is being confirmed (eventual consistency).
+pub fn confirming(intent: &CreateIntent, reason: &'static str) -> Wait {
+    Wait {
+        reason,
+        message: format!(
+            "confirming whether the create started at {} reached the cloud",
+            intent.at.to_rfc3339()
+        ),
+        retry: Retry::Soon,
+    }
+}
+
+/// Cleanup cannot tell which same-named object an interrupted create made: it deletes none.
+pub fn cleanup_conflict(message: String) -> Wait {
+    Wait {
+        reason: reason::NAME_CONFLICT,
+        message: format!(
+            "{message}. The operator cannot tell which one an interrupted create made, so it deletes \
+             none: delete the right one in the cloud, then set spec.deletionPolicy: Orphan to finish \
+             the deletion"
+        ),
+        retry: Retry::OnChange,
+    }
+}

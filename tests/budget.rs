@@ -1,0 +1,319 @@
+//! Living within the cloud's API budget, end to end: the emulator throttles like the real gateway
+//! (`APIGW.0308`, HTTP 429), the operator runs as a child process against the real API server.
+//! Every wait polls with a deadline.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
+use traffic_mirror_operator::cloud::VpcClient;
+use traffic_mirror_operator::cloud::models::CreateSessionRequest;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Env {
+    client: Client,
+    ns: String,
+    account: support::operator::CloudAccount,
+    cloud: VpcClient,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Env {
+        let client = support::control_plane().client().await;
+        support::install_crds(&client).await;
+        let ns = support::test_namespace(&client, prefix).await;
+        let account = support::operator::CloudAccount::create(&client, &ns).await;
+        Env {
+            cloud: account.cloud.clone(),
+            client,
+            ns,
+            account,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn emu(&self) -> &support::Emulator {
+        &self.account.emu
+    }
+
+    /// The operator, with a long resync so only the work under test reaches the cloud.
+    fn operator(&self, resync: &str) -> support::operator::Operator {
+        let log = self.dir.path().join("operator.log");
+        support::operator::Operator::start(&self.ns, resync, &[], None, log)
+    }
+
+    fn sessions(&self) -> Api<TrafficMirrorSession> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Sets the ProviderConfig's budget.
+    async fn budget(&self, qps: f64, burst: u32) {
+        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
+        let patch = json!({"spec": {"rateLimit": {"qps": qps, "burst": burst}}});
+        pcs.patch(
+            &self.account.pc,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("set the budget");
+    }
+
+    async fn apply(&self, name: &str) {
+        let obj: TrafficMirrorSession = serde_json::from_value(json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
+            "metadata": {"name": name},
+            "spec": {
+                "trafficMirrorFilterId": self.account.filter_id,
+                "trafficMirrorSources": ["eni-a"],
+                "trafficMirrorTargetId": "eni-target",
+                "trafficMirrorTargetType": "eni",
+                "priority": 10,
+                "providerConfigRef": {"name": self.account.pc},
+            },
+        }))
+        .expect("manifest");
+        self.sessions()
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create");
+    }
+
+    /// How many of the namespace's sessions report `Ready=True` for their generation.
+    async fn ready_count(&self) -> usize {
+        let list = self
+            .sessions()
+            .list(&Default::default())
+            .await
+            .expect("list");
+        list.items
+            .iter()
+            .filter(|o| {
+                o.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == o.metadata.generation
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+            })
+            .count()
+    }
+
+    async fn wait_ready(&self, n: usize) {
+        support::wait_for(WAIT, || async {
+            (self.ready_count().await >= n).then_some(())
+        })
+        .await;
+    }
+
+    async fn calls(&self) -> Vec<Value> {
+        self.emu().calls().await
+    }
+
+    /// The operator's cloud answers of 429 (throttled) since the log was cleared.
+    async fn throttled(&self) -> usize {
+        self.calls()
+            .await
+            .iter()
+            .filter(|c| c["throttled"] == true)
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_under_the_default_budget_is_never_throttled() {
+    let env = Env::new("budget-default").await;
+    env.emu().set_rate_limit(10.0, Some(10)).await;
+    for i in 0..40 {
+        env.apply(&format!("s{i}")).await;
+    }
+    env.emu().clear_calls().await;
+    let _op = env.operator("1h");
+    env.wait_ready(40).await;
+    assert_eq!(
+        env.throttled().await,
+        0,
+        "the default budget stays below 10 rps"
+    );
+}
+
+#[tokio::test]
+async fn a_budget_above_the_gateway_backs_off_and_still_converges() {
+    let env = Env::new("budget-over").await;
+    env.budget(50.0, 50).await;
+    env.emu().set_rate_limit(4.0, Some(4)).await;
+    for i in 0..30 {
+        env.apply(&format!("s{i}")).await;
+    }
+    env.emu().clear_calls().await;
+    let _op = env.operator("1h");
+    env.wait_ready(30).await;
+    let throttled = env.throttled().await;
+    let posts = env
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["method"] == "POST" && c["status"] == 201)
+        .count();
+    assert_eq!(posts, 30, "one create per session");
+    // Halving the rate on each 429 keeps the refusals a fraction of the work, not a storm.
+    assert!(throttled > 0, "the gateway was really exceeded");
+    assert!(
+        throttled < 30,
+        "the whole account backs off: {throttled} throttled calls"
+    );
+}
+
+#[tokio::test]
+async fn an_edit_goes_ahead_of_the_backfill() {
+    let env = Env::new("budget-edit").await;
+    env.budget(2.0, 1).await;
+    for i in 0..30 {
+        env.apply(&format!("s{i:02}")).await;
+    }
+    let _op = env.operator("1h");
+    // Wait until the backfill has made a few sessions, then edit one of them.
+    env.wait_ready(3).await;
+    let list = env
+        .sessions()
+        .list(&Default::default())
+        .await
+        .expect("list");
+    let ready = list
+        .items
+        .iter()
+        .find(|o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.session_id.is_some() && s.observed_generation == o.metadata.generation
+            })
+        })
+        .expect("a ready session");
+    let name = ready.metadata.name.clone().expect("name");
+    let id = ready
+        .status
+        .as_ref()
+        .and_then(|s| s.session_id.clone())
+        .expect("id");
+    env.emu().clear_calls().await;
+    let edited = Instant::now();
+    env.sessions()
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"priority": 99}})),
+        )
+        .await
+        .expect("edit");
+    let path = format!("/traffic-mirror-sessions/{id}");
+    support::wait_for(WAIT, || async {
+        let calls = env.calls().await;
+        calls
+            .iter()
+            .any(|c| c["method"] == "PUT" && c["path"].as_str().is_some_and(|p| p.ends_with(&path)))
+            .then_some(())
+    })
+    .await;
+    let latency = edited.elapsed();
+    let remaining = 30 - env.ready_count().await;
+    assert!(
+        remaining > 5,
+        "the backfill was still running ({remaining} left)"
+    );
+    // At 2 calls/s the backfill still needs many seconds; the edit waits for one token at most.
+    assert!(
+        latency < Duration::from_secs(3),
+        "edit reached the cloud after {latency:?}"
+    );
+}
+
+#[tokio::test]
+async fn bulk_creates_cost_one_call_each_and_a_namesake_is_never_taken_over() {
+    let env = Env::new("budget-calls").await;
+    let _op = env.operator("30s");
+    // The first resync LIST has filled the snapshot once the ProviderConfig is ready.
+    support::wait_for(WAIT, || async {
+        env.calls()
+            .await
+            .iter()
+            .any(|c| {
+                c["method"] == "GET"
+                    && c["path"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
+            })
+            .then_some(())
+    })
+    .await;
+    env.emu().clear_calls().await;
+    for i in 0..20 {
+        env.apply(&format!("s{i}")).await;
+    }
+    env.wait_ready(20).await;
+    let calls = env.calls().await;
+    assert_eq!(
+        calls.len(),
+        20,
+        "one POST per session, no name search: {calls:?}"
+    );
+    // A same-named session made out of band after the snapshot: the object ends in NameConflict,
+    // never adopting the other session.
+    let theirs = env
+        .cloud
+        .create_session(&CreateSessionRequest {
+            name: "race".into(),
+            description: None,
+            traffic_mirror_filter_id: env.account.filter_id.clone(),
+            traffic_mirror_sources: vec!["eni-x".into()],
+            traffic_mirror_target_id: "eni-theirs".into(),
+            traffic_mirror_target_type: "eni".into(),
+            virtual_network_id: None,
+            packet_length: None,
+            priority: 3,
+            enabled: None,
+            source_type: None,
+        })
+        .await
+        .expect("out-of-band session");
+    env.apply("race").await;
+    let api = env.sessions();
+    let o = support::wait_for(WAIT, || {
+        let api = api.clone();
+        async move {
+            let o = api.get("race").await.ok()?;
+            let st = o.status.as_ref()?;
+            let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (c.reason == "NameConflict" && st.observed_generation == o.metadata.generation)
+                .then_some(o)
+        }
+    })
+    .await;
+    assert_ne!(
+        o.status.and_then(|s| s.session_id),
+        Some(theirs.id.clone()),
+        "never adopted"
+    );
+    let named: Vec<_> = env
+        .cloud
+        .list_all_sessions(Default::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|s| s.name == "race")
+        .collect();
+    assert!(
+        named.len() <= 2,
+        "at most theirs and one of ours: {named:?}"
+    );
+    let theirs_now = env
+        .cloud
+        .show_session(&theirs.id)
+        .await
+        .expect("theirs is untouched");
+    assert_eq!(theirs_now.priority, 3);
+}
