@@ -1,7 +1,8 @@
 # traffic-mirror-operator — developer entry points. `make help` lists them.
 #
-# The integration tests run against a real etcd + kube-apiserver built from pinned Go modules
-# (tests/control-plane) and, for the SDK conformance tests, a Python venv with the official Huawei
+# The integration tests run against a real etcd + kube-apiserver built from pinned Go modules, one
+# per end of the supported Kubernetes range (tests/control-plane: the newest, tests/control-plane-1.30:
+# the oldest) and, for the SDK conformance tests, a Python venv with the official Huawei
 # Cloud SDK (tests/sdk). Both are cached under ~/.cache/traffic-mirror-operator, so only the first
 # run on a machine pays for them.
 
@@ -18,13 +19,14 @@ ifeq ($(shell [[ "$(GO_MINOR)" =~ ^[0-9]+$$ ]] && (( $(GO_MINOR) < 26 )) && echo
 export GOTOOLCHAIN ?= go1.27.3
 endif
 CONTROL_PLANE_BUILD := bash tests/control-plane/build.sh
+CONTROL_PLANE_OLDEST_BUILD := bash tests/control-plane-1.30/build.sh
 SDK_VENV_SETUP_SCRIPT := tests/sdk/setup-venv.sh
 SDK_VENV_SETUP := bash $(SDK_VENV_SETUP_SCRIPT)
 CACHE_ROOT := $(or $(TMO_CACHE_DIR),$(HOME)/.cache/traffic-mirror-operator)
 
 .PHONY: help
 help: ## List the targets.
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-22s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## Build every binary (debug).
@@ -57,20 +59,28 @@ crds-check: ## Fail if crds/*.yaml (or the Helm chart's copy) are not what the R
 
 # The last line printed is the directory holding etcd, kube-apiserver and kubectl (nothing after it).
 .PHONY: control-plane
-control-plane: ## Build (or reuse) etcd, kube-apiserver and kubectl; prints their directory last.
+control-plane: ## Build (or reuse) etcd, kube-apiserver and kubectl (newest Kubernetes); prints their directory last.
 	@$(CONTROL_PLANE_BUILD)
+
+.PHONY: control-plane-oldest
+control-plane-oldest: ## The same for the oldest supported Kubernetes (1.30); prints the directory last.
+	@$(CONTROL_PLANE_OLDEST_BUILD)
 
 .PHONY: sdk-venv
 sdk-venv: ## Create (or reuse) the Python venv with the Huawei Cloud SDK; prints its path last.
 	@$(SDK_VENV_SETUP)
 
-# Runs the test binaries with TMO_CONTROL_PLANE_DIR (and TMO_SDK_VENV when tests/sdk/setup-venv.sh
-# exists) exported, so no test has to build anything. Extra arguments: make test-only ARGS='--test x'.
+# Runs the test binaries with TMO_CONTROL_PLANE_DIR and TMO_CONTROL_PLANE_DIR_OLDEST (and
+# TMO_SDK_VENV when tests/sdk/setup-venv.sh exists) exported, so no test has to build anything.
+# Extra arguments: make test-only ARGS='--test x'.
 .PHONY: test-only
-test-only: ## Only `cargo test --all-targets` (with the control plane and SDK venv ready).
+test-only: ## Only `cargo test --all-targets` (with both control planes and the SDK venv ready).
 	@cp_dir="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
 	export TMO_CONTROL_PLANE_DIR="$$cp_dir"; \
 	echo "TMO_CONTROL_PLANE_DIR=$$TMO_CONTROL_PLANE_DIR"; \
+	cp_oldest_dir="$$($(CONTROL_PLANE_OLDEST_BUILD) | tail -n 1)"; \
+	export TMO_CONTROL_PLANE_DIR_OLDEST="$$cp_oldest_dir"; \
+	echo "TMO_CONTROL_PLANE_DIR_OLDEST=$$TMO_CONTROL_PLANE_DIR_OLDEST"; \
 	if [[ -f $(SDK_VENV_SETUP_SCRIPT) ]]; then \
 	  export TMO_SDK_VENV="$$($(SDK_VENV_SETUP) | tail -n 1)"; \
 	  echo "TMO_SDK_VENV=$$TMO_SDK_VENV"; \
@@ -86,12 +96,14 @@ bench: ## Run the benchmarks (planner, session convergence, filters); figures go
 	set -x; $(CARGO) bench $(ARGS)
 
 .PHONY: clean-cache
-clean-cache: ## Delete cached control-plane builds and SDK venvs other than the current ones.
+clean-cache: ## Delete cached control-plane builds (both versions' current ones are kept) and old SDK venvs.
 	@# Never the current ones (a running test or dev cluster may use them); builds nothing. The venv
 	@# key mirrors tests/sdk/setup-venv.sh (sha256 of requirements.txt, 16 hex digits).
 	@keep_cp="$$($(CONTROL_PLANE_BUILD) --dir)"; \
+	keep_cp_oldest="$$($(CONTROL_PLANE_OLDEST_BUILD) --dir)"; \
 	for d in "$(CACHE_ROOT)"/control-plane/*/; do \
-	  d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_cp" ]] || continue; echo "removing $$d"; rm -rf -- "$$d"; \
+	  d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_cp" && "$$d" != "$$keep_cp_oldest" ]] || continue; \
+	  echo "removing $$d"; rm -rf -- "$$d"; \
 	done; \
 	if [[ -f tests/sdk/requirements.txt ]]; then \
 	  keep_venv="$(CACHE_ROOT)/sdk-venv-$$(sha256sum tests/sdk/requirements.txt | cut -c1-16)"; \

@@ -1,6 +1,9 @@
-//! The CRDs against a real kube-apiserver: they install and become Established, the API server
-//! rejects every invalid manifest with a message naming the offending field, fills in the
-//! documented defaults, enforces the adopt-id immutability, and serves the docs to `kubectl explain`.
+//! The CRDs against a real kube-apiserver of each end of the support range (the newest and the
+//! oldest supported Kubernetes, see `support::Version`): they install and become Established, the
+//! API server rejects every invalid manifest with a message naming the offending field, fills in
+//! the documented defaults, enforces the adopt-id immutability, and serves the docs to
+//! `kubectl explain`. Every test runs once per version (`newest::…`, `oldest::…`) with the same
+//! table and the same expectations.
 
 mod support;
 
@@ -10,6 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
+use support::Version;
 use traffic_mirror_operator::api::{
     self, Action, DeletionPolicy, Direction, Ethertype, ManagementPolicy, Protocol, ProviderConfig,
     SourceType, TargetType, TrafficMirrorFilter, TrafficMirrorSession,
@@ -18,8 +22,35 @@ use traffic_mirror_operator::api::{
 /// How long the API server may take to publish a CRD's schema to discovery and OpenAPI.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn setup(prefix: &str) -> (Client, String) {
-    let client = support::control_plane().client().await;
+/// Every test below, once per supported version: `newest::<test>` and `oldest::<test>`.
+macro_rules! on_every_version {
+    ($($test:ident),* $(,)?) => {
+        mod newest {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Version::Newest).await
+            })*
+        }
+        mod oldest {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Version::Oldest).await
+            })*
+        }
+    };
+}
+
+on_every_version!(
+    crds_install_and_become_established,
+    invalid_manifests_are_rejected_naming_the_field,
+    valid_manifests_are_accepted_with_defaults_filled_in,
+    adopted_ids_cannot_change_or_be_removed,
+    status_subresource_and_printer_columns,
+    kubectl_explain_shows_the_field_docs,
+);
+
+async fn setup(version: Version, prefix: &str) -> (Client, String) {
+    let client = support::control_plane_for(version).client().await;
     support::install_crds(&client).await;
     let ns = support::test_namespace(&client, prefix).await;
     (client, ns)
@@ -47,6 +78,12 @@ fn filter() -> Value {
         "metadata": {"name": "f"},
         "spec": {"rules": [{"direction": "ingress", "priority": 1}]}
     })
+}
+
+/// [`filter()`] whose rule is an IPv6 rule with `field` (a CIDR field) set to `cidr`.
+fn ipv6_rule(field: &str, cidr: &str) -> Value {
+    let rule = with(filter(), "/spec/rules/0/ethertype", json!("IPv6"));
+    with(rule, &format!("/spec/rules/0/{field}"), json!(cidr))
 }
 
 fn provider() -> Value {
@@ -134,9 +171,8 @@ async fn create_rejection(client: &Client, ns: &str, manifest: &Value) -> Option
     }
 }
 
-#[tokio::test]
-async fn crds_install_and_become_established() {
-    let client = support::control_plane().client().await;
+async fn crds_install_and_become_established(version: Version) {
+    let client = support::control_plane_for(version).client().await;
     support::install_crds(&client).await;
     let api = Api::<CustomResourceDefinition>::all(client);
     for crd in api::crds() {
@@ -158,12 +194,11 @@ async fn crds_install_and_become_established() {
     }
 }
 
-#[tokio::test]
-async fn invalid_manifests_are_rejected_naming_the_field() {
-    let (client, ns) = setup("crd-invalid").await;
+/// The invalid manifests: (case, manifest, substrings the rejection message must contain: the
+/// field path first).
+fn invalid_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
     let long_name = "a".repeat(65);
-    // (case, manifest, substrings the rejection message must contain: the field path first)
-    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+    vec![
         // --- TrafficMirrorSession ranges, each edge +-1
         (
             "vni -1",
@@ -415,6 +450,68 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
             vec!["spec.rules[0].destinationCidrBlock", "ethertype"],
         ),
         (
+            "IPv4 CIDR prefix 33",
+            with(
+                filter(),
+                "/spec/rules/0/sourceCidrBlock",
+                json!("10.0.0.0/33"),
+            ),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv4 CIDR octet 256",
+            with(
+                filter(),
+                "/spec/rules/0/sourceCidrBlock",
+                json!("256.1.1.1/8"),
+            ),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv4 CIDR with a leading zero",
+            with(
+                filter(),
+                "/spec/rules/0/sourceCidrBlock",
+                json!("10.0.0.010/32"),
+            ),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR prefix 129",
+            ipv6_rule("sourceCidrBlock", "2001:db8::/129"),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR with two ::",
+            ipv6_rule("destinationCidrBlock", "2001::db8::/64"),
+            vec!["spec.rules[0].destinationCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR with nine groups",
+            ipv6_rule("destinationCidrBlock", "1:2:3:4:5:6:7:8:9/128"),
+            vec!["spec.rules[0].destinationCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 CIDR with a zone",
+            ipv6_rule("sourceCidrBlock", "fe80::1%eth0/64"),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 bare address",
+            ipv6_rule("sourceCidrBlock", "2001:db8::1"),
+            vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
+        ),
+        (
+            "IPv6 source CIDR with IPv4 ethertype",
+            with(filter(), "/spec/rules/0/sourceCidrBlock", json!("::/0")),
+            vec!["spec.rules[0].sourceCidrBlock", "ethertype"],
+        ),
+        (
+            "IPv4 CIDR with IPv6 ethertype",
+            ipv6_rule("sourceCidrBlock", "10.0.0.0/8"),
+            vec!["spec.rules[0].sourceCidrBlock", "ethertype"],
+        ),
+        (
             "port 0",
             with(filter(), "/spec/rules/0/sourcePortRange", json!("0")),
             vec!["spec.rules[0].sourcePortRange", "65535"],
@@ -522,7 +619,12 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
             with(provider(), "/spec/endpoint", json!("vpc endpoint")),
             vec!["spec.endpoint"],
         ),
-    ];
+    ]
+}
+
+async fn invalid_manifests_are_rejected_naming_the_field(version: Version) {
+    let (client, ns) = setup(version, "crd-invalid").await;
+    let cases = invalid_cases();
     assert!(cases.len() >= 25);
 
     let mut failures = Vec::new();
@@ -550,9 +652,8 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
     );
 }
 
-#[tokio::test]
-async fn valid_manifests_are_accepted_with_defaults_filled_in() {
-    let (client, ns) = setup("crd-valid").await;
+async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) {
+    let (client, ns) = setup(version, "crd-valid").await;
     let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), &ns);
     let filters: Api<TrafficMirrorFilter> = Api::namespaced(client.clone(), &ns);
     let providers: Api<ProviderConfig> = Api::all(client.clone());
@@ -606,6 +707,19 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
              "sourcePortRange": "1", "destinationPortRange": "1-65535", "description": "all udp"}
         ]),
     );
+    let cidr_filter = with(
+        with(filter(), "/metadata/name", json!("cidrs")),
+        "/spec/rules",
+        json!([
+            {"direction": "ingress", "priority": 1, "sourceCidrBlock": "0.0.0.0/0",
+             "destinationCidrBlock": "255.255.255.255/32"},
+            {"direction": "ingress", "priority": 2, "sourceCidrBlock": "10.0.0.1/24"},
+            {"direction": "egress", "priority": 1, "ethertype": "IPv6", "sourceCidrBlock": "::/0",
+             "destinationCidrBlock": "2001:0DB8:0000:0000:0000:0000:0000:0001/128"},
+            {"direction": "egress", "priority": 2, "ethertype": "IPv6",
+             "sourceCidrBlock": "1:2:3:4:5:6:7::/112", "destinationCidrBlock": "fe80::1:2/10"}
+        ]),
+    );
     let observe_filter = {
         let m = with(filter(), "/metadata/name", json!("observe-filter"));
         let m = with(
@@ -639,6 +753,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
         long_object_name,
         filter(),
         rich_filter,
+        cidr_filter,
         observe_filter,
         empty_filter,
         emulator_provider.clone(),
@@ -732,9 +847,8 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in() {
         .expect("delete provider config");
 }
 
-#[tokio::test]
-async fn adopted_ids_cannot_change_or_be_removed() {
-    let (client, ns) = setup("crd-immutable").await;
+async fn adopted_ids_cannot_change_or_be_removed(version: Version) {
+    let (client, ns) = setup(version, "crd-immutable").await;
     let cases = [
         (
             with(session(), "/spec/sessionId", json!("sess-1")),
@@ -797,9 +911,8 @@ async fn adopted_ids_cannot_change_or_be_removed() {
     .expect("setting sessionId for the first time");
 }
 
-#[tokio::test]
-async fn status_subresource_and_printer_columns() {
-    let (client, ns) = setup("crd-status").await;
+async fn status_subresource_and_printer_columns(version: Version) {
+    let (client, ns) = setup(version, "crd-status").await;
     let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), &ns);
     let created = sessions
         .create(
@@ -833,7 +946,7 @@ async fn status_subresource_and_printer_columns() {
         "a status write does not bump the generation"
     );
 
-    let out = support::control_plane().kubectl(&["get", "tms", "s", "-n", &ns]);
+    let out = support::control_plane_for(version).kubectl(&["get", "tms", "s", "-n", &ns]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -872,11 +985,10 @@ async fn status_subresource_and_printer_columns() {
     );
 }
 
-#[tokio::test]
-async fn kubectl_explain_shows_the_field_docs() {
-    let client = support::control_plane().client().await;
+async fn kubectl_explain_shows_the_field_docs(version: Version) {
+    let client = support::control_plane_for(version).client().await;
     support::install_crds(&client).await;
-    let cp = support::control_plane();
+    let cp = support::control_plane_for(version);
     for (path, wanted) in [
         ("tms.spec.packetLength", "1-1460. Default: 96"),
         ("tms.spec.virtualNetworkId", "0-16777215. Default: 1"),
@@ -896,4 +1008,74 @@ async fn kubectl_explain_shows_the_field_docs() {
         .await;
         assert!(output.contains("DESCRIPTION"), "{output}");
     }
+}
+
+/// A rejection message without what the API server's version words differently: the rendering of
+/// the rejected value in `Invalid value: …` (1.30 writes the value's type, `"string"`, `"object"`,
+/// `"null"`; 1.37 the value itself, or nothing for an object) and the wording of `Too long`.
+/// What remains (field paths, the rules' own messages, enum values, `Required value`, …) must be
+/// the same on every version.
+fn version_neutral(message: &str) -> String {
+    let invalid_value =
+        regex::Regex::new(r#"Invalid value: (?:"(?:[^"\\]|\\.)*"|null): "#).expect("regex");
+    let too_long = regex::Regex::new(r"Too long: may not be (?:longer|more) than (\d+)(?: bytes)?")
+        .expect("regex");
+    let message = invalid_value.replace_all(message, "Invalid value: ");
+    too_long
+        .replace_all(&message, "Too long: at most $1")
+        .into_owned()
+}
+
+/// The same invalid manifests get the same rejections on the oldest and the newest version (up to
+/// [`version_neutral`]): same field paths, same messages.
+#[tokio::test]
+async fn rejections_are_the_same_on_every_version() {
+    let mut answers = Vec::new();
+    for version in Version::ALL {
+        let (client, ns) = setup(version, "crd-same").await;
+        let mut messages = Vec::new();
+        for (case, manifest, _) in invalid_cases() {
+            let message = create_rejection(&client, &ns, &manifest)
+                .await
+                .unwrap_or_else(|| "accepted".to_string());
+            messages.push((case, version_neutral(&message)));
+        }
+        answers.push(messages);
+    }
+    let differences: Vec<String> = answers[0]
+        .iter()
+        .zip(&answers[1])
+        .filter(|(newest, oldest)| newest != oldest)
+        .map(|((case, newest), (_, oldest))| {
+            format!("{case}:\n  newest: {newest}\n  oldest: {oldest}")
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "{} rejections differ between the versions:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
+
+#[test]
+fn version_neutral_removes_only_the_server_wording() {
+    let newest = r#"[422] X "f" is invalid: [spec.name: Too long: may not be more than 64 bytes, <nil>: Invalid value: null: some rules were not checked]"#;
+    let oldest = r#"[422] X "f" is invalid: [spec.name: Too long: may not be longer than 64, <nil>: Invalid value: "null": some rules were not checked]"#;
+    assert_eq!(version_neutral(newest), version_neutral(oldest));
+    let newest = r#"spec.rules[0].sourceCidrBlock: Invalid value: "10.0.0.0/33": spec.rules[].sourceCidrBlock must be a CIDR"#;
+    let oldest = r#"spec.rules[0].sourceCidrBlock: Invalid value: "string": spec.rules[].sourceCidrBlock must be a CIDR"#;
+    assert_eq!(version_neutral(newest), version_neutral(oldest));
+    let newest = "spec.filterId: Invalid value: spec.filterId is required";
+    let oldest = r#"spec.filterId: Invalid value: "object": spec.filterId is required"#;
+    assert_eq!(version_neutral(newest), version_neutral(oldest));
+    // A different field or message still differs.
+    assert_ne!(
+        version_neutral(r#"spec.a: Invalid value: "string": must be x"#),
+        version_neutral(r#"spec.b: Invalid value: "string": must be x"#)
+    );
+    assert_ne!(
+        version_neutral("spec.a: Invalid value: must be x"),
+        version_neutral("spec.a: Invalid value: must be y")
+    );
 }

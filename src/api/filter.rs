@@ -16,6 +16,45 @@ const PORT_RANGE_RULE: &str = "self.matches('^[0-9]{1,5}(-[0-9]{1,5})?$') \
     && self.split('-').all(p, int(p) >= 1 && int(p) <= 65535) \
     && (self.split('-').size() == 1 || int(self.split('-')[0]) <= int(self.split('-')[1]))";
 
+/// An IPv4 CIDR, anchored, for CEL `matches()` (RE2; also valid for the `regex` crate): four
+/// decimal octets 0-255 without leading zeros, `/` and a prefix length 0-32 without leading zeros.
+/// Host bits may be set (`10.0.0.1/24`), as they could with the CEL IP/CIDR library (`isCIDR`,
+/// `cidr()`), which these patterns replace: it exists only from Kubernetes 1.31, while `matches()`
+/// works on every supported version (1.30 and newer).
+pub const IPV4_CIDR_PATTERN: &str = "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}\
+(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])$";
+
+/// An IPv6 CIDR, anchored, for CEL `matches()`: eight groups of 1-4 hex digits (either case), or
+/// fewer with one `::`, `/` and a prefix length 0-128 without leading zeros. Not accepted: zones
+/// (`%eth0`) and a dotted IPv4 tail (`64:ff9b::10.0.0.1/128`; write it in hex groups instead,
+/// `64:ff9b::a00:1/128`).
+pub const IPV6_CIDR_PATTERN: &str = "^(\
+([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|\
+([0-9a-fA-F]{1,4}:){1,7}:|\
+([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|\
+([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|\
+([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|\
+([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|\
+([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|\
+[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|\
+:((:[0-9a-fA-F]{1,4}){1,7}|:)\
+)/(12[0-8]|1[01][0-9]|[1-9]?[0-9])$";
+
+/// CEL check of a CIDR field (`self`): an IPv4 or an IPv6 CIDR.
+fn cidr_rule() -> String {
+    format!("self.matches('{IPV4_CIDR_PATTERN}') || self.matches('{IPV6_CIDR_PATTERN}')")
+}
+
+/// CEL check, on a rule, that its CIDR field `field` (when set) is not of the other family than
+/// `ethertype`. A value that is no CIDR at all passes here: the field's own rule reports it.
+fn cidr_family_rule(field: &str) -> String {
+    format!(
+        "!has(self.{field}) || (self.ethertype == 'IPv4' \
+         ? !self.{field}.matches('{IPV6_CIDR_PATTERN}') \
+         : !self.{field}.matches('{IPV4_CIDR_PATTERN}'))"
+    )
+}
+
 /// Desired state of a Huawei Cloud VPC traffic mirror filter and its rules.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -97,10 +136,10 @@ pub struct TrafficMirrorFilterSpec {
 /// One rule of a traffic mirror filter.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("!has(self.sourceCidrBlock) || !isCIDR(self.sourceCidrBlock) || cidr(self.sourceCidrBlock).ip().family() == (self.ethertype == 'IPv4' ? 4 : 6)")
+    validation = Rule::new(cidr_family_rule("sourceCidrBlock"))
         .message("spec.rules[].sourceCidrBlock must be of the address family given by ethertype (IPv4 or IPv6)")
         .field_path(".sourceCidrBlock"),
-    validation = Rule::new("!has(self.destinationCidrBlock) || !isCIDR(self.destinationCidrBlock) || cidr(self.destinationCidrBlock).ip().family() == (self.ethertype == 'IPv4' ? 4 : 6)")
+    validation = Rule::new(cidr_family_rule("destinationCidrBlock"))
         .message("spec.rules[].destinationCidrBlock must be of the address family given by ethertype (IPv4 or IPv6)")
         .field_path(".destinationCidrBlock")
 )]
@@ -123,7 +162,7 @@ pub struct FilterRuleSpec {
     /// Default: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("isCIDR(self)")
+    #[x_kube(validation = Rule::new(cidr_rule())
         .message("spec.rules[].sourceCidrBlock must be a CIDR such as 10.0.0.0/24 or 2001:db8::/64"))]
     pub source_cidr_block: Option<String>,
 
@@ -131,7 +170,7 @@ pub struct FilterRuleSpec {
     /// Default: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("isCIDR(self)")
+    #[x_kube(validation = Rule::new(cidr_rule())
         .message("spec.rules[].destinationCidrBlock must be a CIDR such as 10.0.0.0/24 or 2001:db8::/64"))]
     pub destination_cidr_block: Option<String>,
 
@@ -384,7 +423,172 @@ impl TrafficMirrorFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn v4() -> regex::Regex {
+        regex::Regex::new(IPV4_CIDR_PATTERN).expect("IPv4 pattern compiles")
+    }
+
+    fn v6() -> regex::Regex {
+        regex::Regex::new(IPV6_CIDR_PATTERN).expect("IPv6 pattern compiles")
+    }
+
+    /// (value, is an IPv4 CIDR, is an IPv6 CIDR)
+    const CIDR_TABLE: &[(&str, bool, bool)] = &[
+        // IPv4, valid
+        ("10.0.0.0/24", true, false),
+        ("0.0.0.0/0", true, false),
+        ("255.255.255.255/32", true, false),
+        ("192.168.1.1/32", true, false),
+        ("10.0.0.1/24", true, false), // host bits set: allowed, as with isCIDR
+        ("172.16.0.0/12", true, false),
+        ("1.2.3.4/9", true, false),
+        ("100.64.0.0/10", true, false),
+        ("249.250.251.199/20", true, false),
+        // IPv4, invalid
+        ("10.0.0.0", false, false),      // no prefix
+        ("10.0.0.0/", false, false),     // empty prefix
+        ("10.0.0.0/33", false, false),   // prefix too long
+        ("10.0.0.0/024", false, false),  // leading zero in the prefix
+        ("10.0.0.0/-1", false, false),   // negative prefix
+        ("256.0.0.0/8", false, false),   // octet > 255
+        ("10.0.0.300/24", false, false), // octet > 255
+        ("010.0.0.0/8", false, false),   // leading zero in an octet
+        ("10.0.0/24", false, false),     // three octets
+        ("10.0.0.0.0/24", false, false), // five octets
+        ("10.0.0.0/24 ", false, false),  // trailing space
+        (" 10.0.0.0/24", false, false),  // leading space
+        ("10.0.0.0/24/8", false, false), // two prefixes
+        ("10.0.0.0\n/24", false, false),
+        ("a.b.c.d/24", false, false),
+        ("10,0,0,0/24", false, false),
+        ("", false, false),
+        // IPv6, valid
+        ("2001:db8::/64", false, true),
+        ("::/0", false, true),
+        ("::1/128", false, true),
+        ("fe80::/10", false, true),
+        ("2001:DB8::/32", false, true), // upper case
+        ("2001:0db8:0000:0000:0000:0000:0000:0001/128", false, true),
+        ("2001:db8:0:0:1:0:0:1/64", false, true),
+        ("1:2:3:4:5:6:7:8/128", false, true),
+        ("1::/16", false, true),
+        ("1:2:3:4:5:6:7::/112", false, true), // `::` for one group
+        ("::2:3:4:5:6:7:8/128", false, true),
+        ("1::8/64", false, true),
+        ("1:2::7:8/64", false, true),
+        ("1:2:3::6:7:8/64", false, true),
+        ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", false, true),
+        ("2001:db8::1/0", false, true),
+        ("2001:db8::/99", false, true),
+        ("2001:db8::/100", false, true),
+        ("2001:db8::/119", false, true),
+        // IPv6, invalid
+        ("2001:db8::", false, false),     // no prefix
+        ("2001:db8::/129", false, false), // prefix too long
+        ("2001:db8::/064", false, false), // leading zero in the prefix
+        ("2001:db8::/130", false, false),
+        ("2001:db8:::/64", false, false),        // `:::`
+        ("2001::db8::1/64", false, false),       // two `::`
+        ("1:2:3:4:5:6:7:8:9/128", false, false), // nine groups
+        ("1:2:3:4:5:6:7/128", false, false),     // seven groups without `::`
+        ("1:2:3:4:5:6:7:8::/128", false, false), // eight groups and `::`
+        ("::1:2:3:4:5:6:7:8/128", false, false), // `::` and eight groups
+        ("12345::/64", false, false),            // five hex digits
+        ("2001:db8::g/64", false, false),        // not hex
+        (":1:2:3:4:5:6:7/128", false, false),    // single leading colon
+        ("1:2:3:4:5:6:7:/128", false, false),    // single trailing colon
+        ("fe80::1%eth0/64", false, false),       // zone
+        ("::ffff:10.0.0.1/128", false, false),   // dotted tail: not accepted (documented)
+        ("[2001:db8::]/64", false, false),
+        ("2001:db8::/64 ", false, false),
+        (":/0", false, false),
+        ("/64", false, false),
+    ];
+
+    #[test]
+    fn cidr_patterns_accept_and_reject_the_table() {
+        let (v4, v6) = (v4(), v6());
+        for (value, is_v4, is_v6) in CIDR_TABLE {
+            assert_eq!(v4.is_match(value), *is_v4, "IPv4 pattern on {value:?}");
+            assert_eq!(v6.is_match(value), *is_v6, "IPv6 pattern on {value:?}");
+        }
+    }
+
+    #[test]
+    fn cidr_rules_use_the_patterns() {
+        // The patterns sit inside single-quoted CEL strings: no quote or backslash may appear.
+        for pattern in [IPV4_CIDR_PATTERN, IPV6_CIDR_PATTERN] {
+            assert!(!pattern.contains('\'') && !pattern.contains('\\'));
+        }
+        assert_eq!(
+            cidr_rule(),
+            format!("self.matches('{IPV4_CIDR_PATTERN}') || self.matches('{IPV6_CIDR_PATTERN}')")
+        );
+        let family = cidr_family_rule("sourceCidrBlock");
+        assert!(family.starts_with("!has(self.sourceCidrBlock) || (self.ethertype == 'IPv4'"));
+        assert!(!family.contains("isCIDR") && !family.contains("cidr("));
+    }
+
+    proptest! {
+        #[test]
+        fn every_ipv4_cidr_matches_only_the_ipv4_pattern(addr in any::<u32>(), prefix in 0u8..=32) {
+            let value = format!("{}/{prefix}", Ipv4Addr::from(addr));
+            prop_assert!(v4().is_match(&value), "{}", value);
+            prop_assert!(!v6().is_match(&value), "{}", value);
+        }
+
+        #[test]
+        fn an_out_of_range_ipv4_prefix_is_rejected(addr in any::<u32>(), prefix in 33u32..1000) {
+            let value = format!("{}/{prefix}", Ipv4Addr::from(addr));
+            prop_assert!(!v4().is_match(&value), "{}", value);
+        }
+
+        #[test]
+        fn every_ipv6_cidr_matches_only_the_ipv6_pattern(
+            groups in proptest::array::uniform8(prop_oneof![Just(0u16), Just(1u16), any::<u16>()]),
+            prefix in 0u8..=128,
+            upper in any::<bool>(),
+        ) {
+            let addr = Ipv6Addr::from(groups);
+            // Compressed (std's canonical text) unless std writes a dotted IPv4 tail, which the
+            // pattern does not accept; and all eight groups written out, with leading zeros.
+            let mut forms = vec![
+                groups.iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":"),
+                groups.iter().map(|g| format!("{g:04x}")).collect::<Vec<_>>().join(":"),
+            ];
+            let canonical = addr.to_string();
+            if !canonical.contains('.') {
+                forms.push(canonical);
+            }
+            for form in forms {
+                let form = if upper { form.to_uppercase() } else { form };
+                let value = format!("{form}/{prefix}");
+                prop_assert!(v6().is_match(&value), "{}", value);
+                prop_assert!(!v4().is_match(&value), "{}", value);
+            }
+        }
+
+        #[test]
+        fn an_out_of_range_ipv6_prefix_is_rejected(groups in proptest::array::uniform8(any::<u16>()), prefix in 129u32..1000) {
+            let value = format!("{}/{prefix}", Ipv6Addr::from(groups));
+            prop_assert!(!v6().is_match(&value), "{}", value);
+        }
+
+        /// Whatever the pattern accepts is an address std parses (the pattern is no looser).
+        #[test]
+        fn what_the_patterns_accept_parses(value in "[0-9a-fA-F:.]{1,41}/[0-9]{1,3}") {
+            let (addr, prefix) = value.split_once('/').unwrap();
+            if v4().is_match(&value) {
+                prop_assert!(addr.parse::<Ipv4Addr>().is_ok() && prefix.parse::<u8>().unwrap() <= 32);
+            }
+            if v6().is_match(&value) {
+                prop_assert!(addr.parse::<Ipv6Addr>().is_ok() && prefix.parse::<u8>().unwrap() <= 128);
+            }
+        }
+    }
 
     #[test]
     fn rule_defaults_and_wire_names() {

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Builds (or reuses) etcd, kube-apiserver and kubectl from the pinned Go modules in this directory.
-# The binaries land in a cache directory outside the clone, keyed by the hash of go.mod + go.sum +
-# this script (its flags shape the binaries), so only the first build on a machine pays. Concurrent
-# callers are serialised with flock. Progress goes to stderr; the last stdout line is the directory
-# holding the binaries.
+# Builds (or reuses) etcd, kube-apiserver and kubectl from the pinned Go modules of one control-plane
+# module directory: tests/control-plane (the newest supported Kubernetes, the default) or a sibling
+# such as tests/control-plane-1.30 (the oldest supported). The binaries land in a cache directory
+# outside the clone, keyed by the hash of that module's go.mod + go.sum + this script (its flags
+# shape the binaries), so only the first build on a machine pays. Concurrent callers are serialised
+# with flock. Progress goes to stderr; the last stdout line is the directory holding the binaries.
 #
-# Usage: build.sh [--dir]   (--dir only prints the directory, building nothing)
+# Usage: build.sh [--dir] [MODULE_DIR]   (--dir only prints the directory, building nothing;
+#        MODULE_DIR defaults to the directory of this script)
 # Environment: TMO_CACHE_DIR (cache root, default $HOME/.cache/traffic-mirror-operator),
-# GOTOOLCHAIN (passed through to go; the go line of go.mod decides the minimum).
+# GOTOOLCHAIN (passed through to go; the go line of the module's go.mod decides the minimum).
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+dir_only=false
+if [[ "${1:-}" == "--dir" ]]; then
+  dir_only=true
+  shift
+fi
+here="$(cd "${1:-$script_dir}" && pwd)"
+[[ -f "$here/go.mod" && -f "$here/go.sum" ]] || { echo "build.sh: $here has no go.mod + go.sum" >&2; exit 1; }
 cache_root="${TMO_CACHE_DIR:-$HOME/.cache/traffic-mirror-operator}"
-key="$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -c1-16)"
+key="$(cat "$here/go.mod" "$here/go.sum" "$script_dir/build.sh" | sha256sum | cut -c1-16)"
 out="$cache_root/control-plane/$key"
 
-if [[ "${1:-}" == "--dir" ]]; then # where the binaries are (or would be), without building
+if $dir_only; then # where the binaries are (or would be), without building
   echo "$out"
   exit 0
 fi
@@ -38,11 +47,13 @@ command -v go >/dev/null || { echo "build.sh: 'go' not found on PATH (Go >= the 
 cd "$here"
 export CGO_ENABLED=0
 export GOWORK=off # a go.work further up must not change what gets built
-# go.mod needs Go >= 1.26. An older local Go takes the approved newer toolchain from the module proxy
-# (the Makefile exports the same); a newer one is used as it is.
+# A local Go older than the module's go line takes the approved newer toolchain from the module
+# proxy (the Makefile exports the same for the newest module, which needs Go >= 1.26); a newer one
+# is used as it is.
 if [[ -z "${GOTOOLCHAIN:-}" ]]; then
   go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
-  if [[ "$go_minor" =~ ^[0-9]+$ ]] && (( go_minor < 26 )); then
+  need_minor="$(sed -nE 's/^go 1\.([0-9]+).*/\1/p' go.mod)"
+  if [[ "$go_minor" =~ ^[0-9]+$ && "$need_minor" =~ ^[0-9]+$ ]] && (( go_minor < need_minor )); then
     export GOTOOLCHAIN=go1.27.3
   fi
 fi

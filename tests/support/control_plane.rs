@@ -1,7 +1,10 @@
-//! A real etcd + kube-apiserver, started once per test binary and shared by its tests.
+//! A real etcd + kube-apiserver per supported Kubernetes [`Version`], each started once per test
+//! binary (on first use) and shared by its tests.
 //!
-//! The binaries come from `make control-plane` (env `TMO_CONTROL_PLANE_DIR`), else
-//! `tests/control-plane/build.sh` is run. Both processes listen on free loopback ports, keep their
+//! The binaries of the newest version come from `make control-plane` (env `TMO_CONTROL_PLANE_DIR`),
+//! those of the oldest from `make control-plane-oldest` (env `TMO_CONTROL_PLANE_DIR_OLDEST`); else
+//! the version's `build.sh` (`tests/control-plane/`, `tests/control-plane-1.30/`) is run. Either
+//! way the kube-apiserver must report the Kubernetes version pinned in that module's `go.mod`. Both processes listen on free loopback ports, keep their
 //! data and logs in a scratch directory, and never outlive the test binary (see `process`).
 //! Clients authenticate with a random bearer token of user `admin` in group `system:masters`;
 //! authorization is RBAC, as in a real cluster.
@@ -33,8 +36,65 @@ const POLL: Duration = Duration::from_millis(50);
 /// Lines of a log quoted in a failure message.
 const LOG_TAIL_LINES: usize = 40;
 
-/// The running control plane of this test binary; get it with [`control_plane`].
+/// A supported Kubernetes version the tests run against: the ends of the support range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// The newest (`tests/control-plane`, v1.37.2).
+    Newest,
+    /// The oldest (`tests/control-plane-1.30`, v1.30.14).
+    Oldest,
+}
+
+impl Version {
+    /// Both, newest first.
+    pub const ALL: [Version; 2] = [Version::Newest, Version::Oldest];
+
+    /// The environment variable naming the directory with this version's binaries.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Version::Newest => "TMO_CONTROL_PLANE_DIR",
+            Version::Oldest => "TMO_CONTROL_PLANE_DIR_OLDEST",
+        }
+    }
+
+    /// The Go module (under `tests/`) that pins this version and builds its binaries.
+    pub fn module_dir(self) -> PathBuf {
+        let dir = match self {
+            Version::Newest => "control-plane",
+            Version::Oldest => "control-plane-1.30",
+        };
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join(dir)
+    }
+
+    /// The `make` target that builds this version's binaries and prints their directory last.
+    pub fn make_target(self) -> &'static str {
+        match self {
+            Version::Newest => "control-plane",
+            Version::Oldest => "control-plane-oldest",
+        }
+    }
+
+    /// The Kubernetes version pinned in the module's `go.mod` (e.g. `v1.30.14`).
+    pub fn pinned(self) -> Result<String, String> {
+        let go_mod = self.module_dir().join("go.mod");
+        let text =
+            fs::read_to_string(&go_mod).map_err(|e| format!("read {}: {e}", go_mod.display()))?;
+        text.lines()
+            .filter_map(|line| line.split_once("k8s.io/kubernetes v"))
+            .map(|(_, rest)| format!("v{}", rest.split_whitespace().next().unwrap_or_default()))
+            .next()
+            .ok_or_else(|| format!("{} pins no k8s.io/kubernetes", go_mod.display()))
+    }
+}
+
+/// A running control plane; get it with [`control_plane`] or [`control_plane_for`].
 pub struct ControlPlane {
+    /// Which supported version this is.
+    pub version: Version,
+    /// What its kube-apiserver reports, e.g. `v1.30.14`.
+    pub kubernetes_version: String,
     /// A kubeconfig for the admin user (token auth, server CA pinned); also for `kubectl`.
     pub kubeconfig_path: PathBuf,
     /// The `kubectl` built with the control plane.
@@ -62,6 +122,8 @@ pub struct ControlPlane {
 impl fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ControlPlane")
+            .field("version", &self.version)
+            .field("kubernetes_version", &self.kubernetes_version)
             .field("server_url", &self.server_url)
             .field("etcd_url", &self.etcd_url)
             .field("kubeconfig_path", &self.kubeconfig_path)
@@ -73,14 +135,24 @@ impl fmt::Debug for ControlPlane {
     }
 }
 
-/// The control plane of this test binary, started on first use (blocking, a few seconds; the
-/// first build of the binaries takes minutes) and shared by every test in the binary. Panics,
-/// in every test that asks, if it could not start.
+/// The control plane of the newest supported version: [`control_plane_for`]`(Version::Newest)`.
 pub fn control_plane() -> &'static ControlPlane {
-    static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-    match CONTROL_PLANE.get_or_init(ControlPlane::start) {
+    control_plane_for(Version::Newest)
+}
+
+/// The control plane of `version` in this test binary, started on first use (blocking, a few
+/// seconds; the first build of the binaries takes minutes) and shared by every test in the binary
+/// that asks for that version. Panics, in every test that asks, if it could not start.
+pub fn control_plane_for(version: Version) -> &'static ControlPlane {
+    static NEWEST: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+    static OLDEST: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+    let cell = match version {
+        Version::Newest => &NEWEST,
+        Version::Oldest => &OLDEST,
+    };
+    match cell.get_or_init(|| ControlPlane::start(version)) {
         Ok(cp) => cp,
-        Err(e) => panic!("the test control plane failed to start: {e}"),
+        Err(e) => panic!("the test control plane ({version:?}) failed to start: {e}"),
     }
 }
 
@@ -119,8 +191,9 @@ impl ControlPlane {
             .unwrap_or_else(|e| panic!("run {}: {e}", self.kubectl.display()))
     }
 
-    fn start() -> Result<ControlPlane, String> {
-        let bin_dir = binaries_dir()?;
+    fn start(version: Version) -> Result<ControlPlane, String> {
+        let bin_dir = binaries_dir_for(version)?;
+        let kubernetes_version = check_version(version, &bin_dir)?;
         let work_dir = process::scratch_dir("cp");
         process::remove_at_exit(work_dir.clone());
         let sa_key = work_dir.join("service-account.key");
@@ -132,7 +205,13 @@ impl ControlPlane {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             match Self::try_start(&bin_dir, &work_dir, &token) {
-                Ok(cp) => return Ok(cp),
+                Ok(cp) => {
+                    return Ok(ControlPlane {
+                        version,
+                        kubernetes_version,
+                        ..cp
+                    });
+                }
                 Err(StartError::PortTaken(msg)) => last = msg,
                 Err(StartError::Failed(msg)) => return Err(msg),
             }
@@ -224,6 +303,8 @@ impl ControlPlane {
         }
 
         let cp = ControlPlane {
+            version: Version::Newest, // set by the caller
+            kubernetes_version: String::new(),
             kubeconfig_path,
             kubectl: bin_dir.join("kubectl"),
             bin_dir: bin_dir.to_path_buf(),
@@ -464,13 +545,21 @@ fn write_service_account_key(path: &Path) -> Result<(), String> {
     fs::write(path, pem).map_err(|e| format!("write {}: {e}", path.display()))
 }
 
-/// The directory with the binaries: `TMO_CONTROL_PLANE_DIR`, else what build.sh prints last
-/// (building them if needed); checks that all three are there.
+/// The directory with the newest version's binaries: [`binaries_dir_for`]`(Version::Newest)`.
 pub fn binaries_dir() -> Result<PathBuf, String> {
-    let dir = match std::env::var_os("TMO_CONTROL_PLANE_DIR").filter(|d| !d.is_empty()) {
+    binaries_dir_for(Version::Newest)
+}
+
+/// The directory with the binaries of `version`: its environment variable
+/// ([`Version::env_var`]), else what its `build.sh` prints last (building them if needed); checks
+/// that all three are there.
+pub fn binaries_dir_for(version: Version) -> Result<PathBuf, String> {
+    let var = version.env_var();
+    let target = version.make_target();
+    let dir = match std::env::var_os(var).filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane/build.sh");
+            let script = version.module_dir().join("build.sh");
             // Progress (stderr) goes straight to the terminal: a first build takes minutes.
             let out = Command::new("bash")
                 .arg(&script)
@@ -480,7 +569,7 @@ pub fn binaries_dir() -> Result<PathBuf, String> {
                 .map_err(|e| format!("run {}: {e}", script.display()))?;
             if !out.status.success() {
                 return Err(format!(
-                    "{} failed ({}); set TMO_CONTROL_PLANE_DIR or run `make control-plane`",
+                    "{} failed ({}); set {var} or run `make {target}`",
                     script.display(),
                     out.status
                 ));
@@ -493,10 +582,40 @@ pub fn binaries_dir() -> Result<PathBuf, String> {
     for bin in ["etcd", "kube-apiserver", "kubectl"] {
         if !dir.join(bin).is_file() {
             return Err(format!(
-                "{} has no {bin} (TMO_CONTROL_PLANE_DIR must be what `make control-plane` prints last)",
+                "{} has no {bin} ({var} must be what `make {target}` prints last)",
                 dir.display()
             ));
         }
     }
     Ok(dir)
+}
+
+/// Checks that `bin_dir/kube-apiserver --version` is the version pinned for `version` (so a
+/// misdirected `TMO_CONTROL_PLANE_DIR*` cannot make one version's tests run on the other) and
+/// returns it.
+fn check_version(version: Version, bin_dir: &Path) -> Result<String, String> {
+    let pinned = version.pinned()?;
+    let binary = bin_dir.join("kube-apiserver");
+    let out = Command::new(&binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("run {} --version: {e}", binary.display()))?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    let reported = said
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    if reported != pinned {
+        return Err(format!(
+            "{} reports {:?}, but {:?} is pinned to {pinned} ({} must be what `make {}` prints last)",
+            binary.display(),
+            said.trim(),
+            version,
+            version.env_var(),
+            version.make_target()
+        ));
+    }
+    Ok(reported)
 }

@@ -1,6 +1,8 @@
 //! Integration-test support, included by each `tests/*.rs` as `mod support;`.
 //!
-//! - [`control_plane()`]: a real etcd + kube-apiserver shared by the tests of one test binary;
+//! - [`control_plane()`]: a real etcd + kube-apiserver (the newest supported Kubernetes) shared by
+//!   the tests of one test binary; [`control_plane_for`] the same for a chosen [`Version`] (the
+//!   oldest supported one too);
 //! - [`test_namespace`], [`install_crds`]: per-test isolation and the CRDs from `crds/`;
 //! - [`Emulator`]: the VPC emulator binary as a child process, with its admin API;
 //! - [`wait_for`]: poll a condition with a deadline (tests never sleep to synchronise).
@@ -26,7 +28,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 #[allow(unused_imports)]
-pub use control_plane::{ControlPlane, control_plane};
+pub use control_plane::{ControlPlane, Version, control_plane, control_plane_for};
 #[allow(unused_imports)]
 pub use emulator::Emulator;
 

@@ -15,7 +15,7 @@ use traffic_mirror_operator::api::ProviderConfig;
 use traffic_mirror_operator::cloud::models::CreateFilterRequest;
 use traffic_mirror_operator::cloud::{ClientConfig, Credentials, VpcClient};
 
-use super::{Emulator, FIELD_MANAGER, control_plane};
+use super::{ControlPlane, Emulator, FIELD_MANAGER, control_plane};
 
 /// Project id of the emulated account.
 pub const PROJECT: &str = "0123456789abcdef0123456789abcdef";
@@ -117,9 +117,22 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts `traffic-mirror-operator run` for namespace `ns` (and only the ProviderConfigs
-    /// labelled for it), with the given resync interval, extra flags and armed failpoints.
+    /// Starts `traffic-mirror-operator run` against [`control_plane()`] for namespace `ns` (and
+    /// only the ProviderConfigs labelled for it), with the given resync interval, extra flags and
+    /// armed failpoints.
     pub fn start(
+        ns: &str,
+        resync: &str,
+        extra_args: &[&str],
+        failpoints: Option<&str>,
+        log: PathBuf,
+    ) -> Operator {
+        Operator::start_on(control_plane(), ns, resync, extra_args, failpoints, log)
+    }
+
+    /// [`Operator::start`] against the control plane `cp` (e.g. the oldest supported version's).
+    pub fn start_on(
+        cp: &ControlPlane,
         ns: &str,
         resync: &str,
         extra_args: &[&str],
@@ -142,7 +155,7 @@ impl Operator {
             &format!("{SELECTOR_LABEL}={ns}"),
         ])
         .args(extra_args)
-        .env("KUBECONFIG", &control_plane().kubeconfig_path)
+        .env("KUBECONFIG", &cp.kubeconfig_path)
         .env("RUST_LOG", "info,traffic_mirror_operator=debug")
         .env_remove("TMO_FAILPOINTS")
         .stdin(Stdio::null())
