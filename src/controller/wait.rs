@@ -8,7 +8,7 @@ use kube::runtime::controller::Action;
 
 use super::Context;
 use super::conditions::reason;
-use super::intent::CreateIntent;
+use super::intent::{CreateIntent, Created, Resolution};
 
 /// How long to wait between looks while a create is being confirmed.
 pub const CONFIRM_POLL: Duration = Duration::from_secs(2);
@@ -113,5 +113,76 @@ pub fn cleanup_conflict(message: String) -> Wait {
              the deletion"
         ),
         retry: Retry::OnChange,
+    }
+}
+
+/// What a deleting object does, for any kind (no client required).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Remove the finalizer; the cloud object (if any) stays.
+    Release {
+        /// The cloud object left in place, if any.
+        orphaned: Option<String>,
+    },
+    /// Nothing can be done now.
+    Wait(Wait),
+    /// Delete these cloud objects, then remove the finalizer.
+    Delete(Vec<String>),
+}
+
+/// The facts cleanup decides on, the same for every kind.
+#[derive(Clone, Copy, Debug)]
+pub struct CleanupFacts<'a> {
+    /// Deletion leaves the cloud object in place (Orphan, or ObserveOnly).
+    pub keep: bool,
+    /// The cloud id the object manages, if known.
+    pub known_id: Option<&'a str>,
+    /// The outstanding create intent, if any.
+    pub intent: Option<&'a CreateIntent>,
+    /// The ProviderConfig's name, and whether it is Ready.
+    pub provider: (&'a str, bool),
+    /// How messages name the cloud object (`cloud session`).
+    pub noun: &'a str,
+    /// A reason to wait that the kind adds (a filter still in use), checked before any deletion.
+    pub blocked: Option<&'a Wait>,
+}
+
+/// Cleanup tolerates apply never having run: with nothing in the cloud (no id, no intent) it never
+/// waits for anything; an outstanding intent is resolved the same way as on create (`resolve`).
+pub fn cleanup<T: Created>(
+    facts: CleanupFacts<'_>,
+    resolve: impl FnOnce(&CreateIntent) -> Resolution<T>,
+) -> Cleanup {
+    let orphaned = facts.known_id.map(str::to_string);
+    if facts.keep {
+        return Cleanup::Release { orphaned };
+    }
+    if facts.known_id.is_none() && facts.intent.is_none() {
+        return Cleanup::Release { orphaned: None };
+    }
+    let (provider, ready) = facts.provider;
+    if !ready {
+        return Cleanup::Wait(provider_not_ready(provider, facts.noun, true));
+    }
+    if let Some(w) = facts.blocked {
+        return Cleanup::Wait(w.clone());
+    }
+    let mut ids: Vec<String> = orphaned.into_iter().collect();
+    if let Some(intent) = facts.intent {
+        match resolve(intent) {
+            Resolution::Adopt(found) if !ids.iter().any(|i| i == found.id()) => {
+                ids.push(found.id().to_string())
+            }
+            Resolution::Adopt(_) | Resolution::CreateAgain => {}
+            Resolution::WaitForConsistency => {
+                return Cleanup::Wait(confirming(intent, reason::DELETING));
+            }
+            Resolution::Conflict(message) => return Cleanup::Wait(cleanup_conflict(message)),
+        }
+    }
+    if ids.is_empty() {
+        Cleanup::Release { orphaned: None }
+    } else {
+        Cleanup::Delete(ids)
     }
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::super::conditions::reason;
 use super::super::intent::{self, CreateIntent, Resolution};
-use super::super::wait::{NextLook, cleanup_conflict, confirming, provider_not_ready};
+use super::super::wait::{
+    Cleanup, CleanupFacts, NextLook, cleanup, confirming, provider_not_ready,
+};
 pub use super::super::wait::{Retry, Wait};
 use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilterSpec};
@@ -248,39 +250,20 @@ fn resolve(d: &Desired, o: &Observed, i: &CreateIntent) -> Resolution<CloudFilte
 }
 
 fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
-    let keep = d.spec.deletion_policy == DeletionPolicy::Orphan
-        || d.spec.management_policy == ManagementPolicy::ObserveOnly;
-    if keep {
-        return Step::Release {
-            orphaned: d.known_id.clone(),
-        };
-    }
-    if d.known_id.is_none() && o.intent.is_none() {
-        return Step::Release { orphaned: None };
-    }
-    if !o.provider_ready {
-        return Step::Wait(provider_not_ready(
-            &d.spec.provider_config_ref.name,
-            NOUN,
-            true,
-        ));
-    }
-    if !o.users.is_empty() {
-        return Step::Wait(in_use(&o.users));
-    }
-    let mut ids: Vec<String> = d.known_id.iter().cloned().collect();
-    if let Some(i) = &o.intent {
-        match resolve(d, o, i) {
-            Resolution::Adopt(found) if !ids.contains(&found.id) => ids.push(found.id),
-            Resolution::Adopt(_) | Resolution::CreateAgain => {}
-            Resolution::WaitForConsistency => return Step::Wait(confirming(i, reason::DELETING)),
-            Resolution::Conflict(message) => return Step::Wait(cleanup_conflict(message)),
-        }
-    }
-    if ids.is_empty() {
-        Step::Release { orphaned: None }
-    } else {
-        Step::Delete(ids)
+    let in_use = (!o.users.is_empty()).then(|| in_use(&o.users));
+    let facts = CleanupFacts {
+        keep: d.spec.deletion_policy == DeletionPolicy::Orphan
+            || d.spec.management_policy == ManagementPolicy::ObserveOnly,
+        known_id: d.known_id.as_deref(),
+        intent: o.intent.as_ref(),
+        provider: (&d.spec.provider_config_ref.name, o.provider_ready),
+        noun: NOUN,
+        blocked: in_use.as_ref(),
+    };
+    match cleanup(facts, |intent| resolve(d, o, intent)) {
+        Cleanup::Release { orphaned } => Step::Release { orphaned },
+        Cleanup::Wait(w) => Step::Wait(w),
+        Cleanup::Delete(ids) => Step::Delete(ids),
     }
 }
 

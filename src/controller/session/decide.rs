@@ -7,7 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 use super::super::conditions::reason;
 use super::super::intent::{self, CreateIntent, Identity, Resolution};
 use super::super::plan::{self, Convergence, DesiredSession};
-use super::super::wait::{NextLook, cleanup_conflict, confirming, provider_not_ready};
+use super::super::wait::{
+    Cleanup, CleanupFacts, NextLook, cleanup, confirming, provider_not_ready,
+};
 pub use super::super::wait::{Retry, Wait};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorSessionSpec};
 use crate::cloud::models::TrafficMirrorSession as CloudSession;
@@ -266,41 +268,23 @@ fn decide_observe_only(d: &Desired, o: &Observed) -> Step {
 
 /// Cleanup: tolerate apply never having run; never wait for anything when nothing is in the cloud.
 fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
-    if d.keeps_cloud_on_delete() {
-        return Step::Release {
-            orphaned: d.known_id.clone(),
-        };
-    }
-    if d.known_id.is_none() && o.intent.is_none() {
-        return Step::Release { orphaned: None };
-    }
-    if !o.provider_ready {
-        return Step::Wait(provider_not_ready(
-            &d.spec.provider_config_ref.name,
-            NOUN,
-            true,
-        ));
-    }
-    let mut ids: Vec<String> = d.known_id.iter().cloned().collect();
-    if let Some(intent) = &o.intent {
-        let spec = &d.spec;
-        let identity = Identity {
-            filter_id: o.filter.id().map(str::to_string),
-            target_id: spec.traffic_mirror_target_id.clone(),
-        };
-        match resolve(d, o, intent, identity) {
-            Resolution::Adopt(found) if !ids.contains(&found.id) => ids.push(found.id),
-            Resolution::Adopt(_) | Resolution::CreateAgain => {}
-            Resolution::WaitForConsistency => {
-                return Step::Wait(confirming(intent, reason::DELETING));
-            }
-            Resolution::Conflict(message) => return Step::Wait(cleanup_conflict(message)),
-        }
-    }
-    if ids.is_empty() {
-        Step::Release { orphaned: None }
-    } else {
-        Step::Delete(ids)
+    let facts = CleanupFacts {
+        keep: d.keeps_cloud_on_delete(),
+        known_id: d.known_id.as_deref(),
+        intent: o.intent.as_ref(),
+        provider: (&d.spec.provider_config_ref.name, o.provider_ready),
+        noun: NOUN,
+        blocked: None,
+    };
+    // The filter only narrows the match: when it cannot be resolved any more, it is left out.
+    let identity = Identity {
+        filter_id: o.filter.id().map(str::to_string),
+        target_id: d.spec.traffic_mirror_target_id.clone(),
+    };
+    match cleanup(facts, |intent| resolve(d, o, intent, identity)) {
+        Cleanup::Release { orphaned } => Step::Release { orphaned },
+        Cleanup::Wait(w) => Step::Wait(w),
+        Cleanup::Delete(ids) => Step::Delete(ids),
     }
 }
 
