@@ -9,7 +9,6 @@ use kube::ResourceExt;
 use super::super::Context;
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION};
-use super::super::inventory::Known;
 use super::super::providers::Provider;
 use super::FILTER_ID_ANNOTATION;
 use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, RuleIntent};
@@ -118,26 +117,16 @@ fn needs_fresh_read(obj: &TrafficMirrorFilter, ctx: &Context) -> bool {
 
 /// The cloud filter `id` (with its rules): the snapshot unless `fresh`, else a GET.
 async fn read_filter(ctx: &Context, p: &Provider, id: &str, fresh: bool) -> Result<CloudState> {
-    if !fresh && let Known::Present(f) = p.filters.get(id) {
-        return Ok(CloudState::Present(f));
-    }
-    match p
-        .call(&ctx.metrics, "show_filter", p.client.show_filter(id))
-        .await
-    {
-        Ok(f) => {
-            p.filters.record(&f);
-            Ok(CloudState::Present(f))
-        }
-        Err(e) if e.is_not_found() => {
-            p.filters.forget(id);
-            Ok(CloudState::Gone)
-        }
-        Err(source) => Err(Error::Cloud {
-            operation: "show_filter",
-            source,
-        }),
-    }
+    let read = ("show_filter", id, fresh);
+    Ok(
+        match p
+            .read(&ctx.metrics, &p.filters, read, p.client.show_filter(id))
+            .await?
+        {
+            Some(found) => CloudState::Present(found),
+            None => CloudState::Gone,
+        },
+    )
 }
 
 /// Cloud filters named `name`.

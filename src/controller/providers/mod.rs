@@ -28,7 +28,7 @@ use tracing::warn;
 
 use super::Context;
 use super::budget::{self, Budget};
-use super::inventory::Inventory;
+use super::inventory::{Inventory, Known, Listed};
 use super::metered::metered;
 use crate::api::RateLimit;
 use crate::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
@@ -86,6 +86,32 @@ impl Provider {
 }
 
 impl Provider {
+    /// One cloud object by id, as the reconcilers observe it: from `snapshot` unless `fresh`, else a
+    /// GET (`show`) whose answer is recorded. `None` means gone, and only on the cloud's word (a 404),
+    /// never inferred from the snapshot alone.
+    pub async fn read<T: Listed>(
+        &self,
+        metrics: &Metrics,
+        snapshot: &Inventory<T>,
+        (operation, id, fresh): (&'static str, &str, bool),
+        show: impl Future<Output = Result<T, CloudError>>,
+    ) -> Result<Option<T>, super::error::Error> {
+        if !fresh && let Known::Present(found) = snapshot.get(id) {
+            return Ok(Some(found));
+        }
+        match self.call(metrics, operation, show).await {
+            Ok(found) => {
+                snapshot.record(&found);
+                Ok(Some(found))
+            }
+            Err(e) if e.is_not_found() => {
+                snapshot.forget(id);
+                Ok(None)
+            }
+            Err(source) => Err(super::error::Error::Cloud { operation, source }),
+        }
+    }
+
     /// [`Provider::call`] with the failure named by its operation, as the reconcilers report it.
     pub async fn cloud<T>(
         &self,

@@ -11,7 +11,6 @@ use super::super::Context;
 use super::super::conditions;
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
-use super::super::inventory::Known;
 use super::super::providers::Provider;
 use super::decide::{CloudState, Desired, FilterState, Observed};
 use crate::api::{ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
@@ -206,26 +205,16 @@ fn filter_is_ready(f: &TrafficMirrorFilter) -> bool {
 
 /// The cloud session `id`: the snapshot unless `fresh`, else a GET. `Gone` only on the cloud's word.
 async fn read_session(ctx: &Context, p: &Provider, id: &str, fresh: bool) -> Result<CloudState> {
-    if !fresh && let Known::Present(s) = p.inventory.get(id) {
-        return Ok(CloudState::Present(s));
-    }
-    match p
-        .call(&ctx.metrics, "show_session", p.client.show_session(id))
-        .await
-    {
-        Ok(s) => {
-            p.inventory.record(&s);
-            Ok(CloudState::Present(s))
-        }
-        Err(e) if e.is_not_found() => {
-            p.inventory.forget(id);
-            Ok(CloudState::Gone)
-        }
-        Err(source) => Err(Error::Cloud {
-            operation: "show_session",
-            source,
-        }),
-    }
+    let read = ("show_session", id, fresh);
+    Ok(
+        match p
+            .read(&ctx.metrics, &p.inventory, read, p.client.show_session(id))
+            .await?
+        {
+            Some(found) => CloudState::Present(found),
+            None => CloudState::Gone,
+        },
+    )
 }
 
 /// Cloud sessions named `name`.
