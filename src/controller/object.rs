@@ -14,8 +14,11 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use super::error::Error;
-use super::intent::{CreateIntent, INTENT_ANNOTATION};
+use super::intent::{CreateIntent, Created, INTENT_ANNOTATION};
+use super::providers::Provider;
 use super::{Context, MANAGER};
+use crate::cloud::CloudError;
+use crate::failpoint;
 
 /// What the shared writes need of a kind.
 pub trait Object:
@@ -126,6 +129,53 @@ pub async fn record_id<K: Object>(
             id: id.to_string(),
             source,
         })
+}
+
+/// The names of one kind's crash-safe create.
+#[derive(Clone, Copy, Debug)]
+pub struct CreateProtocol {
+    /// How logs and events name the cloud object (`cloud session`).
+    pub noun: &'static str,
+    /// The annotation holding its cloud id.
+    pub id_annotation: &'static str,
+    /// The cloud operation (`create_session`).
+    pub operation: &'static str,
+    /// Failpoints before the POST, after it, and after the id is recorded (crash tests).
+    pub failpoints: [&'static str; 3],
+}
+
+/// The crash-safe create, for any kind: intent (guarded by the resourceVersion read), POST, id, each
+/// a separate write, so a crash between any two leaves something the next reconcile resolves without
+/// a duplicate. A refused create made nothing, so its intent is cleared; after a retryable failure the
+/// create may have happened, so the intent stays for the next reconcile to resolve. `obj` follows the
+/// API server's answers.
+pub async fn crash_safe_create<K: Object, T: Created>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &mut std::sync::Arc<K>,
+    (p, proto, cloud_name): (&Provider, &CreateProtocol, &str),
+    post: impl std::future::Future<Output = Result<T, CloudError>>,
+) -> Result<T, Error> {
+    *obj = std::sync::Arc::new(record_intent(api, &**obj, cloud_name, proto.id_annotation).await?);
+    failpoint::hit(proto.failpoints[0]);
+    let created = match p.call(&ctx.metrics, proto.operation, post).await {
+        Ok(created) => created,
+        Err(source) => {
+            if !source.is_retryable() {
+                *obj = std::sync::Arc::new(clear_intent(api, &**obj).await?);
+            }
+            let operation = proto.operation;
+            return Err(Error::Cloud { operation, source });
+        }
+    };
+    failpoint::hit(proto.failpoints[1]);
+    *obj = std::sync::Arc::new(record_id(api, &**obj, proto.id_annotation, created.id()).await?);
+    failpoint::hit(proto.failpoints[2]);
+    let (noun, id) = (proto.noun, created.id());
+    tracing::info!(name = %obj.name_any(), %id, "created {noun}");
+    let note = format!("created {noun} {id}");
+    publish(ctx, &**obj, EventType::Normal, "Created", "Create", note).await;
+    Ok(created)
 }
 
 /// The single status write of a reconcile: server-side apply of the whole `status` under

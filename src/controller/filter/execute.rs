@@ -19,7 +19,6 @@ use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creat
 use super::plan::{self, DesiredFilter, RuleCall};
 use super::{FILTER_ID_ANNOTATION, FINALIZER};
 use crate::api::TrafficMirrorFilter;
-use crate::cloud::CloudError;
 use crate::cloud::models::{TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule};
 use crate::failpoint;
 
@@ -122,7 +121,19 @@ pub async fn ensure_finalizer(
     Ok(Arc::new(updated))
 }
 
-/// Intent (guarded by the resourceVersion read), POST, id; then the rules.
+/// How the filter's crash-safe create is named.
+const PROTOCOL: object::CreateProtocol = object::CreateProtocol {
+    noun: "cloud filter",
+    id_annotation: FILTER_ID_ANNOTATION,
+    operation: "create_filter",
+    failpoints: [
+        "filter-create-before",
+        "filter-create-after",
+        "filter-record-after",
+    ],
+};
+
+/// The crash-safe create ([`object::crash_safe_create`]), then the rules.
 async fn create(
     ctx: &Context,
     api: &Api<TrafficMirrorFilter>,
@@ -130,58 +141,17 @@ async fn create(
     desired: &DesiredFilter,
     progress: &mut Progress,
 ) -> Result<()> {
-    progress.obj = Arc::new(
-        object::record_intent(api, &*progress.obj, &desired.name, FILTER_ID_ANNOTATION).await?,
-    );
-    failpoint::hit("filter-create-before");
     let request = desired.create_request();
-    let created = match p
-        .call(
-            &ctx.metrics,
-            "create_filter",
-            p.client.create_filter(&request),
-        )
-        .await
-    {
-        Ok(f) => f,
-        Err(source) => return create_failed(api, progress, source).await,
-    };
-    failpoint::hit("filter-create-after");
+    let post = p.client.create_filter(&request);
+    let target = (p, &PROTOCOL, desired.name.as_str());
+    let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
     p.filters.record(&created);
-    progress.obj =
-        Arc::new(object::record_id(api, &*progress.obj, FILTER_ID_ANNOTATION, &created.id).await?);
-    failpoint::hit("filter-record-after");
-    info!(name = %progress.obj.name_any(), id = %created.id, "created cloud filter");
-    let note = format!("created cloud filter {}", created.id);
-    publish(
-        ctx,
-        &*progress.obj,
-        EventType::Normal,
-        "Created",
-        "Create",
-        note,
-    )
-    .await;
     let calls = FilterCalls {
         update: plan::filter_update(desired, &created),
         rules: plan::plan_rules(&created.id, desired, &plan::observed_rules(&created)),
     };
     progress.filter = Some(created);
     converge(ctx, api, p, &calls, progress).await
-}
-
-async fn create_failed(
-    api: &Api<TrafficMirrorFilter>,
-    progress: &mut Progress,
-    source: CloudError,
-) -> Result<()> {
-    if !source.is_retryable() {
-        progress.obj = Arc::new(object::clear_intent(api, &*progress.obj).await?);
-    }
-    Err(Error::Cloud {
-        operation: "create_filter",
-        source,
-    })
 }
 
 /// The filter PUT, then the rule calls in order; rule creates are bracketed by the rule intent.

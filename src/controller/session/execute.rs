@@ -20,7 +20,6 @@ use super::super::providers::Provider;
 use super::FINALIZER;
 use super::decide::Step;
 use crate::api::TrafficMirrorSession;
-use crate::cloud::CloudError;
 use crate::cloud::models::TrafficMirrorSession as CloudSession;
 use crate::failpoint;
 
@@ -127,6 +126,18 @@ async fn report_conflict(ctx: &Context, obj: &TrafficMirrorSession, message: &st
     }
 }
 
+/// How the session's crash-safe create is named.
+const PROTOCOL: object::CreateProtocol = object::CreateProtocol {
+    noun: "cloud session",
+    id_annotation: SESSION_ID_ANNOTATION,
+    operation: "create_session",
+    failpoints: [
+        "session-create-before",
+        "session-create-after",
+        "session-record-after",
+    ],
+};
+
 /// The crash-safe create: intent (with the resourceVersion read), POST, id — each a separate write, so
 /// a crash between any two leaves something the next reconcile resolves without a duplicate.
 async fn create(
@@ -149,59 +160,16 @@ async fn create(
         )
         .await;
     }
-    progress.obj = Arc::new(
-        object::record_intent(api, &*progress.obj, &desired.name, SESSION_ID_ANNOTATION).await?,
-    );
-    failpoint::hit("session-create-before");
     let request = desired.create_request();
-    let created = match p
-        .call(
-            &ctx.metrics,
-            "create_session",
-            p.client.create_session(&request),
-        )
-        .await
-    {
-        Ok(s) => s,
-        Err(source) => return create_failed(api, progress, source).await,
-    };
-    failpoint::hit("session-create-after");
+    let post = p.client.create_session(&request);
+    let target = (p, &PROTOCOL, desired.name.as_str());
+    let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
     p.inventory.record(&created);
-    progress.obj =
-        Arc::new(object::record_id(api, &*progress.obj, SESSION_ID_ANNOTATION, &created.id).await?);
-    failpoint::hit("session-record-after");
-    info!(name = %progress.obj.name_any(), id = %created.id, "created cloud session");
-    let note = format!("created cloud session {}", created.id);
-    publish(
-        ctx,
-        &*progress.obj,
-        EventType::Normal,
-        "Created",
-        "Create",
-        note,
-    )
-    .await;
     // The create carried every field; a cloud that ignored one is converged like any drift.
     let convergence = plan::convergence(desired, &created);
     let id = created.id.clone();
     progress.session = Some(created);
     converge(ctx, p, &id, &convergence, progress).await
-}
-
-/// A refused create made nothing, so its intent can go (no confirmation wait later). After a
-/// retryable failure the create may have happened: the intent stays for the next reconcile to resolve.
-async fn create_failed(
-    api: &Api<TrafficMirrorSession>,
-    progress: &mut Progress,
-    source: CloudError,
-) -> Result<()> {
-    if !source.is_retryable() {
-        progress.obj = Arc::new(object::clear_intent(api, &*progress.obj).await?);
-    }
-    Err(Error::Cloud {
-        operation: "create_session",
-        source,
-    })
 }
 
 /// Adopts the session an interrupted create made: its id first, then the calls.
