@@ -235,14 +235,9 @@ async fn rule_call(
                 .await?,
         ),
         RuleCall::Delete(_, id) => {
-            match p
-                .call(&ctx.metrics, operation, p.client.delete_rule(id))
-                .await
-            {
-                Ok(()) => None,
-                Err(e) if e.is_not_found() => None,
-                Err(source) => return Err(Error::Cloud { operation, source }),
-            }
+            p.delete(&ctx.metrics, operation, p.client.delete_rule(id))
+                .await?;
+            None
         }
     };
     failpoint::hit(failpoint_name);
@@ -290,19 +285,8 @@ fn set_filter(p: &Provider, progress: &mut Progress, f: CloudFilter) {
 
 /// Deletes one cloud filter (its rules go with it); "already gone" counts as done.
 async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> Result<()> {
-    match p
-        .call(&ctx.metrics, "delete_filter", p.client.delete_filter(id))
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(source) => {
-            return Err(Error::Cloud {
-                operation: "delete_filter",
-                source,
-            });
-        }
-    }
+    p.delete(&ctx.metrics, "delete_filter", p.client.delete_filter(id))
+        .await?;
     p.filters.forget(id);
     failpoint::hit("filter-delete-after");
     info!(name = %progress.obj.name_any(), %id, "deleted cloud filter");

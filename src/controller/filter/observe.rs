@@ -7,7 +7,7 @@ use chrono::Utc;
 use kube::ResourceExt;
 
 use super::super::Context;
-use super::super::error::{Error, Result};
+use super::super::error::Result;
 use super::super::intent::{self, INTENT_ANNOTATION};
 use super::super::providers::Provider;
 use super::FILTER_ID_ANNOTATION;
@@ -135,10 +135,6 @@ async fn filters_named(ctx: &Context, p: &Provider, name: &str) -> Result<Vec<Cl
         name: Some(name.to_string()),
         ..Default::default()
     };
-    p.call(&ctx.metrics, "list_filters", p.client.list_all_filters(q))
+    p.cloud(&ctx.metrics, "list_filters", p.client.list_all_filters(q))
         .await
-        .map_err(|source| Error::Cloud {
-            operation: "list_filters",
-            source,
-        })
 }

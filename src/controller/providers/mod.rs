@@ -112,6 +112,21 @@ impl Provider {
         }
     }
 
+    /// A delete call: "already gone" (a 404) counts as done, so cleanup is idempotent.
+    pub async fn delete(
+        &self,
+        metrics: &Metrics,
+        operation: &'static str,
+        call: impl Future<Output = Result<(), CloudError>>,
+    ) -> Result<(), super::error::Error> {
+        match self.call(metrics, operation, call).await {
+            Err(source) if !source.is_not_found() => {
+                Err(super::error::Error::Cloud { operation, source })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// [`Provider::call`] with the failure named by its operation, as the reconcilers report it.
     pub async fn cloud<T>(
         &self,

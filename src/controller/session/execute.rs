@@ -288,19 +288,8 @@ async fn change_sources(
 
 /// Deletes one cloud session; "already gone" counts as done.
 async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> Result<()> {
-    match p
-        .call(&ctx.metrics, "delete_session", p.client.delete_session(id))
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(source) => {
-            return Err(Error::Cloud {
-                operation: "delete_session",
-                source,
-            });
-        }
-    }
+    p.delete(&ctx.metrics, "delete_session", p.client.delete_session(id))
+        .await?;
     p.inventory.forget(id);
     failpoint::hit("session-delete-after");
     info!(name = %progress.obj.name_any(), %id, "deleted cloud session");

@@ -223,10 +223,6 @@ async fn sessions_named(ctx: &Context, p: &Provider, name: &str) -> Result<Vec<C
         name: Some(name.to_string()),
         ..Default::default()
     };
-    p.call(&ctx.metrics, "list_sessions", p.client.list_all_sessions(q))
+    p.cloud(&ctx.metrics, "list_sessions", p.client.list_all_sessions(q))
         .await
-        .map_err(|source| Error::Cloud {
-            operation: "list_sessions",
-            source,
-        })
 }
