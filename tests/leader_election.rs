@@ -257,3 +257,45 @@ async fn sigterm_releases_the_lease_and_exits_quickly() {
     wait_ready(&client, &ns, "s2").await;
     assert_eq!(posts(&account.emu.calls().await), 1);
 }
+
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_exits_at_once() {
+    let client = support::control_plane().client().await;
+    support::install_crds(&client).await;
+    let ns = support::test_namespace(&client, "leader-lost").await;
+    let _account = CloudAccount::create(&client, &ns).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut leader = start(&ns, dir.path(), "a");
+    let id = support::wait_for(WAIT, || async { identity(&leader) }).await;
+    support::wait_for(WAIT, || async {
+        (holder(&client, &ns).await.as_deref() == Some(id.as_str())).then_some(())
+    })
+    .await;
+
+    // Someone else takes the Lease (as a partitioned leader would find on its next renewal).
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let mut lease = leases.get(LEASE).await.expect("the lease");
+    let spec = lease.spec.as_mut().expect("spec");
+    spec.holder_identity = Some("someone-else".into());
+    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+    leases
+        .replace(LEASE, &PostParams::default(), &lease)
+        .await
+        .expect("take the lease");
+    let taken = Instant::now();
+
+    // It notices on its next renewal (every duration/3) and exits with status 1, saying why.
+    let status = support::wait_for(DURATION, || {
+        let exited = leader.child.try_wait().ok().flatten();
+        async move { exited }
+    })
+    .await;
+    eprintln!("deposed leader exited after {:?}", taken.elapsed());
+    assert_eq!(status.code(), Some(1), "{}", leader.logs());
+    assert!(
+        leader.logs().contains("lost the leader lease"),
+        "{}",
+        leader.logs()
+    );
+    assert_eq!(holder(&client, &ns).await.as_deref(), Some("someone-else"));
+}
