@@ -127,8 +127,17 @@ async fn wait_ready(client: &Client, ns: &str, name: &str) {
     .await
 }
 
+/// The session creates (POSTs on traffic-mirror-sessions) in `calls`.
 fn posts(calls: &[Value]) -> usize {
-    calls.iter().filter(|c| c["method"] == "POST").count()
+    calls
+        .iter()
+        .filter(|c| {
+            c["method"] == "POST"
+                && c["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
+        })
+        .count()
 }
 
 /// The operator's identity, from its log line "leader election: standing by ...".
@@ -213,8 +222,25 @@ async fn sigterm_releases_the_lease_and_exits_quickly() {
     let account = CloudAccount::create(&client, &ns).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut leader, standby) = two_operators(&client, &ns, dir.path()).await;
+
+    // A create in flight when SIGTERM arrives: the emulator holds the POST for 1.5 s.
+    account
+        .emu
+        .fault(
+            json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "delay_ms": 1500}),
+        )
+        .await;
     create_session(&client, &ns, &account, "s1").await;
-    wait_ready(&client, &ns, "s1").await;
+    let faults_url = format!("{}/_emulator/faults", account.emu.url);
+    support::wait_for(WAIT, || async {
+        let pending: Value = reqwest::get(&faults_url).await.ok()?.json().await.ok()?;
+        let n = pending
+            .as_array()
+            .or_else(|| pending["faults"].as_array())?
+            .len();
+        (n == 0).then_some(()) // the POST arrived and is being held
+    })
+    .await;
 
     let standby_id = identity(&standby).unwrap();
     // SAFETY-free: libc::kill with a valid pid of our own child.
@@ -232,8 +258,19 @@ async fn sigterm_releases_the_lease_and_exits_quickly() {
         "clean exit: {status:?}\n{}",
         leader.logs()
     );
+    // It finished the in-flight reconcile first: the held POST was answered to it and s1 is
+    // Ready (written by the leader before it exited), created once.
+    wait_ready(&client, &ns, "s1").await;
+    let calls = account.emu.calls().await;
+    assert_eq!(
+        posts(&calls),
+        1,
+        "s1 created once (exit after {exit_after:?}): {calls:#?}\n--- leader\n{}\n--- standby\n{}",
+        leader.logs(),
+        standby.logs()
+    );
     assert!(
-        exit_after < Duration::from_secs(5),
+        exit_after < Duration::from_secs(5) && exit_after >= Duration::from_millis(500),
         "exited after {exit_after:?}"
     );
     assert!(
@@ -255,7 +292,11 @@ async fn sigterm_releases_the_lease_and_exits_quickly() {
     account.emu.clear_calls().await;
     create_session(&client, &ns, &account, "s2").await;
     wait_ready(&client, &ns, "s2").await;
-    assert_eq!(posts(&account.emu.calls().await), 1);
+    assert_eq!(
+        posts(&account.emu.calls().await),
+        1,
+        "the new leader creates s2 once"
+    );
 }
 
 #[tokio::test]
