@@ -80,6 +80,8 @@ pub struct Metrics {
     pub managed_sessions: Gauge,
     /// Seconds cloud calls waited for the account's API budget, per lane.
     pub budget_wait: Family<LaneLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// 1 while this process holds the leader Lease (or runs without leader election), else 0.
+    pub leader: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -98,6 +100,12 @@ impl Default for Metrics {
         });
         let cloud_calls = Family::<CallLabel, Counter>::default();
         let managed_sessions = Gauge::default();
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process is the leader (holds the Lease), else 0",
+            leader.clone(),
+        );
         let budget_wait =
             Family::<LaneLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
@@ -134,6 +142,7 @@ impl Default for Metrics {
             cloud_calls,
             managed_sessions,
             budget_wait,
+            leader,
         }
     }
 }

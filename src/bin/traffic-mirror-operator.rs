@@ -50,6 +50,27 @@ struct RunArgs {
     /// Manage only the ProviderConfigs matching this label selector (e.g. `team=net`); default: all.
     #[arg(long, env = "TMO_PROVIDER_CONFIG_SELECTOR")]
     provider_config_selector: Option<String>,
+    /// Leader election on a coordination.k8s.io Lease: only the holder reconciles (calls the cloud,
+    /// writes status); the other replicas keep their caches warm and take over when it goes.
+    /// `--leader-elect=false` disables it (then run exactly one replica).
+    #[arg(long, env = "TMO_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    leader_elect: bool,
+    /// Name of the leader election Lease.
+    #[arg(
+        long,
+        env = "TMO_LEADER_ELECT_LEASE_NAME",
+        default_value = "traffic-mirror-operator"
+    )]
+    leader_elect_lease_name: String,
+    /// Namespace of the leader election Lease (default: the pod's namespace from the service
+    /// account, else `default`).
+    #[arg(long, env = "TMO_LEADER_ELECT_NAMESPACE")]
+    leader_elect_namespace: Option<String>,
+    /// How long the Lease is valid after its last renewal: a standby takes over at most this long
+    /// after the leader stops renewing. The leader renews every third of it.
+    #[arg(long, env = "TMO_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
+    leader_elect_lease_duration: Duration,
     /// Log as JSON lines instead of text. The level comes from RUST_LOG (default `info`).
     #[arg(long, env = "TMO_LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -60,6 +81,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e} (write a duration like 30s, 5m or 1h)"))?;
     if d.is_zero() {
         return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(3) || d.subsec_nanos() != 0 {
+        return Err("must be whole seconds, at least 3s".into());
     }
     Ok(d)
 }
@@ -102,6 +131,14 @@ async fn main() -> ExitCode {
         concurrency: args.concurrency,
         create_confirm_window: args.create_confirm_window,
         provider_config_selector: args.provider_config_selector,
+        leader_election: args.leader_elect.then(|| controller::leader::LeaseConfig {
+            name: args.leader_elect_lease_name,
+            namespace: args
+                .leader_elect_namespace
+                .unwrap_or_else(controller::leader::default_namespace),
+            identity: controller::leader::default_identity(),
+            duration: args.leader_elect_lease_duration,
+        }),
     };
     controller::run(client, config, metrics).await;
     server.abort();
@@ -133,5 +170,24 @@ mod tests {
         assert_eq!(a.resync_interval, Duration::from_secs(300));
         assert_eq!(a.concurrency, 8);
         assert!(a.namespace.is_none());
+        assert!(a.leader_elect);
+        assert_eq!(a.leader_elect_lease_name, "traffic-mirror-operator");
+        assert_eq!(a.leader_elect_lease_duration, Duration::from_secs(15));
+        assert!(a.leader_elect_namespace.is_none());
+    }
+
+    #[test]
+    fn leader_election_can_be_disabled() {
+        for (argv, want) in [
+            (&["tmo", "run", "--leader-elect=false"][..], false),
+            (&["tmo", "run", "--leader-elect"][..], true),
+            (&["tmo", "run", "--leader-elect=true"][..], true),
+        ] {
+            let Command::Run(a) = Cli::try_parse_from(argv).unwrap().command;
+            assert_eq!(a.leader_elect, want, "{argv:?}");
+        }
+        assert!(
+            Cli::try_parse_from(["tmo", "run", "--leader-elect-lease-duration", "1s"]).is_err()
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod filter;
 pub mod intent;
 pub mod inventory;
+pub mod leader;
 pub mod metered;
 pub mod object;
 pub mod plan;
@@ -24,6 +25,7 @@ pub mod session;
 pub mod wait;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,8 @@ pub struct OperatorConfig {
     pub create_confirm_window: Duration,
     /// Label selector restricting which ProviderConfigs this instance manages.
     pub provider_config_selector: Option<String>,
+    /// Leader election: `None` = this process always leads (one replica only).
+    pub leader_election: Option<leader::LeaseConfig>,
 }
 
 impl Default for OperatorConfig {
@@ -70,6 +74,7 @@ impl Default for OperatorConfig {
             concurrency: 8,
             create_confirm_window: Duration::from_secs(30),
             provider_config_selector: None,
+            leader_election: None,
         }
     }
 }
@@ -97,6 +102,11 @@ pub struct Context {
     /// The controllers' caches, set once at start: the filter reconciler asks which sessions use a
     /// filter, the resync loop which accounts have filters.
     pub stores: Stores,
+    /// Whether this process leads: only the leader reconciles (calls the cloud, writes status and
+    /// finalizers, records events). A standby's reconcilers return at once; its caches stay warm.
+    leading: AtomicBool,
+    /// Wakes the ProviderConfig controller to reconcile everything (this process became leader).
+    became_leader: Notify,
 }
 
 /// The controllers' caches (reflector stores), readable by the other reconcilers.
@@ -126,7 +136,6 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            config,
             metrics,
             providers: Registry::default(),
             retry: RetryPolicy::default(),
@@ -134,7 +143,29 @@ impl Context {
             refresh_now: Notify::new(),
             stores: Stores::default(),
             started_at: chrono::Utc::now(),
+            leading: AtomicBool::new(config.leader_election.is_none()),
+            became_leader: Notify::new(),
+            config,
         }
+    }
+
+    /// Whether this process is the leader (always, without leader election).
+    pub fn is_leader(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    /// Marks this process leader (or not). Becoming leader reconciles every ProviderConfig, which in
+    /// turn (once ready) LISTs the cloud and reconciles every session and filter.
+    pub fn set_leader(&self, leading: bool) {
+        let was = self.leading.swap(leading, Ordering::AcqRel);
+        if leading && !was {
+            self.became_leader.notify_one();
+        }
+    }
+
+    /// Resolves when this process becomes leader (see [`Context::set_leader`]).
+    pub async fn leadership_gained(&self) {
+        self.became_leader.notified().await
     }
 
     /// The sessions (`namespace/name`) that use the filter `name` in `namespace`: by
@@ -359,6 +390,9 @@ async fn resync_loop(ctx: Arc<Context>, triggers: Vec<mpsc::UnboundedSender<()>>
             _ = tick.tick() => {}
             _ = ctx.refresh_now.notified() => {}
         }
+        if !ctx.is_leader() {
+            continue; // a standby calls no cloud API
+        }
         let mut total = 0;
         for p in ctx.providers.all() {
             total += refresh(&ctx, &p).await;
@@ -390,8 +424,25 @@ async fn refresh(ctx: &Context, p: &providers::Provider) -> usize {
 }
 
 /// Runs the operator until SIGTERM / Ctrl-C.
+///
+/// With leader election the controllers (watches, caches) start at once on every replica, but
+/// their reconcilers do nothing until this process holds the Lease. Losing the Lease ends the
+/// process (exit code 1) at once: no cloud call or status write may follow, and the Deployment
+/// restarts the pod as a fresh standby. On SIGTERM the controllers finish their in-flight
+/// reconciles, then the Lease is released so a standby takes over on its next poll.
 pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics));
+    let election = config.leader_election.clone().map(|lc| {
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(elect(
+            leader::Elector::new(client.clone(), lc),
+            ctx.clone(),
+            release_rx,
+            done_tx,
+        ));
+        (task, release_tx, done_rx)
+    });
     let (sessions, filters) = match &config.namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -401,6 +452,9 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     };
     let (session_tx, session_rx) = mpsc::unbounded();
     let (filter_tx, filter_rx) = mpsc::unbounded();
+    if election.is_none() {
+        ctx.metrics.leader.set(1);
+    }
     info!(?config, "starting controllers");
     let wc = watcher::Config::default().any_semantic();
     let session_controller = Controller::new(sessions.clone(), wc.clone());
@@ -432,6 +486,46 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
         _ = resync => {}
     }
     info!("controllers stopped");
+    if let Some((_task, release_tx, done_rx)) = election {
+        ctx.set_leader(false);
+        let _ = release_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+    }
+}
+
+/// The election task: wait for the Lease, lead, renew; on shutdown release it. Losing the Lease
+/// exits the process.
+async fn elect(
+    mut elector: leader::Elector,
+    ctx: Arc<Context>,
+    mut release: tokio::sync::oneshot::Receiver<()>,
+    done: tokio::sync::oneshot::Sender<()>,
+) {
+    let cfg = elector.config().clone();
+    info!(lease = %cfg.name, namespace = %cfg.namespace, identity = %cfg.identity, duration = ?cfg.duration, "leader election: standing by until this process holds the lease");
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = &mut release => {
+            let _ = done.send(());
+            return;
+        }
+    }
+    ctx.set_leader(true);
+    ctx.metrics.leader.set(1);
+    info!(identity = %cfg.identity, "this process is the leader: reconciling");
+    tokio::select! {
+        reason = elector.hold() => {
+            ctx.set_leader(false);
+            tracing::error!(lease = %cfg.name, identity = %cfg.identity, %reason, "lost the leader lease: exiting at once so no cloud call or status write overlaps the new leader's (the Deployment restarts this pod as a standby)");
+            std::process::exit(1);
+        }
+        _ = &mut release => {
+            // Controllers are stopped: no reconcile is in flight. Renewals ran until now.
+            ctx.metrics.leader.set(0);
+            elector.release().await;
+            let _ = done.send(());
+        }
+    }
 }
 
 /// A filter changed (became Ready, got a new id, is being deleted): every session that references it

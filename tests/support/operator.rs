@@ -107,6 +107,27 @@ impl CloudAccount {
     }
 }
 
+/// Leader election flags for a test on `ns`: the Lease lives in the test namespace (so tests never
+/// share one). A test that passes no `--leader-elect...` flag of its own runs with
+/// `--leader-elect=false`: it starts exactly one operator (and restarts it after a crash without
+/// waiting for the dead process's lease to expire).
+fn leader_args(ns: &str, extra_args: &[&str]) -> Vec<String> {
+    let mut args = vec![];
+    if !extra_args
+        .iter()
+        .any(|a| a.starts_with("--leader-elect-namespace"))
+    {
+        args.extend(["--leader-elect-namespace".to_string(), ns.to_string()]);
+    }
+    if !extra_args
+        .iter()
+        .any(|a| *a == "--leader-elect" || a.starts_with("--leader-elect="))
+    {
+        args.push("--leader-elect=false".into());
+    }
+    args
+}
+
 /// The operator binary as a child process: killed on drop, and by the kernel if the test process
 /// dies.
 pub struct Operator {
@@ -155,6 +176,7 @@ impl Operator {
             &format!("{SELECTOR_LABEL}={ns}"),
         ])
         .args(extra_args)
+        .args(leader_args(ns, extra_args))
         .env("KUBECONFIG", &cp.kubeconfig_path)
         .env("RUST_LOG", "info,traffic_mirror_operator=debug")
         .env_remove("TMO_FAILPOINTS")

@@ -41,6 +41,10 @@ pub const FILTER_ID_ANNOTATION: &str = "vpc.hwcloud.dev/filter-id";
 
 /// Reconciles one TrafficMirrorFilter.
 pub async fn reconcile(obj: Arc<TrafficMirrorFilter>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.is_leader() {
+        // A standby: no cloud call, no status write. Becoming leader reconciles everything.
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
     let lane = ctx.lane_of(&obj.metadata, observed_generation);

@@ -332,6 +332,12 @@ pub async fn run(ctx: Arc<Context>) {
     let usage_changed = futures::stream::select(sessions, filters)
         .ready_chunks(256)
         .map(|_| ());
+    // Becoming leader: every ProviderConfig is reconciled (a standby's reconciles did nothing).
+    let leadership = futures::stream::unfold(ctx.clone(), |ctx| async move {
+        ctx.leadership_gained().await;
+        Some(((), ctx))
+    });
+    let usage_changed = futures::stream::select(usage_changed, leadership);
     let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
     let mut wc = watcher::Config::default();
     if let Some(sel) = &ctx.config.provider_config_selector {

@@ -23,6 +23,10 @@ pub async fn reconcile(
     pc: Arc<ProviderConfig>,
     pctx: Arc<ProviderContext>,
 ) -> Result<Action, ProviderError> {
+    if !pctx.ctx.is_leader() {
+        // A standby: no cloud call, no status or finalizer write. Becoming leader reconciles all.
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let ctx = &pctx.ctx;
     let name = pc.name_any();

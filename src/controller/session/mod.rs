@@ -40,6 +40,10 @@ pub const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
 
 /// Reconciles one TrafficMirrorSession.
 pub async fn reconcile(obj: Arc<TrafficMirrorSession>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.is_leader() {
+        // A standby: no cloud call, no status write. Becoming leader reconciles everything.
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
     let lane = ctx.lane_of(&obj.metadata, observed_generation);
