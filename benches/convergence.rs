@@ -106,6 +106,9 @@ fn main() {
     if let Ok(q) = std::env::var("BENCH_QPS") {
         command.push_str(&format!("BENCH_QPS={q} "));
     }
+    if std::env::var("BENCH_FLOOR_FIRST").is_ok_and(|v| v == "1") {
+        command.push_str("BENCH_FLOOR_FIRST=1 ");
+    }
     if mode.put_edits != DEFAULT_PUT_EDITS {
         command.push_str(&format!("BENCH_PUT_EDITS={} ", mode.put_edits));
     }
@@ -124,18 +127,25 @@ fn main() {
         .enable_all()
         .build()
         .expect("build the tokio runtime");
-    let mut report = runtime.block_on(run(cp, sessions, concurrency, &mode));
     // The floor: the same N objects, the same budget and throttling, against the same control
-    // plane and a fresh emulator, once the operator (and its emulator) are gone.
-    eprintln!("convergence: the floor, {sessions} sessions...");
-    report.floor = Some(runtime.block_on(floor::run(
-        cp,
-        sessions,
-        APPLY_PARALLELISM,
-        mode.budget,
-        mode.throttled,
-        manifest,
-    )));
+    // plane and a fresh emulator, once the operator (and its emulator) are gone; with
+    // `BENCH_FLOOR_FIRST=1` before the operator instead (to see what the order costs).
+    let floor_first = std::env::var("BENCH_FLOOR_FIRST").is_ok_and(|v| v == "1");
+    let run_floor = || {
+        eprintln!("convergence: the floor, {sessions} sessions...");
+        runtime.block_on(floor::run(
+            cp,
+            sessions,
+            APPLY_PARALLELISM,
+            mode.budget,
+            mode.throttled,
+            manifest,
+        ))
+    };
+    let floor = floor_first.then(run_floor);
+    let mut report = runtime.block_on(run(cp, sessions, concurrency, &mode));
+    report.floor = Some(floor.unwrap_or_else(run_floor));
+    report.floor_first = floor_first;
     let text = report.render(&info);
     println!("{text}");
     // The default size keeps the canonical file; other sizes get their own, so both can be kept.
@@ -150,6 +160,9 @@ fn main() {
         } else {
             format!("convergence-throttled-n{sessions}")
         };
+    }
+    if floor_first {
+        name.push_str("-floor-first");
     }
     match common::write_results(&name, &text) {
         Ok(path) => println!("written to {}", path.display()),
@@ -227,6 +240,8 @@ struct Report {
     put_latency_emu: Vec<Duration>,
     put_429: usize,
     floor: Option<floor::FloorResult>,
+    /// Whether the floor ran before the operator (else after).
+    floor_first: bool,
 }
 
 async fn run(
@@ -473,6 +488,7 @@ async fn run(
         put_latency_emu,
         put_429,
         floor: None,
+        floor_first: false,
     }
 }
 
@@ -546,12 +562,17 @@ impl Report {
 
         if let Some(f) = &self.floor {
             s.push_str(&format!(
-                "\n## The floor (same run, same N, same budget, fresh emulator)\n\n\
+                "\n## The floor (same run, same N, same budget, fresh emulator; it ran {})\n\n\
                  A program doing only the unavoidable work per session: one cloud create and one \
                  status write (server-side apply of `sessionId` and `Ready=True`), {} objects in \
                  flight, every cloud call through a token bucket at the budget above, the \
                  objects applied the same way; timed the same way (first create -> all seen \
                  Ready=True by a watch).\n\n",
+                if self.floor_first {
+                    "before the operator"
+                } else {
+                    "after the operator"
+                },
                 floor::CONCURRENCY
             ));
             let mut t = common::Table::new(&["measure", "value"]);
@@ -763,6 +784,7 @@ impl Report {
                 Value::Null
             },
             "budget": {"qps": self.budget.0, "burst": self.budget.1},
+            "floor_ran": if self.floor_first { "before the operator" } else { "after the operator" },
             "figures": {
                 "operator_apply_s": secs(self.apply_time),
                 "operator_apply_to_all_ready_s": secs(self.converge_time),
