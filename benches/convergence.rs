@@ -22,6 +22,8 @@
 mod common;
 #[path = "common/e2e.rs"]
 mod e2e;
+#[path = "common/floor.rs"]
+mod floor;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -47,6 +49,21 @@ const STEADY_CYCLES: usize = 3;
 const EDITS: usize = 20;
 /// Objects created in parallel while applying (like `kubectl apply` of a directory, a bit faster).
 const APPLY_PARALLELISM: usize = 8;
+/// Default number of sessions of the throttled mode (`BENCH_THROTTLED=1`).
+const DEFAULT_THROTTLED_SESSIONS: usize = 200;
+/// Default budget (qps) of the throttled mode: the ProviderConfig's default (8, burst 8).
+const DEFAULT_THROTTLED_QPS: f64 = 8.0;
+/// Edits, idle and one after the other, for the patch -> PUT latency (`BENCH_PUT_EDITS`).
+const DEFAULT_PUT_EDITS: usize = 200;
+/// Poll interval of the call log while waiting for an edit's PUT.
+const PUT_POLL: Duration = Duration::from_millis(2);
+
+/// How the bench runs: the budget, and whether the emulator throttles like the gateway.
+struct Mode {
+    throttled: bool,
+    budget: (f64, u32),
+    put_edits: usize,
+}
 
 fn main() {
     if !common::is_bench_run() {
@@ -56,16 +73,46 @@ fn main() {
         );
         return;
     }
+    let throttled = std::env::var("BENCH_THROTTLED").is_ok_and(|v| v == "1");
+    let default_sessions = if throttled {
+        DEFAULT_THROTTLED_SESSIONS
+    } else {
+        DEFAULT_SESSIONS
+    };
     let sessions = std::env::var("BENCH_SESSIONS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_SESSIONS);
+        .unwrap_or(default_sessions);
+    let mode = Mode {
+        throttled,
+        budget: e2e::budget_from_env(if throttled {
+            DEFAULT_THROTTLED_QPS
+        } else {
+            1000.0
+        }),
+        put_edits: std::env::var("BENCH_PUT_EDITS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(DEFAULT_PUT_EDITS),
+    };
     let concurrency = std::env::var("BENCH_CONCURRENCY")
         .ok()
         .filter(|v| v.parse::<u16>().is_ok_and(|n| n > 0));
     let mut command = String::new();
-    if sessions != DEFAULT_SESSIONS {
+    if throttled {
+        command.push_str("BENCH_THROTTLED=1 ");
+    }
+    if let Ok(q) = std::env::var("BENCH_QPS") {
+        command.push_str(&format!("BENCH_QPS={q} "));
+    }
+    if std::env::var("BENCH_FLOOR_FIRST").is_ok_and(|v| v == "1") {
+        command.push_str("BENCH_FLOOR_FIRST=1 ");
+    }
+    if mode.put_edits != DEFAULT_PUT_EDITS {
+        command.push_str(&format!("BENCH_PUT_EDITS={} ", mode.put_edits));
+    }
+    if sessions != default_sessions {
         command.push_str(&format!("BENCH_SESSIONS={sessions} "));
     }
     if let Some(c) = &concurrency {
@@ -80,18 +127,63 @@ fn main() {
         .enable_all()
         .build()
         .expect("build the tokio runtime");
-    let report = runtime.block_on(run(cp, sessions, concurrency));
+    // The floor: the same N objects, the same budget and throttling, against the same control
+    // plane and a fresh emulator, once the operator (and its emulator) are gone; with
+    // `BENCH_FLOOR_FIRST=1` before the operator instead (to see what the order costs).
+    let floor_first = std::env::var("BENCH_FLOOR_FIRST").is_ok_and(|v| v == "1");
+    let run_floor = || {
+        eprintln!("convergence: the floor, {sessions} sessions...");
+        runtime.block_on(floor::run(
+            cp,
+            sessions,
+            APPLY_PARALLELISM,
+            mode.budget,
+            mode.throttled,
+            manifest,
+        ))
+    };
+    // Warm-up, not measured: whichever run comes first on a freshly started kube-apiserver pays
+    // about 2 s more for its creates (seen with BENCH_FLOOR_FIRST=1: the order flipped the
+    // ratio), so one unthrottled floor run over the same N objects goes before both.
+    eprintln!("convergence: warm-up (an unmeasured, unthrottled floor run)...");
+    let warm = runtime.block_on(floor::run(
+        cp,
+        sessions,
+        APPLY_PARALLELISM,
+        (1000.0, 1000),
+        false,
+        manifest,
+    ));
+    eprintln!("convergence: warm-up took {}", e2e::ms(warm.time));
+    let floor = floor_first.then(run_floor);
+    let mut report = runtime.block_on(run(cp, sessions, concurrency, &mode));
+    report.floor = Some(floor.unwrap_or_else(run_floor));
+    report.floor_first = floor_first;
     let text = report.render(&info);
     println!("{text}");
     // The default size keeps the canonical file; other sizes get their own, so both can be kept.
-    let name = if sessions == DEFAULT_SESSIONS {
+    let mut name = if sessions == DEFAULT_SESSIONS {
         "convergence".to_string()
     } else {
         format!("convergence-n{sessions}")
     };
+    if throttled {
+        name = if sessions == DEFAULT_THROTTLED_SESSIONS {
+            "convergence-throttled".to_string()
+        } else {
+            format!("convergence-throttled-n{sessions}")
+        };
+    }
+    if floor_first {
+        name.push_str("-floor-first");
+    }
     match common::write_results(&name, &text) {
         Ok(path) => println!("written to {}", path.display()),
         Err(e) => eprintln!("could not write the results file: {e}"),
+    }
+    match common::write_json(&name, &report.json(&info)) {
+        Ok(path) => println!("written to {}", path.display()),
+        Err(e) => eprintln!("could not write the JSON results file: {e}"),
     }
 }
 
@@ -149,10 +241,33 @@ struct Report {
     edit_calls: Vec<(String, usize)>,
     peak_rss_mib: f64,
     rss_mib: f64,
+    throttled: bool,
+    budget: (f64, u32),
+    /// Calls answered 429 during convergence and during the edits.
+    converge_429: usize,
+    edit_429: usize,
+    /// Idle edits, one after the other: patch -> the PUT seen in the emulator's call log
+    /// (Instant, bench side, includes the log polling), and patch (wall clock) -> the PUT's own
+    /// timestamp in the log.
+    put_latency: Vec<Duration>,
+    put_latency_emu: Vec<Duration>,
+    put_429: usize,
+    floor: Option<floor::FloorResult>,
+    /// Whether the floor ran before the operator (else after).
+    floor_first: bool,
 }
 
-async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<String>) -> Report {
+async fn run(
+    cp: &'static support::ControlPlane,
+    n: usize,
+    concurrency: Option<String>,
+    mode: &Mode,
+) -> Report {
     let env = e2e::Cluster::new(cp, "bench-convergence").await;
+    env.set_budget_to(mode.budget).await;
+    if mode.throttled {
+        env.throttle_like_gateway().await;
+    }
     let tracker = e2e::Tracker::start("convergence", env.api::<TrafficMirrorSession>()).await;
 
     eprintln!(
@@ -208,6 +323,7 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
     let calls = env.account.emu.calls().await;
     let converge_calls = by_kind(&calls);
     let converge_calls_total = calls.len();
+    let converge_429 = calls.iter().filter(|c| c["throttled"] == true).count();
     let cloud_sessions = env
         .account
         .cloud
@@ -298,6 +414,54 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
         .iter()
         .filter(|c| is_write(c) && call_kind(c) != "PUT traffic-mirror-sessions/{id}")
         .count();
+    let edit_429 = calls.iter().filter(|c| c["throttled"] == true).count();
+    op.assert_running();
+
+    // --- Idle edits: patch -> PUT at the emulator ---------------------------------------------
+    eprintln!(
+        "convergence: {} idle edits, patch -> PUT at the emulator...",
+        mode.put_edits
+    );
+    let mut put_latency = Vec::with_capacity(mode.put_edits);
+    let mut put_latency_emu = Vec::with_capacity(mode.put_edits);
+    let mut put_429 = 0;
+    for k in 0..mode.put_edits {
+        let name = session_name(k % n);
+        let id = tracker
+            .id(&name)
+            .expect("status.sessionId of a Ready session");
+        env.account.emu.clear_calls().await;
+        let wall = chrono::Utc::now();
+        let t = Instant::now();
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"priority": 2000 + k}})),
+        )
+        .await
+        .expect("patch spec.priority");
+        let deadline = t + Duration::from_secs(60);
+        let (seen, put) = loop {
+            let calls = env.account.emu.calls().await;
+            let put = calls.iter().find(|c| {
+                c["method"] == "PUT"
+                    && c["throttled"] != true
+                    && c["path"].as_str().is_some_and(|p| p.ends_with(&id))
+            });
+            if let Some(put) = put {
+                put_429 += calls.iter().filter(|c| c["throttled"] == true).count();
+                break (Instant::now(), put.clone());
+            }
+            assert!(Instant::now() < deadline, "no PUT for the edit of {name}");
+            tokio::time::sleep(PUT_POLL).await;
+        };
+        put_latency.push(seen.saturating_duration_since(t));
+        if let Some(at) = e2e::call_time(&put) {
+            put_latency_emu.push((at - wall).to_std().unwrap_or_default());
+        }
+    }
+    put_latency.sort();
+    put_latency_emu.sort();
     op.assert_running();
 
     let (peak_rss_mib, rss_mib) = op.memory_mib();
@@ -329,6 +493,15 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
         edit_calls: by_kind(&calls),
         peak_rss_mib,
         rss_mib,
+        throttled: mode.throttled,
+        budget: mode.budget,
+        converge_429,
+        edit_429,
+        put_latency,
+        put_latency_emu,
+        put_429,
+        floor: None,
+        floor_first: false,
     }
 }
 
@@ -344,8 +517,19 @@ impl Report {
         s.push_str(&format!(
             "- Setup: {n} TrafficMirrorSessions (one ProviderConfig), operator release build, \
              `--resync-interval {RESYNC}`, `--concurrency {}`; real etcd + kube-apiserver and the \
-             VPC emulator on the same machine\n\n",
+             VPC emulator on the same machine\n",
             self.concurrency
+        ));
+        s.push_str(&format!(
+            "- Cloud API budget (ProviderConfig `rateLimit`, and the floor's token bucket): {} \
+             qps, burst {}; emulator: {}\n\n",
+            self.budget.0,
+            self.budget.1,
+            if self.throttled {
+                "throttles like the gateway, 10 calls/s burst 10 (429 beyond), 50 ± 20 ms per call"
+            } else {
+                "no throttling, no added latency"
+            }
         ));
 
         let mut t = common::Table::new(&["measure", "value"]);
@@ -382,8 +566,52 @@ impl Report {
             "operator CPU time during convergence".into(),
             ms(self.converge_cpu),
         ]);
+        t.row(vec![
+            "cloud calls answered 429 during convergence".into(),
+            self.converge_429.to_string(),
+        ]);
         s.push_str("## Convergence\n\n");
         s.push_str(&t.markdown());
+
+        if let Some(f) = &self.floor {
+            s.push_str(&format!(
+                "\n## The floor (same run, same N, same budget, fresh emulator; it ran {})\n\n\
+                 A program doing only the unavoidable work per session: one cloud create and one \
+                 status write (server-side apply of `sessionId` and `Ready=True`), {} objects in \
+                 flight, every cloud call through a token bucket at the budget above, the \
+                 objects applied the same way; timed the same way (first create -> all seen \
+                 Ready=True by a watch). An unmeasured, unthrottled floor run over the same N \
+                 objects warms the API server up before both.\n\n",
+                if self.floor_first {
+                    "before the operator"
+                } else {
+                    "after the operator"
+                },
+                floor::CONCURRENCY
+            ));
+            let mut t = common::Table::new(&["measure", "value"]);
+            t.row(vec![
+                format!("operator: apply -> all {n} Ready=True"),
+                ms(self.converge_time),
+            ]);
+            t.row(vec![
+                format!("floor: apply -> all {n} Ready=True"),
+                ms(f.time),
+            ]);
+            t.row(vec![
+                format!("operator run: apply {n} objects / floor run: apply {n} objects"),
+                format!("{} / {}", ms(self.apply_time), ms(f.apply_time)),
+            ]);
+            t.row(vec![
+                "ratio operator / floor".into(),
+                format!("{:.2}", self.ratio().unwrap_or(f64::NAN)),
+            ]);
+            t.row(vec![
+                "floor: cloud calls (429s) / retries".into(),
+                format!("{} ({}) / {}", f.cloud_calls, f.throttled, f.retries),
+            ]);
+            s.push_str(&t.markdown());
+        }
 
         let mut t = common::Table::new(&["cloud call", "count", "per session"]);
         for (kind, count) in &self.converge_calls {
@@ -499,6 +727,34 @@ impl Report {
             t.markdown()
         ));
 
+        s.push_str(&format!(
+            "\n## Idle edits: patch -> PUT at the emulator ({} edits, one after the other)\n\n\
+             `spec.priority` patched on the sessions in turn, each edit after the previous one's \
+             PUT; the PUT found by polling the emulator's call log every {} ms (bench side, \
+             `Instant`), and also from the PUT's own timestamp in the log against the wall clock \
+             at the patch (same machine clock, no polling delay).\n\n",
+            self.put_latency.len(),
+            PUT_POLL.as_millis()
+        ));
+        let mut t = common::Table::new(&["measure", "p50", "p99", "max"]);
+        t.row(vec![
+            "patch -> PUT seen in the call log (Instant)".into(),
+            q(&self.put_latency, 0.5),
+            q(&self.put_latency, 0.99),
+            q(&self.put_latency, 1.0),
+        ]);
+        t.row(vec![
+            "patch -> PUT's timestamp at the emulator".into(),
+            q(&self.put_latency_emu, 0.5),
+            q(&self.put_latency_emu, 0.99),
+            q(&self.put_latency_emu, 1.0),
+        ]);
+        s.push_str(&t.markdown());
+        s.push_str(&format!(
+            "\nCalls answered 429: {} during the {} one-field edits above, {} during these edits.\n",
+            self.edit_429, self.edits, self.put_429
+        ));
+
         s.push_str("\n## Operator memory\n\n");
         let mut t = common::Table::new(&["measure", "MiB"]);
         t.row(vec![
@@ -515,5 +771,70 @@ impl Report {
         ]);
         s.push_str(&t.markdown());
         s
+    }
+}
+
+impl Report {
+    /// Operator convergence time over the floor's.
+    fn ratio(&self) -> Option<f64> {
+        self.floor
+            .as_ref()
+            .map(|f| self.converge_time.as_secs_f64() / f.time.as_secs_f64())
+    }
+
+    /// The figures as JSON (`benches/results/<name>.json`).
+    fn json(&self, info: &common::RunInfo) -> Value {
+        let secs = |d: Duration| d.as_secs_f64();
+        let q = |v: &[Duration], p: f64| common::quantile(v, p).map(|d| d.as_secs_f64() * 1000.0);
+        json!({
+            "bench": "convergence",
+            "run": info.json(),
+            "n": self.sessions,
+            "concurrency": self.concurrency,
+            "throttled": self.throttled,
+            "emulator": if self.throttled {
+                json!({"rate_limit_rps": 10, "burst": 10, "latency_ms": 50, "jitter_ms": 20})
+            } else {
+                Value::Null
+            },
+            "budget": {"qps": self.budget.0, "burst": self.budget.1},
+            "floor_ran": if self.floor_first { "before the operator" } else { "after the operator" },
+            "figures": {
+                "operator_apply_s": secs(self.apply_time),
+                "operator_apply_to_all_ready_s": secs(self.converge_time),
+                "floor_apply_to_all_ready_s": self.floor.as_ref().map(|f| secs(f.time)),
+                "floor_apply_s": self.floor.as_ref().map(|f| secs(f.apply_time)),
+                "ratio_operator_over_floor": self.ratio(),
+                "floor_cloud_calls": self.floor.as_ref().map(|f| f.cloud_calls),
+                "floor_429": self.floor.as_ref().map(|f| f.throttled),
+                "floor_retries": self.floor.as_ref().map(|f| f.retries),
+                "operator_cloud_calls_during_convergence": self.converge_calls_total,
+                "operator_429_during_convergence": self.converge_429,
+                "operator_429_during_edits": self.edit_429 + self.put_429,
+                "create_to_ready_ms": {
+                    "p50": q(&self.create_to_ready, 0.5),
+                    "p95": q(&self.create_to_ready, 0.95),
+                },
+                "edit_to_ready_ms": {
+                    "edits": self.edits,
+                    "p50": q(&self.edit_latency, 0.5),
+                    "p95": q(&self.edit_latency, 0.95),
+                },
+                "edit_patch_to_put_ms": {
+                    "edits": self.put_latency.len(),
+                    "p50": q(&self.put_latency, 0.5),
+                    "p99": q(&self.put_latency, 0.99),
+                    "max": q(&self.put_latency, 1.0),
+                },
+                "edit_patch_to_put_emulator_timestamp_ms": {
+                    "edits": self.put_latency_emu.len(),
+                    "p50": q(&self.put_latency_emu, 0.5),
+                    "p99": q(&self.put_latency_emu, 0.99),
+                    "max": q(&self.put_latency_emu, 1.0),
+                },
+                "steady_calls_per_cycle": self.steady_calls_total as f64 / self.steady_cycles.max(1) as f64,
+                "rss_mib": {"idle": self.idle_rss_mib, "peak": self.peak_rss_mib, "end": self.rss_mib},
+            }
+        })
     }
 }

@@ -27,6 +27,17 @@ use crate::support;
 /// Deadline of the setup steps (operator start, ProviderConfig ready, watch synced).
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The cloud API budget (`qps`, `burst`) from `BENCH_QPS`, else `default_qps`; the burst is the
+/// qps rounded up (as the ProviderConfig's default, 8 and 8).
+pub fn budget_from_env(default_qps: f64) -> (f64, u32) {
+    let qps: f64 = std::env::var("BENCH_QPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|q: &f64| *q > 0.0)
+        .unwrap_or(default_qps);
+    (qps, qps.ceil().clamp(1.0, 1000.0) as u32)
+}
+
 /// `1234 ms`.
 pub fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
@@ -58,15 +69,15 @@ impl Cluster {
         cluster
     }
 
-    /// The ProviderConfig's cloud API budget: unthrottled (1000 qps) unless `BENCH_QPS` says
-    /// otherwise (e.g. `BENCH_QPS=8` for the default budget), since the emulator here does not
-    /// throttle and these figures measure the operator, not the budget.
+    /// The ProviderConfig's cloud API budget: [`budget_from_env`] with an unthrottled default
+    /// (1000 qps), since the emulator here does not throttle and these figures measure the
+    /// operator, not the budget.
     async fn set_budget(&self) {
-        let qps: f64 = std::env::var("BENCH_QPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000.0);
-        let burst = qps.ceil().clamp(1.0, 1000.0) as u32;
+        self.set_budget_to(budget_from_env(1000.0)).await;
+    }
+
+    /// Sets the ProviderConfig's `spec.rateLimit` to `qps` and `burst`.
+    pub async fn set_budget_to(&self, (qps, burst): (f64, u32)) {
         let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
         let patch = serde_json::json!({"spec": {"rateLimit": {"qps": qps, "burst": burst}}});
         pcs.patch(
@@ -76,6 +87,14 @@ impl Cluster {
         )
         .await
         .expect("set the ProviderConfig's budget");
+    }
+
+    /// Makes the emulator throttle and delay like the real gateway from now on: 10 calls/s per
+    /// project, burst 10 (HTTP 429 beyond), and 50 ± 20 ms per call (`--rate-limit 10 --latency
+    /// 50:20`).
+    pub async fn throttle_like_gateway(&self) {
+        self.emu().set_rate_limit(10.0, Some(10)).await;
+        self.emu().set_latency(50, 20).await;
     }
 
     /// The namespaced API of `K` in this namespace.

@@ -170,6 +170,34 @@ pub fn write_results(name: &str, text: &str) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+/// Writes `benches/results/<name>.json` (pretty-printed) and returns its path.
+#[allow(dead_code)] // not every bench writes JSON
+pub fn write_json(name: &str, value: &serde_json::Value) -> std::io::Result<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/results"));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.json"));
+    let mut text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    text.push('\n');
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+impl RunInfo {
+    /// The run conditions as JSON (`machine`, `rustc`, `commit`, `date`, ...).
+    #[allow(dead_code)] // not every bench writes JSON
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "date": self.date,
+            "command": self.command,
+            "machine": {"cpus": self.cpus, "cpu_model": self.cpu_model},
+            "rustc": self.rustc,
+            "commit": self.commit,
+            "load_at_start": self.load_at_start,
+            "load_at_end": load_average(),
+        })
+    }
+}
+
 /// The value at quantile `q` (0.0-1.0, nearest rank) of `sorted`, which must be sorted.
 pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     if sorted.is_empty() {
