@@ -126,7 +126,8 @@ async fn observe_for_apply(
 
 /// The sessions under the name a create would use. Settling an intent always asks the cloud (a
 /// crash-safety decision needs the truth); a fresh create is checked against the account snapshot
-/// when the last resync LIST is recent, which saves a call per create. A same-named session made
+/// when the last resync LIST is at most two intervals old (the resync LIST itself waits in the budget's
+/// bulk lane during a backfill), which saves a call per create. A same-named session made
 /// out of band after that LIST is caught after the create, as a namesake (`NameConflict`).
 async fn named_before_create(
     ctx: &Context,
@@ -137,7 +138,7 @@ async fn named_before_create(
     if let Some(i) = &o.intent {
         return sessions_named(ctx, p, &i.name).await;
     }
-    if p.inventory.listed_within(ctx.config.resync_interval) {
+    if p.inventory.listed_within(ctx.config.resync_interval * 2) {
         return Ok(p.inventory.find(|s| s.name == cloud_name));
     }
     sessions_named(ctx, p, cloud_name).await
