@@ -90,8 +90,8 @@ test-only: ## Only `cargo test --all-targets` (with both control planes and the 
 # The Argo CD health checks (deploy/argocd/) run in gopher-lua, the Lua interpreter Argo CD embeds,
 # over status fixtures (tests/argocd-health, a Go module pinned by go.mod + go.sum).
 .PHONY: argocd-health-test
-argocd-health-test: ## Test deploy/argocd/health.lua (and its copies) over tests/argocd-health/fixtures.
-	bash tests/argocd-health/run.sh $(ARGS)
+argocd-health-test: ## Test deploy/argocd/health.lua (and copies) over tests/argocd-health/fixtures (GO_TEST_ARGS=-v).
+	bash tests/argocd-health/run.sh $(GO_TEST_ARGS)
 
 .PHONY: argocd-health-sync
 argocd-health-sync: ## Copy deploy/argocd/health.lua into the per-kind files and argocd-cm-patch.yaml.
