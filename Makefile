@@ -87,8 +87,18 @@ test-only: ## Only `cargo test --all-targets` (with both control planes and the 
 	fi; \
 	set -x; $(CARGO) test --all-targets $(ARGS)
 
+# The Argo CD health checks (deploy/argocd/) run in gopher-lua, the Lua interpreter Argo CD embeds,
+# over status fixtures (tests/argocd-health, a Go module pinned by go.mod + go.sum).
+.PHONY: argocd-health-test
+argocd-health-test: ## Test deploy/argocd/health.lua (and copies) over tests/argocd-health/fixtures (GO_TEST_ARGS=-v).
+	bash tests/argocd-health/run.sh $(GO_TEST_ARGS)
+
+.PHONY: argocd-health-sync
+argocd-health-sync: ## Copy deploy/argocd/health.lua into the per-kind files and argocd-cm-patch.yaml.
+	bash deploy/argocd/sync.sh
+
 .PHONY: test
-test: fmt-check clippy crds-check test-only ## Everything CI checks: fmt, clippy, crds in sync, all tests.
+test: fmt-check clippy crds-check argocd-health-test test-only ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, all tests.
 
 .PHONY: bench
 bench: ## Run the benchmarks (planner, session convergence, filters); figures go to benches/results/.
