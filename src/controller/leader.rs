@@ -210,33 +210,62 @@ impl Elector {
     /// One client-go style attempt: create, take over (free or expired by local observation), or renew.
     async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
         let now = MicroTime(jiff_now());
-        let secs = i32::try_from(self.cfg.duration.as_secs().max(1)).unwrap_or(i32::MAX);
         let Some(lease) = self.api.get_opt(&self.cfg.name).await? else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.cfg.name.clone()),
-                    namespace: Some(self.cfg.namespace.clone()),
-                    ..Default::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(self.cfg.identity.clone()),
-                    acquire_time: Some(now.clone()),
-                    renew_time: Some(now),
-                    lease_duration_seconds: Some(secs),
-                    lease_transitions: Some(0),
-                    ..Default::default()
-                }),
-            };
-            return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => {
-                    self.last_renew = Some(Instant::now());
-                    Ok(Attempt::Holding)
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Standby),
-                Err(e) => Err(e),
-            };
+            return self.create(now).await;
         };
         let spec = lease.spec.clone().unwrap_or_default();
+        let Some((acquire_time, transitions)) = self.claim(&spec) else {
+            return Ok(Attempt::Standby);
+        };
+        let next = Lease {
+            metadata: lease.metadata.clone(), // carries resourceVersion: 409 if anyone wrote since
+            spec: Some(LeaseSpec {
+                holder_identity: Some(self.cfg.identity.clone()),
+                acquire_time: acquire_time.or_else(|| Some(now.clone())),
+                renew_time: Some(now),
+                lease_duration_seconds: Some(self.duration_secs()),
+                lease_transitions: transitions,
+                ..spec
+            }),
+        };
+        self.write(next).await
+    }
+
+    fn duration_secs(&self) -> i32 {
+        i32::try_from(self.cfg.duration.as_secs().max(1)).unwrap_or(i32::MAX)
+    }
+
+    /// No Lease yet: create it, holding it (a 409 means another replica was faster).
+    async fn create(&mut self, now: MicroTime) -> Result<Attempt, kube::Error> {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.cfg.name.clone()),
+                namespace: Some(self.cfg.namespace.clone()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(self.cfg.identity.clone()),
+                acquire_time: Some(now.clone()),
+                renew_time: Some(now),
+                lease_duration_seconds: Some(self.duration_secs()),
+                lease_transitions: Some(0),
+                ..Default::default()
+            }),
+        };
+        match self.api.create(&PostParams::default(), &lease).await {
+            Ok(_) => {
+                self.last_renew = Some(Instant::now());
+                Ok(Attempt::Holding)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Standby),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether this replica may write the Lease: it holds it (renew: keep its acquire time and
+    /// transitions), or the Lease is free or its record has not changed for a whole duration on this
+    /// replica's own clock (take over: a new acquire time, one more transition). `None` = stand by.
+    fn claim(&mut self, spec: &LeaseSpec) -> Option<(Option<MicroTime>, Option<i32>)> {
         let record = Record {
             holder: spec.holder_identity.clone().filter(|h| !h.is_empty()),
             renew: spec.renew_time.clone(),
@@ -257,28 +286,17 @@ impl Elector {
             .map(|s| Duration::from_secs(s.max(0) as u64))
             .unwrap_or(self.cfg.duration);
         if record.holder.is_some() && !mine && seen_at.elapsed() < valid_for {
-            return Ok(Attempt::Standby);
+            return None;
         }
-        let (acquire_time, transitions) = if mine {
-            (spec.acquire_time.clone(), spec.lease_transitions)
-        } else {
-            debug!(previous = ?record.holder, "leader lease is free or expired, taking it");
-            (
-                Some(now.clone()),
-                Some(spec.lease_transitions.unwrap_or(0) + 1),
-            )
-        };
-        let next = Lease {
-            metadata: lease.metadata.clone(), // carries resourceVersion: 409 if anyone wrote since
-            spec: Some(LeaseSpec {
-                holder_identity: Some(self.cfg.identity.clone()),
-                acquire_time,
-                renew_time: Some(now),
-                lease_duration_seconds: Some(secs),
-                lease_transitions: transitions,
-                ..spec
-            }),
-        };
+        if mine {
+            return Some((spec.acquire_time.clone(), spec.lease_transitions));
+        }
+        debug!(previous = ?record.holder, "leader lease is free or expired, taking it");
+        Some((None, Some(spec.lease_transitions.unwrap_or(0) + 1)))
+    }
+
+    /// Writes the claimed Lease (guarded by its resourceVersion) and records what was written.
+    async fn write(&mut self, next: Lease) -> Result<Attempt, kube::Error> {
         match self
             .api
             .replace(&self.cfg.name, &PostParams::default(), &next)
@@ -286,14 +304,12 @@ impl Elector {
         {
             Ok(written) => {
                 let s = written.spec.unwrap_or_default();
-                self.observed = Some((
-                    Record {
-                        holder: s.holder_identity,
-                        renew: s.renew_time,
-                        transitions: s.lease_transitions,
-                    },
-                    Instant::now(),
-                ));
+                let record = Record {
+                    holder: s.holder_identity,
+                    renew: s.renew_time,
+                    transitions: s.lease_transitions,
+                };
+                self.observed = Some((record, Instant::now()));
                 self.last_renew = Some(Instant::now());
                 Ok(Attempt::Holding)
             }
