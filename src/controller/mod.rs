@@ -423,16 +423,20 @@ async fn refresh(ctx: &Context, p: &providers::Provider) -> usize {
     n
 }
 
-/// Runs the operator until SIGTERM / Ctrl-C.
-///
-/// With leader election the controllers (watches, caches) start at once on every replica, but
-/// their reconcilers do nothing until this process holds the Lease. Losing the Lease ends the
-/// process (exit code 1) at once: no cloud call or status write may follow, and the Deployment
-/// restarts the pod as a fresh standby. On SIGTERM the controllers finish their in-flight
-/// reconciles, then the Lease is released so a standby takes over on its next poll.
-pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
-    let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics));
-    let election = config.leader_election.clone().map(|lc| {
+/// The leader election task, when enabled: its handle, the channel that asks it to release the
+/// Lease, and the one that says it did.
+type Election = (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+);
+
+fn start_election(
+    client: &Client,
+    config: &OperatorConfig,
+    ctx: &Arc<Context>,
+) -> Option<Election> {
+    config.leader_election.clone().map(|lc| {
         let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(elect(
@@ -442,7 +446,19 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
             done_tx,
         ));
         (task, release_tx, done_rx)
-    });
+    })
+}
+
+/// Runs the operator until SIGTERM / Ctrl-C.
+///
+/// With leader election the controllers (watches, caches) start at once on every replica, but
+/// their reconcilers do nothing until this process holds the Lease. Losing the Lease ends the
+/// process (exit code 1) at once: no cloud call or status write may follow, and the Deployment
+/// restarts the pod as a fresh standby. On SIGTERM the controllers finish their in-flight
+/// reconciles, then the Lease is released so a standby takes over on its next poll.
+pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
+    let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics));
+    let election = start_election(&client, &config, &ctx);
     let (sessions, filters) = match &config.namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
