@@ -336,43 +336,25 @@ impl Report {
         s.push_str("## Convergence\n\n");
         s.push_str(&t.markdown());
 
-        let mut t = common::Table::new(&["cloud call", "count", "per filter"]);
-        for (kind, count) in &self.converge_calls {
-            t.row(vec![
-                format!("`{kind}`"),
-                count.to_string(),
-                format!("{:.2}", *count as f64 / n as f64),
-            ]);
-        }
-        t.row(vec![
-            "**total**".into(),
-            self.converge_calls_total.to_string(),
-            format!("{:.2}", self.converge_calls_total as f64 / n as f64),
-        ]);
+        let calls = e2e::calls_table(
+            &self.converge_calls,
+            self.converge_calls_total,
+            ("count", "per filter", n as f64),
+        );
         s.push_str(&format!(
             "\nCloud calls from the first create until all were Ready (resync LISTs that fell in \
-             the window included):\n\n{}",
-            t.markdown()
+             the window included):\n\n{calls}"
         ));
 
         s.push_str(&format!(
             "\n## Steady state ({} resync cycles, all {n} filters in sync)\n\n",
             self.steady_cycles
         ));
-        let mut t = common::Table::new(&["cloud call", "total", "per cycle"]);
-        for (kind, count) in &self.steady_calls {
-            t.row(vec![
-                format!("`{kind}`"),
-                count.to_string(),
-                format!("{:.2}", *count as f64 / cycles),
-            ]);
-        }
-        t.row(vec![
-            "**total**".into(),
-            self.steady_calls_total.to_string(),
-            format!("{:.2}", self.steady_calls_total as f64 / cycles),
-        ]);
-        s.push_str(&t.markdown());
+        s.push_str(&e2e::calls_table(
+            &self.steady_calls,
+            self.steady_calls_total,
+            ("total", "per cycle", cycles),
+        ));
         let mut t = common::Table::new(&["per resync cycle", "value"]);
         t.row(vec![
             "measured cycle period (from the emulator's timestamps)".into(),

@@ -519,3 +519,26 @@ pub async fn steady_window(
         object_changes,
     }
 }
+
+/// A Markdown table of cloud calls by kind, with a total row: the count of each kind and the count
+/// divided by `per` (objects, or resync cycles), under the column headings given.
+pub fn calls_table(
+    calls: &[(String, usize)],
+    total: usize,
+    (count_label, per_label, per): (&str, &str, f64),
+) -> String {
+    let mut t = super::common::Table::new(&["cloud call", count_label, per_label]);
+    for (kind, count) in calls {
+        t.row(vec![
+            format!("`{kind}`"),
+            count.to_string(),
+            format!("{:.2}", *count as f64 / per),
+        ]);
+    }
+    t.row(vec![
+        "**total**".into(),
+        total.to_string(),
+        format!("{:.2}", total as f64 / per),
+    ]);
+    t.markdown()
+}

@@ -178,6 +178,31 @@ pub async fn crash_safe_create<K: Object, T: Created>(
     Ok(created)
 }
 
+/// Takes over the object an interrupted create made (found by its intent): its id is recorded and
+/// the intent cleared, and a `CreateConfirmed` event says so. `obj` follows the API server's answer.
+pub async fn confirm_created<K: Object>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &mut std::sync::Arc<K>,
+    proto: &CreateProtocol,
+    id: &str,
+) -> Result<(), Error> {
+    let noun = proto.noun;
+    tracing::info!(name = %obj.name_any(), %id, "found the {noun} an interrupted create made");
+    *obj = std::sync::Arc::new(record_id(api, &**obj, proto.id_annotation, id).await?);
+    let note = format!("found {noun} {id} from an interrupted create");
+    publish(
+        ctx,
+        &**obj,
+        EventType::Normal,
+        "CreateConfirmed",
+        "Create",
+        note,
+    )
+    .await;
+    Ok(())
+}
+
 /// The single status write of a reconcile: server-side apply of the whole `status` under
 /// [`MANAGER`], with the object's resourceVersion as a precondition, so a decision made on a stale
 /// copy never lands (the conflict is retried against the newer object).

@@ -55,19 +55,7 @@ pub async fn execute(
     match (step, provider) {
         (Step::Create { desired }, Some(p)) => create(ctx, api, p, desired, progress).await,
         (Step::Adopt { found, calls, .. }, Some(p)) => {
-            progress.obj = Arc::new(
-                object::record_id(api, &*progress.obj, FILTER_ID_ANNOTATION, &found.id).await?,
-            );
-            let note = format!("found cloud filter {} from an interrupted create", found.id);
-            publish(
-                ctx,
-                &*progress.obj,
-                EventType::Normal,
-                "CreateConfirmed",
-                "Create",
-                note,
-            )
-            .await;
+            object::confirm_created(ctx, api, &mut progress.obj, &PROTOCOL, &found.id).await?;
             progress.filter = Some(found.clone());
             converge(ctx, api, p, calls, progress).await
         }

@@ -181,23 +181,8 @@ async fn adopt(
     convergence: &Convergence,
     progress: &mut Progress,
 ) -> Result<()> {
-    info!(name = %progress.obj.name_any(), id = %found.id, "found the session an interrupted create made");
     p.inventory.record(found);
-    progress.obj =
-        Arc::new(object::record_id(api, &*progress.obj, SESSION_ID_ANNOTATION, &found.id).await?);
-    let note = format!(
-        "found cloud session {} from an interrupted create",
-        found.id
-    );
-    publish(
-        ctx,
-        &*progress.obj,
-        EventType::Normal,
-        "CreateConfirmed",
-        "Create",
-        note,
-    )
-    .await;
+    object::confirm_created(ctx, api, &mut progress.obj, &PROTOCOL, &found.id).await?;
     progress.session = Some(found.clone());
     converge(ctx, p, &found.id, convergence, progress).await
 }
