@@ -105,6 +105,12 @@ impl CloudError {
         }
     }
 
+    /// Whether the gateway refused the call for the account's rate (HTTP 429): the account's budget
+    /// slows every call down, so the one object that met it need not back off further.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, CloudError::Api { status: 429, .. })
+    }
+
     /// The server's `Retry-After`, if it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -103,6 +103,12 @@ impl Error {
         }
     }
 
+    /// Whether the cloud throttled the account (429): paced by the account's budget, not by an
+    /// object's growing backoff.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, Error::Cloud { source, .. } if source.is_throttled())
+    }
+
     /// The cloud's `Retry-After`, if any.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {

@@ -325,6 +325,51 @@ impl Ledger {
         delay
     }
 
+    /// Records a throttled call (429): the account's budget has already slowed every call down, so
+    /// the object retries after one base delay (or the cloud's `Retry-After`) without growing its
+    /// backoff; otherwise a backfill that meets the gateway would leave its objects waiting minutes
+    /// after the account is back under the limit.
+    pub fn throttled(
+        &self,
+        uid: &str,
+        generation: Option<i64>,
+        policy: &RetryPolicy,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let mut map = self.lock();
+        let attempts = match map.get(uid) {
+            Some(f) if f.generation == generation => f.attempts,
+            _ => 0,
+        };
+        let delay = policy.delay(1, retry_after, rand::random::<f64>());
+        map.insert(
+            uid.to_string(),
+            Failure {
+                generation,
+                attempts,
+                not_before: Instant::now() + delay,
+            },
+        );
+        delay
+    }
+
+    /// Records a failed step by its class (throttled, retryable or terminal); returns the delay.
+    pub fn failed(
+        &self,
+        uid: &str,
+        generation: Option<i64>,
+        policy: &RetryPolicy,
+        err: &Error,
+    ) -> Duration {
+        if err.is_throttled() {
+            self.throttled(uid, generation, policy, err.retry_after())
+        } else if err.is_retryable() {
+            self.retryable(uid, generation, policy, err.retry_after())
+        } else {
+            self.terminal(uid, generation, policy)
+        }
+    }
+
     /// Records a terminal failure: no new attempt at this generation before `policy.terminal`.
     pub fn terminal(&self, uid: &str, generation: Option<i64>, policy: &RetryPolicy) -> Duration {
         self.lock().insert(
@@ -607,6 +652,22 @@ mod tests {
             last = l.retryable("u", Some(1), &p, None);
         }
         assert!(last >= p.cap / 2 && last <= p.cap, "{last:?}");
+    }
+
+    #[test]
+    fn a_throttled_call_retries_soon_without_growing_the_backoff() {
+        let l = Ledger::default();
+        let p = RetryPolicy::default();
+        for _ in 0..12 {
+            let d = l.throttled("u", Some(1), &p, None);
+            assert!(d <= p.base, "{d:?}");
+        }
+        // A 5xx after many 429s starts its backoff from the first step.
+        assert!(l.retryable("u", Some(1), &p, None) <= p.base);
+        // The cloud's Retry-After still holds.
+        let d = l.throttled("u", Some(1), &p, Some(Duration::from_secs(3)));
+        assert!(d >= Duration::from_secs(3));
+        assert!(l.gate("u", Some(1)).is_some(), "waiting");
     }
 
     #[test]

@@ -264,12 +264,7 @@ pub async fn failed<K: Resource<DynamicType = ()>>(
     .await;
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let generation = obj.meta().generation;
-    let delay = if err.is_retryable() {
-        ctx.ledger
-            .retryable(&uid, generation, &ctx.retry, err.retry_after())
-    } else {
-        ctx.ledger.terminal(&uid, generation, &ctx.retry)
-    };
+    let delay = ctx.ledger.failed(&uid, generation, &ctx.retry, &err);
     let name = obj.meta().name.clone().unwrap_or_default();
     tracing::warn!(kind, %name, step = err.step(), error = %err, ?delay, "reconcile step failed");
     kube::runtime::controller::Action::requeue(delay)

@@ -138,11 +138,11 @@ async fn observe_decide_execute(
 /// Error policy: `reconcile` handles its failures itself, so this only backs off.
 pub fn error_policy(obj: Arc<TrafficMirrorFilter>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(KIND, &err.metric_label());
-    let delay = ctx.ledger.retryable(
+    let delay = ctx.ledger.failed(
         &obj.uid().unwrap_or_default(),
         obj.metadata.generation,
         &ctx.retry,
-        err.retry_after(),
+        err,
     );
     Action::requeue(delay)
 }

@@ -145,7 +145,7 @@ pub fn error_policy(obj: Arc<TrafficMirrorSession>, err: &Error, ctx: Arc<Contex
     let uid = obj.uid().unwrap_or_default();
     let delay = ctx
         .ledger
-        .retryable(&uid, obj.metadata.generation, &ctx.retry, err.retry_after());
+        .failed(&uid, obj.metadata.generation, &ctx.retry, err);
     warn!(name = %obj.name_any(), step = err.step(), error = %err, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
