@@ -107,6 +107,22 @@ pub struct Context {
     leading: AtomicBool,
     /// Wakes the ProviderConfig controller to reconcile everything (this process became leader).
     became_leader: Notify,
+    /// Bulk reconciles running per controller (sessions, filters): at most `concurrency - 1`, so one
+    /// reconcile slot is always free for the object a person is waiting for.
+    bulk_running: [Arc<tokio::sync::Semaphore>; 2],
+}
+
+/// What a reconcile holds while it runs: for bulk work, its share of the controller's reconcile
+/// slots and, when the budget is short, one of the account's bulk slots. Dropped at the end.
+#[derive(Debug, Default)]
+pub struct Admission {
+    _running: Option<tokio::sync::OwnedSemaphorePermit>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// How many bulk reconciles of one controller may run at once: all reconcile slots but one.
+fn bulk_share(concurrency: u16) -> usize {
+    usize::from(concurrency.saturating_sub(1).max(1))
 }
 
 /// The controllers' caches (reflector stores), readable by the other reconcilers.
@@ -145,6 +161,9 @@ impl Context {
             started_at: chrono::Utc::now(),
             leading: AtomicBool::new(config.leader_election.is_none()),
             became_leader: Notify::new(),
+            bulk_running: std::array::from_fn(|_| {
+                Arc::new(tokio::sync::Semaphore::new(bulk_share(config.concurrency)))
+            }),
             config,
         }
     }
@@ -212,15 +231,30 @@ impl Context {
 
     /// Admission of a reconcile in `lane` against ProviderConfig `provider`'s budget (see
     /// [`budget::Budget::bulk_slot`]): `Err(delay)` means "requeue after `delay`, nothing done".
+    /// Bulk work also needs one of the controller's bulk reconcile slots (see `bulk_running`): without
+    /// it, bulk reconciles waiting for tokens could fill every reconcile slot and hold an edit back
+    /// until several creates had gone ahead of it.
     pub fn admit(
         &self,
+        kind: &str,
         lane: budget::Lane,
         provider: &str,
-    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Duration> {
-        match (lane, self.providers.get(provider)) {
-            (budget::Lane::Bulk, Some(p)) => p.budget.bulk_slot(),
-            _ => Ok(None),
+    ) -> Result<Admission, Duration> {
+        if lane == budget::Lane::Interactive {
+            return Ok(Admission::default());
         }
+        let running = self.bulk_running[usize::from(kind == filter::KIND)].clone();
+        let Ok(running) = running.try_acquire_owned() else {
+            return Err(Duration::from_millis(100 + rand::random::<u64>() % 200));
+        };
+        let slot = match self.providers.get(provider) {
+            Some(p) => p.budget.bulk_slot()?,
+            None => None,
+        };
+        Ok(Admission {
+            _running: Some(running),
+            _slot: slot,
+        })
     }
 
     /// Whether a reconcile must read its cloud object fresh (GET) instead of from the snapshot: after

@@ -47,7 +47,7 @@ pub async fn reconcile(obj: Arc<TrafficMirrorSession>, ctx: Arc<Context>) -> Res
     let started = Instant::now();
     let observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
     let lane = ctx.lane_of(&obj.metadata, observed_generation);
-    let _slot = match ctx.admit(lane, &obj.spec.provider_config_ref.name) {
+    let _slot = match ctx.admit(KIND, lane, &obj.spec.provider_config_ref.name) {
         Ok(slot) => slot,
         Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
     };
