@@ -558,6 +558,11 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     let filter_store = filter_controller.store();
     let _ = ctx.stores.sessions.set(session_store.clone());
     let _ = ctx.stores.filters.set(filter_store.clone());
+    tokio::spawn(mark_synced(
+        session_store.clone(),
+        filter_store.clone(),
+        ctx.metrics.clone(),
+    ));
     let session_run = session_controller
         .watches(filters, wc.clone(), move |f| {
             sessions_of_filter(&session_store, &f)
@@ -585,6 +590,35 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
         ctx.set_leader(false);
         let _ = release_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+    }
+}
+
+/// Sets `tmo_caches_synced` (and so `/readyz`) once both caches hold the API server's objects.
+async fn mark_synced(
+    sessions: Store<TrafficMirrorSession>,
+    filters: Store<TrafficMirrorFilter>,
+    metrics: Metrics,
+) {
+    synced(&sessions).await;
+    synced(&filters).await;
+    metrics.caches_synced.set(1);
+    info!("caches synced: ready");
+}
+
+/// Waits until `store` has been filled once. kube-runtime's readiness signal wakes only the last of
+/// several waiters (the controller's runner waits on the same store), so this looks again every
+/// quarter second instead of relying on being woken.
+async fn synced<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(Ok(())) => return,
+            Ok(Err(_)) => std::future::pending::<()>().await, // the controller stopped
+            Err(_) => continue,
+        }
     }
 }
 

@@ -269,3 +269,15 @@ pub async fn failed<K: Resource<DynamicType = ()>>(
     tracing::warn!(kind, %name, step = err.step(), error = %err, ?delay, "reconcile step failed");
     kube::runtime::controller::Action::requeue(delay)
 }
+
+/// The span every log line of one reconcile carries (`--log-format json` prints it on each line), so
+/// a line says which object it is about without repeating it in each message.
+pub fn reconcile_span(kind: &str, meta: &kube::api::ObjectMeta) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        kind,
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        object = meta.name.as_deref().unwrap_or_default(),
+        generation = meta.generation.unwrap_or_default(),
+    )
+}

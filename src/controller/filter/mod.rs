@@ -23,6 +23,7 @@ use std::time::Instant;
 use chrono::Utc;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
+use tracing::Instrument;
 
 use super::Context;
 use super::error::{Error, Result};
@@ -52,7 +53,8 @@ pub async fn reconcile(obj: Arc<TrafficMirrorFilter>, ctx: Arc<Context>) -> Resu
         Ok(slot) => slot,
         Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
     };
-    let result = budget::in_lane(lane, run(obj, &ctx)).await;
+    let span = object::reconcile_span(KIND, &obj.metadata);
+    let result = budget::in_lane(lane, run(obj, &ctx)).instrument(span).await;
     ctx.metrics.reconciled(KIND, started.elapsed());
     result
 }

@@ -23,6 +23,15 @@ pub async fn reconcile(
     pc: Arc<ProviderConfig>,
     pctx: Arc<ProviderContext>,
 ) -> Result<Action, ProviderError> {
+    use tracing::Instrument;
+    let span = crate::controller::object::reconcile_span("ProviderConfig", &pc.metadata);
+    reconcile_in_span(pc, pctx).instrument(span).await
+}
+
+async fn reconcile_in_span(
+    pc: Arc<ProviderConfig>,
+    pctx: Arc<ProviderContext>,
+) -> Result<Action, ProviderError> {
     if !pctx.ctx.is_leader() {
         // A standby: no cloud call, no status or finalizer write. Becoming leader reconciles all.
         return Ok(Action::await_change());
