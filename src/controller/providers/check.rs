@@ -239,7 +239,17 @@ pub(super) async fn check(pc: &ProviderConfig, ctx: &Context) -> Result<bool, Ch
         limit: Some(1),
         ..Default::default()
     };
+    // Through the account's budget when it is known (a changed Secret, an expired proof); the very
+    // first call of a new account fits in any budget's burst.
+    let registered = ctx.providers.get(&name);
+    if let Some(p) = &registered {
+        p.budget.acquire().await;
+    }
     let first = futures::StreamExt::next(&mut std::pin::pin!(client.list_sessions(query))).await;
+    if let Some(p) = &registered {
+        p.budget
+            .record(matches!(&first, Some(Err(e)) if e.is_throttled()));
+    }
     match first {
         None | Some(Ok(_)) => {
             ctx.metrics.cloud_call("list_sessions", "success");
