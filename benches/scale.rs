@@ -89,7 +89,11 @@ fn main() {
     if std::env::var("BENCH_SCALE_SIZES").is_ok() {
         command.push_str(&format!(
             "BENCH_SCALE_SIZES={} ",
-            sizes.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+            sizes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         ));
     }
     command.push_str("cargo bench --bench scale");
@@ -219,8 +223,7 @@ async fn measure(cp: &'static support::ControlPlane, n: usize) -> Point {
     op.assert_running();
     let start_to_ready = last_ready.duration_since(started);
     let cpu = op.cpu_time();
-    let window =
-        e2e::steady_window(env.emu(), &op, &tracker, STEADY_CYCLES, timeout).await;
+    let window = e2e::steady_window(env.emu(), &op, &tracker, STEADY_CYCLES, timeout).await;
     let (peak_rss_mib, steady_rss_mib) = op.memory_mib();
     op.assert_running();
     Point {

@@ -7,7 +7,10 @@ use plotters::prelude::*;
 
 /// Where the chart goes.
 pub fn path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/results/scale.svg"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/results/scale.svg"
+    ))
 }
 
 /// `(N, seconds from apply to all Ready)` of the create-path convergence results on disk
@@ -21,9 +24,9 @@ pub fn create_path_points() -> Vec<(f64, f64)> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|f| f.to_str())
-                .is_some_and(|f| f == "convergence.json" || (f.starts_with("convergence-n") && f.ends_with(".json")))
+            p.file_name().and_then(|f| f.to_str()).is_some_and(|f| {
+                f == "convergence.json" || (f.starts_with("convergence-n") && f.ends_with(".json"))
+            })
         })
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -60,9 +63,17 @@ pub fn draw(
         &left,
         "Time to all Ready (s)",
         max_n,
-        &[("adopt N at start-up", adopt, BLUE), ("create N (convergence bench)", create, RED)],
+        &[
+            ("adopt N at start-up", adopt, BLUE),
+            ("create N (convergence bench)", create, RED),
+        ],
     )?;
-    panel(&right, "Operator RSS (MiB)", max_n, &[("steady RSS", rss, GREEN)])?;
+    panel(
+        &right,
+        "Operator RSS (MiB)",
+        max_n,
+        &[("steady RSS", rss, GREEN)],
+    )?;
     root.present()?;
     Ok(path())
 }

@@ -33,8 +33,8 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -552,10 +552,16 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     }
     info!(?config, "starting controllers");
     let wc = watcher::Config::default().any_semantic();
-    let session_controller = Controller::new(sessions.clone(), wc.clone());
-    let filter_controller = Controller::new(filters.clone(), wc.clone());
-    let session_store = session_controller.store();
-    let filter_store = filter_controller.store();
+    let (session_store, session_writer) = reflector::store();
+    let (filter_store, filter_writer) = reflector::store();
+    let session_controller = Controller::for_stream(
+        slim_reflector(session_writer, sessions.clone(), wc.clone()),
+        session_store.clone(),
+    );
+    let filter_controller = Controller::for_stream(
+        slim_reflector(filter_writer, filters.clone(), wc.clone()),
+        filter_store.clone(),
+    );
     let _ = ctx.stores.sessions.set(session_store.clone());
     let _ = ctx.stores.filters.set(filter_store.clone());
     tokio::spawn(mark_synced(
@@ -590,6 +596,37 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
         ctx.set_leader(false);
         let _ = release_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+    }
+}
+
+/// The objects a controller reconciles, cached without what the operator never reads: the
+/// `managedFields` (often larger than the object itself) and kubectl's last-applied annotation. With
+/// thousands of objects this is most of the cache's memory.
+fn slim_reflector<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    wc: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    let stream = watcher(api, wc).default_backoff().modify(slim::<K>);
+    reflector::reflector(writer, stream).applied_objects()
+}
+
+/// Drops the fields [`slim_reflector`] does not keep.
+pub fn slim<K: kube::Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
