@@ -113,8 +113,20 @@ helm-test: ## helm lint + helm template (asserted) + server-side dry run of depl
 	echo "TMO_CONTROL_PLANE_DIR=$$TMO_CONTROL_PLANE_DIR"; \
 	set -x; $(CARGO) test --test helm_chart $(ARGS)
 
+# The container image without a Docker daemon: a static (musl) release binary on an empty base, built
+# with buildah (copy/config/commit, no RUN), written to target/image/traffic-mirror-operator.oci.tar.
+# deploy/Dockerfile builds the same layout for people with Docker. Installs buildah and musl-tools
+# (apt-get) and the musl Rust target (rustup) when missing.
+.PHONY: image
+image: ## Build the OCI image with buildah (no Docker daemon); writes target/image/traffic-mirror-operator.oci.tar.
+	bash deploy/image/build.sh
+
+.PHONY: image-test
+image-test: ## Build the image and check it: config, labels, no shell, static binary runs, Dockerfile matches.
+	bash tests/image/run.sh
+
 .PHONY: test
-test: fmt-check clippy crds-check argocd-health-test helm-test test-only ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, Helm chart, all tests.
+test: fmt-check clippy crds-check argocd-health-test helm-test image-test test-only ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, Helm chart, the image, all tests.
 
 .PHONY: bench
 bench: ## Run the benchmarks (planner, session convergence, filters); figures go to benches/results/.
