@@ -78,3 +78,11 @@ Value of --metrics-addr.
 {{- define "traffic-mirror-operator.metricsAddr" -}}
 {{- printf "%s:%v" .Values.operator.metricsBindAddress .Values.operator.metricsPort }}
 {{- end }}
+
+{{/*
+The one namespace whose Secrets the operator reads (--credentials-namespace): credentialsNamespace,
+else the release namespace.
+*/}}
+{{- define "traffic-mirror-operator.credentialsNamespace" -}}
+{{- default .Release.Namespace .Values.credentialsNamespace }}
+{{- end }}
