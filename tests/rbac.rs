@@ -202,10 +202,7 @@ async fn every_granted_verb_is_needed() {
     assert_eq!(atoms.len(), 21, "{atoms:#?}");
     // One task, every run concurrent: a run is mostly waiting on its operator.
     let reduced = atoms.into_iter().map(|atom| without(&grants, atom));
-    let (all, reduced) = futures::join!(
-        baseline(&grants),
-        futures::future::join_all(reduced)
-    );
+    let (all, reduced) = futures::join!(baseline(&grants), futures::future::join_all(reduced));
     let failures: Vec<String> = std::iter::once(all)
         .chain(reduced)
         .filter_map(Result::err)
