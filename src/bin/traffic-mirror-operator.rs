@@ -71,6 +71,12 @@ struct RunArgs {
     /// after the leader stops renewing. The leader renews every third of it.
     #[arg(long, env = "TMO_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
     leader_elect_lease_duration: Duration,
+    /// The one namespace whose Secrets the operator reads (every ProviderConfig's
+    /// spec.credentials.secretRef must point here; others get Ready=False, SecretOutOfScope). Its
+    /// RBAC is a Role in this namespace, not cluster-wide Secret access. Default: the pod's
+    /// namespace (from the service account), else `default`.
+    #[arg(long, env = "TMO_CREDENTIALS_NAMESPACE")]
+    credentials_namespace: Option<String>,
     /// Log format: `text` (no colour codes unless stderr is a terminal) or `json` (one object per
     /// line, carrying the reconcile's span). The level comes from RUST_LOG (default `info`).
     #[arg(long, env = "TMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -156,6 +162,9 @@ async fn main() -> ExitCode {
             identity: controller::leader::default_identity(),
             duration: args.leader_elect_lease_duration,
         }),
+        credentials_namespace: args
+            .credentials_namespace
+            .unwrap_or_else(controller::leader::default_namespace),
     };
     controller::run(client, config, metrics).await;
     server.abort();
@@ -191,6 +200,7 @@ mod tests {
         assert_eq!(a.leader_elect_lease_name, "traffic-mirror-operator");
         assert_eq!(a.leader_elect_lease_duration, Duration::from_secs(15));
         assert!(a.leader_elect_namespace.is_none());
+        assert!(a.credentials_namespace.is_none());
     }
 
     #[test]

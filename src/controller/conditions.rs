@@ -44,6 +44,9 @@ pub mod reason {
     pub const SESSION_ID_REQUIRED: &str = "SessionIdRequired";
     /// The credentials Secret is missing or incomplete.
     pub const SECRET_INVALID: &str = "SecretInvalid";
+    /// The credentials Secret is outside the operator's credentials namespace, which is the only
+    /// namespace whose Secrets it may read.
+    pub const SECRET_OUT_OF_SCOPE: &str = "SecretOutOfScope";
     /// The cloud accepted the credentials.
     pub const CREDENTIALS_VALID: &str = "CredentialsValid";
     /// Talking to the API server failed.

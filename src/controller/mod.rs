@@ -64,6 +64,10 @@ pub struct OperatorConfig {
     pub provider_config_selector: Option<String>,
     /// Leader election: `None` = this process always leads (one replica only).
     pub leader_election: Option<leader::LeaseConfig>,
+    /// The one namespace whose Secrets the operator reads and watches (credentials of every
+    /// ProviderConfig), so its RBAC is a Role there rather than cluster-wide Secret access: a
+    /// compromised operator can leak only the cloud credentials it is meant to hold.
+    pub credentials_namespace: String,
 }
 
 impl Default for OperatorConfig {
@@ -75,6 +79,7 @@ impl Default for OperatorConfig {
             create_confirm_window: Duration::from_secs(30),
             provider_config_selector: None,
             leader_election: None,
+            credentials_namespace: "default".into(),
         }
     }
 }

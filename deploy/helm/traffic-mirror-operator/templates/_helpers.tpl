@@ -94,3 +94,11 @@ rather than starting a pod that exits on a bad flag.
 {{- end }}
 {{- $format }}
 {{- end }}
+
+{{/*
+The one namespace whose Secrets the operator reads (--credentials-namespace): credentialsNamespace,
+else the release namespace.
+*/}}
+{{- define "traffic-mirror-operator.credentialsNamespace" -}}
+{{- default .Release.Namespace .Values.credentialsNamespace }}
+{{- end }}
