@@ -157,6 +157,19 @@ fn count(objects: &[Value], kind: &str) -> usize {
     objects.iter().filter(|o| o["kind"] == kind).count()
 }
 
+/// How many objects of `kind` are named `<fullname>-<suffix>` (e.g. the leader election Role).
+fn count_named(objects: &[Value], kind: &str, suffix: &str) -> usize {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(suffix))
+        })
+        .count()
+}
+
 /// The operator container of the Deployment.
 fn container(objects: &[Value]) -> &Value {
     let containers = &only(objects, "Deployment")["spec"]["template"]["spec"]["containers"];
@@ -264,7 +277,16 @@ fn default_values_render_as_documented() {
         env_value(&objects, "TMO_LEADER_ELECT_LEASE_DURATION"),
         "15s"
     );
-    assert_eq!(count(&objects, "Role"), 1, "the leader election Role");
+    assert_eq!(
+        count_named(&objects, "Role", "-leader-election"),
+        1,
+        "the leader election Role"
+    );
+    assert_eq!(
+        count_named(&objects, "Role", "-credentials"),
+        1,
+        "the credentials Role"
+    );
     assert_eq!(count(&objects, "ServiceMonitor"), 0, "off by default");
 }
 
@@ -357,9 +379,13 @@ fn leader_election_off_means_one_replica_replaced_with_recreate() {
             "{name} without leader election: {vars:#?}"
         );
     }
-    assert_eq!(count(&objects, "Role"), 0, "no leader election Role");
     assert_eq!(
-        count(&objects, "RoleBinding"),
+        count_named(&objects, "Role", "-leader-election"),
+        0,
+        "no leader election Role"
+    );
+    assert_eq!(
+        count_named(&objects, "RoleBinding", "-leader-election"),
         0,
         "no leader election RoleBinding"
     );
