@@ -239,9 +239,15 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         action: action.to_string(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        debug!(error = %e, "publishing event failed");
-    }
+    // In the background: an event is for people, and the reconcile (a create, a status write)
+    // need not wait for the API server to store it.
+    let recorder = ctx.recorder.clone();
+    let reference = obj.object_ref(&());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            debug!(error = %e, "publishing event failed");
+        }
+    });
 }
 
 /// A failed reconcile step, for any kind: count it, tell the user (a Warning event naming the step;
