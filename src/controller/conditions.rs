@@ -305,7 +305,8 @@ mod tests {
         let pair = |ready: Desired, synced: Desired| vec![ready, synced];
         let ok = Desired::yes(SYNCED, reason::RECONCILE_SUCCESS, "");
         // (Ready, Synced, failed for good, the kstatus condition added)
-        let table: Vec<(Desired, Desired, bool, Option<(&str, &str)>)> = vec![
+        type Row = (Desired, Desired, bool, Option<(&'static str, &'static str)>);
+        let table: Vec<Row> = vec![
             (
                 Desired::yes(READY, "Available", ""),
                 ok.clone(),
