@@ -495,6 +495,53 @@ async fn the_dry_run_rejects_what_a_cluster_would() {
     }
 }
 
+/// The kustomize install the README gives (`kubectl kustomize --load-restrictor LoadRestrictionsNone
+/// deploy/kustomize/default`, with kubectl's built-in kustomize) passes the same server-side dry run:
+/// every object, its namespace made first as `kubectl apply` of the whole render would.
+#[tokio::test]
+async fn the_kustomize_install_passes_a_server_side_dry_run() {
+    let (cp, _) = dry_run_cluster().await;
+    let client = cp.client().await;
+    create_namespace(&client, "traffic-mirror-system").await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kustomize/default");
+    let out = cp.kubectl(&[
+        "kustomize",
+        "--load-restrictor",
+        "LoadRestrictionsNone",
+        dir,
+    ]);
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = String::from_utf8_lossy(&out.stdout).to_string();
+    let objects = documents(&manifest);
+    for kind in [
+        "CustomResourceDefinition",
+        "Deployment",
+        "ClusterRole",
+        "Role",
+    ] {
+        assert!(
+            count(&objects, kind) >= 1,
+            "no {kind} in the kustomize render"
+        );
+    }
+    let out = dry_run(cp, &manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kustomize dry run rejected:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = stdout
+        .lines()
+        .filter(|l| l.ends_with("serverside-applied (server dry run)"))
+        .count();
+    assert_eq!(applied, objects.len(), "every object:\n{stdout}");
+}
+
 /// The shared control plane with the operator's CRDs, the stand-in ServiceMonitor CRD and the
 /// namespace `values-custom.yaml` puts the ServiceMonitor in; plus a fresh release namespace.
 async fn dry_run_cluster() -> (&'static support::ControlPlane, String) {
