@@ -313,6 +313,7 @@ impl Context {
 pub struct Ledger {
     map: Mutex<HashMap<String, Failure>>,
     converged: Mutex<HashMap<String, Option<i64>>>,
+    superseded: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -442,9 +443,35 @@ impl Ledger {
                 .is_some_and(|g| *g == generation)
     }
 
+    /// Records that this process replaced version `resource_version` of object `uid` with a newer
+    /// write of its own (the create intent, once the cloud id is recorded after it). A reconcile
+    /// triggered by the watch event of that older version would see a stale copy (an intent without
+    /// its id) and pay a cloud search for nothing; the newer version's event follows.
+    pub fn supersede(&self, uid: &str, resource_version: &str) {
+        self.superseded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid.to_string(), resource_version.to_string());
+    }
+
+    /// Whether `resource_version` of `uid` is a copy this process has already replaced.
+    pub fn is_superseded(&self, uid: &str, resource_version: Option<&str>) -> bool {
+        resource_version.is_some_and(|rv| {
+            self.superseded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(uid)
+                .is_some_and(|old| old == rv)
+        })
+    }
+
     /// Forgets a deleted object.
     pub fn forget(&self, uid: &str) {
         self.lock().remove(uid);
+        self.superseded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
         self.converged
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -778,6 +805,22 @@ mod tests {
         let d = l.throttled("u", Some(1), &p, Some(Duration::from_secs(3)));
         assert!(d >= Duration::from_secs(3));
         assert!(l.gate("u", Some(1)).is_some(), "waiting");
+    }
+
+    #[test]
+    fn only_the_superseded_version_is_stale() {
+        let l = Ledger::default();
+        assert!(!l.is_superseded("u", Some("5")));
+        l.supersede("u", "5");
+        assert!(l.is_superseded("u", Some("5")));
+        assert!(
+            !l.is_superseded("u", Some("6")),
+            "the newer copy is not stale"
+        );
+        assert!(!l.is_superseded("u", None));
+        assert!(!l.is_superseded("v", Some("5")));
+        l.forget("u");
+        assert!(!l.is_superseded("u", Some("5")));
     }
 
     #[test]

@@ -169,7 +169,11 @@ pub async fn crash_safe_create<K: Object, T: Created>(
         }
     };
     failpoint::hit(proto.failpoints[1]);
+    let intent_version = obj.resource_version();
     *obj = std::sync::Arc::new(record_id(api, &**obj, proto.id_annotation, created.id()).await?);
+    if let (Some(uid), Some(rv)) = (obj.meta().uid.as_deref(), intent_version.as_deref()) {
+        ctx.ledger.supersede(uid, rv);
+    }
     failpoint::hit(proto.failpoints[2]);
     let (noun, id) = (proto.noun, created.id());
     tracing::info!(name = %obj.name_any(), %id, "created {noun}");

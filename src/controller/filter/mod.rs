@@ -65,10 +65,15 @@ async fn run(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
     // 1. gate (no client required)
-    if let Some(wait) = ctx
+    let uid = obj.uid().unwrap_or_default();
+    if ctx
         .ledger
-        .gate(&obj.uid().unwrap_or_default(), obj.metadata.generation)
+        .is_superseded(&uid, obj.metadata.resource_version.as_deref())
     {
+        // A copy older than our own last write: its newer version's event follows.
+        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
+    }
+    if let Some(wait) = ctx.ledger.gate(&uid, obj.metadata.generation) {
         return Ok(Action::requeue(wait));
     }
     let api: Api<TrafficMirrorFilter> =
