@@ -14,6 +14,7 @@ pub mod control_plane;
 pub mod emulator;
 pub mod operator;
 pub mod process;
+pub mod restart;
 
 use std::future::Future;
 use std::panic::Location;
