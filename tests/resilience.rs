@@ -149,6 +149,9 @@ async fn churn_under_faults_and_restarts_converges() {
     let churned = start.elapsed();
     println!("resilience: churn over after {churned:?}; faults stop");
     disruptor.stop_faults().await;
+    if !disruptor.operator_alive() {
+        println!("resilience: the operator had exited by the end of the churn");
+    }
     settle(&mut churn).await;
 
     // Faults stopped: one resync interval of quiet, then the end state must hold.
@@ -162,6 +165,7 @@ async fn churn_under_faults_and_restarts_converges() {
         disruptor: &disruptor,
         world: &world,
         violations,
+        base_filter_id: &base_filter_id,
         timing: (start.elapsed(), churned, converged),
         dir: &dir,
     })
@@ -238,6 +242,7 @@ struct Finish<'a> {
     disruptor: &'a chaos::Disruptor,
     world: &'a Option<check::World>,
     violations: Vec<check::Violation>,
+    base_filter_id: &'a str,
     /// Whole run, churn, convergence after the quiet interval.
     timing: (Duration, Duration, Duration),
     dir: &'a std::path::Path,
@@ -257,11 +262,17 @@ async fn finish(f: Finish<'_>) {
         objects,
         cycles,
     });
-    let mut violations = f.violations;
+    let mut violations = run_violations(&f);
+    violations.splice(0..0, f.violations);
     if calls.len() as u64 > bound.total {
         violations.push(check::Violation {
             subject: "cloud calls".into(),
-            problem: format!("{} calls, over the bound of {}: {:?}", calls.len(), bound.total, bound.terms),
+            problem: format!(
+                "{} calls, over the bound of {}: {:?}",
+                calls.len(),
+                bound.total,
+                bound.terms
+            ),
             object: Value::Null,
             cloud: Value::Null,
             needles: vec![],
@@ -279,7 +290,14 @@ async fn finish(f: Finish<'_>) {
         "sessions_at_end": sessions_at_end, "filters_at_end": filters_at_end,
         "resync_cycles": cycles,
     });
-    let figures = report::figures(run, &f.churn.stats, &f.disruptor.stats, &calls, &bound, violations.len());
+    let figures = report::figures(
+        run,
+        &f.churn.stats,
+        &f.disruptor.stats,
+        &calls,
+        &bound,
+        violations.len(),
+    );
     for v in &violations {
         println!("{}", check::render(v, &calls));
     }
@@ -298,6 +316,44 @@ async fn finish(f: Finish<'_>) {
             f.settings.seed
         );
     }
+}
+
+/// Violations of the run itself rather than the end state: the operator died without being
+/// killed, the churn drew a spec the API server rejected (422), or the checks would have missed
+/// a damaged world (so they could never fail).
+fn run_violations(f: &Finish<'_>) -> Vec<check::Violation> {
+    let mut problems = Vec::new();
+    if f.disruptor.stats.unexpected_exits > 0 {
+        problems.push(format!(
+            "the operator exited {} time(s) without being killed (see its logs)",
+            f.disruptor.stats.unexpected_exits
+        ));
+    }
+    for (cause, n) in &f.churn.stats.failed {
+        if cause.starts_with("HTTP 422") {
+            problems.push(format!(
+                "the API server rejected {n} drawn spec(s): {cause}"
+            ));
+        }
+    }
+    if let Some(world) = f.world {
+        let missed = check::missed_damages(world, f.base_filter_id);
+        if !missed.is_empty() {
+            problems.push(format!(
+                "the end-state checks missed these damages: {missed:?}"
+            ));
+        }
+    }
+    problems
+        .into_iter()
+        .map(|problem| check::Violation {
+            subject: "the run".into(),
+            problem,
+            object: Value::Null,
+            cloud: Value::Null,
+            needles: vec![],
+        })
+        .collect()
 }
 
 /// Makes the out-of-band cloud filter (sessions may reference it by id) and returns its id.

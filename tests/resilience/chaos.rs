@@ -45,7 +45,10 @@ pub fn schedule(rng: &mut StdRng, churn: Duration) -> Vec<(Duration, Event)> {
         let pause = Duration::from_millis(rng.random_range(0..1500));
         events.push((at, Event::KillOperator(pause)));
     }
-    events.push((rng.random_range(0.25..0.45) * total, Event::RestartApiserver));
+    events.push((
+        rng.random_range(0.25..0.45) * total,
+        Event::RestartApiserver,
+    ));
     events.push((rng.random_range(0.55..0.75) * total, Event::RestartEmulator));
     events.sort_by(|a, b| a.0.total_cmp(&b.0));
     events
@@ -119,6 +122,9 @@ pub struct Stats {
     pub apiserver_restarts: u64,
     /// Emulator restarts.
     pub emulator_restarts: u64,
+    /// Times the operator was found dead without having been killed (it must survive every
+    /// fault and both restarts).
+    pub unexpected_exits: u64,
 }
 
 /// Owns the emulator and the operator while the churn runs, and disrupts them.
@@ -179,12 +185,27 @@ impl Disruptor {
             .collect()
     }
 
-    /// Runs `events` at their times from `start`.
+    /// Runs `events` at their times from `start`, printing the disruptions (not each fault).
     pub async fn run(&mut self, start: tokio::time::Instant, events: Vec<(Duration, Event)>) {
         for (at, event) in events {
             tokio::time::sleep_until(start + at).await;
+            if !matches!(event, Event::Fault(..)) {
+                println!(
+                    "resilience: t={:.1}s {event:?}",
+                    start.elapsed().as_secs_f64()
+                );
+            }
             self.apply(event).await;
         }
+    }
+
+    /// Whether the operator runs now; counts an exit nobody caused.
+    pub fn operator_alive(&mut self) -> bool {
+        let alive = self.operator.as_mut().is_some_and(|op| !op.exited());
+        if !alive {
+            self.stats.unexpected_exits += 1;
+        }
+        alive
     }
 
     async fn apply(&mut self, event: Event) {
@@ -195,6 +216,9 @@ impl Disruptor {
                 self.emu.fault(spec).await;
             }
             Event::KillOperator(pause) => {
+                if !self.operator_alive() {
+                    println!("resilience: the operator had exited before this kill");
+                }
                 if let Some(mut op) = self.operator.take() {
                     let _ = op.child.kill();
                     let _ = op.child.wait();
@@ -236,7 +260,11 @@ impl Disruptor {
         };
         pending
             .as_array()
-            .map(|all| all.iter().map(|f| f["remaining"].as_u64().unwrap_or(0)).sum())
+            .map(|all| {
+                all.iter()
+                    .map(|f| f["remaining"].as_u64().unwrap_or(0))
+                    .sum()
+            })
             .unwrap_or(0)
     }
 

@@ -15,12 +15,11 @@ use std::collections::BTreeSet;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
-use traffic_mirror_operator::api::{
-    FilterRuleSpec, TrafficMirrorFilter, TrafficMirrorSession,
-};
+use traffic_mirror_operator::api::{FilterRuleSpec, TrafficMirrorFilter, TrafficMirrorSession};
 use traffic_mirror_operator::emulator::{Data, Filter, Rule, Session};
 
 /// Everything the checks look at, read at one moment.
+#[derive(Clone)]
 pub struct World {
     /// Session objects in the test namespace.
     pub sessions: Vec<TrafficMirrorSession>,
@@ -78,7 +77,13 @@ fn dump<K: serde::Serialize>(obj: &K) -> Value {
     v
 }
 
-fn violation(subject: String, problem: String, object: Value, cloud: Value, needles: Vec<String>) -> Violation {
+fn violation(
+    subject: String,
+    problem: String,
+    object: Value,
+    cloud: Value,
+    needles: Vec<String>,
+) -> Violation {
     Violation {
         subject,
         problem,
@@ -109,7 +114,10 @@ fn readiness_problem(
             "Ready={} reason {} for generation {:?} (object at generation {:?}): {}",
             c.status, c.reason, observed, meta.generation, c.message
         )),
-        None => Some(format!("no Ready condition (generation {:?})", meta.generation)),
+        None => Some(format!(
+            "no Ready condition (generation {:?})",
+            meta.generation
+        )),
     }
 }
 
@@ -118,23 +126,35 @@ fn check_session(world: &World, s: &TrafficMirrorSession) -> Vec<Violation> {
     let subject = format!("session {name}");
     let cloud_name = s.cloud_name();
     let status = s.status.clone().unwrap_or_default();
-    let named: Vec<&Session> = world.cloud.sessions.iter().filter(|c| c.name == cloud_name).collect();
+    let named: Vec<&Session> = world
+        .cloud
+        .sessions
+        .iter()
+        .filter(|c| c.name == cloud_name)
+        .collect();
     let mut needles = vec![cloud_name.clone()];
     needles.extend(named.iter().map(|c| c.id.clone()));
     needles.extend(status.session_id.clone());
     let mut problems = Vec::new();
-    if let Some(p) = readiness_problem(&s.metadata, status.observed_generation, &status.conditions) {
+    if let Some(p) = readiness_problem(&s.metadata, status.observed_generation, &status.conditions)
+    {
         problems.push(p);
     }
     if s.metadata.deletion_timestamp.is_none() {
         match named.as_slice() {
             [one] => {
                 if status.session_id.as_deref() != Some(one.id.as_str()) {
-                    problems.push(format!("status.sessionId {:?} is not the cloud session {}", status.session_id, one.id));
+                    problems.push(format!(
+                        "status.sessionId {:?} is not the cloud session {}",
+                        status.session_id, one.id
+                    ));
                 }
                 problems.extend(session_diff(world, s, one));
             }
-            _ => problems.push(format!("{} cloud sessions are named {cloud_name:?} (want 1)", named.len())),
+            _ => problems.push(format!(
+                "{} cloud sessions are named {cloud_name:?} (want 1)",
+                named.len()
+            )),
         }
     }
     let cloud = json!(named);
@@ -147,7 +167,10 @@ fn check_session(world: &World, s: &TrafficMirrorSession) -> Vec<Violation> {
 /// The fields of cloud session `c` that differ from what `s` wants.
 fn session_diff(world: &World, s: &TrafficMirrorSession, c: &Session) -> Vec<String> {
     let spec = &s.spec;
-    let filter_id = match (&spec.traffic_mirror_filter_id, &spec.traffic_mirror_filter_ref) {
+    let filter_id = match (
+        &spec.traffic_mirror_filter_id,
+        &spec.traffic_mirror_filter_ref,
+    ) {
         (Some(id), _) => Some(id.clone()),
         (None, Some(r)) => world
             .filters
@@ -159,16 +182,52 @@ fn session_diff(world: &World, s: &TrafficMirrorSession, c: &Session) -> Vec<Str
     let want_sources: BTreeSet<&String> = spec.traffic_mirror_sources.iter().collect();
     let have_sources: BTreeSet<&String> = c.traffic_mirror_sources.iter().collect();
     let pairs: [(&str, String, String); 10] = [
-        ("description", spec.description.clone().unwrap_or_default(), c.description.clone()),
-        ("filter", format!("{filter_id:?}"), format!("{:?}", Some(&c.traffic_mirror_filter_id))),
-        ("sources", format!("{want_sources:?}"), format!("{have_sources:?}")),
-        ("targetId", spec.traffic_mirror_target_id.clone(), c.traffic_mirror_target_id.clone()),
-        ("targetType", spec.traffic_mirror_target_type.as_str().into(), c.traffic_mirror_target_type.clone()),
-        ("virtualNetworkId", spec.virtual_network_id.to_string(), c.virtual_network_id.to_string()),
-        ("packetLength", spec.packet_length.to_string(), c.packet_length.to_string()),
-        ("priority", spec.priority.to_string(), c.priority.to_string()),
+        (
+            "description",
+            spec.description.clone().unwrap_or_default(),
+            c.description.clone(),
+        ),
+        (
+            "filter",
+            format!("{filter_id:?}"),
+            format!("{:?}", Some(&c.traffic_mirror_filter_id)),
+        ),
+        (
+            "sources",
+            format!("{want_sources:?}"),
+            format!("{have_sources:?}"),
+        ),
+        (
+            "targetId",
+            spec.traffic_mirror_target_id.clone(),
+            c.traffic_mirror_target_id.clone(),
+        ),
+        (
+            "targetType",
+            spec.traffic_mirror_target_type.as_str().into(),
+            c.traffic_mirror_target_type.clone(),
+        ),
+        (
+            "virtualNetworkId",
+            spec.virtual_network_id.to_string(),
+            c.virtual_network_id.to_string(),
+        ),
+        (
+            "packetLength",
+            spec.packet_length.to_string(),
+            c.packet_length.to_string(),
+        ),
+        (
+            "priority",
+            spec.priority.to_string(),
+            c.priority.to_string(),
+        ),
         ("enabled", spec.enabled.to_string(), c.enabled.to_string()),
-        ("type", spec.source_type.as_str().into(), c.source_type.clone()),
+        (
+            "type",
+            spec.source_type.as_str().into(),
+            c.source_type.clone(),
+        ),
     ];
     pairs
         .into_iter()
@@ -182,12 +241,18 @@ fn check_filter(world: &World, f: &TrafficMirrorFilter) -> Vec<Violation> {
     let subject = format!("filter {name}");
     let cloud_name = f.cloud_name();
     let status = f.status.clone().unwrap_or_default();
-    let named: Vec<&Filter> = world.cloud.filters.iter().filter(|c| c.name == cloud_name).collect();
+    let named: Vec<&Filter> = world
+        .cloud
+        .filters
+        .iter()
+        .filter(|c| c.name == cloud_name)
+        .collect();
     let mut needles = vec![cloud_name.clone()];
     needles.extend(named.iter().map(|c| c.id.clone()));
     needles.extend(status.filter_id.clone());
     let mut problems = Vec::new();
-    if let Some(p) = readiness_problem(&f.metadata, status.observed_generation, &status.conditions) {
+    if let Some(p) = readiness_problem(&f.metadata, status.observed_generation, &status.conditions)
+    {
         problems.push(p);
     }
     let mut cloud = json!({"filters": named});
@@ -195,13 +260,24 @@ fn check_filter(world: &World, f: &TrafficMirrorFilter) -> Vec<Violation> {
         match named.as_slice() {
             [one] => {
                 if status.filter_id.as_deref() != Some(one.id.as_str()) {
-                    problems.push(format!("status.filterId {:?} is not the cloud filter {}", status.filter_id, one.id));
+                    problems.push(format!(
+                        "status.filterId {:?} is not the cloud filter {}",
+                        status.filter_id, one.id
+                    ));
                 }
-                let rules: Vec<&Rule> = world.cloud.rules.iter().filter(|r| r.traffic_mirror_filter_id == one.id).collect();
+                let rules: Vec<&Rule> = world
+                    .cloud
+                    .rules
+                    .iter()
+                    .filter(|r| r.traffic_mirror_filter_id == one.id)
+                    .collect();
                 cloud["rules"] = json!(rules);
                 problems.extend(filter_diff(f, one, &rules));
             }
-            _ => problems.push(format!("{} cloud filters are named {cloud_name:?} (want 1)", named.len())),
+            _ => problems.push(format!(
+                "{} cloud filters are named {cloud_name:?} (want 1)",
+                named.len()
+            )),
         }
     }
     problems
@@ -212,7 +288,18 @@ fn check_filter(world: &World, f: &TrafficMirrorFilter) -> Vec<Violation> {
 
 /// A rule reduced to what must match: direction, priority, protocol (any case), ethertype, CIDRs,
 /// ports, action, description (absent = "").
-type RuleKey = (String, i64, String, String, String, String, String, String, String, String);
+type RuleKey = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
 
 fn desired_rule(r: &FilterRuleSpec) -> RuleKey {
     (
@@ -278,21 +365,54 @@ fn leaks(world: &World, base_filter_id: &str) -> Vec<Violation> {
         .chain([base_filter_id.to_string()])
         .collect();
     let mut found = Vec::new();
-    for c in world.cloud.sessions.iter().filter(|c| !owned_sessions.contains(&c.id)) {
+    for c in world
+        .cloud
+        .sessions
+        .iter()
+        .filter(|c| !owned_sessions.contains(&c.id))
+    {
         let problem = "no live session object owns this cloud session (leaked)".to_string();
         let needles = vec![c.id.clone(), c.name.clone()];
-        found.push(violation(format!("cloud session {} ({})", c.id, c.name), problem, Value::Null, json!(c), needles));
+        found.push(violation(
+            format!("cloud session {} ({})", c.id, c.name),
+            problem,
+            Value::Null,
+            json!(c),
+            needles,
+        ));
     }
-    for c in world.cloud.filters.iter().filter(|c| !owned_filters.contains(&c.id)) {
+    for c in world
+        .cloud
+        .filters
+        .iter()
+        .filter(|c| !owned_filters.contains(&c.id))
+    {
         let problem = "no live filter object owns this cloud filter (leaked)".to_string();
         let needles = vec![c.id.clone(), c.name.clone()];
-        found.push(violation(format!("cloud filter {} ({})", c.id, c.name), problem, Value::Null, json!(c), needles));
+        found.push(violation(
+            format!("cloud filter {} ({})", c.id, c.name),
+            problem,
+            Value::Null,
+            json!(c),
+            needles,
+        ));
     }
     let filter_ids: BTreeSet<&String> = world.cloud.filters.iter().map(|f| &f.id).collect();
-    for r in world.cloud.rules.iter().filter(|r| !filter_ids.contains(&r.traffic_mirror_filter_id)) {
+    for r in world
+        .cloud
+        .rules
+        .iter()
+        .filter(|r| !filter_ids.contains(&r.traffic_mirror_filter_id))
+    {
         let problem = "a rule of a filter that no longer exists".to_string();
         let needles = vec![r.id.clone(), r.traffic_mirror_filter_id.clone()];
-        found.push(violation(format!("cloud rule {}", r.id), problem, Value::Null, json!(r), needles));
+        found.push(violation(
+            format!("cloud rule {}", r.id),
+            problem,
+            Value::Null,
+            json!(r),
+            needles,
+        ));
     }
     found
 }
@@ -304,7 +424,9 @@ pub fn call_slice<'a>(calls: &'a [Value], needles: &[String], max: usize) -> Vec
         .iter()
         .filter(|c| {
             let text = format!("{} {} {}", c["path"], c["query"], c["body"]);
-            needles.iter().any(|n| !n.is_empty() && text.contains(n.as_str()))
+            needles
+                .iter()
+                .any(|n| !n.is_empty() && text.contains(n.as_str()))
         })
         .collect();
     hits[hits.len().saturating_sub(max)..].to_vec()
@@ -336,4 +458,66 @@ pub fn render(v: &Violation, calls: &[Value]) -> String {
         slice.len(),
         slice.join("\n")
     )
+}
+
+/// Proves on a world that passed that the checks can fail: each of a few damages (a leaked cloud
+/// session, a drifted field, a lost rule change, a session gone from the cloud, an object not
+/// Ready, a stuck deletion) must be reported. Returns the damages that went unnoticed.
+pub fn missed_damages(world: &World, base_filter_id: &str) -> Vec<&'static str> {
+    let mut missed = Vec::new();
+    let mut check = |label: &'static str, damage: &dyn Fn(&mut World) -> bool| {
+        let mut damaged = world.clone();
+        if damage(&mut damaged) && violations(&damaged, base_filter_id).is_empty() {
+            missed.push(label);
+        }
+    };
+    check("leaked cloud session", &|w| {
+        let Some(mut extra) = w.cloud.sessions.first().cloned() else {
+            return false;
+        };
+        extra.id = "leaked-0000".into();
+        extra.name = "nobody".into();
+        w.cloud.sessions.push(extra);
+        true
+    });
+    check("drifted session priority", &|w| {
+        w.cloud
+            .sessions
+            .iter_mut()
+            .next()
+            .map(|s| s.priority += 1)
+            .is_some()
+    });
+    check("drifted rule protocol", &|w| {
+        w.cloud
+            .rules
+            .iter_mut()
+            .next()
+            .map(|r| r.protocol = "drift".into())
+            .is_some()
+    });
+    check("session missing in the cloud", &|w| {
+        w.cloud.sessions.pop().is_some()
+    });
+    check("session not Ready", &|w| {
+        let Some(s) = w.sessions.first_mut() else {
+            return false;
+        };
+        let status = s.status.get_or_insert_with(Default::default);
+        status
+            .conditions
+            .iter_mut()
+            .for_each(|c| c.status = "False".into());
+        true
+    });
+    check("stuck deletion", &|w| {
+        let Some(f) = w.filters.first_mut() else {
+            return false;
+        };
+        f.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        true
+    });
+    missed
 }

@@ -53,8 +53,9 @@ impl Kind {
 pub struct Stats {
     /// Successful operations by label.
     pub ops: BTreeMap<String, u64>,
-    /// Operations the API server refused or did not answer (the restart, a conflict).
-    pub failed: u64,
+    /// Writes the API server refused or did not answer, by cause (`HTTP 409`, `no answer`, …):
+    /// expected while it restarts, never `HTTP 422` (a spec the churn should not have drawn).
+    pub failed: BTreeMap<String, u64>,
     /// Creates that found the old object still being deleted (retried later).
     pub create_waits: u64,
     /// Dangling filter references fixed after the churn (the churn's view had drifted).
@@ -216,7 +217,7 @@ impl Churn {
                     self.stats.create_waits += 1;
                     self.adopt_if_live(kind, &name).await;
                 }
-                Err(_) => self.stats.failed += 1,
+                Err(e) => self.failed(&e),
             }
         }
     }
@@ -273,6 +274,15 @@ impl Churn {
         }
     }
 
+    /// Counts a failed write by cause.
+    fn failed(&mut self, e: &Error) {
+        let cause = match e {
+            Error::Api(status) => format!("HTTP {} {}", status.code, status.reason),
+            _ => "no answer".to_string(),
+        };
+        *self.stats.failed.entry(cause).or_default() += 1;
+    }
+
     fn count(&mut self, label: String) {
         *self.stats.ops.entry(label).or_default() += 1;
     }
@@ -304,7 +314,7 @@ impl Churn {
                 self.live_mut(kind).insert(name, spec);
                 self.count(format!("{}/edit/{field}", kind.label()));
             }
-            Err(_) => self.stats.failed += 1,
+            Err(e) => self.failed(&e),
         }
     }
 
@@ -360,17 +370,21 @@ impl Churn {
             return;
         };
         let done = match kind {
-            Kind::Session => self.sessions_api.delete(&name, &DeleteParams::default()).await.map(drop),
-            Kind::Filter => self.filters_api.delete(&name, &DeleteParams::default()).await.map(drop),
+            Kind::Session => self
+                .sessions_api
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(drop),
+            Kind::Filter => self
+                .filters_api
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(drop),
         };
-        let gone = match &done {
-            Ok(()) => true,
-            Err(Error::Api(status)) => status.code == 404,
-            Err(_) => false,
-        };
-        if !gone {
-            self.stats.failed += 1;
-            return;
+        match &done {
+            Ok(()) => {}
+            Err(Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return self.failed(e),
         }
         self.live_mut(kind).remove(&name);
         let label = if recreate { "recreate" } else { "delete" };

@@ -43,7 +43,12 @@ const MAX_RULES: usize = 5;
 /// Source ENI ids are drawn from `eni-src-00` .. this.
 const SOURCE_POOL: usize = 16;
 const DESCRIPTIONS: &[&str] = &["tap", "mirror to IDS", "中文描述", "", "audit-2"];
-const V4_CIDRS: &[&str] = &["10.0.0.0/24", "192.168.1.0/24", "172.16.0.0/12", "0.0.0.0/0"];
+const V4_CIDRS: &[&str] = &[
+    "10.0.0.0/24",
+    "192.168.1.0/24",
+    "172.16.0.0/12",
+    "0.0.0.0/0",
+];
 const V6_CIDRS: &[&str] = &["2001:db8::/64", "fd00::/8", "::/0"];
 const PORTS: &[&str] = &["80", "443", "1-1024", "8000-9000", "53"];
 
@@ -74,10 +79,7 @@ pub fn new_session(rng: &mut StdRng, obj: &str, pc: &str, filters: &FilterChoice
         spec.insert("virtualNetworkId".into(), json!(vni(rng)));
     }
     if rng.random_bool(0.5) {
-        spec.insert(
-            "packetLength".into(),
-            json!(rng.random_range(1..=1460_i64)),
-        );
+        spec.insert("packetLength".into(), json!(rng.random_range(1..=1460_i64)));
     }
     if rng.random_bool(0.5) {
         spec.insert("enabled".into(), json!(rng.random_bool(0.5)));
@@ -123,13 +125,13 @@ fn edit_session_field(
             spec.insert("virtualNetworkId".into(), json!(vni(rng)));
         }
         "packetLength" => {
-            spec.insert(
-                "packetLength".into(),
-                json!(rng.random_range(1..=1460_i64)),
-            );
+            spec.insert("packetLength".into(), json!(rng.random_range(1..=1460_i64)));
         }
         "enabled" => {
-            let on = spec.get("enabled").and_then(Value::as_bool).unwrap_or(false);
+            let on = spec
+                .get("enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             spec.insert("enabled".into(), json!(!on));
         }
         _ => {
@@ -140,14 +142,14 @@ fn edit_session_field(
 
 /// The VNI: small values mostly, the extremes sometimes.
 fn vni(rng: &mut StdRng) -> i64 {
-    *[0, 1, 2, 4096, 16_777_215]
-        .choose(rng)
-        .unwrap_or(&1)
+    *[0, 1, 2, 4096, 16_777_215].choose(rng).unwrap_or(&1)
 }
 
 /// `count` in `min..=max` distinct source ENIs.
 fn sources(rng: &mut StdRng, min: usize, max: usize) -> Value {
-    let pool: Vec<String> = (0..SOURCE_POOL).map(|i| format!("eni-src-{i:02}")).collect();
+    let pool: Vec<String> = (0..SOURCE_POOL)
+        .map(|i| format!("eni-src-{i:02}"))
+        .collect();
     let count = rng.random_range(min..=max);
     let chosen: Vec<&String> = pool.sample(rng, count).collect();
     json!(chosen)
@@ -276,7 +278,10 @@ pub fn edit_filter(rng: &mut StdRng, spec: &mut Spec, obj: &str) -> &'static str
         }
         "rulePriority" => {
             let i = rng.random_range(0..rules.len());
-            let direction = rules[i]["direction"].as_str().unwrap_or("ingress").to_string();
+            let direction = rules[i]["direction"]
+                .as_str()
+                .unwrap_or("ingress")
+                .to_string();
             rules[i]["priority"] = json!(free_priority(rng, &rules, &direction));
         }
         _ => {

@@ -61,13 +61,19 @@ pub fn call_bound(i: &BoundInputs) -> Bound {
     let used_fault_calls = x.fault_calls.saturating_sub(x.fault_calls_unused);
     let restarts = x.apiserver_restarts + x.emulator_restarts;
     let terms = vec![
-        ("3 × session creates".to_string(), 3 * c.count("session/create")),
+        (
+            "3 × session creates".to_string(),
+            3 * c.count("session/create"),
+        ),
         ("4 × session edits".to_string(), 4 * c.count("session/edit")),
         (
             "2 × session deletes".to_string(),
             2 * (c.count("session/delete") + c.count("session/recreate")),
         ),
-        ("7 × filter creates".to_string(), 7 * c.count("filter/create")),
+        (
+            "7 × filter creates".to_string(),
+            7 * c.count("filter/create"),
+        ),
         ("12 × filter edits".to_string(), 12 * c.count("filter/edit")),
         (
             "7 × filter deletes".to_string(),
