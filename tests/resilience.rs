@@ -307,6 +307,12 @@ async fn finish(f: Finish<'_>) {
     if violations.is_empty() {
         let _ = std::fs::remove_dir_all(f.dir);
     } else {
+        let all = f.dir.join("calls.json");
+        let _ = std::fs::write(
+            &all,
+            serde_json::to_string_pretty(&calls).unwrap_or_default(),
+        );
+        println!("every cloud call of the run: {}", all.display());
         for log in f.disruptor.operator_logs() {
             println!("operator log: {}", log.display());
         }

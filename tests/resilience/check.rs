@@ -418,7 +418,8 @@ fn leaks(world: &World, base_filter_id: &str) -> Vec<Violation> {
 }
 
 /// The calls that explain a violation: those whose path, query or body mention one of its needles
-/// (ids, names), the last `max` of them.
+/// (ids, names), in order; when there are more than `max`, every write and every failed call is
+/// kept and the rest are the latest reads (so repeated resync LISTs never hide the POST).
 pub fn call_slice<'a>(calls: &'a [Value], needles: &[String], max: usize) -> Vec<&'a Value> {
     let hits: Vec<&Value> = calls
         .iter()
@@ -429,13 +430,33 @@ pub fn call_slice<'a>(calls: &'a [Value], needles: &[String], max: usize) -> Vec
                 .any(|n| !n.is_empty() && text.contains(n.as_str()))
         })
         .collect();
-    hits[hits.len().saturating_sub(max)..].to_vec()
+    if hits.len() <= max {
+        return hits;
+    }
+    let telling = |c: &Value| c["method"] != "GET" || c["status"] != 200;
+    let telling_count = hits.iter().filter(|c| telling(c)).count();
+    let mut reads_left = max.saturating_sub(telling_count);
+    let mut kept: Vec<&Value> = hits
+        .iter()
+        .rev()
+        .filter(|c| {
+            if telling(c) {
+                return true;
+            }
+            let keep = reads_left > 0;
+            reads_left = reads_left.saturating_sub(1);
+            keep
+        })
+        .copied()
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// The violation as printed: problem, object, cloud state, call slice.
 pub fn render(v: &Violation, calls: &[Value]) -> String {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    let slice: Vec<String> = call_slice(calls, &v.needles, 20)
+    let slice: Vec<String> = call_slice(calls, &v.needles, 30)
         .into_iter()
         .map(|c| {
             format!(
