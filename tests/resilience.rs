@@ -7,7 +7,7 @@
 //! was done (see `resilience/report.rs`).
 //!
 //! - `RESILIENCE_MINUTES` (default 1.5): minutes of churn. The default is the short form that
-//!   `make test` runs (about 2.5 minutes in all on 2 cores); `make resilience
+//!   `make test` runs (about 1 min 45 s in all on 2 cores); `make resilience
 //!   RESILIENCE_MINUTES=30` is the long form.
 //! - `RESILIENCE_SEED` (default: random): seeds every choice (operations, specs, faults, kill
 //!   times). It is printed at the start and on failure; the same seed replays the same choices
