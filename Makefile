@@ -20,6 +20,8 @@ export GOTOOLCHAIN ?= go1.27.3
 endif
 CONTROL_PLANE_BUILD := bash tests/control-plane/build.sh
 CONTROL_PLANE_OLDEST_BUILD := bash tests/control-plane-1.30/build.sh
+# tests/helm/go.mod (helm v3.22) needs Go >= 1.26 too: the GOTOOLCHAIN rule above covers it.
+HELM_BUILD := bash tests/helm/build.sh
 SDK_VENV_SETUP_SCRIPT := tests/sdk/setup-venv.sh
 SDK_VENV_SETUP := bash $(SDK_VENV_SETUP_SCRIPT)
 CACHE_ROOT := $(or $(TMO_CACHE_DIR),$(HOME)/.cache/traffic-mirror-operator)
@@ -81,6 +83,8 @@ test-only: ## Only `cargo test --all-targets` (with both control planes and the 
 	cp_oldest_dir="$$($(CONTROL_PLANE_OLDEST_BUILD) | tail -n 1)"; \
 	export TMO_CONTROL_PLANE_DIR_OLDEST="$$cp_oldest_dir"; \
 	echo "TMO_CONTROL_PLANE_DIR_OLDEST=$$TMO_CONTROL_PLANE_DIR_OLDEST"; \
+	export TMO_HELM="$$($(HELM_BUILD) | tail -n 1)/helm"; \
+	echo "TMO_HELM=$$TMO_HELM"; \
 	if [[ -f $(SDK_VENV_SETUP_SCRIPT) ]]; then \
 	  export TMO_SDK_VENV="$$($(SDK_VENV_SETUP) | tail -n 1)"; \
 	  echo "TMO_SDK_VENV=$$TMO_SDK_VENV"; \
@@ -97,8 +101,32 @@ argocd-health-test: ## Test deploy/argocd/health.lua (and copies) over tests/arg
 argocd-health-sync: ## Copy deploy/argocd/health.lua into the per-kind files and argocd-cm-patch.yaml.
 	bash deploy/argocd/sync.sh
 
+# The Helm chart with a real helm (tests/helm: helm v3 from its pinned Go module, built once into the
+# cache like the control plane) and the newest control plane: helm lint, helm template with the
+# default values and tests/helm/values-custom.yaml (assertions on the output), and a server-side
+# dry run of every rendering (tests/helm_chart.rs; test-only runs it again with the other tests).
+.PHONY: helm-test
+helm-test: ## helm lint + helm template (asserted) + server-side dry run of deploy/helm/traffic-mirror-operator.
+	@export TMO_HELM="$$($(HELM_BUILD) | tail -n 1)/helm"; \
+	echo "TMO_HELM=$$TMO_HELM"; \
+	export TMO_CONTROL_PLANE_DIR="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
+	echo "TMO_CONTROL_PLANE_DIR=$$TMO_CONTROL_PLANE_DIR"; \
+	set -x; $(CARGO) test --test helm_chart $(ARGS)
+
+# The container image without a Docker daemon: a static (musl) release binary on an empty base, built
+# with buildah (copy/config/commit, no RUN), written to target/image/traffic-mirror-operator.oci.tar.
+# deploy/Dockerfile builds the same layout for people with Docker. Installs buildah and musl-tools
+# (apt-get) and the musl Rust target (rustup) when missing.
+.PHONY: image
+image: ## Build the OCI image with buildah (no Docker daemon); writes target/image/traffic-mirror-operator.oci.tar.
+	bash deploy/image/build.sh
+
+.PHONY: image-test
+image-test: ## Build the image and check it: config, labels, no shell, static binary runs, Dockerfile matches.
+	bash tests/image/run.sh
+
 .PHONY: test
-test: fmt-check clippy crds-check argocd-health-test test-only ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, all tests.
+test: fmt-check clippy crds-check argocd-health-test helm-test image-test test-only ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, Helm chart, the image, all tests.
 
 # The resilience suite (tests/resilience.rs; its short form also runs in `make test`): a churn of
 # sessions and filters under injected cloud faults, operator SIGKILLs and one restart each of the
@@ -118,7 +146,7 @@ bench: ## Run the benchmarks (planner, session convergence, filters); figures go
 	set -x; $(CARGO) bench $(ARGS)
 
 .PHONY: clean-cache
-clean-cache: ## Delete cached control-plane builds (both versions' current ones are kept) and old SDK venvs.
+clean-cache: ## Delete cached control-plane and helm builds (the current ones are kept) and old SDK venvs.
 	@# Never the current ones (a running test or dev cluster may use them); builds nothing. The venv
 	@# key mirrors tests/sdk/setup-venv.sh (sha256 of requirements.txt, 16 hex digits).
 	@keep_cp="$$($(CONTROL_PLANE_BUILD) --dir)"; \
@@ -126,6 +154,10 @@ clean-cache: ## Delete cached control-plane builds (both versions' current ones 
 	for d in "$(CACHE_ROOT)"/control-plane/*/; do \
 	  d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_cp" && "$$d" != "$$keep_cp_oldest" ]] || continue; \
 	  echo "removing $$d"; rm -rf -- "$$d"; \
+	done; \
+	keep_helm="$$($(HELM_BUILD) --dir)"; \
+	for d in "$(CACHE_ROOT)"/helm/*/; do \
+	  d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_helm" ]] || continue; echo "removing $$d"; rm -rf -- "$$d"; \
 	done; \
 	if [[ -f tests/sdk/requirements.txt ]]; then \
 	  keep_venv="$(CACHE_ROOT)/sdk-venv-$$(sha256sum tests/sdk/requirements.txt | cut -c1-16)"; \

@@ -252,6 +252,8 @@ struct Report {
     put_latency: Vec<Duration>,
     put_latency_emu: Vec<Duration>,
     put_429: usize,
+    /// Edits during a start-up backfill (throttled mode only).
+    backfill: Option<Backfill>,
     floor: Option<floor::FloorResult>,
     /// Whether the floor ran before the operator (else after).
     floor_first: bool,
@@ -427,44 +429,22 @@ async fn run(
     let mut put_429 = 0;
     for k in 0..mode.put_edits {
         let name = session_name(k % n);
-        let id = tracker
-            .id(&name)
-            .expect("status.sessionId of a Ready session");
-        env.account.emu.clear_calls().await;
-        let wall = chrono::Utc::now();
-        let t = Instant::now();
-        api.patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"priority": 2000 + k}})),
-        )
-        .await
-        .expect("patch spec.priority");
-        let deadline = t + Duration::from_secs(60);
-        let (seen, put) = loop {
-            let calls = env.account.emu.calls().await;
-            let put = calls.iter().find(|c| {
-                c["method"] == "PUT"
-                    && c["throttled"] != true
-                    && c["path"].as_str().is_some_and(|p| p.ends_with(&id))
-            });
-            if let Some(put) = put {
-                put_429 += calls.iter().filter(|c| c["throttled"] == true).count();
-                break (Instant::now(), put.clone());
-            }
-            assert!(Instant::now() < deadline, "no PUT for the edit of {name}");
-            tokio::time::sleep(PUT_POLL).await;
-        };
-        put_latency.push(seen.saturating_duration_since(t));
-        if let Some(at) = e2e::call_time(&put) {
-            put_latency_emu.push((at - wall).to_std().unwrap_or_default());
-        }
+        let edit = patch_to_put(&env, &tracker, &name, 2000 + k as i64, true).await;
+        put_latency.push(edit.seen);
+        put_latency_emu.extend(edit.at_emulator);
+        put_429 += edit.throttled;
     }
     put_latency.sort();
     put_latency_emu.sort();
     op.assert_running();
 
     let (peak_rss_mib, rss_mib) = op.memory_mib();
+    let backfill = if mode.throttled {
+        drop(op);
+        Some(edits_during_backfill(&env, &tracker, n).await)
+    } else {
+        None
+    };
     Report {
         sessions: n,
         concurrency: concurrency.unwrap_or_else(|| "8 (default)".into()),
@@ -500,8 +480,123 @@ async fn run(
         put_latency,
         put_latency_emu,
         put_429,
+        backfill,
         floor: None,
         floor_first: false,
+    }
+}
+
+/// One edit's patch -> PUT: when the bench saw the PUT in the call log, when the emulator stamped
+/// it, and the calls answered 429 meanwhile.
+struct PutTiming {
+    seen: Duration,
+    at_emulator: Option<Duration>,
+    throttled: usize,
+}
+
+/// Patches `spec.priority` of `name` and waits for its PUT at the emulator (polling the call log).
+/// With `clear`, the call log is cleared first (idle edits); without, the PUT is the first one for
+/// the id after the patch (a backfill is writing the log meanwhile).
+async fn patch_to_put(
+    env: &e2e::Cluster,
+    tracker: &e2e::Tracker,
+    name: &str,
+    priority: i64,
+    clear: bool,
+) -> PutTiming {
+    let api: Api<TrafficMirrorSession> = env.api();
+    let id = tracker
+        .id(name)
+        .expect("status.sessionId of a Ready session");
+    if clear {
+        env.account.emu.clear_calls().await;
+    }
+    let skip = env.account.emu.calls().await.len();
+    let wall = chrono::Utc::now();
+    let t = Instant::now();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"priority": priority}})),
+    )
+    .await
+    .expect("patch spec.priority");
+    let deadline = t + Duration::from_secs(60);
+    loop {
+        let calls = env.account.emu.calls().await;
+        let after = calls.get(skip..).unwrap_or_default();
+        let put = after.iter().find(|c| {
+            c["method"] == "PUT"
+                && c["throttled"] != true
+                && c["path"].as_str().is_some_and(|p| p.ends_with(&id))
+        });
+        if let Some(put) = put {
+            return PutTiming {
+                seen: t.elapsed(),
+                at_emulator: e2e::call_time(put).and_then(|at| (at - wall).to_std().ok()),
+                throttled: after.iter().filter(|c| c["throttled"] == true).count(),
+            };
+        }
+        assert!(Instant::now() < deadline, "no PUT for the edit of {name}");
+        tokio::time::sleep(PUT_POLL).await;
+    }
+}
+
+/// Sessions of the backfill phase (`BENCH_THROTTLED=1`).
+const BACKFILL: usize = 200;
+
+/// Edits during a backfill under the budget: [`BACKFILL`] new sessions are applied while no
+/// operator runs, then a new operator starts (so they are its start-up backfill, the bulk lane)
+/// and the first sessions are edited one after the other until the backfill is done.
+struct Backfill {
+    sessions: usize,
+    time: Duration,
+    edits: Vec<Duration>,
+    creates: usize,
+    throttled: usize,
+}
+
+async fn edits_during_backfill(env: &e2e::Cluster, tracker: &e2e::Tracker, n: usize) -> Backfill {
+    eprintln!("convergence: {BACKFILL} more sessions, then a new operator backfills them...");
+    let api: Api<TrafficMirrorSession> = env.api();
+    let names: Vec<String> = (n..n + BACKFILL).map(session_name).collect();
+    for i in n..n + BACKFILL {
+        api.create(&PostParams::default(), &manifest(env, i))
+            .await
+            .expect("create a backfill session");
+    }
+    env.account.emu.clear_calls().await;
+    let started = Instant::now();
+    let mut op = e2e::Operator::start("convergence-backfill", &env.ns, RESYNC, &[]);
+    let mut edits = vec![];
+    let mut throttled = 0;
+    let done = |t: &e2e::Tracker| names.iter().all(|name| t.ready_at(name, 1).is_some());
+    while !done(tracker) && started.elapsed() < Duration::from_secs(600) {
+        let name = session_name(edits.len() % n.min(50));
+        let edit = patch_to_put(env, tracker, &name, 3000 + edits.len() as i64, false).await;
+        edits.push(edit.seen);
+        throttled += edit.throttled;
+    }
+    let time = tracker
+        .wait_all_ready(&names, 1, Duration::from_secs(600))
+        .await
+        - started;
+    op.assert_running();
+    let creates = env
+        .account
+        .emu
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["method"] == "POST" && c["status"] == 201)
+        .count();
+    edits.sort();
+    Backfill {
+        sessions: BACKFILL,
+        time,
+        edits,
+        creates,
+        throttled,
     }
 }
 
@@ -737,6 +832,9 @@ impl Report {
             self.edit_429, self.edits, self.put_429
         ));
 
+        if let Some(b) = &self.backfill {
+            s.push_str(&b.markdown());
+        }
         s.push_str("\n## Operator memory\n\n");
         let mut t = common::Table::new(&["measure", "MiB"]);
         t.row(vec![
@@ -814,9 +912,64 @@ impl Report {
                     "p99": q(&self.put_latency_emu, 0.99),
                     "max": q(&self.put_latency_emu, 1.0),
                 },
+                "edits_during_backfill": self.backfill.as_ref().map(Backfill::json),
                 "steady_calls_per_cycle": self.steady_calls_total as f64 / self.steady_cycles.max(1) as f64,
                 "rss_mib": {"idle": self.idle_rss_mib, "peak": self.peak_rss_mib, "end": self.rss_mib},
             }
+        })
+    }
+}
+
+impl Backfill {
+    fn markdown(&self) -> String {
+        let q = |v: &[Duration], p: f64| common::quantile(v, p).map(ms).unwrap_or_default();
+        let mut t = common::Table::new(&["measure", "value"]);
+        t.row(vec![
+            format!(
+                "a new operator: start -> all {} backfill sessions Ready",
+                self.sessions
+            ),
+            ms(self.time),
+        ]);
+        t.row(vec![
+            "creates during the backfill".into(),
+            self.creates.to_string(),
+        ]);
+        t.row(vec![
+            format!(
+                "edits of Ready sessions meanwhile ({} one after the other)",
+                self.edits.len()
+            ),
+            format!(
+                "patch -> PUT p50 {} / p99 {} / max {}",
+                q(&self.edits, 0.5),
+                q(&self.edits, 0.99),
+                q(&self.edits, 1.0)
+            ),
+        ]);
+        t.row(vec![
+            "calls answered 429 meanwhile".into(),
+            self.throttled.to_string(),
+        ]);
+        format!(
+            "\n## Edits during a start-up backfill under the budget\n\nThe operator is stopped, {} \
+             more sessions are applied, a new operator starts (they are its start-up backfill: the \
+             bulk lane), and Ready sessions are edited one after the other until the backfill is \
+             done; patch -> PUT as above (first PUT for the id after the patch).\n\n{}",
+            self.sessions,
+            t.markdown()
+        )
+    }
+
+    fn json(&self) -> Value {
+        let q = |p: f64| common::quantile(&self.edits, p).map(|d| d.as_secs_f64() * 1000.0);
+        json!({
+            "sessions": self.sessions,
+            "start_to_all_ready_s": self.time.as_secs_f64(),
+            "creates": self.creates,
+            "edits": self.edits.len(),
+            "patch_to_put_ms": {"p50": q(0.5), "p99": q(0.99), "max": q(1.0)},
+            "throttled": self.throttled,
         })
     }
 }

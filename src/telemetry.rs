@@ -18,18 +18,45 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; colour only when stderr is a terminal, so log files and `kubectl logs`
+    /// carry no escape sequences.
+    #[default]
+    Text,
+    /// One JSON object per line, with the reconcile's span (kind, namespace, name) on every line.
+    Json,
+}
+
 /// Installs the global tracing subscriber: `RUST_LOG`-style filter (default `info`), text or JSON.
-pub fn init_logging(json: bool) {
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
+}
+
+/// The answer of `/readyz`: ready (200) once the controllers' caches are synced; the body says
+/// whether this replica leads or stands by. A standby is ready too: it serves the rollout of a
+/// Deployment whose other replica leads, and it takes over with warm caches.
+pub fn readiness(caches_synced: bool, leader: bool) -> (u16, &'static str) {
+    match (caches_synced, leader) {
+        (false, _) => (503, "not ready: the caches are not synced yet\n"),
+        (true, true) => (200, "ok: caches synced, leader\n"),
+        (true, false) => (
+            200,
+            "ok: caches synced, standby (another replica holds the lease)\n",
+        ),
+    }
 }
 
 /// Label set: the kind being reconciled.
@@ -82,6 +109,8 @@ pub struct Metrics {
     pub budget_wait: Family<LaneLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// 1 while this process holds the leader Lease (or runs without leader election), else 0.
     pub leader: Gauge,
+    /// 1 once the session and filter caches have been filled from the API server, else 0.
+    pub caches_synced: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -101,6 +130,12 @@ impl Default for Metrics {
         let cloud_calls = Family::<CallLabel, Counter>::default();
         let managed_sessions = Gauge::default();
         let leader = Gauge::default();
+        let caches_synced = Gauge::default();
+        registry.register(
+            "caches_synced",
+            "1 once the TrafficMirrorSession and TrafficMirrorFilter caches are synced, else 0",
+            caches_synced.clone(),
+        );
         registry.register(
             "leader",
             "1 while this process is the leader (holds the Lease), else 0",
@@ -143,6 +178,7 @@ impl Default for Metrics {
             managed_sessions,
             budget_wait,
             leader,
+            caches_synced,
         }
     }
 }
@@ -188,6 +224,11 @@ impl Metrics {
             .inc_by(waited.as_secs_f64());
     }
 
+    /// The `/readyz` answer for the current state (see [`readiness`]).
+    pub fn readiness(&self) -> (u16, &'static str) {
+        readiness(self.caches_synced.get() == 1, self.leader.get() == 1)
+    }
+
     /// The text exposition format for `/metrics`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -217,5 +258,17 @@ mod tests {
         );
         assert!(text.contains("tmo_reconcile_errors_total"));
         assert!(text.contains("tmo_reconcile_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn readiness_follows_the_caches_and_names_the_role() {
+        let m = Metrics::default();
+        assert_eq!(m.readiness().0, 503, "caches not synced");
+        m.caches_synced.set(1);
+        let (code, body) = m.readiness();
+        assert_eq!(code, 200);
+        assert!(body.contains("standby"), "{body}");
+        m.leader.set(1);
+        assert!(m.readiness().1.contains("leader"));
     }
 }

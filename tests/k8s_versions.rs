@@ -3,7 +3,9 @@
 //! create (one POST, `Ready`), edit one field (exactly one PUT carrying only that field), delete
 //! (the cloud session is deleted, the object goes). Along the way it checks the API-server
 //! features the operator relies on: the `/status` subresource written by server-side apply under
-//! the operator's field manager, finalizers, and Events through `events.k8s.io/v1`.
+//! the operator's field manager, finalizers, Events through `events.k8s.io/v1`, and leader election
+//! on a `coordination.k8s.io/v1` Lease (the operator runs with `--leader-elect=true`: it holds the
+//! Lease and renews it).
 //!
 //! The CRD install and the whole admission table run on both versions in `tests/crd_validation.rs`.
 
@@ -11,7 +13,9 @@ mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::Version;
@@ -21,6 +25,18 @@ use traffic_mirror_operator::cloud::models::ListSessionsQuery;
 use traffic_mirror_operator::controller::MANAGER;
 
 const WAIT: Duration = Duration::from_secs(60);
+/// The Lease the operator elects itself on (in the test namespace).
+const LEASE: &str = "tmo-versions";
+/// Leader election as deployed, with a short lease so renewals come every couple of seconds.
+const LEADER_ARGS: [&str; 7] = [
+    "--leader-elect=true",
+    "--leader-elect-lease-name",
+    LEASE,
+    "--leader-elect-lease-duration",
+    "6s",
+    "--log-format",
+    "json",
+];
 
 #[tokio::test]
 async fn session_lifecycle_on_the_newest() {
@@ -30,6 +46,36 @@ async fn session_lifecycle_on_the_newest() {
 #[tokio::test]
 async fn session_lifecycle_on_the_oldest() {
     session_lifecycle(Version::Oldest).await;
+}
+
+/// The Lease's holder and last renewal, once someone holds it.
+async fn lease_held(leases: &Api<Lease>) -> Option<(String, MicroTime)> {
+    let spec = leases.get_opt(LEASE).await.ok().flatten()?.spec?;
+    let holder = spec.holder_identity.filter(|h| !h.is_empty())?;
+    Some((holder, spec.renew_time?))
+}
+
+/// The identity the operator logged when it acquired the Lease.
+fn acquired_as(op: &Operator) -> Option<String> {
+    op.logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "acquired the leader lease")?["fields"]["identity"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The operator holds the Lease (under the identity it logged) and renews it: a later `renewTime`
+/// by the same holder.
+async fn assert_lease_held_and_renewed(leases: &Api<Lease>, op: &Operator, context: &str) {
+    let (holder, first) = support::wait_for(WAIT, || lease_held(leases)).await;
+    let identity = support::wait_for(WAIT, || async { acquired_as(op) }).await;
+    assert_eq!(holder, identity, "{context}: the operator holds the Lease");
+    let (renewed_by, _) = support::wait_for(WAIT, || async {
+        lease_held(leases).await.filter(|(_, t)| *t > first)
+    })
+    .await;
+    assert_eq!(renewed_by, holder, "{context}: the holder renews the Lease");
 }
 
 /// The condition `type_` of `o` is `status` for the current generation.
@@ -71,11 +117,20 @@ async fn session_lifecycle(version: Version) {
     let ns = support::test_namespace(&client, &format!("versions-{version:?}")).await;
     let account = CloudAccount::create(&client, &ns).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let operator = Operator::start_on(cp, &ns, "5m", &[], None, dir.path().join("operator.log"));
+    let operator = Operator::start_on(
+        cp,
+        &ns,
+        "5m",
+        &LEADER_ARGS,
+        None,
+        dir.path().join("operator.log"),
+    );
     let emu = &account.emu;
     emu.clear_calls().await;
     let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), &ns);
     let context = |what: &str| format!("{version:?} ({}): {what}", cp.kubernetes_version);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    assert_lease_held_and_renewed(&leases, &operator, &context("leader election")).await;
 
     // Create: one POST; Ready with the cloud id; the status written by SSA through /status.
     let manifest: TrafficMirrorSession = serde_json::from_value(json!({
@@ -98,6 +153,17 @@ async fn session_lifecycle(version: Version) {
         .expect("create the session");
     let ready = wait_ready(&sessions, "web").await;
     let status = ready.status.clone().expect("status");
+    let kstatus: Vec<&str> = status
+        .conditions
+        .iter()
+        .map(|c| c.type_.as_str())
+        .filter(|t| ["Reconciling", "Stalled"].contains(t))
+        .collect();
+    assert!(
+        kstatus.is_empty(),
+        "{}: {kstatus:?}",
+        context("Ready: neither Reconciling nor Stalled (kstatus Current)")
+    );
     let session_id = status.session_id.clone().expect("status.sessionId");
     assert_eq!(
         status.at_provider.as_ref().map(|a| a.priority),

@@ -285,6 +285,14 @@ fn condition(o: &TrafficMirrorSession, type_: &str) -> Condition {
         .unwrap_or_else(|| panic!("no {type_} condition on {:?}", o.metadata.name))
 }
 
+/// The object's conditions (none without a status).
+fn conditions_of(o: &TrafficMirrorSession) -> Vec<Condition> {
+    o.status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+}
+
 fn is_write(c: &Value) -> bool {
     c["method"] != "GET"
 }
@@ -624,6 +632,9 @@ async fn adoption_and_observe_only() {
     let ready = condition(&o, "Ready");
     assert_eq!(ready.reason, "Drifted");
     assert!(ready.message.contains("priority"), "{}", ready.message);
+    // kstatus (Flux): stuck until someone acts, so Stalled (and not Reconciling).
+    assert_eq!(condition(&o, "Stalled").reason, "Drifted");
+    assert!(conditions_of(&o).iter().all(|c| c.type_ != "Reconciling"));
     assert_eq!(o.status.unwrap().at_provider.unwrap().priority, 66);
     env.delete("watched").await;
     env.wait_gone("watched").await;
@@ -818,6 +829,7 @@ async fn name_conflict_is_never_taken_over() {
         .await;
     let r = condition(&o, "Ready");
     assert_eq!(r.reason, "NameConflict", "{r:?}");
+    assert_eq!(condition(&o, "Stalled").reason, "NameConflict");
     assert_eq!(env.all_cloud_sessions().await.len(), 1);
     assert_eq!(
         env.all_cloud_sessions().await[0].traffic_mirror_target_id,

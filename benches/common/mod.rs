@@ -199,6 +199,7 @@ impl RunInfo {
 }
 
 /// The value at quantile `q` (0.0-1.0, nearest rank) of `sorted`, which must be sorted.
+#[allow(dead_code)] // not every bench reports quantiles
 pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;

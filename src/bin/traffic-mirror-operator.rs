@@ -9,7 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
 use traffic_mirror_operator::controller::{self, OperatorConfig};
-use traffic_mirror_operator::telemetry::{self, Metrics};
+use traffic_mirror_operator::telemetry::{self, LogFormat, Metrics};
 
 /// Manage Huawei Cloud VPC traffic mirroring (TrafficMirrorSession objects) from Kubernetes.
 ///
@@ -71,9 +71,27 @@ struct RunArgs {
     /// after the leader stops renewing. The leader renews every third of it.
     #[arg(long, env = "TMO_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
     leader_elect_lease_duration: Duration,
-    /// Log as JSON lines instead of text. The level comes from RUST_LOG (default `info`).
-    #[arg(long, env = "TMO_LOG_JSON", default_value_t = false)]
+    /// The one namespace whose Secrets the operator reads (every ProviderConfig's
+    /// spec.credentials.secretRef must point here; others get Ready=False, SecretOutOfScope). Its
+    /// RBAC is a Role in this namespace, not cluster-wide Secret access. Default: the pod's
+    /// namespace (from the service account), else `default`.
+    #[arg(long, env = "TMO_CREDENTIALS_NAMESPACE")]
+    credentials_namespace: Option<String>,
+    /// Log format: `text` (no colour codes unless stderr is a terminal) or `json` (one object per
+    /// line, carrying the reconcile's span). The level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "TMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Deprecated spelling of `--log-format json` (kept so existing manifests keep working).
+    #[arg(long, env = "TMO_LOG_JSON", default_value_t = false, hide = true)]
     log_json: bool,
+}
+
+/// `/readyz`: 503 until the caches are synced; the body names this replica's role.
+fn readyz(metrics: &Metrics) -> (axum::http::StatusCode, &'static str) {
+    let (code, body) = metrics.readiness();
+    let code = axum::http::StatusCode::from_u16(code)
+        .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    (code, body)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -97,7 +115,11 @@ fn parse_lease_duration(s: &str) -> Result<Duration, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Run(args) = cli.command;
-    telemetry::init_logging(args.log_json);
+    telemetry::init_logging(if args.log_json {
+        LogFormat::Json
+    } else {
+        args.log_format
+    });
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -116,10 +138,11 @@ async fn main() -> ExitCode {
     let bound = listener.local_addr().ok();
     tracing::info!(addr = ?bound, "serving /metrics, /healthz, /readyz");
     let m = metrics.clone();
+    let r = metrics.clone();
     let app = Router::new()
         .route("/metrics", get(move || std::future::ready(m.encode())))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }));
+        .route("/readyz", get(move || std::future::ready(readyz(&r))));
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server failed");
@@ -139,6 +162,9 @@ async fn main() -> ExitCode {
             identity: controller::leader::default_identity(),
             duration: args.leader_elect_lease_duration,
         }),
+        credentials_namespace: args
+            .credentials_namespace
+            .unwrap_or_else(controller::leader::default_namespace),
     };
     controller::run(client, config, metrics).await;
     server.abort();
@@ -174,6 +200,7 @@ mod tests {
         assert_eq!(a.leader_elect_lease_name, "traffic-mirror-operator");
         assert_eq!(a.leader_elect_lease_duration, Duration::from_secs(15));
         assert!(a.leader_elect_namespace.is_none());
+        assert!(a.credentials_namespace.is_none());
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! - `Synced`: the last reconcile reached the cloud and did what it had to; `False` carries the cloud's
 //!   `error_code` (or a short CamelCase reason) and a message saying what to do.
 //!
+//! - `Reconciling` / `Stalled`: kstatus' abnormal-true conditions (what Flux's `wait`/health checks
+//!   read), present only while true: `Reconciling=True` while the operator still works toward the
+//!   spec (creating, waiting on a dependency, retrying with backoff), `Stalled=True` when it cannot
+//!   progress without a human (a terminal cloud error, a name conflict, drift under ObserveOnly, an
+//!   unusable Secret). Neither while `Ready=True`.
+//!
 //! `lastTransitionTime` only changes when a condition's status flips, so `kubectl get` does not show
 //! conditions that "change" on every resync.
 
@@ -15,6 +21,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 /// Condition type: the last reconcile succeeded.
 pub const SYNCED: &str = "Synced";
+
+/// Condition type (kstatus): the operator is still working toward the spec; absent otherwise.
+pub const RECONCILING: &str = "Reconciling";
+/// Condition type (kstatus): the operator cannot progress without a human; absent otherwise.
+pub const STALLED: &str = "Stalled";
+/// The kstatus condition types: removed when a reconcile does not set them (absent means false).
+const ABNORMAL_TRUE: [&str; 2] = [RECONCILING, STALLED];
 
 /// Reasons, CamelCase, shared by all reconcilers so users can grep for them.
 pub mod reason {
@@ -44,6 +57,9 @@ pub mod reason {
     pub const SESSION_ID_REQUIRED: &str = "SessionIdRequired";
     /// The credentials Secret is missing or incomplete.
     pub const SECRET_INVALID: &str = "SecretInvalid";
+    /// The credentials Secret is outside the operator's credentials namespace, which is the only
+    /// namespace whose Secrets it may read.
+    pub const SECRET_OUT_OF_SCOPE: &str = "SecretOutOfScope";
     /// The cloud accepted the credentials.
     pub const CREDENTIALS_VALID: &str = "CredentialsValid";
     /// Talking to the API server failed.
@@ -51,6 +67,18 @@ pub mod reason {
     /// The ProviderConfig is being deleted but objects still reference it; it stays (and keeps
     /// serving them) until they are gone.
     pub const IN_USE: &str = "InUse";
+
+    /// `Ready=False` reasons that only a human can clear (a spec, cloud or Secret change): they
+    /// make the object `Stalled` rather than `Reconciling`.
+    pub const TERMINAL: [&str; 7] = [
+        NAME_CONFLICT,
+        DRIFTED,
+        SESSION_NOT_FOUND,
+        FILTER_NOT_FOUND,
+        SESSION_ID_REQUIRED,
+        SECRET_INVALID,
+        SECRET_OUT_OF_SCOPE,
+    ];
 }
 
 /// A condition to be set: type, status, reason, message. `observed_generation` is added at merge.
@@ -87,7 +115,30 @@ impl Desired {
     }
 }
 
-/// Merges the desired conditions into the existing list: other condition types are kept,
+/// Adds kstatus' `Reconciling` or `Stalled` to a reconcile's `Ready`/`Synced`, so Flux (kstatus)
+/// tells "still working" (InProgress) from "stuck" (Failed) the way the Argo CD health check does.
+/// `Ready=True` adds neither. `Stalled` when `Ready`'s reason is [`reason::TERMINAL`] or when
+/// `failed_for_good` (the reconcile failed and retrying without a change cannot help; the `Synced`
+/// condition carries that failure), else `Reconciling`. It copies the reason and message of the
+/// condition that says why.
+pub fn with_progress(mut desired: Vec<Desired>, failed_for_good: bool) -> Vec<Desired> {
+    let not_true = |t: &str| desired.iter().find(|d| d.type_ == t && !d.status).cloned();
+    let Some(ready) = not_true(READY) else {
+        return desired;
+    };
+    let added = match not_true(SYNCED) {
+        Some(synced) if failed_for_good => Desired::yes(STALLED, &synced.reason, synced.message),
+        _ if reason::TERMINAL.contains(&ready.reason.as_str()) => {
+            Desired::yes(STALLED, &ready.reason, ready.message)
+        }
+        _ => Desired::yes(RECONCILING, &ready.reason, ready.message),
+    };
+    desired.push(added);
+    desired
+}
+
+/// Merges the desired conditions into the existing list: other condition types are kept (but
+/// `Reconciling`/`Stalled` only when nothing is desired: they are absent unless set),
 /// `lastTransitionTime` is kept unless the status flips.
 pub fn merge(
     existing: &[Condition],
@@ -98,6 +149,7 @@ pub fn merge(
     let mut out: Vec<Condition> = existing
         .iter()
         .filter(|c| !desired.iter().any(|d| d.type_ == c.type_))
+        .filter(|c| desired.is_empty() || !ABNORMAL_TRUE.contains(&c.type_.as_str()))
         .cloned()
         .collect();
     for d in desired {
@@ -239,5 +291,105 @@ mod tests {
             t(5),
         );
         assert!(!same(&a, &c));
+    }
+
+    fn progress(d: &[Desired]) -> Vec<(&'static str, String)> {
+        d.iter()
+            .filter(|c| ABNORMAL_TRUE.contains(&c.type_))
+            .map(|c| (c.type_, c.reason.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn progress_per_outcome() {
+        let pair = |ready: Desired, synced: Desired| vec![ready, synced];
+        let ok = Desired::yes(SYNCED, reason::RECONCILE_SUCCESS, "");
+        // (Ready, Synced, failed for good, the kstatus condition added)
+        type Row = (Desired, Desired, bool, Option<(&'static str, &'static str)>);
+        let table: Vec<Row> = vec![
+            (
+                Desired::yes(READY, "Available", ""),
+                ok.clone(),
+                false,
+                None,
+            ),
+            (
+                Desired::no(READY, "Creating", ""),
+                ok.clone(),
+                false,
+                Some((RECONCILING, "Creating")),
+            ),
+            (
+                Desired::no(READY, "Drifted", ""),
+                ok.clone(),
+                false,
+                Some((STALLED, "Drifted")),
+            ),
+            (
+                Desired::no(READY, "NameConflict", ""),
+                Desired::no(SYNCED, "NameConflict", ""),
+                false,
+                Some((STALLED, "NameConflict")),
+            ),
+            (
+                Desired::no(READY, "FilterNotReady", ""),
+                Desired::no(SYNCED, "FilterNotReady", ""),
+                false,
+                Some((RECONCILING, "FilterNotReady")),
+            ),
+            (
+                Desired::no(READY, "VPC_0002", ""),
+                Desired::no(SYNCED, "VPC_0002", ""),
+                true,
+                Some((STALLED, "VPC_0002")),
+            ),
+            (
+                Desired::no(READY, "APIGW_0308", ""),
+                Desired::no(SYNCED, "APIGW_0308", ""),
+                false,
+                Some((RECONCILING, "APIGW_0308")),
+            ),
+            (
+                Desired::no(READY, "Deleting", ""),
+                Desired::no(SYNCED, "VPC_0500", ""),
+                false,
+                Some((RECONCILING, "Deleting")),
+            ),
+            (
+                Desired::no(READY, "InUse", ""),
+                Desired::no(SYNCED, "APIGW_0301", ""),
+                true,
+                Some((STALLED, "APIGW_0301")),
+            ),
+        ];
+        for (ready, synced, for_good, want) in table {
+            let what = format!("{ready:?} {synced:?} {for_good}");
+            let got = progress(&with_progress(pair(ready, synced), for_good));
+            let want: Vec<_> = want.map(|(t, r)| (t, r.to_string())).into_iter().collect();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn abnormal_true_conditions_go_when_not_set() {
+        let working = merge(
+            &[],
+            &with_progress(vec![Desired::no(READY, "Creating", "")], false),
+            Some(1),
+            t(0),
+        );
+        assert!(find(&working, RECONCILING).is_some());
+        let done = merge(
+            &working,
+            &with_progress(vec![Desired::yes(READY, "Available", "")], false),
+            Some(1),
+            t(1),
+        );
+        assert_eq!(
+            done.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            vec!["Ready"]
+        );
+        // A reconcile that sets nothing (e.g. a deletion that ends) keeps what is there.
+        assert_eq!(merge(&working, &[], Some(1), t(2)), working);
     }
 }

@@ -33,8 +33,8 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -64,6 +64,10 @@ pub struct OperatorConfig {
     pub provider_config_selector: Option<String>,
     /// Leader election: `None` = this process always leads (one replica only).
     pub leader_election: Option<leader::LeaseConfig>,
+    /// The one namespace whose Secrets the operator reads and watches (credentials of every
+    /// ProviderConfig), so its RBAC is a Role there rather than cluster-wide Secret access: a
+    /// compromised operator can leak only the cloud credentials it is meant to hold.
+    pub credentials_namespace: String,
 }
 
 impl Default for OperatorConfig {
@@ -75,6 +79,7 @@ impl Default for OperatorConfig {
             create_confirm_window: Duration::from_secs(30),
             provider_config_selector: None,
             leader_election: None,
+            credentials_namespace: "default".into(),
         }
     }
 }
@@ -107,6 +112,22 @@ pub struct Context {
     leading: AtomicBool,
     /// Wakes the ProviderConfig controller to reconcile everything (this process became leader).
     became_leader: Notify,
+    /// Bulk reconciles running per controller (sessions, filters): at most `concurrency - 1`, so one
+    /// reconcile slot is always free for the object a person is waiting for.
+    bulk_running: [Arc<tokio::sync::Semaphore>; 2],
+}
+
+/// What a reconcile holds while it runs: for bulk work, its share of the controller's reconcile
+/// slots and, when the budget is short, one of the account's bulk slots. Dropped at the end.
+#[derive(Debug, Default)]
+pub struct Admission {
+    _running: Option<tokio::sync::OwnedSemaphorePermit>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// How many bulk reconciles of one controller may run at once: all reconcile slots but one.
+fn bulk_share(concurrency: u16) -> usize {
+    usize::from(concurrency.saturating_sub(1).max(1))
 }
 
 /// The controllers' caches (reflector stores), readable by the other reconcilers.
@@ -145,6 +166,9 @@ impl Context {
             started_at: chrono::Utc::now(),
             leading: AtomicBool::new(config.leader_election.is_none()),
             became_leader: Notify::new(),
+            bulk_running: std::array::from_fn(|_| {
+                Arc::new(tokio::sync::Semaphore::new(bulk_share(config.concurrency)))
+            }),
             config,
         }
     }
@@ -212,15 +236,30 @@ impl Context {
 
     /// Admission of a reconcile in `lane` against ProviderConfig `provider`'s budget (see
     /// [`budget::Budget::bulk_slot`]): `Err(delay)` means "requeue after `delay`, nothing done".
+    /// Bulk work also needs one of the controller's bulk reconcile slots (see `bulk_running`): without
+    /// it, bulk reconciles waiting for tokens could fill every reconcile slot and hold an edit back
+    /// until several creates had gone ahead of it.
     pub fn admit(
         &self,
+        kind: &str,
         lane: budget::Lane,
         provider: &str,
-    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Duration> {
-        match (lane, self.providers.get(provider)) {
-            (budget::Lane::Bulk, Some(p)) => p.budget.bulk_slot(),
-            _ => Ok(None),
+    ) -> Result<Admission, Duration> {
+        if lane == budget::Lane::Interactive {
+            return Ok(Admission::default());
         }
+        let running = self.bulk_running[usize::from(kind == filter::KIND)].clone();
+        let Ok(running) = running.try_acquire_owned() else {
+            return Err(Duration::from_millis(100 + rand::random::<u64>() % 200));
+        };
+        let slot = match self.providers.get(provider) {
+            Some(p) => p.budget.bulk_slot()?,
+            None => None,
+        };
+        Ok(Admission {
+            _running: Some(running),
+            _slot: slot,
+        })
     }
 
     /// Whether a reconcile must read its cloud object fresh (GET) instead of from the snapshot: after
@@ -518,12 +557,23 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     }
     info!(?config, "starting controllers");
     let wc = watcher::Config::default().any_semantic();
-    let session_controller = Controller::new(sessions.clone(), wc.clone());
-    let filter_controller = Controller::new(filters.clone(), wc.clone());
-    let session_store = session_controller.store();
-    let filter_store = filter_controller.store();
+    let (session_store, session_writer) = reflector::store();
+    let (filter_store, filter_writer) = reflector::store();
+    let session_controller = Controller::for_stream(
+        slim_reflector(session_writer, sessions.clone(), wc.clone()),
+        session_store.clone(),
+    );
+    let filter_controller = Controller::for_stream(
+        slim_reflector(filter_writer, filters.clone(), wc.clone()),
+        filter_store.clone(),
+    );
     let _ = ctx.stores.sessions.set(session_store.clone());
     let _ = ctx.stores.filters.set(filter_store.clone());
+    tokio::spawn(mark_synced(
+        session_store.clone(),
+        filter_store.clone(),
+        ctx.metrics.clone(),
+    ));
     let session_run = session_controller
         .watches(filters, wc.clone(), move |f| {
             sessions_of_filter(&session_store, &f)
@@ -551,6 +601,66 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
         ctx.set_leader(false);
         let _ = release_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+    }
+}
+
+/// The objects a controller reconciles, cached without what the operator never reads: the
+/// `managedFields` (often larger than the object itself) and kubectl's last-applied annotation. With
+/// thousands of objects this is most of the cache's memory.
+fn slim_reflector<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    wc: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    let stream = watcher(api, wc).default_backoff().modify(slim::<K>);
+    reflector::reflector(writer, stream).applied_objects()
+}
+
+/// Drops the fields [`slim_reflector`] does not keep.
+pub fn slim<K: kube::Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Sets `tmo_caches_synced` (and so `/readyz`) once both caches hold the API server's objects.
+async fn mark_synced(
+    sessions: Store<TrafficMirrorSession>,
+    filters: Store<TrafficMirrorFilter>,
+    metrics: Metrics,
+) {
+    synced(&sessions).await;
+    synced(&filters).await;
+    metrics.caches_synced.set(1);
+    info!("caches synced: ready");
+}
+
+/// Waits until `store` has been filled once. kube-runtime's readiness signal wakes only the last of
+/// several waiters (the controller's runner waits on the same store), so this looks again every
+/// quarter second instead of relying on being woken.
+async fn synced<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(Ok(())) => return,
+            Ok(Err(_)) => std::future::pending::<()>().await, // the controller stopped
+            Err(_) => continue,
+        }
     }
 }
 

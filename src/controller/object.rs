@@ -238,9 +238,15 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         action: action.to_string(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        debug!(error = %e, "publishing event failed");
-    }
+    // In the background: an event is for people, and the reconcile (a create, a status write)
+    // need not wait for the API server to store it.
+    let recorder = ctx.recorder.clone();
+    let reference = obj.object_ref(&());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            debug!(error = %e, "publishing event failed");
+        }
+    });
 }
 
 /// A failed reconcile step, for any kind: count it, tell the user (a Warning event naming the step;
@@ -267,4 +273,16 @@ pub async fn failed<K: Resource<DynamicType = ()>>(
     let name = obj.meta().name.clone().unwrap_or_default();
     tracing::warn!(kind, %name, step = err.step(), error = %err, ?delay, "reconcile step failed");
     kube::runtime::controller::Action::requeue(delay)
+}
+
+/// The span every log line of one reconcile carries (`--log-format json` prints it on each line), so
+/// a line says which object it is about without repeating it in each message.
+pub fn reconcile_span(kind: &str, meta: &kube::api::ObjectMeta) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        kind,
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        object = meta.name.as_deref().unwrap_or_default(),
+        generation = meta.generation.unwrap_or_default(),
+    )
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Argo CD health-check tests (go test in this module: deploy/argocd/health.lua and its
 # copies in gopher-lua over fixtures/). The module is pinned by go.mod + go.sum; the first run on a
-# machine downloads gopher-lua and yaml.v3 into the Go module cache (~/go/pkg/mod), later runs reuse
+# machine downloads gopher-lua, yaml.v3 and cli-utils (kstatus) with its k8s.io deps into the Go module cache (~/go/pkg/mod), later runs reuse
 # it and Go's build and test caches.
 # Environment: GOTOOLCHAIN (passed through to go; as in tests/control-plane/build.sh, a local Go
 # older than this module's go line takes the approved newer toolchain from the module proxy).

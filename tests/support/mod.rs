@@ -5,6 +5,8 @@
 //!   oldest supported one too);
 //! - [`test_namespace`], [`install_crds`]: per-test isolation and the CRDs from `crds/`;
 //! - [`Emulator`]: the VPC emulator binary as a child process, with its admin API;
+//! - [`identity`]: the operator's own ServiceAccount, bound by the RBAC of `deploy/`, with a
+//!   token from the TokenRequest API (the operator never runs as admin by default);
 //! - [`wait_for`]: poll a condition with a deadline (tests never sleep to synchronise).
 //!
 //! Every test binary uses a different part of this, hence the `dead_code` allowance.
@@ -12,6 +14,7 @@
 
 pub mod control_plane;
 pub mod emulator;
+pub mod identity;
 pub mod operator;
 pub mod process;
 pub mod restart;

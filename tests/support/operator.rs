@@ -128,6 +128,18 @@ fn leader_args(ns: &str, extra_args: &[&str]) -> Vec<String> {
     args
 }
 
+/// `--credentials-namespace <ns>` unless the test passes its own: the test's Secret is in its
+/// namespace, where the operator's identity has its credentials Role.
+fn credentials_args(ns: &str, extra_args: &[&str]) -> Vec<String> {
+    if extra_args
+        .iter()
+        .any(|a| a.starts_with("--credentials-namespace"))
+    {
+        return vec![];
+    }
+    vec!["--credentials-namespace".into(), ns.into()]
+}
+
 /// The operator binary as a child process: killed on drop, and by the kernel if the test process
 /// dies.
 pub struct Operator {
@@ -152,6 +164,8 @@ impl Operator {
     }
 
     /// [`Operator::start`] against the control plane `cp` (e.g. the oldest supported version's).
+    /// The operator runs as its own ServiceAccount in `ns`, bound by the RBAC of `deploy/`
+    /// ([`super::identity`]), with `ns` as its credentials namespace: never as an admin.
     pub fn start_on(
         cp: &ControlPlane,
         ns: &str,
@@ -159,6 +173,34 @@ impl Operator {
         extra_args: &[&str],
         failpoints: Option<&str>,
         log: PathBuf,
+    ) -> Operator {
+        let kubeconfig = super::identity::default_kubeconfig(cp, ns);
+        Operator::start_as(ns, resync, extra_args, failpoints, log, &kubeconfig)
+    }
+
+    /// [`Operator::start`] as the cluster admin (opt-out of the operator's own identity), for a
+    /// test whose subject needs rights the operator must not have.
+    pub fn start_admin(
+        ns: &str,
+        resync: &str,
+        extra_args: &[&str],
+        failpoints: Option<&str>,
+        log: PathBuf,
+    ) -> Operator {
+        let cp = control_plane();
+        let kubeconfig = cp.kubeconfig_path.clone();
+        Operator::start_as(ns, resync, extra_args, failpoints, log, &kubeconfig)
+    }
+
+    /// [`Operator::start_on`] authenticated by `kubeconfig` (e.g. an identity with reduced
+    /// grants from [`super::identity::create`]).
+    pub fn start_as(
+        ns: &str,
+        resync: &str,
+        extra_args: &[&str],
+        failpoints: Option<&str>,
+        log: PathBuf,
+        kubeconfig: &std::path::Path,
     ) -> Operator {
         let file = std::fs::File::create(&log).expect("create the operator log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_traffic-mirror-operator"));
@@ -177,7 +219,8 @@ impl Operator {
         ])
         .args(extra_args)
         .args(leader_args(ns, extra_args))
-        .env("KUBECONFIG", &cp.kubeconfig_path)
+        .args(credentials_args(ns, extra_args))
+        .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,traffic_mirror_operator=debug")
         .env_remove("TMO_FAILPOINTS")
         .stdin(Stdio::null())

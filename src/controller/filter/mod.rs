@@ -23,6 +23,7 @@ use std::time::Instant;
 use chrono::Utc;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
+use tracing::Instrument;
 
 use super::Context;
 use super::error::{Error, Result};
@@ -48,11 +49,12 @@ pub async fn reconcile(obj: Arc<TrafficMirrorFilter>, ctx: Arc<Context>) -> Resu
     let started = Instant::now();
     let observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
     let lane = ctx.lane_of(&obj.metadata, observed_generation);
-    let _slot = match ctx.admit(lane, &obj.spec.provider_config_ref.name) {
+    let _slot = match ctx.admit(KIND, lane, &obj.spec.provider_config_ref.name) {
         Ok(slot) => slot,
         Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
     };
-    let result = budget::in_lane(lane, run(obj, &ctx)).await;
+    let span = object::reconcile_span(KIND, &obj.metadata);
+    let result = budget::in_lane(lane, run(obj, &ctx)).instrument(span).await;
     ctx.metrics.reconciled(KIND, started.elapsed());
     result
 }

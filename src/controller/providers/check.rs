@@ -30,6 +30,19 @@ const CLOUD_RETRY: Duration = Duration::from_secs(15);
 /// says what to do; it becomes the condition message.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// Step "read the Secret": it is outside the credentials namespace, the only namespace whose
+    /// Secrets the operator may read (a Role there, not cluster-wide Secret access).
+    #[error(
+        "reading the credentials: Secret {namespace}/{name} is outside the operator's credentials namespace {allowed}; move the Secret to namespace {allowed} and set spec.credentials.secretRef.namespace to it, or reinstall the operator with --credentials-namespace {namespace} (Helm value credentialsNamespace)"
+    )]
+    SecretOutOfScope {
+        /// Namespace of the Secret named in spec.credentials.secretRef.
+        namespace: String,
+        /// Name of that Secret.
+        name: String,
+        /// The operator's credentials namespace.
+        allowed: String,
+    },
     /// Step "read the Secret": it does not exist.
     #[error(
         "reading the credentials: Secret {namespace}/{name} not found; create it with keys accessKey and secretKey"
@@ -99,6 +112,7 @@ impl CheckError {
             CheckError::SecretMissing { .. } | CheckError::KeyMissing { .. } => {
                 reason::SECRET_INVALID.to_string()
             }
+            CheckError::SecretOutOfScope { .. } => reason::SECRET_OUT_OF_SCOPE.to_string(),
             CheckError::SecretUnreadable { .. } => reason::KUBERNETES_ERROR.to_string(),
             CheckError::ClientBuild(e) | CheckError::CredentialCheck { source: e } => e.reason(),
         }
@@ -107,7 +121,9 @@ impl CheckError {
     /// The step that failed, for logs.
     pub fn step(&self) -> &'static str {
         match self {
-            CheckError::SecretMissing { .. } | CheckError::SecretUnreadable { .. } => "read_secret",
+            CheckError::SecretOutOfScope { .. }
+            | CheckError::SecretMissing { .. }
+            | CheckError::SecretUnreadable { .. } => "read_secret",
             CheckError::KeyMissing { .. } => "read_keys",
             CheckError::ClientBuild(_) => "build_client",
             CheckError::CredentialCheck { .. } => "check_credentials",
@@ -120,7 +136,8 @@ impl CheckError {
         match self {
             CheckError::SecretUnreadable { .. } => true,
             CheckError::CredentialCheck { source } => source.is_retryable(),
-            CheckError::SecretMissing { .. }
+            CheckError::SecretOutOfScope { .. }
+            | CheckError::SecretMissing { .. }
             | CheckError::KeyMissing { .. }
             | CheckError::ClientBuild(_) => false,
         }
@@ -179,8 +196,23 @@ pub(super) fn credentials_from(secret: &Secret) -> Result<Credentials, CheckErro
     }
 }
 
+/// Refuses a Secret outside the credentials namespace before any API call (no client required):
+/// the operator has no right to read it, and saying so beats a bare 403.
+pub(super) fn in_scope(pc: &ProviderConfig, allowed: &str) -> Result<(), CheckError> {
+    let secret_ref = &pc.spec.credentials.secret_ref;
+    if secret_ref.namespace == allowed {
+        return Ok(());
+    }
+    Err(CheckError::SecretOutOfScope {
+        namespace: secret_ref.namespace.clone(),
+        name: secret_ref.name.clone(),
+        allowed: allowed.to_string(),
+    })
+}
+
 /// Reads the Secret named by the ProviderConfig (client required).
 async fn read_secret(pc: &ProviderConfig, ctx: &Context) -> Result<Secret, CheckError> {
+    in_scope(pc, &ctx.config.credentials_namespace)?;
     let secret_ref = &pc.spec.credentials.secret_ref;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &secret_ref.namespace);
     let mut secret = match secrets.get_opt(&secret_ref.name).await {
@@ -239,7 +271,17 @@ pub(super) async fn check(pc: &ProviderConfig, ctx: &Context) -> Result<bool, Ch
         limit: Some(1),
         ..Default::default()
     };
+    // Through the account's budget when it is known (a changed Secret, an expired proof); the very
+    // first call of a new account fits in any budget's burst.
+    let registered = ctx.providers.get(&name);
+    if let Some(p) = &registered {
+        p.budget.acquire().await;
+    }
     let first = futures::StreamExt::next(&mut std::pin::pin!(client.list_sessions(query))).await;
+    if let Some(p) = &registered {
+        p.budget
+            .record(matches!(&first, Some(Err(e)) if e.is_throttled()));
+    }
     match first {
         None | Some(Ok(_)) => {
             ctx.metrics.cloud_call("list_sessions", "success");
@@ -398,6 +440,32 @@ mod tests {
                 e.to_string().contains(want_text),
                 "{e} should contain {want_text}"
             );
+        }
+    }
+
+    #[test]
+    fn a_secret_outside_the_credentials_namespace_is_refused_with_the_fix() {
+        let pc: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+            "kind": "ProviderConfig",
+            "metadata": {"name": "pc"},
+            "spec": {
+                "region": "r", "projectId": "p",
+                "credentials": {"secretRef": {"namespace": "team-a", "name": "hwc"}},
+            }
+        }))
+        .expect("provider config");
+        assert!(in_scope(&pc, "team-a").is_ok());
+        let e = in_scope(&pc, "tmo-system").unwrap_err();
+        assert_eq!(e.reason(), "SecretOutOfScope");
+        assert_eq!(e.step(), "read_secret");
+        assert!(!e.is_retryable());
+        for part in [
+            "Secret team-a/hwc is outside the operator's credentials namespace tmo-system",
+            "move the Secret to namespace tmo-system",
+            "--credentials-namespace team-a",
+        ] {
+            assert!(e.to_string().contains(part), "{e} should contain {part}");
         }
     }
 }

@@ -307,8 +307,8 @@ where
         })
 }
 
-/// Runs the ProviderConfig controller until shutdown. Secrets are watched too, so editing the
-/// credentials re-checks every ProviderConfig that references them; sessions and filters are
+/// Runs the ProviderConfig controller until shutdown. Secrets of the credentials namespace are
+/// watched too, so editing the credentials re-checks every ProviderConfig that references them; sessions and filters are
 /// watched into the usage index, and a change of anyone's references re-runs the ProviderConfigs
 /// (so the last user's deletion releases a ProviderConfig that waits for it, without polling).
 pub async fn run(ctx: Arc<Context>) {
@@ -346,7 +346,9 @@ pub async fn run(ctx: Arc<Context>) {
     let controller = Controller::new(api, wc);
     let store = controller.store();
     ctx.providers.attach(store.clone());
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    // Only the credentials namespace: the operator's Role grants Secrets there and nowhere else.
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &ctx.config.credentials_namespace);
     controller
         .watches(
             secrets,

@@ -23,6 +23,15 @@ pub async fn reconcile(
     pc: Arc<ProviderConfig>,
     pctx: Arc<ProviderContext>,
 ) -> Result<Action, ProviderError> {
+    use tracing::Instrument;
+    let span = crate::controller::object::reconcile_span("ProviderConfig", &pc.metadata);
+    reconcile_in_span(pc, pctx).instrument(span).await
+}
+
+async fn reconcile_in_span(
+    pc: Arc<ProviderConfig>,
+    pctx: Arc<ProviderContext>,
+) -> Result<Action, ProviderError> {
     if !pctx.ctx.is_leader() {
         // A standby: no cloud call, no status or finalizer write. Becoming leader reconciles all.
         return Ok(Action::await_change());
@@ -92,6 +101,8 @@ fn hold_message(users: Option<&Users>) -> String {
 
 /// The `Ready` and `Synced` conditions (no client required): `Synced` reports the check; `Ready`
 /// reports the check too, unless a deletion is held for users (`InUse`, with `held` as message).
+/// Plus kstatus' `Reconciling`/`Stalled` ([`conditions::with_progress`]): a check that fails until
+/// someone fixes the Secret or the spec stalls the ProviderConfig.
 pub(super) fn desired_conditions(
     checked: &Result<bool, CheckError>,
     held: Option<String>,
@@ -117,10 +128,12 @@ pub(super) fn desired_conditions(
             )
         }
     };
-    match held {
+    let failed_for_good = checked.as_ref().is_err_and(|e| !e.is_retryable());
+    let pair = match held {
         Some(message) => vec![Desired::no(READY, reason::IN_USE, message), synced],
         None => vec![ready, synced],
-    }
+    };
+    conditions::with_progress(pair, failed_for_good)
 }
 
 /// Writes conditions, observedGeneration and the user count, only when one of them changed.
@@ -265,10 +278,24 @@ mod tests {
                 (false, "SecretInvalid"),
             ),
         ];
-        for (checked, held, ready, synced) in table {
+        // The kstatus condition each row adds: none, Stalled (a missing Secret needs a human),
+        // Reconciling (waiting for the users to go), Stalled (both, the Secret first).
+        let progress = [
+            None,
+            Some((conditions::STALLED, "SecretInvalid")),
+            Some((conditions::RECONCILING, "InUse")),
+            Some((conditions::STALLED, "SecretInvalid")),
+        ];
+        for ((checked, held, ready, synced), progress) in table.into_iter().zip(progress) {
             let d = desired_conditions(&checked, held);
             assert_eq!(by_type(&d, READY), (ready.0, ready.1.to_string()));
             assert_eq!(by_type(&d, SYNCED), (synced.0, synced.1.to_string()));
+            let added: Vec<_> = d
+                .iter()
+                .filter(|c| c.type_ != READY && c.type_ != SYNCED)
+                .map(|c| (c.type_, c.reason.as_str()))
+                .collect();
+            assert_eq!(added, progress.into_iter().collect::<Vec<_>>());
         }
     }
 

@@ -38,7 +38,12 @@ pub fn next_status(
     TrafficMirrorSessionStatus {
         session_id,
         observed_generation: generation,
-        conditions: conditions::merge(&current.conditions, &conditions_of(report), generation, now),
+        conditions: conditions::merge(
+            &current.conditions,
+            &desired_conditions(report),
+            generation,
+            now,
+        ),
         at_provider,
     }
 }
@@ -62,6 +67,13 @@ fn cloud_fields(
 }
 
 /// `Ready` and `Synced`.
+/// `Ready`, `Synced`, and kstatus' `Reconciling`/`Stalled` ([`conditions::with_progress`]): a
+/// failure that retrying cannot fix stalls the object.
+fn desired_conditions(report: &Report<'_>) -> Vec<Condition> {
+    let failed_for_good = report.error.is_some_and(|e| !e.is_retryable());
+    conditions::with_progress(conditions_of(report), failed_for_good)
+}
+
 fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
     if let Some(e) = report.error {
         let ready_reason = match report.step {
@@ -190,4 +202,96 @@ fn unchanged(current: &TrafficMirrorSessionStatus, next: &TrafficMirrorSessionSt
         && current.observed_generation == next.observed_generation
         && current.at_provider == next.at_provider
         && conditions::same(&current.conditions, &next.conditions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::CloudError;
+    use crate::controller::conditions::{RECONCILING, STALLED};
+    use crate::controller::wait::{Retry, Wait};
+
+    fn cloud(status: u16) -> Error {
+        Error::Cloud {
+            operation: "create",
+            source: CloudError::Api {
+                status,
+                error_code: format!("VPC.{status}"),
+                error_msg: "no".into(),
+                request_id: None,
+                retry_after: None,
+            },
+        }
+    }
+
+    const TERMINAL_WAIT: &str = reason::SESSION_NOT_FOUND;
+
+    fn wait(reason: &'static str) -> Step {
+        Step::Wait(Wait {
+            reason,
+            message: "m".into(),
+            retry: Retry::Dependency,
+        })
+    }
+
+    /// The kstatus condition each outcome adds (type, reason), beside Ready/Synced.
+    fn progress(report: &Report<'_>) -> Vec<(&'static str, String)> {
+        desired_conditions(report)
+            .into_iter()
+            .filter(|c| c.type_ == RECONCILING || c.type_ == STALLED)
+            .map(|c| (c.type_, c.reason))
+            .collect()
+    }
+
+    #[test]
+    fn reconciling_or_stalled_per_outcome() {
+        let (conflict, waiting, terminal) = (
+            Step::Conflict("taken".into()),
+            wait(reason::PROVIDER_CONFIG_NOT_READY),
+            wait(TERMINAL_WAIT),
+        );
+        let (throttled, refused) = (cloud(429), cloud(400));
+        let table: Vec<(Report<'_>, Option<(&str, &str)>)> = vec![
+            (Report::default(), None),
+            (
+                Report {
+                    step: Some(&waiting),
+                    ..Default::default()
+                },
+                Some((RECONCILING, "ProviderConfigNotReady")),
+            ),
+            (
+                Report {
+                    step: Some(&terminal),
+                    ..Default::default()
+                },
+                Some((STALLED, TERMINAL_WAIT)),
+            ),
+            (
+                Report {
+                    step: Some(&conflict),
+                    ..Default::default()
+                },
+                Some((STALLED, "NameConflict")),
+            ),
+            (
+                Report {
+                    error: Some(&throttled),
+                    ..Default::default()
+                },
+                Some((RECONCILING, "VPC_429")),
+            ),
+            (
+                Report {
+                    error: Some(&refused),
+                    ..Default::default()
+                },
+                Some((STALLED, "VPC_400")),
+            ),
+        ];
+        for (report, want) in table {
+            let want: Vec<_> = want.map(|(t, r)| (t, r.to_string())).into_iter().collect();
+            assert_eq!(progress(&report), want, "{report:?}");
+        }
+    }
 }

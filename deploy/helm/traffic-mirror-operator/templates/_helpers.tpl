@@ -78,3 +78,27 @@ Value of --metrics-addr.
 {{- define "traffic-mirror-operator.metricsAddr" -}}
 {{- printf "%s:%v" .Values.operator.metricsBindAddress .Values.operator.metricsPort }}
 {{- end }}
+
+{{/*
+Value of --log-format: "json" or "text". The deprecated boolean operator.logJson, when set, wins
+(values files written for older charts keep their meaning); anything else fails the render
+rather than starting a pod that exits on a bad flag.
+*/}}
+{{- define "traffic-mirror-operator.logFormat" -}}
+{{- $format := .Values.operator.logFormat }}
+{{- if kindIs "bool" .Values.operator.logJson }}
+{{- $format = ternary "json" "text" .Values.operator.logJson }}
+{{- end }}
+{{- if not (has $format (list "json" "text")) }}
+{{- fail (printf "operator.logFormat must be \"json\" or \"text\", not %q" (toString $format)) }}
+{{- end }}
+{{- $format }}
+{{- end }}
+
+{{/*
+The one namespace whose Secrets the operator reads (--credentials-namespace): credentialsNamespace,
+else the release namespace.
+*/}}
+{{- define "traffic-mirror-operator.credentialsNamespace" -}}
+{{- default .Release.Namespace .Values.credentialsNamespace }}
+{{- end }}
