@@ -28,6 +28,13 @@ pub struct CreateIntent {
     pub name: String,
     /// When the intent was recorded (before the POST was sent).
     pub at: DateTime<Utc>,
+    /// The filter id the POST sends (sessions only): the spec may change before the intent is
+    /// resolved, and the session the POST made carries what was sent, not the new spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_id: Option<String>,
+    /// The target id the POST sends (sessions only), for the same reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
 }
 
 impl CreateIntent {
@@ -38,7 +45,25 @@ impl CreateIntent {
             name: name.to_string(),
             // Second precision: the cloud's created_at has seconds only.
             at: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+            filter_id: None,
+            target_id: None,
         }
+    }
+
+    /// This intent, also recording the identity the POST sends (see [`CreateIntent::identity`]).
+    pub fn with_identity(mut self, identity: &Identity) -> Self {
+        self.filter_id = identity.filter_id.clone();
+        self.target_id = Some(identity.target_id.clone());
+        self
+    }
+
+    /// The identity recorded with the intent, if any (intents recorded before this field existed,
+    /// and damaged ones, have none: then the current spec's identity is all there is).
+    pub fn identity(&self) -> Option<Identity> {
+        Some(Identity {
+            filter_id: self.filter_id.clone(),
+            target_id: self.target_id.clone()?,
+        })
     }
 
     /// Parses a well-formed annotation value; see [`outstanding`] for what a damaged one means.
@@ -66,6 +91,8 @@ pub fn outstanding(
         token: "unknown".into(),
         name: cloud_name.to_string(),
         at: object_created,
+        filter_id: None,
+        target_id: None,
     }))
 }
 
@@ -252,11 +279,7 @@ mod tests {
     }
 
     fn intent() -> CreateIntent {
-        CreateIntent {
-            token: "tok".into(),
-            name: "tap".into(),
-            at: at(100),
-        }
+        CreateIntent::new("tap", at(100))
     }
 
     const WINDOW: i64 = 30;
@@ -342,6 +365,39 @@ mod tests {
         assert_eq!(i.at, at(5));
         assert_eq!(CreateIntent::parse(&i.to_annotation()), Some(i));
         assert_eq!(CreateIntent::parse("garbage"), None);
+    }
+
+    #[test]
+    fn the_recorded_identity_wins_over_a_spec_edited_after_the_post() {
+        // The POST sent f1/t1 (recorded with the intent); the spec now says f2/t2.
+        let s = session("s1", 101);
+        let recorded = Identity {
+            filter_id: Some("f1".into()),
+            target_id: "t1".into(),
+        };
+        let i = intent().with_identity(&recorded);
+        let round_trip = CreateIntent::parse(&i.to_annotation()).expect("parses");
+        assert_eq!(round_trip.identity(), Some(recorded.clone()));
+        let edited = Identity {
+            filter_id: Some("f2".into()),
+            target_id: "t2".into(),
+        };
+        let resolve_with = |id: &Identity| {
+            let found = std::slice::from_ref(&s);
+            resolve(
+                &i,
+                id,
+                found,
+                at(105),
+                Duration::seconds(WINDOW),
+                Duration::zero(),
+            )
+        };
+        assert!(matches!(resolve_with(&edited), Resolution::Conflict(_)));
+        let chosen = i.identity().unwrap_or(edited);
+        assert_eq!(resolve_with(&chosen), Resolution::Adopt(s.clone()));
+        // An intent without one (older annotation) falls back to the caller's.
+        assert_eq!(intent().identity(), None);
     }
 
     #[test]

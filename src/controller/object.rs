@@ -86,16 +86,15 @@ pub async fn merge_patch<K: Object>(api: &Api<K>, obj: &K, patch: &Value) -> kub
     .await
 }
 
-/// Records a create intent for `cloud_name` (guarded by the resourceVersion read: a stale copy fails
-/// with a conflict, so it can never lead to a second create), dropping a vanished object's id
+/// Records the create intent `intent` (guarded by the resourceVersion read: a stale copy fails with
+/// a conflict, so it can never lead to a second create), dropping a vanished object's id
 /// (`id_annotation`) in the same write.
 pub async fn record_intent<K: Object>(
     api: &Api<K>,
     obj: &K,
-    cloud_name: &str,
+    intent: &CreateIntent,
     id_annotation: &str,
 ) -> Result<K, Error> {
-    let intent = CreateIntent::new(cloud_name, chrono::Utc::now());
     let patch = json!({"metadata": {
         "resourceVersion": obj.resource_version(),
         "annotations": {INTENT_ANNOTATION: intent.to_annotation(), id_annotation: Value::Null},
@@ -153,10 +152,10 @@ pub async fn crash_safe_create<K: Object, T: Created>(
     ctx: &Context,
     api: &Api<K>,
     obj: &mut std::sync::Arc<K>,
-    (p, proto, cloud_name): (&Provider, &CreateProtocol, &str),
+    (p, proto, intent): (&Provider, &CreateProtocol, &CreateIntent),
     post: impl std::future::Future<Output = Result<T, CloudError>>,
 ) -> Result<T, Error> {
-    *obj = std::sync::Arc::new(record_intent(api, &**obj, cloud_name, proto.id_annotation).await?);
+    *obj = std::sync::Arc::new(record_intent(api, &**obj, intent, proto.id_annotation).await?);
     failpoint::hit(proto.failpoints[0]);
     let created = match p.call(&ctx.metrics, proto.operation, post).await {
         Ok(created) => created,

@@ -73,13 +73,37 @@ impl Emulator {
         credentials: &[(&str, &str)],
         extra_args: &[&str],
     ) -> Emulator {
+        Self::start_binary_on(binary, "127.0.0.1:0", project_id, credentials, extra_args)
+    }
+
+    /// Starts this package's emulator listening on `listen` (`HOST:PORT`): with the port of an
+    /// emulator that was just killed (and its `--state` file), that emulator comes back in place,
+    /// as after a crash and restart.
+    pub fn start_on(
+        listen: &str,
+        project_id: &str,
+        credentials: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Emulator {
+        let binary = Self::binary().expect("this package has a hwc-vpc-emulator binary");
+        Self::start_binary_on(&binary, listen, project_id, credentials, extra_args)
+    }
+
+    /// [`Emulator::start_binary`] listening on `listen` instead of a free port.
+    pub fn start_binary_on(
+        binary: &Path,
+        listen: &str,
+        project_id: &str,
+        credentials: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Emulator {
         let dir = process::scratch_dir("emulator");
         let log_path = dir.join("emulator.log");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
         let mut cmd = Command::new(binary);
         cmd.arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--project-id")
             .arg(project_id);
         for (ak, sk) in credentials {

@@ -17,6 +17,7 @@ pub mod emulator;
 pub mod identity;
 pub mod operator;
 pub mod process;
+pub mod restart;
 
 use std::future::Future;
 use std::panic::Location;

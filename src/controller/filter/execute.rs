@@ -13,6 +13,7 @@ use tracing::info;
 
 use super::super::Context;
 use super::super::error::{Error, Result};
+use super::super::intent::CreateIntent;
 use super::super::object::{self, merge_patch, publish};
 use super::super::providers::Provider;
 use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creating_keys};
@@ -131,7 +132,8 @@ async fn create(
 ) -> Result<()> {
     let request = desired.create_request();
     let post = p.client.create_filter(&request);
-    let target = (p, &PROTOCOL, desired.name.as_str());
+    let intent = CreateIntent::new(&desired.name, Utc::now());
+    let target = (p, &PROTOCOL, &intent);
     let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
     p.filters.record(&created);
     let calls = FilterCalls {

@@ -219,7 +219,9 @@ fn decide_create(
             Err(message) => Step::Conflict(message),
         };
     };
-    match resolve(d, o, intent, Identity::of(&desired)) {
+    // What the POST sent (recorded with the intent) identifies its session, not the spec now.
+    let identity = intent.identity().unwrap_or_else(|| Identity::of(&desired));
+    match resolve(d, o, intent, identity) {
         Resolution::Adopt(found) => Step::Adopt {
             convergence: plan::convergence(&desired, &found),
             found,
@@ -276,12 +278,15 @@ fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
         noun: NOUN,
         blocked: None,
     };
-    // The filter only narrows the match: when it cannot be resolved any more, it is left out.
-    let identity = Identity {
-        filter_id: o.filter.id().map(str::to_string),
-        target_id: d.spec.traffic_mirror_target_id.clone(),
+    // What the POST sent, when the intent recorded it; else the spec, where the filter only
+    // narrows the match (when it cannot be resolved any more, it is left out).
+    let identity = |intent: &CreateIntent| {
+        intent.identity().unwrap_or_else(|| Identity {
+            filter_id: o.filter.id().map(str::to_string),
+            target_id: d.spec.traffic_mirror_target_id.clone(),
+        })
     };
-    match cleanup(facts, |intent| resolve(d, o, intent, identity)) {
+    match cleanup(facts, |intent| resolve(d, o, intent, identity(intent))) {
         Cleanup::Release { orphaned } => Step::Release { orphaned },
         Cleanup::Wait(w) => Step::Wait(w),
         Cleanup::Delete(ids) => Step::Delete(ids),

@@ -13,7 +13,7 @@ use tracing::info;
 use super::super::Context;
 use super::super::conditions::{self, reason};
 use super::super::error::{Error, Result};
-use super::super::intent::SESSION_ID_ANNOTATION;
+use super::super::intent::{CreateIntent, Identity, SESSION_ID_ANNOTATION};
 use super::super::object::{self, publish};
 use super::super::plan::{self, Convergence, DesiredSession};
 use super::super::providers::Provider;
@@ -162,7 +162,10 @@ async fn create(
     }
     let request = desired.create_request();
     let post = p.client.create_session(&request);
-    let target = (p, &PROTOCOL, desired.name.as_str());
+    // The intent records the identity the POST sends: the spec may change before it is resolved.
+    let intent =
+        CreateIntent::new(&desired.name, chrono::Utc::now()).with_identity(&Identity::of(desired));
+    let target = (p, &PROTOCOL, &intent);
     let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
     p.inventory.record(&created);
     // The create carried every field; a cloud that ignored one is converged like any drift.

@@ -73,6 +73,8 @@ fn intent_at(sec: i64) -> Option<CreateIntent> {
         token: "t".into(),
         name: "flt".into(),
         at: at(sec),
+        filter_id: None,
+        target_id: None,
     })
 }
 

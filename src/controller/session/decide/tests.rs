@@ -75,6 +75,8 @@ fn intent_at(sec: i64) -> Option<CreateIntent> {
         token: "tok".into(),
         name: "tap".into(),
         at: at(sec),
+        filter_id: None,
+        target_id: None,
     })
 }
 
