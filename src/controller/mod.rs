@@ -465,6 +465,18 @@ impl Ledger {
         })
     }
 
+    /// The gate every reconcile passes first (no client required): how long to wait before working
+    /// on this copy of the object, if at all. A copy this process already replaced waits for the
+    /// newer one's event (re-checked after 2 s); an object backing off at this generation waits
+    /// out its backoff.
+    pub fn hold(&self, meta: &kube::api::ObjectMeta) -> Option<Duration> {
+        let uid = meta.uid.as_deref().unwrap_or_default();
+        if self.is_superseded(uid, meta.resource_version.as_deref()) {
+            return Some(Duration::from_secs(2));
+        }
+        self.gate(uid, meta.generation)
+    }
+
     /// Forgets a deleted object.
     pub fn forget(&self, uid: &str) {
         self.lock().remove(uid);
@@ -821,6 +833,23 @@ mod tests {
         assert!(!l.is_superseded("v", Some("5")));
         l.forget("u");
         assert!(!l.is_superseded("u", Some("5")));
+    }
+
+    #[test]
+    fn hold_stops_a_stale_copy_and_a_backoff_only() {
+        let l = Ledger::default();
+        let meta = |rv: &str| kube::api::ObjectMeta {
+            uid: Some("u".into()),
+            resource_version: Some(rv.into()),
+            generation: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(l.hold(&meta("5")), None);
+        l.supersede("u", "5");
+        assert_eq!(l.hold(&meta("5")), Some(Duration::from_secs(2)));
+        assert_eq!(l.hold(&meta("6")), None, "the newer copy goes ahead");
+        l.retryable("u", Some(1), &RetryPolicy::default(), None);
+        assert!(l.hold(&meta("6")).is_some(), "backing off");
     }
 
     #[test]

@@ -64,16 +64,8 @@ async fn run(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
     if deleting && !object::has_finalizer(&*obj, FINALIZER) {
         return Ok(Action::await_change());
     }
-    // 1. gate (no client required)
-    let uid = obj.uid().unwrap_or_default();
-    if ctx
-        .ledger
-        .is_superseded(&uid, obj.metadata.resource_version.as_deref())
-    {
-        // A copy older than our own last write: its newer version's event follows.
-        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
-    }
-    if let Some(wait) = ctx.ledger.gate(&uid, obj.metadata.generation) {
+    // 1. gate: a stale copy or a backoff (no client required)
+    if let Some(wait) = ctx.ledger.hold(&obj.metadata) {
         return Ok(Action::requeue(wait));
     }
     let api: Api<TrafficMirrorFilter> =

@@ -62,17 +62,9 @@ async fn run(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Result<Action> {
     if deleting && !obj.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change()); // nothing of ours left to clean up
     }
-    // 1. gate (no client required)
-    let uid = obj.uid().unwrap_or_default();
-    if ctx
-        .ledger
-        .is_superseded(&uid, obj.metadata.resource_version.as_deref())
-    {
-        // A copy older than our own last write: its newer version's event follows.
-        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
-    }
-    if let Some(wait) = ctx.ledger.gate(&uid, obj.metadata.generation) {
-        debug!(name = %obj.name_any(), ?wait, "backing off");
+    // 1. gate: a stale copy or a backoff (no client required)
+    if let Some(wait) = ctx.ledger.hold(&obj.metadata) {
+        debug!(name = %obj.name_any(), ?wait, "holding");
         return Ok(Action::requeue(wait));
     }
     let api: Api<TrafficMirrorSession> =
