@@ -119,6 +119,20 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// The two gauges that describe this process rather than its work: caches synced, and leadership.
+fn register_process_gauges(registry: &mut Registry, caches_synced: &Gauge, leader: &Gauge) {
+    registry.register(
+        "caches_synced",
+        "1 once the TrafficMirrorSession and TrafficMirrorFilter caches are synced, else 0",
+        caches_synced.clone(),
+    );
+    registry.register(
+        "leader",
+        "1 while this process is the leader (holds the Lease), else 0",
+        leader.clone(),
+    );
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("tmo");
@@ -131,16 +145,7 @@ impl Default for Metrics {
         let managed_sessions = Gauge::default();
         let leader = Gauge::default();
         let caches_synced = Gauge::default();
-        registry.register(
-            "caches_synced",
-            "1 once the TrafficMirrorSession and TrafficMirrorFilter caches are synced, else 0",
-            caches_synced.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this process is the leader (holds the Lease), else 0",
-            leader.clone(),
-        );
+        register_process_gauges(&mut registry, &caches_synced, &leader);
         let budget_wait =
             Family::<LaneLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(

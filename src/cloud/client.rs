@@ -290,6 +290,48 @@ impl ListPage for RuleListResponse {
     }
 }
 
+/// The signed headers as a `HeaderMap`; a header the signer produced that HTTP cannot carry is a
+/// configuration error (for example a project id with a line break), never a panic.
+fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, CloudError> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| CloudError::InvalidConfig(format!("header name {name}: {e}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| CloudError::InvalidConfig(format!("header {name} is not valid")))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The marker of the page after one that was asked for with `sent` (pure, shared by every caller
+/// that pages): `None` when the page was empty or carried no `next_marker`; an error when the cloud
+/// hands back the marker it was sent, which would page forever.
+pub fn next_marker(
+    collection: &str,
+    sent: Option<&str>,
+    empty: bool,
+    info: PageInfo,
+) -> Result<Option<String>, CloudError> {
+    match info.next_marker.filter(|m| !m.is_empty()) {
+        Some(m) if !empty => {
+            if sent == Some(m.as_str()) {
+                Err(CloudError::Decode {
+                    status: 200,
+                    message: format!(
+                        "pagination of {collection} does not advance (next_marker {m:?} \
+                         repeats the marker sent)"
+                    ),
+                    request_id: None,
+                })
+            } else {
+                Ok(Some(m))
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
 impl VpcClient {
     /// Build a client; fails on an unusable endpoint, project id or credentials.
     pub fn new(cfg: ClientConfig) -> Result<Self, CloudError> {
@@ -384,14 +426,7 @@ impl VpcClient {
             &body,
             chrono::Utc::now(),
         );
-        let mut map = HeaderMap::with_capacity(headers.len());
-        for (name, value) in &headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| CloudError::InvalidConfig(format!("header name {name}: {e}")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| CloudError::InvalidConfig(format!("header {name} is not valid")))?;
-            map.insert(name, value);
-        }
+        let map = header_map(&headers)?;
         let started = Instant::now();
         let path = url.path().to_string();
         let mut req = inner.http.request(method.clone(), url).headers(map);
@@ -461,26 +496,18 @@ impl VpcClient {
                 Err(e) => return Some((vec![Err(e)], None)),
             };
             let (items, info) = page.into_parts();
-            let empty = items.is_empty();
+            let next = next_marker(collection, q.marker(), items.is_empty(), info);
             let mut out: Vec<Result<R::Item, CloudError>> = items.into_iter().map(Ok).collect();
-            let next = match info.next_marker.filter(|m| !m.is_empty()) {
-                Some(m) if !empty => {
-                    if q.marker() == Some(m.as_str()) {
-                        out.push(Err(CloudError::Decode {
-                            status: 200,
-                            message: format!(
-                                "pagination of {collection} does not advance (next_marker {m:?} \
-                                 repeats the marker sent)"
-                            ),
-                            request_id: None,
-                        }));
-                        None
-                    } else {
-                        q.set_marker(Some(m));
-                        Some(q)
-                    }
+            let next = match next {
+                Ok(Some(m)) => {
+                    q.set_marker(Some(m));
+                    Some(q)
                 }
-                _ => None,
+                Ok(None) => None,
+                Err(e) => {
+                    out.push(Err(e));
+                    None
+                }
             };
             Some((out, next))
         })
@@ -606,6 +633,14 @@ impl VpcClient {
         let path = format!("{FILTERS}/{}", check_id("filter", id)?);
         let r: FilterResponse = self.call(Method::GET, &path, "", None::<&()>).await?;
         Ok(r.traffic_mirror_filter)
+    }
+
+    /// One page of `GET /traffic-mirror-filters` (the raw answer, with `page_info`).
+    pub async fn list_filters_page(
+        &self,
+        q: &ListFiltersQuery,
+    ) -> Result<FilterListResponse, CloudError> {
+        self.list_page(FILTERS, q).await
     }
 
     /// All filters matching `q`, page after page.

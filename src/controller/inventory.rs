@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use std::future::Future;
 
+use crate::cloud::client::next_marker;
 use crate::cloud::models::{
     ListFiltersQuery, ListSessionsQuery, TrafficMirrorFilter, TrafficMirrorSession,
 };
@@ -24,11 +25,14 @@ pub trait Listed: Clone + Send + Sync + 'static {
     const LIST_OPERATION: &'static str;
     /// The object's cloud id.
     fn id(&self) -> &str;
-    /// Every object of the account, `page_size` per page.
-    fn list_all(
+    /// One page of every object of the account (`page_size` per page, from `marker`) and the
+    /// marker of the next page, if any. One page is one cloud call: the resync pays (and counts)
+    /// each page through the account's budget.
+    fn list_page(
         client: &VpcClient,
         page_size: u32,
-    ) -> impl Future<Output = Result<Vec<Self>, CloudError>> + Send;
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<(Vec<Self>, Option<String>), CloudError>> + Send;
 }
 
 impl Listed for TrafficMirrorSession {
@@ -36,14 +40,25 @@ impl Listed for TrafficMirrorSession {
     fn id(&self) -> &str {
         &self.id
     }
-    fn list_all(
+    async fn list_page(
         client: &VpcClient,
         page_size: u32,
-    ) -> impl Future<Output = Result<Vec<Self>, CloudError>> + Send {
-        client.list_all_sessions(ListSessionsQuery {
+        marker: Option<String>,
+    ) -> Result<(Vec<Self>, Option<String>), CloudError> {
+        let q = ListSessionsQuery {
             limit: Some(page_size),
+            marker,
             ..Default::default()
-        })
+        };
+        let page = client.list_sessions_page(&q).await?;
+        let items = page.traffic_mirror_sessions;
+        let next = next_marker(
+            "sessions",
+            q.marker.as_deref(),
+            items.is_empty(),
+            page.page_info,
+        )?;
+        Ok((items, next))
     }
 }
 
@@ -52,14 +67,25 @@ impl Listed for TrafficMirrorFilter {
     fn id(&self) -> &str {
         &self.id
     }
-    fn list_all(
+    async fn list_page(
         client: &VpcClient,
         page_size: u32,
-    ) -> impl Future<Output = Result<Vec<Self>, CloudError>> + Send {
-        client.list_all_filters(ListFiltersQuery {
+        marker: Option<String>,
+    ) -> Result<(Vec<Self>, Option<String>), CloudError> {
+        let q = ListFiltersQuery {
             limit: Some(page_size),
+            marker,
             ..Default::default()
-        })
+        };
+        let page = client.list_filters_page(&q).await?;
+        let items = page.traffic_mirror_filters;
+        let next = next_marker(
+            "filters",
+            q.marker.as_deref(),
+            items.is_empty(),
+            page.page_info,
+        )?;
+        Ok((items, next))
     }
 }
 
@@ -208,10 +234,25 @@ impl<T: Listed> Inventory<T> {
         st.listed_at = Some(started);
     }
 
-    /// One paginated LIST of every object of the account, then [`Inventory::replace`].
-    pub async fn refresh(&self, client: &VpcClient) -> Result<usize, CloudError> {
+    /// One paginated LIST of every object of the account, then [`Inventory::replace`]. `page`
+    /// fetches one page from a marker: the caller routes each through the account's budget and
+    /// the call metrics.
+    pub async fn refresh<F, Fut>(&self, mut page: F) -> Result<usize, CloudError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: Future<Output = Result<(Vec<T>, Option<String>), CloudError>>,
+    {
         let started = Instant::now();
-        let listed = T::list_all(client, Self::PAGE_SIZE).await?;
+        let mut listed = Vec::new();
+        let mut marker = None;
+        loop {
+            let (items, next) = page(marker).await?;
+            listed.extend(items);
+            match next {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
         let n = listed.len();
         self.replace(listed, started);
         Ok(n)
@@ -228,6 +269,48 @@ mod tests {
             priority,
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn refresh_asks_for_each_page_by_marker_until_the_last() {
+        let inv = Inventory::default();
+        let mut asked = Vec::new();
+        let n = inv
+            .refresh(|marker: Option<String>| {
+                asked.push(marker.clone());
+                let page = match marker.as_deref() {
+                    None => (vec![s("a", 1), s("b", 1)], Some("b".to_string())),
+                    Some("b") => (vec![s("c", 1)], None),
+                    Some(other) => panic!("unexpected marker {other}"),
+                };
+                std::future::ready(Ok(page))
+            })
+            .await
+            .expect("listed");
+        assert_eq!(n, 3);
+        assert_eq!(asked, vec![None, Some("b".to_string())]);
+        assert_eq!(inv.get("c"), Known::Present(s("c", 1)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_page_leaves_the_snapshot_as_it_was() {
+        let inv = Inventory::default();
+        inv.replace(vec![s("a", 1)], Instant::now());
+        let failed = inv
+            .refresh(|marker: Option<String>| {
+                std::future::ready(match marker {
+                    None => Ok((vec![s("b", 1)], Some("b".to_string()))),
+                    Some(_) => Err(CloudError::Decode {
+                        status: 200,
+                        message: "broken page".into(),
+                        request_id: None,
+                    }),
+                })
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(inv.get("a"), Known::Present(s("a", 1)));
+        assert_eq!(inv.get("b"), Known::Absent);
     }
 
     #[test]

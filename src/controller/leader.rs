@@ -124,7 +124,7 @@ impl Elector {
     }
 
     /// Blocks until this process holds the lease.
-    pub async fn acquire(&mut self) {
+    pub async fn campaign(&mut self) {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(Attempt::Holding) => {
@@ -171,7 +171,7 @@ impl Elector {
     }
 
     /// Gives the lease up if this process holds it: clears `holderIdentity` (resourceVersion-guarded).
-    pub async fn release(&mut self) {
+    pub async fn resign(&mut self) {
         let lease = match self.api.get_opt(&self.cfg.name).await {
             Ok(Some(l)) => l,
             Ok(None) => return,
@@ -211,7 +211,7 @@ impl Elector {
     async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
         let now = MicroTime(jiff_now());
         let Some(lease) = self.api.get_opt(&self.cfg.name).await? else {
-            return self.create(now).await;
+            return self.create_lease(now).await;
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let Some((acquire_time, transitions)) = self.claim(&spec) else {
@@ -228,7 +228,7 @@ impl Elector {
                 ..spec
             }),
         };
-        self.write(next).await
+        self.replace_lease(next).await
     }
 
     fn duration_secs(&self) -> i32 {
@@ -236,7 +236,7 @@ impl Elector {
     }
 
     /// No Lease yet: create it, holding it (a 409 means another replica was faster).
-    async fn create(&mut self, now: MicroTime) -> Result<Attempt, kube::Error> {
+    async fn create_lease(&mut self, now: MicroTime) -> Result<Attempt, kube::Error> {
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(self.cfg.name.clone()),
@@ -296,7 +296,7 @@ impl Elector {
     }
 
     /// Writes the claimed Lease (guarded by its resourceVersion) and records what was written.
-    async fn write(&mut self, next: Lease) -> Result<Attempt, kube::Error> {
+    async fn replace_lease(&mut self, next: Lease) -> Result<Attempt, kube::Error> {
         match self
             .api
             .replace(&self.cfg.name, &PostParams::default(), &next)

@@ -5,9 +5,12 @@
 //! - [`metered`]: the one wrapper every cloud call goes through, counting it.
 //! - [`providers`]: the ProviderConfig reconciler and the registry of ready cloud clients.
 //! - [`session`]: the TrafficMirrorSession reconciler, a pipeline observe → decide → execute → status.
+//! - [`filter`]: the TrafficMirrorFilter reconciler, the same pipeline, with its rule [`filter::plan`].
+//! - [`object`], [`wait`], [`error`]: what both pipelines share (API-server writes, waits, step errors).
+//! - [`budget`], [`leader`]: the account's API budget and leader election.
 //!
-//! [`run`] wires them: two kube-runtime controllers and the resync loop, on one runtime, stopping
-//! together on SIGTERM / Ctrl-C.
+//! [`run`] wires them: three kube-runtime controllers (sessions, filters, ProviderConfigs) and the
+//! resync loop, on one runtime, stopping together on SIGTERM / Ctrl-C.
 
 pub mod backoff;
 pub mod budget;
@@ -42,8 +45,12 @@ use tracing::{info, warn};
 pub use error::{Error, Result};
 
 use crate::api::{TrafficMirrorFilter, TrafficMirrorSession};
+use crate::cloud::models::{
+    TrafficMirrorFilter as CloudFilter, TrafficMirrorSession as CloudSession,
+};
 use crate::telemetry::Metrics;
 use backoff::RetryPolicy;
+use inventory::Listed;
 use providers::Registry;
 
 /// Name under which the operator reports events and writes.
@@ -330,7 +337,7 @@ impl Ledger {
 
     /// How long the object must still wait, if it failed at this generation and its wait is not over.
     /// A new generation (a spec change) clears the wait.
-    pub fn gate(&self, uid: &str, generation: Option<i64>) -> Option<Duration> {
+    pub fn backoff_left(&self, uid: &str, generation: Option<i64>) -> Option<Duration> {
         let mut map = self.lock();
         let f = map.get(uid)?;
         if f.generation != generation {
@@ -394,7 +401,7 @@ impl Ledger {
     }
 
     /// Records a failed step by its class (throttled, retryable or terminal); returns the delay.
-    pub fn failed(
+    pub fn record_failure(
         &self,
         uid: &str,
         generation: Option<i64>,
@@ -469,12 +476,12 @@ impl Ledger {
     /// on this copy of the object, if at all. A copy this process already replaced waits for the
     /// newer one's event (re-checked after 2 s); an object backing off at this generation waits
     /// out its backoff.
-    pub fn hold(&self, meta: &kube::api::ObjectMeta) -> Option<Duration> {
+    pub fn gate(&self, meta: &kube::api::ObjectMeta) -> Option<Duration> {
         let uid = meta.uid.as_deref().unwrap_or_default();
         if self.is_superseded(uid, meta.resource_version.as_deref()) {
             return Some(Duration::from_secs(2));
         }
-        self.gate(uid, meta.generation)
+        self.backoff_left(uid, meta.generation)
     }
 
     /// Forgets a deleted object.
@@ -529,8 +536,12 @@ async fn resync_loop(ctx: Arc<Context>, triggers: Vec<mpsc::UnboundedSender<()>>
 
 /// Refreshes one account's snapshots; returns how many sessions it holds.
 async fn refresh(ctx: &Context, p: &providers::Provider) -> usize {
-    let sessions = p.inventory.refresh(&p.client);
-    let n = match p.call(&ctx.metrics, "list_sessions", sessions).await {
+    let page_size = inventory::Inventory::<CloudSession>::PAGE_SIZE;
+    let sessions = p.inventory.refresh(|marker| {
+        let page = CloudSession::list_page(&p.client, page_size, marker);
+        p.call(&ctx.metrics, CloudSession::LIST_OPERATION, page)
+    });
+    let n = match sessions.await {
         Ok(n) => n,
         Err(e) => {
             warn!(provider = %p.name, error = %e, "resync list of sessions failed");
@@ -538,8 +549,11 @@ async fn refresh(ctx: &Context, p: &providers::Provider) -> usize {
         }
     };
     if ctx.filters_use_provider(&p.name) {
-        let filters = p.filters.refresh(&p.client);
-        if let Err(e) = p.call(&ctx.metrics, "list_filters", filters).await {
+        let filters = p.filters.refresh(|marker| {
+            let page = CloudFilter::list_page(&p.client, page_size, marker);
+            p.call(&ctx.metrics, CloudFilter::LIST_OPERATION, page)
+        });
+        if let Err(e) = filters.await {
             warn!(provider = %p.name, error = %e, "resync list of filters failed");
         }
     }
@@ -582,54 +596,14 @@ fn start_election(
 pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics));
     let election = start_election(&client, &config, &ctx);
-    let (sessions, filters) = match &config.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    let (session_tx, session_rx) = mpsc::unbounded();
-    let (filter_tx, filter_rx) = mpsc::unbounded();
     if election.is_none() {
         ctx.metrics.leader.set(1);
     }
     info!(?config, "starting controllers");
-    let wc = watcher::Config::default().any_semantic();
-    let (session_store, session_writer) = reflector::store();
-    let (filter_store, filter_writer) = reflector::store();
-    let session_controller = Controller::for_stream(
-        slim_reflector(session_writer, sessions.clone(), wc.clone()),
-        session_store.clone(),
-    );
-    let filter_controller = Controller::for_stream(
-        slim_reflector(filter_writer, filters.clone(), wc.clone()),
-        filter_store.clone(),
-    );
-    let _ = ctx.stores.sessions.set(session_store.clone());
-    let _ = ctx.stores.filters.set(filter_store.clone());
-    tokio::spawn(mark_synced(
-        session_store.clone(),
-        filter_store.clone(),
-        ctx.metrics.clone(),
-    ));
-    let session_run = session_controller
-        .watches(filters, wc.clone(), move |f| {
-            sessions_of_filter(&session_store, &f)
-        })
-        .with_config(ControllerConfig::default().concurrency(config.concurrency))
-        .reconcile_all_on(session_rx)
-        .shutdown_on_signal()
-        .run(session::reconcile, session::error_policy, ctx.clone())
-        .for_each(|_| async {});
-    let filter_run = filter_controller
-        .watches(sessions, wc, move |s| filters_of_session(&filter_store, &s))
-        .with_config(ControllerConfig::default().concurrency(config.concurrency))
-        .reconcile_all_on(filter_rx)
-        .shutdown_on_signal()
-        .run(filter::reconcile, filter::error_policy, ctx.clone())
-        .for_each(|_| async {});
-    let provider_controller = providers::run(ctx.clone());
+    let (session_tx, session_rx) = mpsc::unbounded();
+    let (filter_tx, filter_rx) = mpsc::unbounded();
+    let (session_run, filter_run) = object_controllers(&ctx, session_rx, filter_rx);
+    let provider_controller = providers::run_controller(ctx.clone());
     let resync = resync_loop(ctx.clone(), vec![session_tx, filter_tx]);
     tokio::select! {
         _ = async { tokio::join!(session_run, filter_run, provider_controller) } => {}
@@ -641,6 +615,61 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
         let _ = release_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
     }
+}
+
+/// The session and filter controllers, each also watching the other kind (a filter's change wakes
+/// the sessions that reference it; a session's change wakes the filter it uses), and each
+/// reconciling everything when its resync channel fires.
+fn object_controllers(
+    ctx: &Arc<Context>,
+    session_rx: mpsc::UnboundedReceiver<()>,
+    filter_rx: mpsc::UnboundedReceiver<()>,
+) -> (
+    impl std::future::Future<Output = ()> + use<>,
+    impl std::future::Future<Output = ()> + use<>,
+) {
+    let client = ctx.client.clone();
+    let (sessions, filters) = match &ctx.config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let wc = watcher::Config::default().any_semantic();
+    let (session_store, session_writer) = reflector::store();
+    let (filter_store, filter_writer) = reflector::store();
+    let _ = ctx.stores.sessions.set(session_store.clone());
+    let _ = ctx.stores.filters.set(filter_store.clone());
+    tokio::spawn(mark_synced(
+        session_store.clone(),
+        filter_store.clone(),
+        ctx.metrics.clone(),
+    ));
+    let concurrency = ControllerConfig::default().concurrency(ctx.config.concurrency);
+    let session_run = Controller::for_stream(
+        slim_reflector(session_writer, sessions.clone(), wc.clone()),
+        session_store.clone(),
+    )
+    .watches(filters.clone(), wc.clone(), move |f| {
+        sessions_of_filter(&session_store, &f)
+    })
+    .with_config(concurrency.clone())
+    .reconcile_all_on(session_rx)
+    .shutdown_on_signal()
+    .run(session::reconcile, session::error_policy, ctx.clone())
+    .for_each(|_| async {});
+    let filter_run = Controller::for_stream(
+        slim_reflector(filter_writer, filters, wc.clone()),
+        filter_store.clone(),
+    )
+    .watches(sessions, wc, move |s| filters_of_session(&filter_store, &s))
+    .with_config(concurrency)
+    .reconcile_all_on(filter_rx)
+    .shutdown_on_signal()
+    .run(filter::reconcile, filter::error_policy, ctx.clone())
+    .for_each(|_| async {});
+    (session_run, filter_run)
 }
 
 /// The objects a controller reconciles, cached without what the operator never reads: the
@@ -714,7 +743,7 @@ async fn elect(
     let cfg = elector.config().clone();
     info!(lease = %cfg.name, namespace = %cfg.namespace, identity = %cfg.identity, duration = ?cfg.duration, "leader election: standing by until this process holds the lease");
     tokio::select! {
-        _ = elector.acquire() => {}
+        _ = elector.campaign() => {}
         _ = &mut release => {
             let _ = done.send(());
             return;
@@ -732,7 +761,7 @@ async fn elect(
         _ = &mut release => {
             // Controllers are stopped: no reconcile is in flight. Renewals ran until now.
             ctx.metrics.leader.set(0);
-            elector.release().await;
+            elector.resign().await;
             let _ = done.send(());
         }
     }
@@ -781,13 +810,13 @@ mod tests {
     fn a_retryable_failure_gates_the_same_generation_only() {
         let l = Ledger::default();
         let p = RetryPolicy::default();
-        assert!(l.gate("u", Some(1)).is_none());
+        assert!(l.backoff_left("u", Some(1)).is_none());
         let d = l.retryable("u", Some(1), &p, None);
         assert!(d > Duration::ZERO);
-        assert!(l.gate("u", Some(1)).is_some(), "backing off");
+        assert!(l.backoff_left("u", Some(1)).is_some(), "backing off");
         // A spec change clears the wait.
-        assert!(l.gate("u", Some(2)).is_none());
-        assert!(l.gate("u", Some(2)).is_none());
+        assert!(l.backoff_left("u", Some(2)).is_none());
+        assert!(l.backoff_left("u", Some(2)).is_none());
     }
 
     #[test]
@@ -816,7 +845,7 @@ mod tests {
         // The cloud's Retry-After still holds.
         let d = l.throttled("u", Some(1), &p, Some(Duration::from_secs(3)));
         assert!(d >= Duration::from_secs(3));
-        assert!(l.gate("u", Some(1)).is_some(), "waiting");
+        assert!(l.backoff_left("u", Some(1)).is_some(), "waiting");
     }
 
     #[test]
@@ -836,7 +865,7 @@ mod tests {
     }
 
     #[test]
-    fn hold_stops_a_stale_copy_and_a_backoff_only() {
+    fn the_gate_stops_a_stale_copy_and_a_backoff_only() {
         let l = Ledger::default();
         let meta = |rv: &str| kube::api::ObjectMeta {
             uid: Some("u".into()),
@@ -844,12 +873,12 @@ mod tests {
             generation: Some(1),
             ..Default::default()
         };
-        assert_eq!(l.hold(&meta("5")), None);
+        assert_eq!(l.gate(&meta("5")), None);
         l.supersede("u", "5");
-        assert_eq!(l.hold(&meta("5")), Some(Duration::from_secs(2)));
-        assert_eq!(l.hold(&meta("6")), None, "the newer copy goes ahead");
+        assert_eq!(l.gate(&meta("5")), Some(Duration::from_secs(2)));
+        assert_eq!(l.gate(&meta("6")), None, "the newer copy goes ahead");
         l.retryable("u", Some(1), &RetryPolicy::default(), None);
-        assert!(l.hold(&meta("6")).is_some(), "backing off");
+        assert!(l.gate(&meta("6")).is_some(), "backing off");
     }
 
     #[test]
@@ -857,7 +886,7 @@ mod tests {
         let l = Ledger::default();
         let p = RetryPolicy::default();
         assert_eq!(l.terminal("u", Some(3), &p), p.terminal);
-        let wait = l.gate("u", Some(3)).expect("gated");
+        let wait = l.backoff_left("u", Some(3)).expect("gated");
         assert!(wait > p.terminal - Duration::from_secs(5));
     }
 

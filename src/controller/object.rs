@@ -255,7 +255,7 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
 
 /// A failed reconcile step, for any kind: count it, tell the user (a Warning event naming the step;
 /// the status already says it), and back off (retryable) or wait for a spec change (terminal).
-pub async fn failed<K: Resource<DynamicType = ()>>(
+pub async fn report_failure<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     kind: &str,
     obj: &K,
@@ -273,7 +273,9 @@ pub async fn failed<K: Resource<DynamicType = ()>>(
     .await;
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let generation = obj.meta().generation;
-    let delay = ctx.ledger.failed(&uid, generation, &ctx.retry, &err);
+    let delay = ctx
+        .ledger
+        .record_failure(&uid, generation, &ctx.retry, &err);
     let name = obj.meta().name.clone().unwrap_or_default();
     tracing::warn!(kind, %name, step = err.step(), error = %err, ?delay, "reconcile step failed");
     kube::runtime::controller::Action::requeue(delay)

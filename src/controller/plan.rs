@@ -241,9 +241,9 @@ fn update_request(d: &DesiredSession, o: &TrafficMirrorSession) -> Option<Update
 }
 
 /// Applies a convergence to a session the way the cloud does (update changes exactly the sent fields,
-/// add/remove change the source set). The property tests use it to check that executing a plan yields
-/// the desired state; it is also how the reconciler updates its cached view when a call's answer is
-/// lost.
+/// add/remove change the source set): a model of the cloud for the property tests, which check
+/// that executing a plan yields the desired state. The reconciler does not use it: it records the
+/// cloud's own answers.
 pub fn apply_convergence(observed: &TrafficMirrorSession, c: &Convergence) -> TrafficMirrorSession {
     let mut s = observed.clone();
     if let Some(u) = &c.update {
@@ -301,8 +301,8 @@ pub fn apply_convergence(observed: &TrafficMirrorSession, c: &Convergence) -> Tr
     s
 }
 
-/// What a freshly created session looks like, per the API (used by property tests and to seed the
-/// reconciler's view when only the create answer is at hand).
+/// What a freshly created session looks like, per the API: a model of the cloud for the unit and
+/// property tests and the plan benchmark (the reconciler records the cloud's own answer).
 pub fn created_from(req: &CreateSessionRequest, id: &str) -> TrafficMirrorSession {
     TrafficMirrorSession {
         id: id.to_string(),

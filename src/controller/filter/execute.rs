@@ -308,9 +308,16 @@ async fn write_rule_intent(
     if intent.is_some() {
         patch["metadata"]["resourceVersion"] = json!(progress.obj.resource_version());
     }
+    let recording = intent.is_some();
     let updated = merge_patch(api, &*progress.obj, &patch)
         .await
-        .map_err(Error::RecordIntent)?;
+        .map_err(|e| {
+            if recording {
+                Error::RecordIntent(e)
+            } else {
+                Error::ClearIntent(e)
+            }
+        })?;
     progress.obj = Arc::new(updated);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! TrafficMirrorFilter reconciler, the same pipeline as the session's. Each reconcile runs, top to
 //! bottom:
 //!
-//! 1. gate: a failed object waits out its backoff (no client required);
+//! 1. gate ([`super::Ledger::gate`]): a copy this process already replaced waits for the newer one,
+//!    and a failed object waits out its backoff (no client required);
 //! 2. finalizer `vpc.hwcloud.dev/cleanup` added before any cloud call (API server);
 //! 3. [`observe`]: the ProviderConfig, the cloud filter with its rules (snapshot or GET), the create
 //!    and rule intents, name searches, and (when deleting) the sessions still using it (cloud, caches);
@@ -54,18 +55,20 @@ pub async fn reconcile(obj: Arc<TrafficMirrorFilter>, ctx: Arc<Context>) -> Resu
         Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
     };
     let span = object::reconcile_span(KIND, &obj.metadata);
-    let result = budget::in_lane(lane, run(obj, &ctx)).instrument(span).await;
+    let result = budget::in_lane(lane, reconcile_steps(obj, &ctx))
+        .instrument(span)
+        .await;
     ctx.metrics.reconciled(KIND, started.elapsed());
     result
 }
 
-async fn run(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
+async fn reconcile_steps(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
     let deleting = obj.metadata.deletion_timestamp.is_some();
     if deleting && !object::has_finalizer(&*obj, FINALIZER) {
         return Ok(Action::await_change());
     }
     // 1. gate: a stale copy or a backoff (no client required)
-    if let Some(wait) = ctx.ledger.hold(&obj.metadata) {
+    if let Some(wait) = ctx.ledger.gate(&obj.metadata) {
         return Ok(Action::requeue(wait));
     }
     let api: Api<TrafficMirrorFilter> =
@@ -76,7 +79,7 @@ async fn run(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
     } else {
         match execute::ensure_finalizer(&api, obj.clone()).await {
             Ok(o) => o,
-            Err(e) => return Ok(object::failed(ctx, KIND, &*obj, e).await),
+            Err(e) => return Ok(object::report_failure(ctx, KIND, &*obj, e).await),
         }
     };
     // 3. observe (cloud, caches), 4. decide (no client required), 5. execute (cloud, API server)
@@ -100,12 +103,12 @@ async fn run(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
         if let Err(e) = status::write(&api, &progress.obj, &next).await
             && done.is_ok()
         {
-            return Ok(object::failed(ctx, KIND, &*progress.obj, e).await);
+            return Ok(object::report_failure(ctx, KIND, &*progress.obj, e).await);
         }
     }
     // 7. the next look (no client required)
     match (done, step) {
-        (Err(e), _) => Ok(object::failed(ctx, KIND, &*progress.obj, e).await),
+        (Err(e), _) => Ok(object::report_failure(ctx, KIND, &*progress.obj, e).await),
         (Ok(()), Some(step)) => {
             let (uid, generation) = (
                 progress.obj.uid().unwrap_or_default(),
@@ -137,7 +140,7 @@ async fn observe_decide_execute(
 /// Error policy: `reconcile` handles its failures itself, so this only backs off.
 pub fn error_policy(obj: Arc<TrafficMirrorFilter>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(KIND, &err.metric_label());
-    let delay = ctx.ledger.failed(
+    let delay = ctx.ledger.record_failure(
         &obj.uid().unwrap_or_default(),
         obj.metadata.generation,
         &ctx.retry,

@@ -525,8 +525,8 @@ fn deleted_text(desired_key: bool, n: usize) -> String {
 
 /// What the cloud holds after a create, per the API: the sent fields, documented defaults for the
 /// rest, `ethertype` in canonical case, `protocol` in the case sent, CIDRs and ports trimmed.
-/// Used by [`apply_rule_plan`], and to seed the reconciler's view when only the create answer is at
-/// hand.
+/// A model of the cloud used by [`apply_rule_plan`] and the decision tests; the reconciler records
+/// the cloud's own answers.
 pub fn created_rule(req: &CreateRuleRequest, id: &str) -> TrafficMirrorFilterRule {
     let CreateRuleRequest {
         traffic_mirror_filter_id,
@@ -630,8 +630,8 @@ pub fn apply_rule_call(
 }
 
 /// Applies a whole plan, in execution order, to the observed rules the way the cloud does. The
-/// property tests use it to check that executing a plan yields the desired set; the reconciler can
-/// use it to update its cached view of the rules after the calls.
+/// property tests use it to check that executing a plan yields the desired set. The reconciler does
+/// not use it: after each call it records the cloud's own answer (`execute::rule_call`).
 pub fn apply_rule_plan(
     observed: &[TrafficMirrorFilterRule],
     plan: &RulePlan,

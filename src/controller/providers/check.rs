@@ -19,6 +19,7 @@ use crate::cloud::signer::Credentials;
 use crate::cloud::{ClientConfig, CloudError, VpcClient};
 use crate::controller::Context;
 use crate::controller::conditions::reason;
+use crate::controller::metered::metered;
 
 /// How long to wait before reading a Secret again after the API server failed to answer.
 const SECRET_RETRY: Duration = Duration::from_secs(10);
@@ -277,22 +278,22 @@ pub(super) async fn check(pc: &ProviderConfig, ctx: &Context) -> Result<bool, Ch
     if let Some(p) = &registered {
         p.budget.acquire().await;
     }
-    let first = futures::StreamExt::next(&mut std::pin::pin!(client.list_sessions(query))).await;
+    let first_page = async {
+        let first =
+            futures::StreamExt::next(&mut std::pin::pin!(client.list_sessions(query))).await;
+        first.transpose().map(|_| ())
+    };
+    let checked = metered(&ctx.metrics, "list_sessions", first_page).await;
     if let Some(p) = &registered {
         p.budget
-            .record(matches!(&first, Some(Err(e)) if e.is_throttled()));
+            .record(matches!(&checked, Err(e) if e.is_throttled()));
     }
-    match first {
-        None | Some(Ok(_)) => {
-            ctx.metrics.cloud_call("list_sessions", "success");
+    match checked {
+        Ok(()) => {
             let (_, new) = ctx.providers.upsert(&name, fp, client, &spec.rate_limit);
             Ok(new)
         }
-        Some(Err(source)) => {
-            ctx.metrics
-                .cloud_call("list_sessions", source.metric_label());
-            Err(CheckError::CredentialCheck { source })
-        }
+        Err(source) => Err(CheckError::CredentialCheck { source }),
     }
 }
 

@@ -152,7 +152,7 @@ pub struct Registry {
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("providers", &self.read().keys().collect::<Vec<_>>())
+            .field("providers", &self.entries().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -160,7 +160,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// The ready provider named `name`, if its ProviderConfig still exists.
     pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
-        let p = self.read().get(name).cloned()?;
+        let p = self.entries().get(name).cloned()?;
         if self.is_live(name) {
             Some(p)
         } else {
@@ -171,7 +171,7 @@ impl Registry {
 
     /// Every ready provider whose ProviderConfig still exists.
     pub fn all(&self) -> Vec<Arc<Provider>> {
-        let names: Vec<String> = self.read().keys().cloned().collect();
+        let names: Vec<String> = self.entries().keys().cloned().collect();
         names.iter().filter_map(|n| self.get(n)).collect()
     }
 
@@ -187,11 +187,11 @@ impl Registry {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Provider>>> {
+    fn entries(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Provider>>> {
         self.providers.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Provider>>> {
+    fn entries_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Provider>>> {
         self.providers.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -203,7 +203,7 @@ impl Registry {
         client: VpcClient,
         rate: &RateLimit,
     ) -> (Arc<Provider>, bool) {
-        let mut map = self.write();
+        let mut map = self.entries_mut();
         if let Some(p) = map.get(name)
             && p.fingerprint == fingerprint
         {
@@ -224,7 +224,7 @@ impl Registry {
 
     /// Drops a provider that is no longer ready.
     pub fn remove(&self, name: &str) -> bool {
-        self.write().remove(name).is_some()
+        self.entries_mut().remove(name).is_some()
     }
 }
 
@@ -311,33 +311,12 @@ where
 /// watched too, so editing the credentials re-checks every ProviderConfig that references them; sessions and filters are
 /// watched into the usage index, and a change of anyone's references re-runs the ProviderConfigs
 /// (so the last user's deletion releases a ProviderConfig that waits for it, without polling).
-pub async fn run(ctx: Arc<Context>) {
+pub async fn run_controller(ctx: Arc<Context>) {
     let pctx = Arc::new(ProviderContext {
         ctx: ctx.clone(),
         usage: Mutex::new(UsageIndex::default()),
     });
-    let sessions = feed(
-        scoped::<TrafficMirrorSession>(&ctx),
-        UserKind::Session,
-        pctx.clone(),
-        |s| s.spec.provider_config_ref.name.clone(),
-    );
-    let filters = feed(
-        scoped::<TrafficMirrorFilter>(&ctx),
-        UserKind::Filter,
-        pctx.clone(),
-        |f| f.spec.provider_config_ref.name.clone(),
-    );
-    // A burst of events (many objects created at once) wakes the ProviderConfigs once.
-    let usage_changed = futures::stream::select(sessions, filters)
-        .ready_chunks(256)
-        .map(|_| ());
-    // Becoming leader: every ProviderConfig is reconciled (a standby's reconciles did nothing).
-    let leadership = futures::stream::unfold(ctx.clone(), |ctx| async move {
-        ctx.leadership_gained().await;
-        Some(((), ctx))
-    });
-    let usage_changed = futures::stream::select(usage_changed, leadership);
+    let wake_all = usage_or_leadership(&ctx, &pctx);
     let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
     let mut wc = watcher::Config::default();
     if let Some(sel) = &ctx.config.provider_config_selector {
@@ -353,25 +332,60 @@ pub async fn run(ctx: Arc<Context>) {
         .watches(
             secrets,
             watcher::Config::default(),
-            move |secret: Secret| {
-                let ns = secret.namespace().unwrap_or_default();
-                let name = secret.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|pc| {
-                        let r = &pc.spec.credentials.secret_ref;
-                        r.namespace == ns && r.name == name
-                    })
-                    .map(|pc| ObjectRef::from_obj(&*pc))
-                    .collect::<Vec<_>>()
-            },
+            move |secret: Secret| users_of_secret(&store, &secret),
         )
-        .reconcile_all_on(usage_changed)
+        .reconcile_all_on(wake_all)
         .shutdown_on_signal()
         .run(reconcile, error_policy, pctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// What re-runs every ProviderConfig: a change of any session's or filter's reference (fed into
+/// the usage index on the way), or this process becoming leader (a standby's reconciles did nothing).
+fn usage_or_leadership(
+    ctx: &Arc<Context>,
+    pctx: &Arc<ProviderContext>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let sessions = feed(
+        scoped::<TrafficMirrorSession>(ctx),
+        UserKind::Session,
+        pctx.clone(),
+        |s| s.spec.provider_config_ref.name.clone(),
+    );
+    let filters = feed(
+        scoped::<TrafficMirrorFilter>(ctx),
+        UserKind::Filter,
+        pctx.clone(),
+        |f| f.spec.provider_config_ref.name.clone(),
+    );
+    // A burst of events (many objects created at once) wakes the ProviderConfigs once.
+    let usage_changed = futures::stream::select(sessions, filters)
+        .ready_chunks(256)
+        .map(|_| ());
+    let leadership = futures::stream::unfold(ctx.clone(), |ctx| async move {
+        ctx.leadership_gained().await;
+        Some(((), ctx))
+    });
+    futures::stream::select(usage_changed, leadership)
+}
+
+/// The ProviderConfigs whose credentials are this Secret.
+fn users_of_secret(
+    store: &Store<ProviderConfig>,
+    secret: &Secret,
+) -> Vec<ObjectRef<ProviderConfig>> {
+    let ns = secret.namespace().unwrap_or_default();
+    let name = secret.name_any();
+    store
+        .state()
+        .into_iter()
+        .filter(|pc| {
+            let r = &pc.spec.credentials.secret_ref;
+            r.namespace == ns && r.name == name
+        })
+        .map(|pc| ObjectRef::from_obj(&*pc))
+        .collect()
 }
 
 #[cfg(test)]

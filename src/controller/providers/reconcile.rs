@@ -14,9 +14,9 @@ use tracing::{info, warn};
 use super::check::{self, CheckError};
 use super::usage::{FinalizerStep, Users, decide_finalizer, in_use_message};
 use super::{FINALIZER, KIND, ProviderContext, ProviderError};
-use crate::api::ProviderConfig;
-use crate::controller::Context;
+use crate::api::{ProviderConfig, ProviderConfigStatus};
 use crate::controller::conditions::{self, Desired, READY, SYNCED, reason};
+use crate::controller::{Context, object};
 
 /// Reconciles one ProviderConfig.
 pub async fn reconcile(
@@ -158,18 +158,15 @@ async fn write_status(
     {
         return Ok(());
     }
-    let mut body = json!({"conditions": merged, "observedGeneration": pc.metadata.generation});
-    if let Some(n) = users {
-        body["users"] = json!(n);
-    }
+    let next = ProviderConfigStatus {
+        observed_generation: pc.metadata.generation,
+        conditions: merged,
+        users: users.or(status.users),
+    };
     let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
-    api.patch_status(
-        &pc.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"status": body})),
-    )
-    .await
-    .map_err(ProviderError::WriteStatus)?;
+    object::apply_status(&api, pc, &next)
+        .await
+        .map_err(ProviderError::WriteStatus)?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! TrafficMirrorSession reconciler, as a pipeline. Each reconcile runs these steps, top to bottom:
 //!
-//! 1. gate: a failed object waits out its backoff (no client required);
+//! 1. gate ([`super::Ledger::gate`]): a copy this process already replaced waits for the newer one,
+//!    and a failed object waits out its backoff (no client required);
 //! 2. finalizer `vpc.hwcloud.dev/cleanup` added before any cloud call (API server);
 //! 3. [`observe`]: what the object asks for, then the ProviderConfig, the filter id, the cloud session
 //!    (snapshot or GET), the create intent and any name search, into one `Observed` (API server, cloud);
@@ -52,18 +53,20 @@ pub async fn reconcile(obj: Arc<TrafficMirrorSession>, ctx: Arc<Context>) -> Res
         Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
     };
     let span = object::reconcile_span(KIND, &obj.metadata);
-    let result = budget::in_lane(lane, run(obj, &ctx)).instrument(span).await;
+    let result = budget::in_lane(lane, reconcile_steps(obj, &ctx))
+        .instrument(span)
+        .await;
     ctx.metrics.reconciled(KIND, started.elapsed());
     result
 }
 
-async fn run(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Result<Action> {
+async fn reconcile_steps(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Result<Action> {
     let deleting = obj.metadata.deletion_timestamp.is_some();
     if deleting && !obj.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change()); // nothing of ours left to clean up
     }
     // 1. gate: a stale copy or a backoff (no client required)
-    if let Some(wait) = ctx.ledger.hold(&obj.metadata) {
+    if let Some(wait) = ctx.ledger.gate(&obj.metadata) {
         debug!(name = %obj.name_any(), ?wait, "holding");
         return Ok(Action::requeue(wait));
     }
@@ -75,7 +78,7 @@ async fn run(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Result<Action> {
     } else {
         match execute::ensure_finalizer(&api, obj.clone()).await {
             Ok(o) => o,
-            Err(e) => return Ok(failed(ctx, &obj, e).await),
+            Err(e) => return Ok(report_failure(ctx, &obj, e).await),
         }
     };
     // 3. observe (API server, cloud), 4. decide (no client required), 5. execute (cloud, API server)
@@ -99,12 +102,12 @@ async fn run(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Result<Action> {
         if let Err(e) = status::write(&api, &progress.obj, &next).await
             && done.is_ok()
         {
-            return Ok(failed(ctx, &progress.obj, e).await);
+            return Ok(report_failure(ctx, &progress.obj, e).await);
         }
     }
     // 7. the next look (no client required)
     match (done, step) {
-        (Err(e), _) => Ok(failed(ctx, &progress.obj, e).await),
+        (Err(e), _) => Ok(report_failure(ctx, &progress.obj, e).await),
         (Ok(()), Some(step)) => {
             let (uid, generation) = (
                 progress.obj.uid().unwrap_or_default(),
@@ -133,9 +136,9 @@ async fn observe_decide_execute(
     (Some(observed), Some(step), done)
 }
 
-/// A failed step ([`object::failed`]).
-async fn failed(ctx: &Context, obj: &TrafficMirrorSession, err: Error) -> Action {
-    object::failed(ctx, KIND, obj, err).await
+/// A failed step ([`object::report_failure`]).
+async fn report_failure(ctx: &Context, obj: &TrafficMirrorSession, err: Error) -> Action {
+    object::report_failure(ctx, KIND, obj, err).await
 }
 
 /// Error policy for the controller: `reconcile` handles its failures itself and returns `Ok`, so this
@@ -145,7 +148,7 @@ pub fn error_policy(obj: Arc<TrafficMirrorSession>, err: &Error, ctx: Arc<Contex
     let uid = obj.uid().unwrap_or_default();
     let delay = ctx
         .ledger
-        .failed(&uid, obj.metadata.generation, &ctx.retry, err);
+        .record_failure(&uid, obj.metadata.generation, &ctx.retry, err);
     warn!(name = %obj.name_any(), step = err.step(), error = %err, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
