@@ -13,7 +13,7 @@ use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
 use super::super::providers::Provider;
 use super::decide::{CloudState, Desired, FilterState, Observed};
-use crate::api::{ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
+use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
 use crate::cloud::models::{ListSessionsQuery, TrafficMirrorSession as CloudSession};
 
 /// What the object asks for (no I/O).
@@ -75,7 +75,8 @@ pub async fn observe(
     Ok((o, provider))
 }
 
-/// Deleting: only an outstanding intent (without which there is nothing to find) needs reads.
+/// Deleting: only an outstanding intent (without which there is nothing to find) of a session that
+/// deletion removes needs reads.
 async fn observe_for_cleanup(
     obj: &TrafficMirrorSession,
     d: &Desired,
@@ -86,7 +87,10 @@ async fn observe_for_cleanup(
     let Some(intent) = &o.intent else {
         return Ok(());
     };
-    if d.spec.management_policy == ManagementPolicy::ObserveOnly {
+    // A kept session (Orphan, or ObserveOnly) is released without resolving the intent: no read.
+    if d.spec.management_policy == ManagementPolicy::ObserveOnly
+        || d.spec.deletion_policy == DeletionPolicy::Orphan
+    {
         return Ok(());
     }
     // The filter only narrows the match; a filter that is gone or unreadable is left out.
