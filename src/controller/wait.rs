@@ -186,3 +186,6 @@ pub fn cleanup<T: Created>(
         Cleanup::Delete(ids)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,11 +7,14 @@
 //! - [`Emulator`]: the VPC emulator binary as a child process, with its admin API;
 //! - [`identity`]: the operator's own ServiceAccount, bound by the RBAC of `deploy/`, with a
 //!   token from the TokenRequest API (the operator never runs as admin by default);
+//! - [`api_recorder`]: a recording reverse proxy in front of the API server, to count the
+//!   operator's API-server writes;
 //! - [`wait_for`]: poll a condition with a deadline (tests never sleep to synchronise).
 //!
 //! Every test binary uses a different part of this, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod api_recorder;
 pub mod control_plane;
 pub mod emulator;
 pub mod identity;

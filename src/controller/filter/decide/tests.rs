@@ -117,7 +117,6 @@ fn check(rows: Vec<(&str, Desired, Observed, &str)>) {
 }
 
 #[test]
-#[allow(unused_variables)]
 fn apply_branches() {
     let none = serde_json::json!({});
     let observe_only = serde_json::json!({"managementPolicy": "ObserveOnly", "filterId": "f1"});
@@ -176,15 +175,8 @@ fn apply_branches() {
 }
 
 #[test]
-#[allow(unused_variables)]
 fn apply_create_branches() {
     let none = serde_json::json!({});
-    let observe_only = serde_json::json!({"managementPolicy": "ObserveOnly", "filterId": "f1"});
-    let no_rules = serde_json::json!({"rules": []});
-    let not_ready = Observed {
-        provider_ready: false,
-        ..observed()
-    };
     let gone = Observed {
         cloud: CloudState::Gone,
         ..observed()
@@ -257,7 +249,6 @@ fn rule_creates_in_flight_are_confirmed_before_creating_again() {
 }
 
 #[test]
-#[allow(unused_variables)]
 fn cleanup_branches() {
     let none = serde_json::json!({});
     let not_ready = Observed {
@@ -300,17 +291,8 @@ fn cleanup_branches() {
 }
 
 #[test]
-#[allow(unused_variables)]
 fn cleanup_delete_branches() {
     let none = serde_json::json!({});
-    let not_ready = Observed {
-        provider_ready: false,
-        ..observed()
-    };
-    let users = Observed {
-        users: vec!["ns/s1".into()],
-        ..observed()
-    };
     check(vec![
         (
             "id",
@@ -356,4 +338,226 @@ fn in_use_names_the_sessions_in_the_way() {
         w.message
     );
     assert!(w.message.contains("deletionPolicy: Orphan"));
+}
+
+#[test]
+fn apply_branches_around_an_id_or_an_intent() {
+    let none = serde_json::json!({});
+    let adopted = serde_json::json!({"filterId": "f1"});
+    check(vec![
+        (
+            "spec.filterId gone",
+            with_id(desired(adopted), "f1"),
+            Observed {
+                cloud: CloudState::Gone,
+                ..observed()
+            },
+            "Wait(FilterNotFound)",
+        ),
+        (
+            "intent, older same name",
+            desired(none.clone()),
+            named(vec![cloud("x", -500)], intent_at(100)),
+            "Conflict",
+        ),
+        (
+            "intent, two made after it",
+            desired(none.clone()),
+            named(vec![cloud("f8", 101), cloud("f9", 102)], intent_at(100)),
+            "Conflict",
+        ),
+        (
+            "own filter vanished, the intent's filter found",
+            with_id(desired(none.clone()), "f1"),
+            Observed {
+                cloud: CloudState::Gone,
+                ..named(vec![cloud("f9", 101)], intent_at(100))
+            },
+            "Adopt(f9)",
+        ),
+        (
+            "the cloud name drifted: one update",
+            with_id(desired(serde_json::json!({"name": "other"})), "f1"),
+            present(cloud("f1", 1)),
+            "Converge(update=true, rules=0)",
+        ),
+    ]);
+}
+
+#[test]
+fn cleanup_releases_or_waits_whatever_else_is_true() {
+    let none = serde_json::json!({});
+    let users = vec!["ns/s1".to_string()];
+    let not_ready_in_use = Observed {
+        provider_ready: false,
+        users: users.clone(),
+        intent: intent_at(100),
+        ..observed()
+    };
+    check(vec![
+        (
+            "observe only",
+            deleting(with_id(
+                desired(serde_json::json!({"managementPolicy": "ObserveOnly", "filterId": "f1"})),
+                "f1",
+            )),
+            not_ready_in_use.clone(),
+            "Release(Some(\"f1\"))",
+        ),
+        (
+            "orphan, in use",
+            deleting(with_id(
+                desired(serde_json::json!({"deletionPolicy": "Orphan"})),
+                "f1",
+            )),
+            not_ready_in_use.clone(),
+            "Release(Some(\"f1\"))",
+        ),
+        (
+            "nothing in the cloud, in use, no provider",
+            deleting(desired(none.clone())),
+            Observed {
+                intent: None,
+                ..not_ready_in_use.clone()
+            },
+            "Release(None)",
+        ),
+        (
+            "intent, no provider",
+            deleting(desired(none.clone())),
+            Observed {
+                users: vec![],
+                ..not_ready_in_use.clone()
+            },
+            "Wait(ProviderConfigNotReady)",
+        ),
+        (
+            "in use and no provider: the provider first",
+            deleting(with_id(desired(none.clone()), "f1")),
+            not_ready_in_use,
+            "Wait(ProviderConfigNotReady)",
+        ),
+        (
+            "intent, in use: nothing is resolved or deleted",
+            deleting(desired(none)),
+            Observed {
+                users,
+                ..named(vec![cloud("f9", 101)], intent_at(100))
+            },
+            "Wait(InUse)",
+        ),
+    ]);
+}
+
+#[test]
+fn cleanup_with_an_id_and_an_intent() {
+    let d = deleting(with_id(desired(serde_json::json!({})), "f1"));
+    check(vec![
+        (
+            "the intent's other filter",
+            d.clone(),
+            named(vec![cloud("f9", 101)], intent_at(100)),
+            "Delete(f1,f9)",
+        ),
+        (
+            "the intent's filter is the known one",
+            d.clone(),
+            named(vec![cloud("f1", 101)], intent_at(100)),
+            "Delete(f1)",
+        ),
+        (
+            "the intent never made anything",
+            d.clone(),
+            named(vec![], intent_at(0)),
+            "Delete(f1)",
+        ),
+        (
+            "the intent's filter may still appear",
+            d,
+            named(vec![], intent_at(100)),
+            "Wait(Deleting)",
+        ),
+    ]);
+}
+
+#[test]
+fn cleanup_waits_say_how_to_get_out() {
+    let d = deleting(with_id(desired(serde_json::json!({})), "f1"));
+    let o = Observed {
+        provider_ready: false,
+        ..observed()
+    };
+    let Step::Wait(w) = decide(&d, &o) else {
+        panic!("expected a wait");
+    };
+    for part in [
+        "restore the ProviderConfig",
+        "deletionPolicy: Orphan",
+        "cloud filter",
+    ] {
+        assert!(w.message.contains(part), "{part}: {}", w.message);
+    }
+    let d = deleting(desired(serde_json::json!({})));
+    let o = named(vec![cloud("x", -500)], intent_at(100));
+    let Step::Wait(w) = decide(&d, &o) else {
+        panic!("expected a wait");
+    };
+    assert_eq!(w.retry, Retry::OnChange);
+    assert!(
+        w.message.contains("deletionPolicy: Orphan"),
+        "{}",
+        w.message
+    );
+}
+
+#[test]
+fn each_step_says_when_to_look_again() {
+    let d = desired(serde_json::json!({})).filter();
+    let f = cloud("f1", 1);
+    let wait = |retry| {
+        Step::Wait(Wait {
+            reason: reason::CREATING,
+            message: String::new(),
+            retry,
+        })
+    };
+    let rows = [
+        (wait(Retry::Dependency), NextLook::Wait(Retry::Dependency)),
+        (wait(Retry::Resync), NextLook::Wait(Retry::Resync)),
+        (Step::Conflict("x".into()), NextLook::OnChange),
+        (Step::Delete(vec!["f1".into()]), NextLook::Released),
+        (
+            Step::Release {
+                orphaned: Some("f1".into()),
+            },
+            NextLook::Released,
+        ),
+        (Step::Create { desired: d.clone() }, NextLook::Settled),
+        (
+            Step::Adopt {
+                desired: d.clone(),
+                found: f.clone(),
+                calls: FilterCalls::default(),
+            },
+            NextLook::Settled,
+        ),
+        (
+            Step::Converge {
+                desired: d.clone(),
+                observed: f.clone(),
+                calls: FilterCalls::default(),
+            },
+            NextLook::Settled,
+        ),
+        (
+            Step::ReportDrift {
+                drift: Drift::between(&d, &f, &plan::observed_rules(&f)),
+                observed: f,
+            },
+            NextLook::Settled,
+        ),
+    ];
+    for (step, want) in rows {
+        assert_eq!(step.next_look(), want, "{}", kind(&step));
+    }
 }

@@ -434,3 +434,190 @@ fn adoption_converges_to_the_current_spec() {
     };
     assert_eq!(convergence.update.and_then(|u| u.priority), Some(20));
 }
+
+#[test]
+fn a_filter_that_is_not_known_yet_is_waited_for() {
+    let d = desired(serde_json::json!({}));
+    let o = Observed {
+        filter: FilterState::NotRead,
+        ..observed()
+    };
+    let Step::Wait(w) = decide(&d, &o) else {
+        panic!("expected a wait");
+    };
+    assert_eq!(
+        (w.reason, w.retry),
+        (reason::FILTER_NOT_READY, Retry::Dependency)
+    );
+    assert!(w.message.contains("not known yet"), "{}", w.message);
+}
+
+#[test]
+fn observe_only_compares_the_filter_it_can_resolve() {
+    let f = fixtures();
+    let observe = with_id(desired(f.observe_only), "s1");
+    check(vec![
+        (
+            "filter unresolved: the cloud's filter is not drift",
+            observe.clone(),
+            Observed {
+                filter: FilterState::NotReady("gone".into()),
+                ..present(session("s1", 1))
+            },
+            "ReportDrift()",
+        ),
+        (
+            "filter resolved to another id: drift",
+            observe,
+            Observed {
+                filter: FilterState::Id("f2".into()),
+                ..present(session("s1", 1))
+            },
+            "ReportDrift(traffic_mirror_filter_id)",
+        ),
+    ]);
+}
+
+/// An intent that recorded what its POST sent (filter `f0`), while the spec now says `f1`.
+fn intent_recording_f0() -> Option<CreateIntent> {
+    intent_at(100).map(|i| CreateIntent {
+        filter_id: Some("f0".into()),
+        target_id: Some("t1".into()),
+        ..i
+    })
+}
+
+fn session_on(id: &str, filter: &str) -> CloudSession {
+    CloudSession {
+        traffic_mirror_filter_id: filter.into(),
+        ..session(id, 101)
+    }
+}
+
+#[test]
+fn the_identity_the_post_sent_wins_over_the_spec() {
+    let f = fixtures();
+    check(vec![
+        (
+            "create: the recorded filter's session is ours",
+            desired(f.none.clone()),
+            named(vec![session_on("s9", "f0")], intent_recording_f0()),
+            "Adopt(s9)",
+        ),
+        (
+            "create: the spec's filter does not match what was sent",
+            desired(f.none.clone()),
+            named(vec![session_on("s9", "f1")], intent_recording_f0()),
+            "Conflict",
+        ),
+        (
+            "cleanup: the recorded filter's session is deleted",
+            deleting(desired(f.none.clone())),
+            named(vec![session_on("s9", "f0")], intent_recording_f0()),
+            "Delete(s9)",
+        ),
+        (
+            "own id vanished, an older intent never made it: replaced",
+            with_id(desired(f.none), "s1"),
+            Observed {
+                intent: intent_at(0),
+                ..f.gone
+            },
+            "Create(replacing=Some(\"s1\"))",
+        ),
+    ]);
+}
+
+#[test]
+fn cleanup_with_an_id_and_an_intent() {
+    let f = fixtures();
+    let d = deleting(with_id(desired(f.none.clone()), "s1"));
+    check(vec![
+        (
+            "the intent's session is the known one",
+            d.clone(),
+            named(vec![session("s1", 101)], intent_at(100)),
+            "Delete(s1)",
+        ),
+        (
+            "the intent never made anything",
+            d.clone(),
+            named(vec![], intent_at(0)),
+            "Delete(s1)",
+        ),
+        (
+            "the intent's session may still appear",
+            d.clone(),
+            named(vec![], intent_at(100)),
+            "Wait(Deleting)",
+        ),
+        (
+            "the intent is ambiguous",
+            d,
+            named(vec![session("x", -500)], intent_at(100)),
+            "Wait(NameConflict)",
+        ),
+        (
+            "observe only, intent and nothing ready",
+            deleting(desired(f.observe_only)),
+            Observed {
+                intent: intent_at(100),
+                ..f.not_ready
+            },
+            "Release(None)",
+        ),
+    ]);
+}
+
+#[test]
+fn each_step_says_when_to_look_again() {
+    let s = session("s1", 1);
+    let d = desired(serde_json::json!({})).session("f1".into());
+    let wait = |retry| {
+        Step::Wait(Wait {
+            reason: reason::CREATING,
+            message: String::new(),
+            retry,
+        })
+    };
+    let rows = [
+        (wait(Retry::Soon), NextLook::Wait(Retry::Soon)),
+        (wait(Retry::OnChange), NextLook::Wait(Retry::OnChange)),
+        (Step::Conflict("x".into()), NextLook::OnChange),
+        (Step::Delete(vec!["s1".into()]), NextLook::Released),
+        (Step::Release { orphaned: None }, NextLook::Released),
+        (
+            Step::Create {
+                desired: d.clone(),
+                replacing: None,
+            },
+            NextLook::Settled,
+        ),
+        (
+            Step::Adopt {
+                convergence: plan::convergence(&d, &s),
+                desired: d.clone(),
+                found: s.clone(),
+            },
+            NextLook::Settled,
+        ),
+        (
+            Step::Converge {
+                convergence: plan::convergence(&d, &s),
+                desired: d,
+                observed: s.clone(),
+            },
+            NextLook::Settled,
+        ),
+        (
+            Step::ReportDrift {
+                observed: s,
+                fields: vec![],
+            },
+            NextLook::Settled,
+        ),
+    ];
+    for (step, want) in rows {
+        assert_eq!(step.next_look(), want, "{}", kind(&step));
+    }
+}
