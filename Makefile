@@ -102,15 +102,19 @@ argocd-health-sync: ## Copy deploy/argocd/health.lua into the per-kind files and
 	bash deploy/argocd/sync.sh
 
 # The Helm chart with a real helm (tests/helm: helm v3 from its pinned Go module, built once into the
-# cache like the control plane) and the newest control plane: helm lint, helm template with the
-# default values and tests/helm/values-custom.yaml (assertions on the output), and a server-side
-# dry run of every rendering (tests/helm_chart.rs; test-only runs it again with the other tests).
+# cache like the control plane) and both control planes (newest and 1.30): helm lint, helm template
+# with the default values and tests/helm/values-custom.yaml (assertions on the output), and a
+# server-side dry run of every rendering and of the kustomize render on each version
+# (tests/helm_chart.rs; test-only runs it again with the other tests). It comes before test-only in
+# `make test`, so it builds (or reuses) the 1.30 control plane itself.
 .PHONY: helm-test
-helm-test: ## helm lint + helm template (asserted) + server-side dry run of deploy/helm/traffic-mirror-operator.
+helm-test: ## helm lint + helm template (asserted) + server-side dry run of the chart and kustomize on 1.30 and newest.
 	@export TMO_HELM="$$($(HELM_BUILD) | tail -n 1)/helm"; \
 	echo "TMO_HELM=$$TMO_HELM"; \
 	export TMO_CONTROL_PLANE_DIR="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
 	echo "TMO_CONTROL_PLANE_DIR=$$TMO_CONTROL_PLANE_DIR"; \
+	export TMO_CONTROL_PLANE_DIR_OLDEST="$$($(CONTROL_PLANE_OLDEST_BUILD) | tail -n 1)"; \
+	echo "TMO_CONTROL_PLANE_DIR_OLDEST=$$TMO_CONTROL_PLANE_DIR_OLDEST"; \
 	set -x; $(CARGO) test --test helm_chart $(ARGS)
 
 # The container image without a Docker daemon: a static (musl) release binary on an empty base, built

@@ -1,9 +1,9 @@
 //! The CRDs against a real kube-apiserver of each end of the support range (the newest and the
 //! oldest supported Kubernetes, see `support::Version`): they install and become Established, the
 //! API server rejects every invalid manifest with a message naming the offending field, fills in
-//! the documented defaults, enforces the adopt-id immutability, and serves the docs to
-//! `kubectl explain`. Every test runs once per version (`newest::…`, `oldest::…`) with the same
-//! table and the same expectations.
+//! the documented defaults, enforces the adopt-id immutability, serves the docs to `kubectl
+//! explain`, and accepts every manifest of `deploy/examples/` (server-side dry run). Every test
+//! runs once per version (`newest::…`, `oldest::…`) with the same table and the same expectations.
 
 mod support;
 
@@ -47,7 +47,13 @@ on_every_version!(
     adopted_ids_cannot_change_or_be_removed,
     status_subresource_and_printer_columns,
     kubectl_explain_shows_the_field_docs,
+    every_example_passes_a_server_side_dry_run,
 );
+
+/// The examples users copy (`deploy/examples/`).
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples");
+/// The namespace of the example Secret (the operator's, as deployed).
+const EXAMPLES_SECRET_NAMESPACE: &str = "traffic-mirror-system";
 
 async fn setup(version: Version, prefix: &str) -> (Client, String) {
     let client = support::control_plane_for(version).client().await;
@@ -501,6 +507,36 @@ fn invalid_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             ipv6_rule("sourceCidrBlock", "2001:db8::1"),
             vec!["spec.rules[0].sourceCidrBlock", "CIDR"],
         ),
+        // IPv4-mapped IPv6 (`::ffff:a.b.c.d`): rejected as the CEL IP/CIDR library rejected it.
+        (
+            "IPv4-mapped IPv6 source CIDR (hex)",
+            ipv6_rule("sourceCidrBlock", "::ffff:a00:0/104"),
+            vec!["spec.rules[0].sourceCidrBlock", "IPv4-mapped"],
+        ),
+        (
+            "IPv4-mapped IPv6 destination CIDR (eight groups)",
+            ipv6_rule("destinationCidrBlock", "0:0:0:0:0:ffff:102:304/128"),
+            vec!["spec.rules[0].destinationCidrBlock", "IPv4-mapped"],
+        ),
+        (
+            "IPv4-mapped IPv6 destination CIDR (dotted)",
+            ipv6_rule("destinationCidrBlock", "::ffff:1.2.3.4/128"),
+            vec!["spec.rules[0].destinationCidrBlock", "IPv4-mapped", "CIDR"],
+        ),
+        (
+            "IPv4-mapped IPv6 source CIDR (dotted) with IPv4 ethertype",
+            with(
+                filter(),
+                "/spec/rules/0/sourceCidrBlock",
+                json!("::ffff:10.0.0.0/104"),
+            ),
+            vec!["spec.rules[0].sourceCidrBlock", "IPv4-mapped"],
+        ),
+        (
+            "IPv4-mapped IPv6 source CIDR with a zero tail folded",
+            ipv6_rule("sourceCidrBlock", "0:0:0:0:0:FFFF::/96"),
+            vec!["spec.rules[0].sourceCidrBlock", "IPv4-mapped"],
+        ),
         (
             "IPv6 source CIDR with IPv4 ethertype",
             with(filter(), "/spec/rules/0/sourceCidrBlock", json!("::/0")),
@@ -717,7 +753,12 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
             {"direction": "egress", "priority": 1, "ethertype": "IPv6", "sourceCidrBlock": "::/0",
              "destinationCidrBlock": "2001:0DB8:0000:0000:0000:0000:0000:0001/128"},
             {"direction": "egress", "priority": 2, "ethertype": "IPv6",
-             "sourceCidrBlock": "1:2:3:4:5:6:7::/112", "destinationCidrBlock": "fe80::1:2/10"}
+             "sourceCidrBlock": "1:2:3:4:5:6:7::/112", "destinationCidrBlock": "fe80::1:2/10"},
+            // Near IPv4-mapped, but not: 0:0:0:0:ffff:1:2:3, the NAT64 prefix, ::fffe:….
+            {"direction": "egress", "priority": 3, "ethertype": "IPv6",
+             "sourceCidrBlock": "::ffff:1:2:3/128", "destinationCidrBlock": "64:ff9b::a00:1/128"},
+            {"direction": "egress", "priority": 4, "ethertype": "IPv6",
+             "sourceCidrBlock": "::fffe:a00:0/104", "destinationCidrBlock": "1::ffff:a00:0/104"}
         ]),
     );
     let observe_filter = {
@@ -1007,6 +1048,80 @@ async fn kubectl_explain_shows_the_field_docs(version: Version) {
         })
         .await;
         assert!(output.contains("DESCRIPTION"), "{output}");
+    }
+}
+
+/// Every manifest file under `deploy/examples/` (`*.yaml`, `*.yml`, and `*.yaml.example`, the
+/// ProviderConfig for the real cloud that `make demo` does not apply), sorted.
+fn example_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(EXAMPLES)
+        .unwrap_or_else(|e| panic!("read {EXAMPLES}: {e}"))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            [".yaml", ".yml", ".yaml.example"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The kinds of the (non-empty) YAML documents in `path`.
+fn document_kinds(path: &std::path::Path) -> Vec<String> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|d| !d.is_null())
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Each example, as written, passes `kubectl apply --server-side --dry-run=server` with the CRDs
+/// installed: every document of every file is accepted, the three kinds among them.
+async fn every_example_passes_a_server_side_dry_run(version: Version) {
+    let cp = support::control_plane_for(version);
+    let client = cp.client().await;
+    support::install_crds(&client).await;
+    support::ensure_namespace(&client, EXAMPLES_SECRET_NAMESPACE).await;
+    let files = example_files();
+    let mut kinds = Vec::new();
+    for file in &files {
+        let documents = document_kinds(file);
+        let path = file.to_string_lossy();
+        let out = cp.kubectl(&[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=examples-test",
+            "--filename",
+            &path,
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{version:?}: {path} rejected:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let applied = stdout
+            .lines()
+            .filter(|l| l.ends_with("serverside-applied (server dry run)"))
+            .count();
+        assert_eq!(
+            applied,
+            documents.len(),
+            "{version:?}: every object of {path}:\n{stdout}"
+        );
+        kinds.extend(documents);
+    }
+    for kind in [
+        "ProviderConfig",
+        "TrafficMirrorFilter",
+        "TrafficMirrorSession",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {files:?}");
     }
 }
 

@@ -1,17 +1,20 @@
 //! The Helm chart (`deploy/helm/traffic-mirror-operator`) with a real `helm` (v3, built from the
-//! Go module pinned in `tests/helm/`) and a real kube-apiserver (the newest supported version):
+//! Go module pinned in `tests/helm/`) and real kube-apiservers (both ends of the support range):
 //!
 //! - `helm lint --strict` passes with the default values and with `tests/helm/values-custom.yaml`;
 //! - `helm template` puts every supported value where the operator reads it (image, replicas,
 //!   resources, the watch namespace, resync interval, log format, leader election, the
 //!   ServiceMonitor toggle), and leader election off means one replica replaced with `Recreate`;
 //! - bad input fails the render (an unknown log format, a Kubernetes older than `kubeVersion`);
-//! - every rendering (CRDs included) passes `kubectl apply --server-side --dry-run=server`, the
-//!   ServiceMonitor against a minimal stand-in of the Prometheus Operator's CRD
-//!   (`tests/helm/servicemonitor-crd.yaml`), since a bare API server has none.
+//! - every rendering (CRDs included), made with `--kube-version` of the server (so Chart.yaml's
+//!   `kubeVersion` must accept it), passes `kubectl apply --server-side --dry-run=server` on the
+//!   newest and on the oldest supported Kubernetes (1.30), the ServiceMonitor against a minimal
+//!   stand-in of the Prometheus Operator's CRD (`tests/helm/servicemonitor-crd.yaml`), since a bare
+//!   API server has none; so does the kustomize render of `deploy/kustomize/default`.
 //!
 //! `helm` comes from env `TMO_HELM` (the binary; `make helm-test` and `make test-only` export it),
-//! else from `tests/helm/build.sh`, which builds it once into the cache.
+//! else from `tests/helm/build.sh`, which builds it once into the cache. The control planes come
+//! from `TMO_CONTROL_PLANE_DIR` and `TMO_CONTROL_PLANE_DIR_OLDEST` (both exported by those targets).
 
 mod support;
 
@@ -24,6 +27,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use support::Version;
 
 /// The chart under test.
 const CHART: &str = concat!(
@@ -449,18 +453,51 @@ const DRY_RUN_CASES: [&[&str]; 3] = [
 ];
 
 #[tokio::test]
-async fn every_rendering_passes_a_server_side_dry_run() {
-    let (cp, ns) = dry_run_cluster().await;
+async fn every_rendering_passes_a_server_side_dry_run_on_the_newest() {
+    every_rendering_passes_a_server_side_dry_run(Version::Newest).await;
+}
+
+#[tokio::test]
+async fn every_rendering_passes_a_server_side_dry_run_on_the_oldest() {
+    every_rendering_passes_a_server_side_dry_run(Version::Oldest).await;
+}
+
+/// `kubeVersion` in Chart.yaml.
+fn chart_kube_version() -> String {
+    let path = Path::new(CHART).join("Chart.yaml");
+    let text = std::fs::read_to_string(&path).expect("read Chart.yaml");
+    let chart: Value = serde_yaml::from_str(&text).expect("parse Chart.yaml");
+    chart["kubeVersion"]
+        .as_str()
+        .expect("Chart.yaml has a kubeVersion")
+        .to_string()
+}
+
+/// Every rendering for the version the server of `version` reports (`helm template
+/// --kube-version`, which fails unless Chart.yaml's `kubeVersion` accepts it), CRDs included,
+/// passes the server's dry run object by object.
+async fn every_rendering_passes_a_server_side_dry_run(version: Version) {
+    let (cp, ns) = dry_run_cluster(version).await;
+    assert_eq!(
+        chart_kube_version(),
+        ">=1.30.0-0",
+        "the supported range the README states"
+    );
     for extra in DRY_RUN_CASES {
-        let mut args = extra.to_vec();
-        args.push("--include-crds"); // the chart's copy of the CRDs, as `helm install` applies them
+        // The chart's copy of the CRDs, as `helm install` applies them.
+        let mut args = vec![
+            "--include-crds",
+            "--kube-version",
+            cp.kubernetes_version.as_str(),
+        ];
+        args.extend_from_slice(extra);
         let manifest = template(&ns, &args);
         let objects = documents(&manifest);
         let out = dry_run(cp, &manifest);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "dry run of {extra:?} rejected:\n{stdout}{}",
+            "{version:?}: dry run of {extra:?} rejected:\n{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
         let applied = stdout
@@ -470,7 +507,7 @@ async fn every_rendering_passes_a_server_side_dry_run() {
         assert_eq!(
             applied,
             objects.len(),
-            "every object of {extra:?}:\n{stdout}"
+            "{version:?}: every object of {extra:?}:\n{stdout}"
         );
     }
     // A dry run persists nothing.
@@ -481,7 +518,7 @@ async fn every_rendering_passes_a_server_side_dry_run() {
 
 #[tokio::test]
 async fn the_dry_run_rejects_what_a_cluster_would() {
-    let (cp, ns) = dry_run_cluster().await;
+    let (cp, ns) = dry_run_cluster(Version::Newest).await;
     let cases = [
         ("resources.requests.cpu=lots", "quantities must match"),
         ("serviceMonitor.interval=soon", "spec.endpoints[0].interval"),
@@ -495,14 +532,24 @@ async fn the_dry_run_rejects_what_a_cluster_would() {
     }
 }
 
-/// The kustomize install the README gives (`kubectl kustomize --load-restrictor LoadRestrictionsNone
-/// deploy/kustomize/default`, with kubectl's built-in kustomize) passes the same server-side dry run:
-/// every object, its namespace made first as `kubectl apply` of the whole render would.
 #[tokio::test]
-async fn the_kustomize_install_passes_a_server_side_dry_run() {
-    let (cp, _) = dry_run_cluster().await;
+async fn the_kustomize_install_passes_a_server_side_dry_run_on_the_newest() {
+    the_kustomize_install_passes_a_server_side_dry_run(Version::Newest).await;
+}
+
+#[tokio::test]
+async fn the_kustomize_install_passes_a_server_side_dry_run_on_the_oldest() {
+    the_kustomize_install_passes_a_server_side_dry_run(Version::Oldest).await;
+}
+
+/// The kustomize install the README gives (`kubectl kustomize --load-restrictor LoadRestrictionsNone
+/// deploy/kustomize/default`, with the built-in kustomize of that version's kubectl) passes the
+/// same server-side dry run: every object, its namespace made first as `kubectl apply` of the whole
+/// render would.
+async fn the_kustomize_install_passes_a_server_side_dry_run(version: Version) {
+    let (cp, _) = dry_run_cluster(version).await;
     let client = cp.client().await;
-    create_namespace(&client, "traffic-mirror-system").await;
+    support::ensure_namespace(&client, "traffic-mirror-system").await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kustomize/default");
     let out = cp.kubectl(&[
         "kustomize",
@@ -532,20 +579,25 @@ async fn the_kustomize_install_passes_a_server_side_dry_run() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "kustomize dry run rejected:\n{stdout}{}",
+        "{version:?}: kustomize dry run rejected:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let applied = stdout
         .lines()
         .filter(|l| l.ends_with("serverside-applied (server dry run)"))
         .count();
-    assert_eq!(applied, objects.len(), "every object:\n{stdout}");
+    assert_eq!(
+        applied,
+        objects.len(),
+        "{version:?}: every object:\n{stdout}"
+    );
 }
 
-/// The shared control plane with the operator's CRDs, the stand-in ServiceMonitor CRD and the
-/// namespace `values-custom.yaml` puts the ServiceMonitor in; plus a fresh release namespace.
-async fn dry_run_cluster() -> (&'static support::ControlPlane, String) {
-    let cp = support::control_plane();
+/// The shared control plane of `version` with the operator's CRDs, the stand-in ServiceMonitor CRD
+/// and the namespace `values-custom.yaml` puts the ServiceMonitor in; plus a fresh release
+/// namespace.
+async fn dry_run_cluster(version: Version) -> (&'static support::ControlPlane, String) {
+    let cp = support::control_plane_for(version);
     let client = cp.client().await;
     support::install_crds(&client).await;
     let out = cp.kubectl(&["apply", "--server-side", "--filename", SERVICEMONITOR_CRD]);
@@ -555,7 +607,7 @@ async fn dry_run_cluster() -> (&'static support::ControlPlane, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_established(&client, "servicemonitors.monitoring.coreos.com").await;
-    create_namespace(&client, MONITORING_NAMESPACE).await;
+    support::ensure_namespace(&client, MONITORING_NAMESPACE).await;
     let ns = support::test_namespace(&client, "helm-chart").await;
     (cp, ns)
 }
@@ -572,22 +624,6 @@ async fn wait_established(client: &kube::Client, name: &str) {
             .then_some(())
     })
     .await;
-}
-
-/// Creates namespace `name` unless it exists (tests of this binary share the control plane).
-async fn create_namespace(client: &kube::Client, name: &str) {
-    use k8s_openapi::api::core::v1::Namespace;
-    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
-    let namespace: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": name}})).expect("a Namespace");
-    match api
-        .create(&kube::api::PostParams::default(), &namespace)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => panic!("create namespace {name}: {e}"),
-    }
 }
 
 /// `kubectl apply --server-side --dry-run=server` of `manifest` (any exit code).

@@ -40,9 +40,32 @@ pub const IPV6_CIDR_PATTERN: &str = "^(\
 :((:[0-9a-fA-F]{1,4}){1,7}|:)\
 )/(12[0-8]|1[01][0-9]|[1-9]?[0-9])$";
 
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, i.e. `0:0:0:0:0:ffff:x:y`) followed by a prefix,
+/// for CEL `!matches()`: every spelling, with hex or dotted tail, zero groups written out or folded
+/// into one `::` (before `ffff`, or after it for a zero tail: `0:0:0:0:0:ffff::/96`), either case.
+///
+/// Why: the CEL IP/CIDR library the CRDs used before (`isCIDR`, `cidr()`; Kubernetes 1.31+,
+/// `k8s.io/apiserver/pkg/cel/library/cidr.go`: `if net.Addr().Is4In6() { … "IPv4-mapped IPv6
+/// address %q is not allowed" }`) rejects these, while [`IPV6_CIDR_PATTERN`] alone accepts the
+/// hex spellings (`::ffff:a00:0/104`). The extra rule keeps admission what it was on every
+/// version; such a block means IPv4 traffic, written as an IPv4 CIDR with ethertype `IPv4`.
+/// It only ever matches values that are mapped addresses or no IPv6 CIDR at all (those the shape
+/// rule rejects anyway), so it never turns away a valid non-mapped CIDR.
+pub const IPV4_MAPPED_IPV6_PATTERN: &str = "^(\
+(0{1,4}:){5}[fF]{4}:([0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}|[0-9]{1,3}([.][0-9]{1,3}){3})|\
+((0{1,4}:){1,4}:|::)(0{1,4}:){0,4}[fF]{4}:([0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}|[0-9]{1,3}([.][0-9]{1,3}){3})|\
+(0{1,4}:){5}[fF]{4}:(:[0-9a-fA-F]{0,4}|[0-9a-fA-F]{1,4}::)\
+)/[0-9]+$";
+
 /// CEL check of a CIDR field (`self`): an IPv4 or an IPv6 CIDR.
 fn cidr_rule() -> String {
     format!("self.matches('{IPV4_CIDR_PATTERN}') || self.matches('{IPV6_CIDR_PATTERN}')")
+}
+
+/// CEL check of a CIDR field (`self`): not an IPv4-mapped IPv6 address (see
+/// [`IPV4_MAPPED_IPV6_PATTERN`]).
+fn not_ipv4_mapped_rule() -> String {
+    format!("!self.matches('{IPV4_MAPPED_IPV6_PATTERN}')")
 }
 
 /// CEL check, on a rule, that its CIDR field `field` (when set) is not of the other family than
@@ -162,16 +185,24 @@ pub struct FilterRuleSpec {
     /// Default: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new(cidr_rule())
-        .message("spec.rules[].sourceCidrBlock must be a CIDR such as 10.0.0.0/24 or 2001:db8::/64"))]
+    #[x_kube(
+        validation = Rule::new(cidr_rule())
+            .message("spec.rules[].sourceCidrBlock must be a CIDR such as 10.0.0.0/24 or 2001:db8::/64"),
+        validation = Rule::new(not_ipv4_mapped_rule())
+            .message("spec.rules[].sourceCidrBlock must not be an IPv4-mapped IPv6 address (::ffff:a.b.c.d); write the IPv4 CIDR with ethertype IPv4")
+    )]
     pub source_cidr_block: Option<String>,
 
     /// Destination addresses matched, as a CIDR (e.g. `10.0.0.0/24`) of the ethertype's family.
     /// Default: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new(cidr_rule())
-        .message("spec.rules[].destinationCidrBlock must be a CIDR such as 10.0.0.0/24 or 2001:db8::/64"))]
+    #[x_kube(
+        validation = Rule::new(cidr_rule())
+            .message("spec.rules[].destinationCidrBlock must be a CIDR such as 10.0.0.0/24 or 2001:db8::/64"),
+        validation = Rule::new(not_ipv4_mapped_rule())
+            .message("spec.rules[].destinationCidrBlock must not be an IPv4-mapped IPv6 address (::ffff:a.b.c.d); write the IPv4 CIDR with ethertype IPv4")
+    )]
     pub destination_cidr_block: Option<String>,
 
     /// Source ports matched: a port `N` or a range `N-M`, with 1 <= N <= M <= 65535.
@@ -435,6 +466,114 @@ mod tests {
         regex::Regex::new(IPV6_CIDR_PATTERN).expect("IPv6 pattern compiles")
     }
 
+    fn mapped() -> regex::Regex {
+        regex::Regex::new(IPV4_MAPPED_IPV6_PATTERN).expect("IPv4-mapped pattern compiles")
+    }
+
+    /// What admission does with a CIDR field (ethertype aside): the shape rule and the
+    /// IPv4-mapped rule together.
+    fn admitted(value: &str) -> bool {
+        (v4().is_match(value) || v6().is_match(value)) && !mapped().is_match(value)
+    }
+
+    /// (value, is an IPv4-mapped IPv6 address with a prefix, admitted)
+    const MAPPED_TABLE: &[(&str, bool, bool)] = &[
+        // Mapped: rejected, whatever the spelling (what the CEL library's `Is4In6` rejected).
+        ("::ffff:a00:0/104", true, false),
+        ("::ffff:102:304/128", true, false),
+        ("::FFFF:A00:1/128", true, false),
+        ("::fFfF:0:0/96", true, false),
+        ("0:0:0:0:0:ffff:a00:0/104", true, false),
+        ("0000:0000:0000:0000:0000:ffff:0a00:0000/104", true, false),
+        ("0::ffff:a00:0/104", true, false),
+        ("0:0:0:0::ffff:1:2/128", true, false),
+        ("::0:ffff:1:2/128", true, false),
+        ("::0:0:0:0:ffff:1:2/128", true, false),
+        ("0:0::0:0:ffff:1:2/128", true, false),
+        ("0:0:0:0:0:ffff::/96", true, false), // zero tail folded after ffff
+        ("0:0:0:0:0:ffff::5/128", true, false),
+        ("0:0:0:0:0:ffff:5::/128", true, false),
+        ("::ffff:10.0.0.0/104", true, false), // dotted: also no IPv6 CIDR for the shape rule
+        ("::ffff:1.2.3.4/128", true, false),
+        ("0:0:0:0:0:ffff:1.2.3.4/128", true, false),
+        // Not mapped: admitted as before.
+        ("::ffff:1:2:3/128", false, true),  // 0:0:0:0:ffff:1:2:3
+        ("::ffff:1/128", false, true),      // 0:0:0:0:0:0:ffff:1
+        ("::ffff/128", false, true),        // 0:0:0:0:0:0:0:ffff
+        ("::ffff:0:1:2/128", false, true),  // 0:0:0:0:ffff:0:1:2
+        ("1::ffff:a00:0/104", false, true), // first group not zero
+        ("0:0:0:0:1:ffff:1:2/128", false, true),
+        ("::fffe:a00:0/104", false, true),
+        ("64:ff9b::a00:1/128", false, true), // NAT64 well-known prefix, not mapped
+        ("::a00:1/128", false, true),        // IPv4-compatible (deprecated), not mapped
+        ("2001:db8::/64", false, true),
+        ("::/0", false, true),
+        ("10.0.0.0/8", false, true),
+        ("255.255.255.255/32", false, true),
+    ];
+
+    #[test]
+    fn ipv4_mapped_addresses_are_rejected_in_every_spelling() {
+        let mapped = mapped();
+        for (value, is_mapped, is_admitted) in MAPPED_TABLE {
+            assert_eq!(
+                mapped.is_match(value),
+                *is_mapped,
+                "mapped pattern on {value:?}"
+            );
+            assert_eq!(admitted(value), *is_admitted, "admission of {value:?}");
+        }
+    }
+
+    /// Every text form of `groups` the IPv6 pattern accepts: all eight groups (with and without
+    /// leading zeros), and each run of zero groups folded into `::`.
+    fn text_forms(groups: [u16; 8]) -> Vec<String> {
+        let join = |g: &[u16]| {
+            g.iter()
+                .map(|g| format!("{g:x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let mut forms = vec![
+            join(&groups),
+            groups
+                .iter()
+                .map(|g| format!("{g:04x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        ];
+        for start in 0..8 {
+            for end in start + 1..=8 {
+                if groups[start..end].iter().all(|g| *g == 0) {
+                    forms.push(format!(
+                        "{}::{}",
+                        join(&groups[..start]),
+                        join(&groups[end..])
+                    ));
+                }
+            }
+        }
+        forms
+    }
+
+    /// Addresses with a good chance of being IPv4-mapped: zero groups, then often `ffff`.
+    fn mostly_mapped_groups() -> impl Strategy<Value = [u16; 8]> {
+        let zero = || prop_oneof![6 => Just(0u16), 1 => any::<u16>()];
+        let tail = || prop_oneof![Just(0u16), any::<u16>()];
+        (
+            proptest::array::uniform5(zero()),
+            prop_oneof![4 => Just(0xffffu16), 1 => Just(0u16), 1 => any::<u16>()],
+            tail(),
+            tail(),
+        )
+            .prop_map(|(head, sixth, g7, g8)| {
+                let mut groups = [0u16; 8];
+                groups[..5].copy_from_slice(&head);
+                groups[5..].copy_from_slice(&[sixth, g7, g8]);
+                groups
+            })
+    }
+
     /// (value, is an IPv4 CIDR, is an IPv6 CIDR)
     const CIDR_TABLE: &[(&str, bool, bool)] = &[
         // IPv4, valid
@@ -520,9 +659,17 @@ mod tests {
     #[test]
     fn cidr_rules_use_the_patterns() {
         // The patterns sit inside single-quoted CEL strings: no quote or backslash may appear.
-        for pattern in [IPV4_CIDR_PATTERN, IPV6_CIDR_PATTERN] {
+        for pattern in [
+            IPV4_CIDR_PATTERN,
+            IPV6_CIDR_PATTERN,
+            IPV4_MAPPED_IPV6_PATTERN,
+        ] {
             assert!(!pattern.contains('\'') && !pattern.contains('\\'));
         }
+        assert_eq!(
+            not_ipv4_mapped_rule(),
+            format!("!self.matches('{IPV4_MAPPED_IPV6_PATTERN}')")
+        );
         assert_eq!(
             cidr_rule(),
             format!("self.matches('{IPV4_CIDR_PATTERN}') || self.matches('{IPV6_CIDR_PATTERN}')")
@@ -575,6 +722,36 @@ mod tests {
         fn an_out_of_range_ipv6_prefix_is_rejected(groups in proptest::array::uniform8(any::<u16>()), prefix in 129u32..1000) {
             let value = format!("{}/{prefix}", Ipv6Addr::from(groups));
             prop_assert!(!v6().is_match(&value), "{}", value);
+        }
+
+        /// The IPv4-mapped pattern matches exactly the mapped addresses (`Is4In6` in Go, Rust's
+        /// `to_ipv4_mapped`), in every spelling the IPv6 pattern accepts and in dotted form.
+        #[test]
+        fn the_mapped_pattern_matches_exactly_the_mapped_addresses(
+            groups in mostly_mapped_groups(),
+            prefix in 0u8..=128,
+            upper in any::<bool>(),
+        ) {
+            let addr = Ipv6Addr::from(groups);
+            let is_mapped = addr.to_ipv4_mapped().is_some();
+            for form in text_forms(groups) {
+                let form = if upper { form.to_uppercase() } else { form };
+                let value = format!("{form}/{prefix}");
+                prop_assert!(v6().is_match(&value), "{}", value);
+                prop_assert_eq!(mapped().is_match(&value), is_mapped, "{}", value);
+                prop_assert_eq!(admitted(&value), !is_mapped, "{}", value);
+            }
+            if let Some(v4addr) = addr.to_ipv4_mapped() {
+                let dotted = format!("::ffff:{v4addr}/{prefix}");
+                prop_assert!(mapped().is_match(&dotted) && !admitted(&dotted), "{}", dotted);
+            }
+        }
+
+        /// The mapped pattern never matches an IPv4 CIDR.
+        #[test]
+        fn the_mapped_pattern_leaves_ipv4_alone(addr in any::<u32>(), prefix in 0u8..=32) {
+            let value = format!("{}/{prefix}", Ipv4Addr::from(addr));
+            prop_assert!(!mapped().is_match(&value), "{}", value);
         }
 
         /// Whatever the pattern accepts is an address std parses (the pattern is no looser).

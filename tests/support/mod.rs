@@ -4,6 +4,7 @@
 //!   the tests of one test binary; [`control_plane_for`] the same for a chosen [`Version`] (the
 //!   oldest supported one too);
 //! - [`test_namespace`], [`install_crds`]: per-test isolation and the CRDs from `crds/`;
+//!   [`ensure_namespace`] for the fixed namespaces of `deploy/`;
 //! - [`Emulator`]: the VPC emulator binary as a child process, with its admin API;
 //! - [`identity`]: the operator's own ServiceAccount, bound by the RBAC of `deploy/`, with a
 //!   token from the TokenRequest API (the operator never runs as admin by default);
@@ -93,6 +94,24 @@ pub async fn test_namespace(client: &Client, prefix: &str) -> String {
             Err(Error::Api(status)) if status.code == 409 => continue,
             Err(e) => panic!("create namespace {name}: {e}"),
         }
+    }
+}
+
+/// Creates namespace `name` unless it exists: for the fixed namespaces the manifests under
+/// `deploy/` name (tests of one binary share the control plane, so another may have made it).
+pub async fn ensure_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match api.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("create namespace {name}: {e}"),
     }
 }
 
