@@ -123,7 +123,9 @@ pub struct TrafficMirrorFilterSpec {
     pub description: Option<String>,
 
     /// The filter's rules, at most 100; a priority may be used only once per direction.
-    /// Default: none (nothing is mirrored).
+    /// Default: none (nothing is mirrored). The bound is ours, not the cloud's (the reference gives
+    /// no per-filter limit): the API server must bound a list to cost the uniqueness rule below
+    /// (quadratic in the list's length), and 100 rules is far above what a filter needs.
     #[serde(default)]
     #[schemars(length(max = 100))]
     #[x_kube(validation = Rule::new(
