@@ -161,6 +161,12 @@ impl<T: Listed> Inventory<T> {
         self.lock().listed_at.is_some_and(|t| t.elapsed() <= age)
     }
 
+    /// Whether a LIST that began after `since` has completed: the snapshot then shows whatever the
+    /// cloud held at `since` (a filter's delete refusal waits for this).
+    pub fn listed_since(&self, since: Instant) -> bool {
+        self.lock().listed_at.is_some_and(|t| t > since)
+    }
+
     /// Records the answer of a call (create, GET, PUT, add/remove sources).
     pub fn record(&self, session: &T) {
         self.lock().entries.insert(
@@ -349,6 +355,18 @@ mod tests {
         assert!(!inv.listed_within(std::time::Duration::from_secs(60)));
         inv.replace(vec![], Instant::now());
         assert!(inv.listed_within(std::time::Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn listed_since_needs_a_list_that_began_later() {
+        let inv: Inventory = Inventory::default();
+        let began_before = Instant::now();
+        let refused = Instant::now();
+        assert!(!inv.listed_since(refused), "never listed");
+        inv.replace(vec![], began_before);
+        assert!(!inv.listed_since(refused), "began before");
+        inv.replace(vec![], Instant::now() + std::time::Duration::from_millis(1));
+        assert!(inv.listed_since(refused));
     }
 
     #[test]

@@ -314,13 +314,15 @@ impl Context {
     }
 }
 
-/// Per-object reconcile bookkeeping: when the next attempt may run after a failure, and which
-/// generation this process last converged (so its own follow-up reconciles trust the snapshot).
+/// Per-object reconcile bookkeeping: when the next attempt may run after a failure, which
+/// generation this process last converged (so its own follow-up reconciles trust the snapshot), and
+/// the cloud's last refusal to delete a filter (so the DELETE waits for news, not for a backoff).
 #[derive(Debug, Default)]
 pub struct Ledger {
     map: Mutex<HashMap<String, Failure>>,
     converged: Mutex<HashMap<String, Option<i64>>>,
     superseded: Mutex<HashMap<String, String>>,
+    refusals: Mutex<HashMap<String, (Instant, filter::decide::Refusal)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -484,9 +486,41 @@ impl Ledger {
         self.backoff_left(uid, meta.generation)
     }
 
+    fn refusals(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, filter::decide::Refusal)>> {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the cloud's refusal to delete `uid`'s cloud object, replacing an older one (the users
+    /// seen since that one are no longer news). Kept until the object is forgotten.
+    pub fn refuse(&self, uid: &str, refusal: filter::decide::Refusal) {
+        self.refusals()
+            .insert(uid.to_string(), (Instant::now(), refusal));
+    }
+
+    /// The last refusal to delete `uid`'s cloud object and when it arrived (this process's clock,
+    /// to compare with the snapshot's last LIST).
+    pub fn refusal(&self, uid: &str) -> Option<(Instant, filter::decide::Refusal)> {
+        self.refusals().get(uid).cloned()
+    }
+
+    /// Adds `users` to those seen since `uid`'s refusal, if it has one: one of them going away
+    /// lets the next DELETE go out without waiting for a LIST.
+    pub fn saw_users(&self, uid: &str, users: &[String]) {
+        if let Some((_, r)) = self.refusals().get_mut(uid) {
+            for u in users {
+                if !r.users_seen.contains(u) {
+                    r.users_seen.push(u.clone());
+                }
+            }
+        }
+    }
+
     /// Forgets a deleted object.
     pub fn forget(&self, uid: &str) {
         self.lock().remove(uid);
+        self.refusals().remove(uid);
         self.superseded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -879,6 +913,33 @@ mod tests {
         assert_eq!(l.gate(&meta("6")), None, "the newer copy goes ahead");
         l.retryable("u", Some(1), &RetryPolicy::default(), None);
         assert!(l.gate(&meta("6")).is_some(), "backing off");
+    }
+
+    #[test]
+    fn a_refusal_collects_the_users_seen_until_forgotten() {
+        let l = Ledger::default();
+        l.saw_users("u", &["ns/a".into()]);
+        assert!(l.refusal("u").is_none(), "no refusal, nothing to collect");
+        let r = filter::decide::Refusal {
+            code: "VPC.1103".into(),
+            message: "in use".into(),
+            at: chrono::Utc::now(),
+            users_seen: vec![],
+            relisted: false,
+        };
+        l.refuse("u", r.clone());
+        l.saw_users("u", &["ns/a".into(), "ns/b".into()]);
+        l.saw_users("u", &["ns/a".into()]);
+        let (_, seen) = l.refusal("u").expect("refused");
+        assert_eq!(
+            seen.users_seen,
+            vec!["ns/a".to_string(), "ns/b".to_string()]
+        );
+        l.refuse("u", r);
+        let (_, fresh) = l.refusal("u").expect("refused again");
+        assert!(fresh.users_seen.is_empty(), "a new refusal starts afresh");
+        l.forget("u");
+        assert!(l.refusal("u").is_none());
     }
 
     #[test]

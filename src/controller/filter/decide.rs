@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::super::conditions::reason;
+use super::super::error::Error;
 use super::super::intent::{self, CreateIntent, Resolution};
 use super::super::wait::{
     Cleanup, CleanupFacts, NextLook, cleanup, confirming, provider_not_ready,
@@ -12,6 +13,7 @@ use super::super::wait::{
 pub use super::super::wait::{Retry, Wait};
 use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilterSpec};
+use crate::cloud::CloudError;
 use crate::cloud::models::{TrafficMirrorFilter as CloudFilter, UpdateFilterRequest};
 
 /// How messages name what this reconciler manages.
@@ -83,8 +85,87 @@ pub struct Observed {
     pub named: Vec<CloudFilter>,
     /// Objects that still use the filter (`namespace/name` of sessions, and cloud session ids).
     pub users: Vec<String>,
+    /// The cloud's last refusal to delete the filter, while this process remembers one.
+    pub refusal: Option<Refusal>,
     /// The time of the observation.
     pub now: DateTime<Utc>,
+}
+
+/// The cloud refused to delete the filter (HTTP 409: a session uses it) although the operator knew
+/// of no user: the session was made after the last account snapshot, or outside what the operator
+/// sees. Remembered per object in the [`super::super::Ledger`], so the DELETE waits for news (see
+/// [`delete_refused`]) instead of being retried with backoff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The cloud's error code (`VPC.1103` from the emulator), kept for display.
+    pub code: String,
+    /// The cloud's message (the emulator's names the session in the way).
+    pub message: String,
+    /// When the cloud refused.
+    pub at: DateTime<Utc>,
+    /// The users the operator has seen since the refusal: one of them going away is news.
+    pub users_seen: Vec<String>,
+    /// Whether the account's session snapshot was listed again after the refusal: observed at each
+    /// reconcile, never remembered (the ledger stores `false`).
+    pub relisted: bool,
+}
+
+/// The refusal in `err`, if it is one: the cloud answered the filter's DELETE with 409. The cloud's
+/// codes are not published, so the status decides; the code is kept for the message.
+pub fn refusal_of(err: &Error, now: DateTime<Utc>) -> Option<Refusal> {
+    match err {
+        Error::Cloud {
+            operation: "delete_filter",
+            source:
+                CloudError::Api {
+                    status: 409,
+                    error_code,
+                    error_msg,
+                    ..
+                },
+        } => Some(Refusal {
+            code: error_code.clone(),
+            message: error_msg.clone(),
+            at: now,
+            users_seen: vec![],
+            relisted: false,
+        }),
+        _ => None,
+    }
+}
+
+/// Whether the DELETE must wait after a refusal (no users known now): until the account snapshot has
+/// been listed again (it then shows the session in the way, or that it is gone) or a user seen since
+/// the refusal has gone. So a filter that stays in use costs at most one DELETE per resync interval.
+pub fn delete_refused(refusal: Option<&Refusal>, users: &[String]) -> Option<Wait> {
+    let r = refusal?;
+    let user_gone = r.users_seen.iter().any(|u| !users.contains(u));
+    if r.relisted || user_gone {
+        return None;
+    }
+    Some(refused(r))
+}
+
+/// The reason and message while the DELETE waits after the cloud's refusal.
+pub fn refused(r: &Refusal) -> Wait {
+    let code = if r.code.is_empty() {
+        "HTTP 409".to_string()
+    } else {
+        format!("HTTP 409 {}", r.code)
+    };
+    Wait {
+        reason: reason::IN_USE,
+        message: format!(
+            "the cloud refused to delete the filter at {} ({code}: {}): a session the operator does \
+             not see yet uses it (made outside Kubernetes, or after the last account snapshot). The \
+             operator tries again once the account has been listed again (once per resync interval) \
+             or a session using the filter is deleted. Delete the sessions that use it, or set \
+             spec.deletionPolicy: Orphan to leave the cloud filter in place",
+            r.at.to_rfc3339(),
+            r.message
+        ),
+        retry: Retry::Resync,
+    }
 }
 
 /// The calls that bring an existing filter to the desired state.
@@ -250,7 +331,11 @@ fn resolve(d: &Desired, o: &Observed, i: &CreateIntent) -> Resolution<CloudFilte
 }
 
 fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
-    let in_use = (!o.users.is_empty()).then(|| in_use(&o.users));
+    let in_use = if o.users.is_empty() {
+        delete_refused(o.refusal.as_ref(), &o.users)
+    } else {
+        Some(in_use(&o.users))
+    };
     let facts = CleanupFacts {
         keep: d.spec.deletion_policy == DeletionPolicy::Orphan
             || d.spec.management_policy == ManagementPolicy::ObserveOnly,

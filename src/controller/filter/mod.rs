@@ -9,6 +9,7 @@
 //! 4. [`decide`]: one pure function picks the step; the rule calls come from the pure [`plan`]
 //!    (no client required);
 //! 5. [`execute`]: the cloud calls, metered, and the intent/id metadata writes (cloud, API server);
+//!    a DELETE the cloud refuses (409: in use) is remembered in the ledger and reported as a wait;
 //! 6. [`status`]: computed purely, written once, only if it changed (API server);
 //! 7. the next look (no client required).
 
@@ -134,7 +135,40 @@ async fn observe_decide_execute(
     };
     let step = decide(&desired, &observed);
     let done = execute(ctx, api, provider.as_deref(), &step, progress).await;
+    let (step, done) = note_refusal(ctx, &progress.obj, &observed, step, done);
     (Some(observed), Some(step), done)
+}
+
+/// Step 5's bookkeeping of the cloud's refusal to delete (no client required): the users seen while
+/// refused are remembered, and a 409 on the filter's DELETE is remembered in the ledger and reported
+/// as the wait [`decide::refused`], not as a failure to back off from (see [`decide::delete_refused`]).
+fn note_refusal(
+    ctx: &Context,
+    obj: &TrafficMirrorFilter,
+    observed: &Observed,
+    step: Step,
+    done: Result<()>,
+) -> (Step, Result<()>) {
+    let uid = obj.uid().unwrap_or_default();
+    if observed.refusal.is_some() && !observed.users.is_empty() {
+        ctx.ledger.saw_users(&uid, &observed.users);
+    }
+    let refusal = match &done {
+        Err(e) => decide::refusal_of(e, Utc::now()),
+        Ok(()) => None,
+    };
+    let Some(refusal) = refusal else {
+        return (step, done);
+    };
+    tracing::info!(
+        name = %obj.name_any(),
+        code = %refusal.code,
+        message = %refusal.message,
+        "the cloud refused to delete the filter: a session uses it; waiting for the next account LIST"
+    );
+    let wait = decide::refused(&refusal);
+    ctx.ledger.refuse(&uid, refusal);
+    (Step::Wait(wait), Ok(()))
 }
 
 /// Error policy: `reconcile` handles its failures itself, so this only backs off.

@@ -1,5 +1,6 @@
 //! Step "observe" of the filter reconciler (client required: the cloud; the sessions that use the
-//! filter come from the session controller's cache): everything `decide` needs, in one [`Observed`].
+//! filter come from the session controller's cache, the last delete refusal from the ledger):
+//! everything `decide` needs, in one [`Observed`].
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use super::super::error::Result;
 use super::super::intent::{self, INTENT_ANNOTATION};
 use super::super::providers::Provider;
 use super::FILTER_ID_ANNOTATION;
-use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, RuleIntent};
+use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, Refusal, RuleIntent};
 use crate::api::{ManagementPolicy, TrafficMirrorFilter};
 use crate::cloud::models::{ListFiltersQuery, TrafficMirrorFilter as CloudFilter};
 
@@ -62,6 +63,7 @@ pub async fn observe(
             .and_then(|raw| serde_json::from_str::<RuleIntent>(raw).ok()),
         named: vec![],
         users: vec![],
+        refusal: None,
         now: Utc::now(),
     };
     let Some(p) = &provider else {
@@ -73,6 +75,7 @@ pub async fn observe(
             return Ok((o, provider));
         }
         o.users = users(obj, d, ctx, p);
+        o.refusal = refusal(obj, ctx, p);
     } else if let Some(id) = &d.known_id {
         let fresh = needs_fresh_read(obj, ctx) || o.rule_intent.is_some();
         o.cloud = read_filter(ctx, p, id, fresh).await?;
@@ -102,6 +105,14 @@ fn users(obj: &TrafficMirrorFilter, d: &Desired, ctx: &Context, p: &Provider) ->
         }
     }
     users
+}
+
+/// The cloud's last refusal to delete this filter, with whether the session snapshot has been
+/// listed again since.
+fn refusal(obj: &TrafficMirrorFilter, ctx: &Context, p: &Provider) -> Option<Refusal> {
+    let (since, mut r) = ctx.ledger.refusal(&obj.uid().unwrap_or_default())?;
+    r.relisted = p.inventory.listed_since(since);
+    Some(r)
 }
 
 /// [`Context::needs_fresh_read`] for this object.

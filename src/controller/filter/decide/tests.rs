@@ -46,6 +46,7 @@ fn observed() -> Observed {
         rule_intent: None,
         named: vec![],
         users: vec![],
+        refusal: None,
         now: at(105),
     }
 }
@@ -560,4 +561,159 @@ fn each_step_says_when_to_look_again() {
     for (step, want) in rows {
         assert_eq!(step.next_look(), want, "{}", kind(&step));
     }
+}
+
+fn refusal(relisted: bool, seen: &[&str]) -> Option<Refusal> {
+    Some(Refusal {
+        code: "VPC.1103".into(),
+        message: "traffic mirror filter f1 is used by traffic mirror session s9".into(),
+        at: at(100),
+        users_seen: seen.iter().map(|s| s.to_string()).collect(),
+        relisted,
+    })
+}
+
+#[test]
+fn after_a_refusal_the_delete_waits_for_a_relist_or_a_user_gone() {
+    let users = |u: &[&str]| u.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let rows: Vec<(&str, Option<Refusal>, Vec<String>, bool)> = vec![
+        ("never refused", None, users(&[]), false),
+        ("refused, no news", refusal(false, &[]), users(&[]), true),
+        ("refused, relisted", refusal(true, &[]), users(&[]), false),
+        (
+            "a user seen since has gone",
+            refusal(false, &["ns/s1"]),
+            users(&[]),
+            false,
+        ),
+        (
+            "the users seen are still there",
+            refusal(false, &["ns/s1"]),
+            users(&["ns/s1"]),
+            true,
+        ),
+        (
+            "one of two gone",
+            refusal(false, &["ns/s1", "ns/s2"]),
+            users(&["ns/s2"]),
+            false,
+        ),
+    ];
+    for (name, r, now, waits) in rows {
+        let w = delete_refused(r.as_ref(), &now);
+        assert_eq!(w.is_some(), waits, "case {name:?}");
+        if let Some(w) = w {
+            assert_eq!(
+                (w.reason, w.retry),
+                ("InUse", Retry::Resync),
+                "case {name:?}"
+            );
+        }
+    }
+}
+
+#[test]
+#[allow(unused_variables)]
+fn cleanup_after_a_refusal() {
+    let refused = |r: Option<Refusal>, users: &[&str]| Observed {
+        refusal: r,
+        users: users.iter().map(|s| s.to_string()).collect(),
+        ..observed()
+    };
+    let d = || deleting(with_id(desired(serde_json::json!({})), "f1"));
+    check(vec![
+        (
+            "refused, no news",
+            d(),
+            refused(refusal(false, &[]), &[]),
+            "Wait(InUse)",
+        ),
+        (
+            "refused, relisted",
+            d(),
+            refused(refusal(true, &[]), &[]),
+            "Delete(f1)",
+        ),
+        (
+            "refused, user gone",
+            d(),
+            refused(refusal(false, &["ns/s1"]), &[]),
+            "Delete(f1)",
+        ),
+        (
+            "refused, relisted, in use",
+            d(),
+            refused(refusal(true, &[]), &["cloud session s9 (x)"]),
+            "Wait(InUse)",
+        ),
+        (
+            "refused, but Orphan",
+            deleting(with_id(
+                desired(serde_json::json!({"deletionPolicy": "Orphan"})),
+                "f1",
+            )),
+            refused(refusal(false, &[]), &[]),
+            "Release(Some(\"f1\"))",
+        ),
+    ]);
+}
+
+#[test]
+fn only_a_409_on_the_filter_delete_is_a_refusal() {
+    let api = |status: u16, code: &str| CloudError::Api {
+        status,
+        error_code: code.into(),
+        error_msg: "in use by s9".into(),
+        request_id: None,
+        retry_after: None,
+    };
+    let cloud = |operation: &'static str, source: CloudError| Error::Cloud { operation, source };
+    let rows = vec![
+        (
+            "409 on delete",
+            cloud("delete_filter", api(409, "VPC.1103")),
+            true,
+        ),
+        (
+            "409 without a code",
+            cloud("delete_filter", api(409, "")),
+            true,
+        ),
+        (
+            "500 on delete",
+            cloud("delete_filter", api(500, "VPC.0500")),
+            false,
+        ),
+        (
+            "409 elsewhere",
+            cloud("delete_rule", api(409, "VPC.1103")),
+            false,
+        ),
+        (
+            "timeout",
+            cloud(
+                "delete_filter",
+                CloudError::Timeout {
+                    message: "t".into(),
+                },
+            ),
+            false,
+        ),
+    ];
+    for (name, e, want) in rows {
+        assert_eq!(refusal_of(&e, at(100)).is_some(), want, "case {name:?}");
+    }
+    let r = refusal_of(&cloud("delete_filter", api(409, "VPC.1103")), at(100)).expect("refusal");
+    let w = refused(&r);
+    assert_eq!(w.reason, "InUse");
+    for part in [
+        "VPC.1103",
+        "in use by s9",
+        "deletionPolicy: Orphan",
+        "resync",
+    ] {
+        assert!(w.message.contains(part), "{part}: {}", w.message);
+    }
+    let bare = refused(&refusal_of(&cloud("delete_filter", api(409, "")), at(100)).expect("r"));
+    assert!(bare.message.contains("HTTP 409:"), "{}", bare.message);
 }
