@@ -19,6 +19,8 @@ pub const ALL: &[&str] = &[
     "filter-create-before",
     "filter-create-after",
     "filter-record-after",
+    "filter-update-after",
+    "rule-intent-after",
     "rule-create-after",
     "rule-update-after",
     "rule-delete-after",

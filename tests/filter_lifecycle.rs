@@ -178,6 +178,45 @@ impl Env {
         self.cloud.show_filter(id).await.expect("show filter")
     }
 
+    /// After a crash and restart: the object `name` is Ready, the account holds exactly one cloud
+    /// filter besides the setup's, it is the object's, and it has `want`'s name, description and exactly one rule per key.
+    async fn assert_one_filter_as_desired(
+        &self,
+        failpoint: &str,
+        name: &str,
+        (cloud_name, description, keys): (&str, &str, &[&str]),
+        op: &support::operator::Operator,
+    ) {
+        let f = self.wait_filter(name, "True", Some("Available")).await;
+        let mut filters = self.cloud_filters().await;
+        filters.retain(|f| f.id != self.account.filter_id); // the account's own, made by the setup
+        assert_eq!(
+            filters.len(),
+            1,
+            "{failpoint}: one filter: {filters:?}; log:\n{}",
+            op.logs()
+        );
+        let id = f.status.and_then(|s| s.filter_id).expect("id");
+        let cloud = self.cloud_filter(&id).await;
+        assert_eq!(filters[0].id, id, "{failpoint}: the object's filter");
+        assert_eq!(
+            (cloud.name.as_str(), cloud.description.as_str()),
+            (cloud_name, description),
+            "{failpoint}: name and description"
+        );
+        let found = rules_by_key(&cloud);
+        assert_eq!(
+            found.keys().map(String::as_str).collect::<Vec<_>>(),
+            keys,
+            "{failpoint}: rule keys; log:\n{}",
+            op.logs()
+        );
+        assert!(
+            found.values().all(|ids| ids.len() == 1),
+            "{failpoint}: duplicates {found:?}"
+        );
+    }
+
     /// The emulator's write calls on rules and filters since the log was cleared: (method, path).
     async fn writes(&self) -> Vec<Value> {
         self.emu()
@@ -614,23 +653,13 @@ async fn crash_during_filter_create(failpoint: &str) {
     );
     drop(op);
     let op = env.operator(None);
-    let f = env.wait_filter("web", "True", Some("Available")).await;
-    let mut filters = env.cloud_filters().await;
-    filters.retain(|f| f.name == "web");
-    assert_eq!(
-        filters.len(),
-        1,
-        "{failpoint}: one filter; log:\n{}",
-        op.logs()
+    let want = (
+        "web",
+        "",
+        ["egress/10", "ingress/10", "ingress/20"].as_slice(),
     );
-    let id = f.status.and_then(|s| s.filter_id).expect("id");
-    assert_eq!(filters[0].id, id);
-    let keys = rules_by_key(&env.cloud_filter(&id).await);
-    assert_eq!(keys.len(), 3, "{failpoint}: {keys:?}");
-    assert!(
-        keys.values().all(|ids| ids.len() == 1),
-        "{failpoint}: duplicates {keys:?}"
-    );
+    env.assert_one_filter_as_desired(failpoint, "web", want, &op)
+        .await;
 }
 
 #[tokio::test]
@@ -651,6 +680,11 @@ async fn crash_after_recording_the_filter_id() {
 #[tokio::test]
 async fn crash_after_a_rule_create() {
     crash_during_filter_create("rule-create-after").await;
+}
+
+#[tokio::test]
+async fn crash_after_the_rule_intent_of_a_new_filter() {
+    crash_during_filter_create("rule-intent-after").await;
 }
 
 #[tokio::test]
@@ -706,9 +740,9 @@ async fn steady_state_is_one_list_per_interval_and_no_writes() {
     }
 }
 
-/// Kills the operator at `failpoint` while it changes rules, restarts it, and checks one rule per
-/// key in the desired state.
-async fn crash_during_rule_change(failpoint: &str, rules: Value, want: usize) {
+/// Kills the operator at `failpoint` while it changes rules, restarts it, and checks one filter with
+/// one rule per key of `want`, in the desired state.
+async fn crash_during_rule_change(failpoint: &str, rules: Value, want: &[&str]) {
     let env = Env::new("flt-crash-rules").await;
     let op = env.operator(None);
     env.apply_filter("web", three_rules(), json!({})).await;
@@ -728,19 +762,8 @@ async fn crash_during_rule_change(failpoint: &str, rules: Value, want: usize) {
     );
     drop(op);
     let op = env.operator(None);
-    let f = env.wait_filter("web", "True", Some("Available")).await;
-    let id = f.status.and_then(|s| s.filter_id).expect("id");
-    let keys = rules_by_key(&env.cloud_filter(&id).await);
-    assert_eq!(
-        keys.len(),
-        want,
-        "{failpoint}: {keys:?}; log:\n{}",
-        op.logs()
-    );
-    assert!(
-        keys.values().all(|ids| ids.len() == 1),
-        "{failpoint}: duplicates {keys:?}"
-    );
+    env.assert_one_filter_as_desired(failpoint, "web", ("web", "", want), &op)
+        .await;
 }
 
 #[tokio::test]
@@ -762,7 +785,8 @@ async fn crash_after_a_rule_update() {
             json!({"destinationCidrBlock": "192.168.0.0/16"})
         ),
     ]);
-    crash_during_rule_change("rule-update-after", rules, 3).await;
+    let want = ["egress/10", "ingress/10", "ingress/20"];
+    crash_during_rule_change("rule-update-after", rules, &want).await;
 }
 
 #[tokio::test]
@@ -772,5 +796,67 @@ async fn crash_after_a_rule_delete() {
         10,
         json!({"sourceCidrBlock": "10.0.0.0/8"})
     )]);
-    crash_during_rule_change("rule-delete-after", rules, 1).await;
+    crash_during_rule_change("rule-delete-after", rules, &["ingress/10"]).await;
+}
+
+#[tokio::test]
+async fn crash_after_the_rule_intent_of_a_rule_change() {
+    let mut rules = three_rules();
+    if let Some(list) = rules.as_array_mut() {
+        list.push(rule("egress", 20, json!({"protocol": "UDP"})));
+    }
+    let want = ["egress/10", "egress/20", "ingress/10", "ingress/20"];
+    crash_during_rule_change("rule-intent-after", rules, &want).await;
+}
+
+/// Kills the operator right after the filter's own PUT (name and description) succeeded, before its
+/// rule calls, restarts it, and checks that the one cloud filter reaches the whole new spec.
+#[tokio::test]
+async fn crash_after_the_filter_update() {
+    let failpoint = "filter-update-after";
+    let env = Env::new("flt-crash-update").await;
+    let op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({"description": "web tier"}))
+        .await;
+    env.wait_filter("web", "True", Some("Available")).await;
+    drop(op);
+    let mut op = env.operator(Some(failpoint));
+    let rules = json!([
+        rule("ingress", 10, json!({"sourceCidrBlock": "10.1.0.0/16"})),
+        rule("ingress", 30, json!({})),
+        rule(
+            "egress",
+            10,
+            json!({"destinationCidrBlock": "192.168.0.0/16"})
+        ),
+    ]);
+    env.patch_filter(
+        "web",
+        json!({"name": "web-v2", "description": "web tier, v2", "rules": rules}),
+    )
+    .await;
+    support::wait_for(WAIT, || {
+        let exited = op.exited();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    assert!(op.logs().contains("failpoint"), "{}", op.logs());
+    drop(op);
+    let op = env.operator(None);
+    let want = (
+        "web-v2",
+        "web tier, v2",
+        ["egress/10", "ingress/10", "ingress/30"].as_slice(),
+    );
+    env.assert_one_filter_as_desired(failpoint, "web", want, &op)
+        .await;
+    let f = env.wait_filter("web", "True", Some("Available")).await;
+    let id = f.status.and_then(|s| s.filter_id).expect("id");
+    let f = env.cloud_filter(&id).await;
+    let r10 = f.ingress_rules.iter().find(|r| r.priority == 10);
+    assert_eq!(
+        r10.and_then(|r| r.source_cidr_block.as_deref()),
+        Some("10.1.0.0/16"),
+        "the rule change after the PUT was made: {f:?}"
+    );
 }

@@ -164,6 +164,7 @@ async fn converge(
                 p.client.update_filter(&filter.id, update),
             )
             .await?;
+        failpoint::hit("filter-update-after");
         f.ingress_rules = filter.ingress_rules.clone();
         f.egress_rules = filter.egress_rules.clone();
         set_filter(p, progress, f);
@@ -188,6 +189,7 @@ async fn converge(
             }),
         )
         .await?;
+        failpoint::hit("rule-intent-after");
     }
     for call in calls.rules.calls() {
         rule_call(ctx, p, &call, progress).await?;
