@@ -55,6 +55,8 @@ pub mod reason {
     pub const FILTER_NOT_FOUND: &str = "FilterNotFound";
     /// ObserveOnly without a session id: nothing to observe.
     pub const SESSION_ID_REQUIRED: &str = "SessionIdRequired";
+    /// ObserveOnly without a filter id: nothing to observe.
+    pub const FILTER_ID_REQUIRED: &str = "FilterIdRequired";
     /// The credentials Secret is missing or incomplete.
     pub const SECRET_INVALID: &str = "SecretInvalid";
     /// The credentials Secret is outside the operator's credentials namespace, which is the only
@@ -70,12 +72,13 @@ pub mod reason {
 
     /// `Ready=False` reasons that only a human can clear (a spec, cloud or Secret change): they
     /// make the object `Stalled` rather than `Reconciling`.
-    pub const TERMINAL: [&str; 7] = [
+    pub const TERMINAL: [&str; 8] = [
         NAME_CONFLICT,
         DRIFTED,
         SESSION_NOT_FOUND,
         FILTER_NOT_FOUND,
         SESSION_ID_REQUIRED,
+        FILTER_ID_REQUIRED,
         SECRET_INVALID,
         SECRET_OUT_OF_SCOPE,
     ];

@@ -271,6 +271,13 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
         (Some(id), _) if d.spec.filter_id.is_some() || observe_only => {
             Step::Wait(filter_not_found(id))
         }
+        // Admission requires spec.filterId with ObserveOnly; an object from before that rule waits.
+        (None, _) if observe_only => Step::Wait(Wait {
+            reason: reason::FILTER_ID_REQUIRED,
+            message: "managementPolicy ObserveOnly needs spec.filterId: the filter to observe"
+                .into(),
+            retry: Retry::OnChange,
+        }),
         (_, _) => decide_create(d, o, desired),
     }
 }

@@ -172,6 +172,12 @@ fn apply_branches() {
             gone.clone(),
             "Wait(FilterNotFound)",
         ),
+        (
+            "observe only without a filter id: never a create",
+            desired(serde_json::json!({"managementPolicy": "ObserveOnly"})),
+            observed(),
+            "Wait(FilterIdRequired)",
+        ),
     ]);
 }
 
