@@ -102,8 +102,10 @@ pub struct RateLimit {
     #[schemars(range(min = 0.1, max = 1000.0))]
     pub qps: f64,
     /// Calls that may go at once after a quiet period (1-1000). Default: 8.
+    // `format: int32`, not schemars' `uint32`: the API server knows only the OpenAPI formats and
+    // warns about any other on every `kubectl apply` of the CRD (the range already excludes < 1).
     #[serde(default = "default_burst")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = 1000), extend("format" = "int32"))]
     pub burst: u32,
 }
 
