@@ -4,11 +4,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use k8s_openapi::api::events::v1::Event;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{TrafficMirrorFilter, TrafficMirrorSession};
 use traffic_mirror_operator::cloud::VpcClient;
@@ -435,6 +436,56 @@ async fn each_kind_of_rule_change_costs_exactly_the_needed_calls() {
         .find(|r| r.priority == 10)
         .expect("ingress/10");
     assert_eq!(r.destination_port_range, None, "cleared in the cloud");
+}
+
+/// Every rule call is told by an event with its own note. kube's recorder folds events with the
+/// same reason and action into one series and keeps the first note, so without a series per note
+/// the PUT below only raised the count of an event still reading `create_rule …`.
+#[tokio::test]
+async fn every_rule_call_has_an_event_with_its_own_note() {
+    let env = Env::new("flt-events").await;
+    let _op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({})).await;
+    env.wait_filter("web", "True", Some("Available")).await;
+    let mut rules = three_rules();
+    rules[1]["protocol"] = json!("TCP"); // ingress/20: UDP -> TCP, one PUT
+    env.patch_filter("web", json!({"rules": rules})).await;
+    env.wait_filter("web", "True", Some("Available")).await;
+    let want = [
+        "create_rule egress/10",
+        "create_rule ingress/10",
+        "create_rule ingress/20",
+        "update_rule ingress/20",
+    ];
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
+    let notes = || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let notes: BTreeSet<String> = list
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("RulesChanged")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web")
+            })
+            .filter_map(|e| e.note)
+            .collect();
+        Some(notes)
+    };
+    let seen = tokio::time::timeout(WAIT, async {
+        loop {
+            let seen = notes().await.unwrap_or_default();
+            if want.iter().all(|w| seen.contains(*w)) {
+                return seen;
+            }
+            tokio::time::sleep(support::POLL_INTERVAL).await;
+        }
+    })
+    .await;
+    let last = notes().await.unwrap_or_default();
+    assert!(
+        seen.is_ok(),
+        "one event per rule call, each with its own note: want {want:?}, have {last:?}"
+    );
 }
 
 #[tokio::test]

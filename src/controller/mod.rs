@@ -16,6 +16,7 @@ pub mod backoff;
 pub mod budget;
 pub mod conditions;
 pub mod error;
+pub mod events;
 pub mod filter;
 pub mod intent;
 pub mod inventory;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::runtime::controller::Config as ControllerConfig;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -99,8 +100,8 @@ pub struct Context {
     pub config: OperatorConfig,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// One long-lived event recorder, so repeated events aggregate.
-    pub recorder: Recorder,
+    /// Long-lived event recorders, so repeats of one event aggregate (and only those).
+    pub events: events::EventRecorders,
     /// Ready cloud accounts.
     pub providers: Registry,
     /// Backoff policy.
@@ -162,7 +163,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: events::EventRecorders::new(client.clone(), reporter),
             client,
             metrics,
             providers: Registry::default(),

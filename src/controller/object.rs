@@ -225,7 +225,7 @@ pub async fn apply_status<K: Object, S: Serialize>(
         .await
 }
 
-/// Publishes an Event through the one long-lived recorder (repeats aggregate into a series); a
+/// Publishes an Event through the recorder of its series (only repeats of the same note aggregate); a
 /// failure to publish is logged, never fatal.
 pub async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
@@ -244,8 +244,9 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     };
     // In the background: an event is for people, and the reconcile (a create, a status write)
     // need not wait for the API server to store it.
-    let recorder = ctx.recorder.clone();
     let reference = obj.object_ref(&());
+    let key = super::events::SeriesKey::of(&ev, &reference);
+    let recorder = ctx.events.recorder_for(key, std::time::Instant::now());
     tokio::spawn(async move {
         if let Err(e) = recorder.publish(&ev, &reference).await {
             debug!(error = %e, "publishing event failed");
