@@ -4,8 +4,11 @@
 //! series, **keeping the first note**: within its six-minute cache, `update_rule ingress/10` after
 //! `create_rule ingress/20` only raised the count of an event still reading `create_rule
 //! ingress/20`, so `kubectl get events` told a different story from the calls made. client-go's
-//! recorder counts the note as part of an event's identity; this does the same by giving every
-//! distinct (object, type, reason, action, note) its own [`Recorder`] (and so its own series).
+//! recorder counts the note as part of an event's identity; this does the same for `Normal` events
+//! (each tells an action taken) by giving every distinct (object, type, reason, action, note) its
+//! own [`Recorder`] (and so its own series). A `Warning`'s reason and action already name the error
+//! code and the failed step, and its note carries the failed call's request id, new on every retry:
+//! repeats of one failure stay one series (the Synced condition carries the latest message).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,7 +33,7 @@ pub struct SeriesKey {
     pub reason: String,
     /// The event's action.
     pub action: String,
-    /// The event's note (the text people read).
+    /// The event's note (the text people read); empty for a `Warning` (see the module doc).
     pub note: String,
 }
 
@@ -44,12 +47,18 @@ impl SeriesKey {
                 reference.name.as_deref().unwrap_or_default()
             )
         });
+        let warning = matches!(event.type_, EventType::Warning);
+        let note = if warning {
+            String::new()
+        } else {
+            event.note.clone().unwrap_or_default()
+        };
         SeriesKey {
             object,
-            warning: matches!(event.type_, EventType::Warning),
+            warning,
             reason: event.reason.clone(),
             action: event.action.clone(),
-            note: event.note.clone().unwrap_or_default(),
+            note,
         }
     }
 }
@@ -156,6 +165,18 @@ mod tests {
         for (what, ev, r, same) in cases {
             assert_eq!(SeriesKey::of(&ev, &r) == base, same, "{what}");
         }
+        // A retried failure (a new request id in each note) stays one series.
+        let failed = |rid: &str| {
+            event(
+                &format!("step create failed: HTTP 500, request id {rid}"),
+                "VPC_0500",
+                true,
+            )
+        };
+        assert_eq!(
+            SeriesKey::of(&failed("r1"), &a),
+            SeriesKey::of(&failed("r2"), &a)
+        );
         assert_eq!(
             SeriesKey::of(&event("n", "R", false), &reference(None)).object,
             "ns/web"
