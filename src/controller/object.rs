@@ -262,15 +262,12 @@ pub async fn report_failure<K: Resource<DynamicType = ()>>(
     err: Error,
 ) -> kube::runtime::controller::Action {
     ctx.metrics.reconcile_failed(kind, &err.metric_label());
-    publish(
-        ctx,
-        obj,
-        EventType::Warning,
-        &err.reason(),
-        err.step(),
-        err.message(),
-    )
-    .await;
+    let note = if obj.meta().deletion_timestamp.is_some() {
+        err.message_while_deleting()
+    } else {
+        err.message()
+    };
+    publish(ctx, obj, EventType::Warning, &err.reason(), err.step(), note).await;
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let generation = obj.meta().generation;
     let delay = ctx
