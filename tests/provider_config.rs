@@ -389,7 +389,10 @@ async fn wrong_credentials_are_checked_once_per_resync_not_in_a_loop() {
         .wait_pc(&name, |p| ready_is(p, "False", "APIGW_0301"))
         .await;
     let message = ready(&p).map(|c| c.message).unwrap_or_default();
-    assert!(message.contains("check the accessKey/secretKey"), "{message}");
+    assert!(
+        message.contains("check the accessKey/secretKey"),
+        "{message}"
+    );
     let calls = env.account.emu.calls().await;
     let (refused, accepted) = (session_lists(&calls, 401), session_lists(&calls, 200));
     // The clock: two more resync checks of the good ProviderConfig on the same emulator (one per
@@ -399,5 +402,8 @@ async fn wrong_credentials_are_checked_once_per_resync_not_in_a_loop() {
     })
     .await;
     let more = session_lists(&env.account.emu.calls().await, 401) - refused;
-    assert!(more <= 3, "{more} more credential checks within two resync intervals");
+    assert!(
+        more <= 3,
+        "{more} more credential checks within two resync intervals"
+    );
 }

@@ -194,7 +194,10 @@ mod tests {
         for flag in ["--namespace", "--concurrency"] {
             let text = help.split(flag).nth(1).unwrap_or_default();
             let text = text.split("[env").next().unwrap_or_default();
-            assert!(text.contains("filters") || text.contains("Filters"), "{flag}: {text}");
+            assert!(
+                text.contains("filters") || text.contains("Filters"),
+                "{flag}: {text}"
+            );
         }
     }
 

@@ -267,7 +267,15 @@ pub async fn report_failure<K: Resource<DynamicType = ()>>(
     } else {
         err.message()
     };
-    publish(ctx, obj, EventType::Warning, &err.reason(), err.step(), note).await;
+    publish(
+        ctx,
+        obj,
+        EventType::Warning,
+        &err.reason(),
+        err.step(),
+        note,
+    )
+    .await;
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let generation = obj.meta().generation;
     let delay = ctx

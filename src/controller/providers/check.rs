@@ -105,7 +105,10 @@ fn present_keys(found: &[String]) -> String {
     if found.is_empty() {
         String::new()
     } else {
-        format!(" (it has keys {}; names are case-sensitive)", found.join(", "))
+        format!(
+            " (it has keys {}; names are case-sensitive)",
+            found.join(", ")
+        )
     }
 }
 

@@ -173,7 +173,10 @@ async fn write_status(
 
 /// Adds the finalizer, guarded by the resourceVersion read (a conflict is retried at once); returns
 /// the ProviderConfig as written.
-async fn add_finalizer(pc: &ProviderConfig, ctx: &Context) -> Result<ProviderConfig, ProviderError> {
+async fn add_finalizer(
+    pc: &ProviderConfig,
+    ctx: &Context,
+) -> Result<ProviderConfig, ProviderError> {
     let mut finalizers = pc.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
     patch_finalizers(pc, ctx, finalizers)

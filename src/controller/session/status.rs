@@ -310,8 +310,15 @@ mod tests {
                 ..Default::default()
             };
             let conditions = desired_conditions(&report);
-            for c in conditions.iter().filter(|c| c.type_ == READY || c.type_ == SYNCED) {
-                assert_eq!(c.message.contains("deletionPolicy: Orphan"), orphan, "{c:?}");
+            for c in conditions
+                .iter()
+                .filter(|c| c.type_ == READY || c.type_ == SYNCED)
+            {
+                assert_eq!(
+                    c.message.contains("deletionPolicy: Orphan"),
+                    orphan,
+                    "{c:?}"
+                );
             }
             let ready = conditions.iter().find(|c| c.type_ == READY).expect("Ready");
             assert_eq!(ready.reason, want_reason);
