@@ -676,6 +676,43 @@ async fn retryable_bursts_converge_with_bounded_calls() {
 }
 
 #[tokio::test]
+async fn a_delete_the_cloud_refuses_names_the_orphan_way_out_which_releases() {
+    let env = TestEnv::new("del-refused").await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    env.emu()
+        .fault(
+            json!({"method": "DELETE", "path_contains": "traffic-mirror-sessions", "status": 400,
+                      "error_code": "VPC.0002", "times": 100}),
+        )
+        .await;
+    env.delete("s").await;
+    let o = env
+        .wait_reason("s", "Ready", "False", Some("Deleting"))
+        .await;
+    let ready = condition(&o, "Ready");
+    for part in [
+        "step Cloud failed",
+        "delete_session",
+        "VPC.0002",
+        "deletionPolicy: Orphan",
+    ] {
+        assert!(ready.message.contains(part), "{part}: {}", ready.message);
+    }
+    assert!(
+        !ready.message.contains("after the next spec change"),
+        "{}",
+        ready.message
+    );
+    // The way out it names works: the object goes, the cloud session stays.
+    env.patch_spec("s", json!({"deletionPolicy": "Orphan"}))
+        .await;
+    env.wait_gone("s").await;
+    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+}
+
+#[tokio::test]
 async fn cloud_rejection_is_terminal_until_the_spec_changes() {
     let env = TestEnv::new("reject").await;
     env.emu()

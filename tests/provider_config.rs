@@ -16,7 +16,7 @@ use serde_json::json;
 use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
 use traffic_mirror_operator::cloud::models::ListSessionsQuery;
 
-use support::operator::{AK, PROJECT, SELECTOR_LABEL};
+use support::operator::{AK, PROJECT, SECRET_NAME, SELECTOR_LABEL};
 
 const WAIT: Duration = Duration::from_secs(60);
 const FINALIZER: &str = "vpc.hwcloud.dev/in-use";
@@ -32,6 +32,11 @@ struct TestEnv {
 
 impl TestEnv {
     async fn new(prefix: &str) -> TestEnv {
+        TestEnv::with_resync(prefix, "5m").await
+    }
+
+    /// [`TestEnv::new`] with the operator's `--resync-interval` set to `resync`.
+    async fn with_resync(prefix: &str, resync: &str) -> TestEnv {
         let client = support::control_plane().client().await;
         support::install_crds(&client).await;
         let ns = support::test_namespace(&client, prefix).await;
@@ -39,7 +44,7 @@ impl TestEnv {
         let dir = tempfile::tempdir().expect("tempdir");
         let op = support::operator::Operator::start(
             &ns,
-            "5m",
+            resync,
             &[],
             None,
             dir.path().join("operator.log"),
@@ -186,6 +191,34 @@ async fn a_provider_config_gets_the_finalizer_and_counts_its_users() {
         has_finalizer(p) && users(p) == Some(0) && ready_is(p, "True", "CredentialsValid")
     })
     .await;
+    // A ProviderConfig created while the operator runs: its first reconcile adds the finalizer,
+    // then writes the status with the copy that write returned: no conflict (no second check).
+    let second = format!("{pc}-second");
+    let manifest: ProviderConfig = serde_json::from_value(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "ProviderConfig",
+        "metadata": {"name": second, "labels": {SELECTOR_LABEL: env.ns}},
+        "spec": {
+            "region": "emulated-1",
+            "projectId": PROJECT,
+            "endpoint": env.account.emu.url,
+            "credentials": {"secretRef": {"namespace": env.ns, "name": SECRET_NAME}},
+        }
+    }))
+    .expect("provider config manifest");
+    env.pcs()
+        .create(&PostParams::default(), &manifest)
+        .await
+        .expect("create pc");
+    env.wait_pc(&second, |p| {
+        has_finalizer(p) && ready_is(p, "True", "CredentialsValid")
+    })
+    .await;
+    let logs = env.logs();
+    let conflicts = logs
+        .lines()
+        .filter(|l| l.contains("writing the ProviderConfig status") && l.contains(&second));
+    assert_eq!(conflicts.count(), 0, "operator log:\n{logs}");
     env.session("a", &pc).await;
     env.session("b", &pc).await;
     env.filter("f", &pc).await;
@@ -302,4 +335,75 @@ async fn a_secret_missing_a_key_is_secret_invalid_naming_the_key() {
         .expect("patch secret");
     env.wait_pc(&name, |p| ready_is(p, "True", "CredentialsValid"))
         .await;
+}
+
+/// How many calls the emulator answered with `status` on the session list (the credential check and
+/// the resync LIST).
+fn session_lists(calls: &[serde_json::Value], status: u16) -> usize {
+    calls
+        .iter()
+        .filter(|c| {
+            c["method"] == "GET"
+                && c["status"] == status
+                && c["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_checked_once_per_resync_not_in_a_loop() {
+    // The failed check's message carries the cloud's request id, new on every call: a reconcile
+    // triggered by its own status write would check again, write again, and so on (this test saw
+    // hundreds of 401s in a few seconds before the ProviderConfig watch ignored status writes).
+    let env = TestEnv::with_resync("pc-wrongsk", "2s").await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "wrong"},
+        "stringData": {"accessKey": AK, "secretKey": "not-the-secret-key"},
+    }))
+    .expect("secret manifest");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let name = format!("{}-wrong", env.account.pc);
+    let pc: ProviderConfig = serde_json::from_value(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "ProviderConfig",
+        "metadata": {"name": name, "labels": {SELECTOR_LABEL: env.ns}},
+        "spec": {
+            "region": "emulated-1",
+            "projectId": PROJECT,
+            "endpoint": env.account.emu.url,
+            "credentials": {"secretRef": {"namespace": env.ns, "name": "wrong"}},
+        }
+    }))
+    .expect("provider config manifest");
+    env.pcs()
+        .create(&PostParams::default(), &pc)
+        .await
+        .expect("create pc");
+    let p = env
+        .wait_pc(&name, |p| ready_is(p, "False", "APIGW_0301"))
+        .await;
+    let message = ready(&p).map(|c| c.message).unwrap_or_default();
+    assert!(
+        message.contains("check the accessKey/secretKey"),
+        "{message}"
+    );
+    let calls = env.account.emu.calls().await;
+    let (refused, accepted) = (session_lists(&calls, 401), session_lists(&calls, 200));
+    // The clock: two more resync checks of the good ProviderConfig on the same emulator (one per
+    // 2 s); the wrong one may be checked once per resync too, not more.
+    support::wait_for(WAIT, || async {
+        (session_lists(&env.account.emu.calls().await, 200) >= accepted + 2).then_some(())
+    })
+    .await;
+    let more = session_lists(&env.account.emu.calls().await, 401) - refused;
+    assert!(
+        more <= 3,
+        "{more} more credential checks within two resync intervals"
+    );
 }

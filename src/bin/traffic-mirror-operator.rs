@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 use traffic_mirror_operator::controller::{self, OperatorConfig};
 use traffic_mirror_operator::telemetry::{self, LogFormat, Metrics};
 
-/// Manage Huawei Cloud VPC traffic mirroring (TrafficMirrorSession objects) from Kubernetes.
+/// Manage Huawei Cloud VPC traffic mirroring (TrafficMirrorSession and TrafficMirrorFilter objects,
+/// with their ProviderConfigs) from Kubernetes.
 ///
 /// The kubeconfig is found the standard way: in-cluster service account, else $KUBECONFIG, else
 /// ~/.kube/config. Every flag can also be set through the environment variable shown.
@@ -30,17 +31,18 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Watch TrafficMirrorSessions in this namespace only (default: all namespaces).
+    /// Watch TrafficMirrorSessions and TrafficMirrorFilters in this namespace only (default: all
+    /// namespaces).
     #[arg(long, env = "TMO_NAMESPACE")]
     namespace: Option<String>,
-    /// Drift-check period: one paginated LIST per ProviderConfig, then every session is compared and
-    /// corrected. Written like `30s`, `5m`, `1h`.
+    /// Drift-check period: one paginated LIST per ProviderConfig, then every session and filter is
+    /// compared and corrected. Written like `30s`, `5m`, `1h`.
     #[arg(long, env = "TMO_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     resync_interval: Duration,
     /// Address of the HTTP server for /metrics (Prometheus), /healthz and /readyz.
     #[arg(long, env = "TMO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
-    /// How many sessions are reconciled in parallel.
+    /// How many sessions (and, separately, how many filters) are reconciled in parallel.
     #[arg(long, env = "TMO_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
     /// After an interrupted create, how long a missing session may still appear in the cloud before
@@ -179,6 +181,24 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The flags that act on both kinds say so (the README's "Configuration" table does).
+    #[test]
+    fn help_names_both_kinds_where_a_flag_covers_both() {
+        let help = Cli::command()
+            .find_subcommand_mut("run")
+            .expect("run")
+            .render_long_help()
+            .to_string();
+        for flag in ["--namespace", "--concurrency"] {
+            let text = help.split(flag).nth(1).unwrap_or_default();
+            let text = text.split("[env").next().unwrap_or_default();
+            assert!(
+                text.contains("filters") || text.contains("Filters"),
+                "{flag}: {text}"
+            );
+        }
     }
 
     #[test]

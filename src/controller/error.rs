@@ -135,6 +135,22 @@ impl Error {
         };
         format!("step {} failed: {self}; {next}", self.step())
     }
+
+    /// The condition message while the object is being deleted. A deletion the cloud refuses (or
+    /// keeps failing) would otherwise hold the object with advice meant for a create or update: it
+    /// names the way out that needs no one to fix the cloud, `spec.deletionPolicy: Orphan`.
+    pub fn message_while_deleting(&self) -> String {
+        let next = match self {
+            Error::Cloud { source, .. } if !source.is_retryable() => {
+                "the deletion waits: fix the cloud side, then change the spec to retry at once (else the operator retries in an hour)"
+            }
+            _ => "the deletion waits: the operator retries with backoff",
+        };
+        format!(
+            "step {} failed: {self}; {next}; or set spec.deletionPolicy: Orphan to finish the deletion and leave the cloud resource in place",
+            self.step()
+        )
+    }
 }
 
 /// Shorthand result type of the controller.
@@ -191,5 +207,33 @@ mod tests {
         assert!(!e.is_retryable());
         assert!(e.message().contains("create_session") && e.message().contains("spec change"));
         assert_eq!(e.metric_label(), "cloud_terminal");
+    }
+
+    #[test]
+    fn a_failed_deletion_names_the_orphan_way_out() {
+        let cloud = |status: u16| Error::Cloud {
+            operation: "delete_session",
+            source: CloudError::Api {
+                status,
+                error_code: format!("VPC.{status}"),
+                error_msg: "no".into(),
+                request_id: None,
+                retry_after: None,
+            },
+        };
+        // (error, what the message must also say besides the step and the Orphan way out)
+        let cases = [
+            (cloud(400), "fix the cloud side, then change the spec"),
+            (cloud(403), "retries in an hour"),
+            (cloud(503), "retries with backoff"),
+            (Error::RemoveFinalizer(conflict()), "retries with backoff"),
+        ];
+        for (e, says) in cases {
+            let m = e.message_while_deleting();
+            assert!(m.contains(&format!("step {} failed", e.step())), "{m}");
+            assert!(m.contains("spec.deletionPolicy: Orphan"), "{m}");
+            assert!(m.contains(says), "{m}");
+            assert!(!m.contains("after the next spec change"), "{m}");
+        }
     }
 }

@@ -263,13 +263,18 @@ pub async fn report_failure<K: Resource<DynamicType = ()>>(
     err: Error,
 ) -> kube::runtime::controller::Action {
     ctx.metrics.reconcile_failed(kind, &err.metric_label());
+    let note = if obj.meta().deletion_timestamp.is_some() {
+        err.message_while_deleting()
+    } else {
+        err.message()
+    };
     publish(
         ctx,
         obj,
         EventType::Warning,
         &err.reason(),
         err.step(),
-        err.message(),
+        note,
     )
     .await;
     let uid = obj.meta().uid.clone().unwrap_or_default();

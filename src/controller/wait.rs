@@ -91,13 +91,18 @@ pub fn provider_not_ready(name: &str, noun: &str, deleting: bool) -> Wait {
     }
 }
 
-/// An interrupted create is being confirmed (eventual consistency).
+/// An interrupted create (a crash, a lost answer, or a retryable error such as a 5xx, after which
+/// the create may have happened) is being confirmed (eventual consistency). The message says why
+/// nothing is created for a while, and for how long.
 pub fn confirming(intent: &CreateIntent, reason: &'static str) -> Wait {
     Wait {
         reason,
         message: format!(
-            "confirming whether the create started at {} reached the cloud",
-            intent.at.to_rfc3339()
+            "confirming whether the create started at {} reached the cloud (its answer was lost or \
+             a retryable error, so it may have happened): looking every {}s until \
+             --create-confirm-window has passed since then, before creating again",
+            intent.at.to_rfc3339(),
+            CONFIRM_POLL.as_secs()
         ),
         retry: Retry::Soon,
     }

@@ -69,8 +69,10 @@ pub enum CheckError {
     },
     /// Step "read the keys": the Secret lacks a required key (or it is empty).
     #[error(
-        "reading the credentials: Secret {namespace}/{name} has no non-empty {}; add it and the ProviderConfig is re-checked",
-        keys.join(" and ")
+        "reading the credentials: Secret {namespace}/{name} has no non-empty {}{}; add {} and the ProviderConfig is re-checked",
+        keys.join(" and "),
+        present_keys(found),
+        if keys.len() > 1 { "them" } else { "it" }
     )]
     KeyMissing {
         /// Namespace of the Secret.
@@ -79,6 +81,9 @@ pub enum CheckError {
         name: String,
         /// The missing keys (`accessKey`, `secretKey`).
         keys: Vec<&'static str>,
+        /// The names (never the values) of the keys the Secret does have, sorted: a misspelt key
+        /// (`access_key`, `AccessKey`) shows up next to the one that is missing.
+        found: Vec<String>,
     },
     /// Step "build the client": the endpoint or the credentials are unusable.
     #[error("building the cloud client: {0}; fix spec.endpoint or the Secret")]
@@ -93,6 +98,18 @@ pub enum CheckError {
         #[source]
         source: CloudError,
     },
+}
+
+/// ` (it has keys a, b)` for the message of [`CheckError::KeyMissing`]; empty for an empty Secret.
+fn present_keys(found: &[String]) -> String {
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (it has keys {}; names are case-sensitive)",
+            found.join(", ")
+        )
+    }
 }
 
 /// What to do about a failed credential check, from its HTTP status.
@@ -192,9 +209,18 @@ pub(super) fn credentials_from(secret: &Secret) -> Result<Credentials, CheckErro
                 namespace: secret.namespace().unwrap_or_default(),
                 name: secret.name_any(),
                 keys,
+                found: key_names(secret),
             })
         }
     }
+}
+
+/// The names of the Secret's keys (`data` and `stringData`), sorted, without duplicates.
+fn key_names(secret: &Secret) -> Vec<String> {
+    let data = secret.data.iter().flat_map(|d| d.keys());
+    let string_data = secret.string_data.iter().flat_map(|d| d.keys());
+    let names: std::collections::BTreeSet<&String> = data.chain(string_data).collect();
+    names.into_iter().cloned().collect()
 }
 
 /// Refuses a Secret outside the credentials namespace before any API call (no client required):
@@ -353,15 +379,25 @@ mod tests {
         let table: &[(&[(&str, &str)], &str)] = &[
             (
                 &[("accessKey", "AK")],
-                "Secret ops/hwc has no non-empty secretKey;",
+                "Secret ops/hwc has no non-empty secretKey (it has keys accessKey;",
             ),
             (
                 &[("secretKey", "SK"), ("accessKey", " ")],
-                "Secret ops/hwc has no non-empty accessKey;",
+                "Secret ops/hwc has no non-empty accessKey (it has keys accessKey, secretKey;",
             ),
             (
                 &[],
-                "Secret ops/hwc has no non-empty accessKey and secretKey;",
+                "Secret ops/hwc has no non-empty accessKey and secretKey; add them",
+            ),
+            (
+                &[("secret_key", "SK"), ("access_key", "AK")],
+                "has no non-empty accessKey and secretKey (it has keys access_key, secret_key; \
+                 names are case-sensitive); add them",
+            ),
+            (
+                &[("accessKey", "AK"), ("secretKey", "")],
+                "has no non-empty secretKey (it has keys accessKey, secretKey; names are \
+                 case-sensitive); add it",
             ),
         ];
         for (pairs, want) in table {

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::warn;
@@ -322,8 +322,8 @@ pub async fn run_controller(ctx: Arc<Context>) {
     if let Some(sel) = &ctx.config.provider_config_selector {
         wc = wc.labels(sel);
     }
-    let controller = Controller::new(api, wc);
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let controller = Controller::for_stream(spec_changes(writer, api, wc), store.clone());
     ctx.providers.attach(store.clone());
     // Only the credentials namespace: the operator's Role grants Secrets there and nowhere else.
     let secrets: Api<Secret> =
@@ -339,6 +339,23 @@ pub async fn run_controller(ctx: Arc<Context>) {
         .run(reconcile, error_policy, pctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// The ProviderConfigs to reconcile: all of them are cached, but only a new generation (a spec
+/// change, or the start of a deletion) triggers a reconcile. Not its own status write: a failed
+/// check's message carries the cloud's request id, different on every call, so reacting to it would
+/// re-check (one more cloud call, one more write) in a loop, dozens of times a second for as long as
+/// the credentials stay wrong. Nor its own finalizer patch: that reconcile would read a cache not
+/// yet holding the status just written and fail its write on the resourceVersion. (A finalizer
+/// removed by hand comes back at the next look, one resync interval later.)
+fn spec_changes(
+    writer: reflector::store::Writer<ProviderConfig>,
+    api: Api<ProviderConfig>,
+    wc: watcher::Config,
+) -> impl Stream<Item = Result<ProviderConfig, watcher::Error>> + Send + 'static {
+    reflector::reflector(writer, watcher(api, wc).default_backoff())
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default())
 }
 
 /// What re-runs every ProviderConfig: a change of any session's or filter's reference (fed into

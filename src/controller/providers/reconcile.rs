@@ -43,8 +43,9 @@ async fn reconcile_in_span(
     let deleting = pc.metadata.deletion_timestamp.is_some();
     let has_finalizer = pc.finalizers().iter().any(|f| f == FINALIZER);
     let step = decide_finalizer(deleting, has_finalizer, users.as_ref().map(Users::total));
-    match step {
-        FinalizerStep::Add => add_finalizer(&pc, ctx).await?,
+    let pc = match step {
+        // The status write below is guarded by the resourceVersion: it needs the patched copy.
+        FinalizerStep::Add => Arc::new(add_finalizer(&pc, ctx).await?),
         FinalizerStep::Remove => {
             remove_finalizer(&pc, ctx).await?;
             ctx.providers.remove(&name);
@@ -52,8 +53,8 @@ async fn reconcile_in_span(
             ctx.metrics.reconciled(KIND, started.elapsed());
             return Ok(Action::await_change());
         }
-        FinalizerStep::Keep | FinalizerStep::Hold => {}
-    }
+        FinalizerStep::Keep | FinalizerStep::Hold => pc,
+    };
     // Also while held: the users' own deletions need a working client.
     let checked = check::check(&pc, ctx).await;
     let action = record_check(&name, &checked, ctx);
@@ -170,8 +171,12 @@ async fn write_status(
     Ok(())
 }
 
-/// Adds the finalizer, guarded by the resourceVersion read (a conflict is retried at once).
-async fn add_finalizer(pc: &ProviderConfig, ctx: &Context) -> Result<(), ProviderError> {
+/// Adds the finalizer, guarded by the resourceVersion read (a conflict is retried at once); returns
+/// the ProviderConfig as written.
+async fn add_finalizer(
+    pc: &ProviderConfig,
+    ctx: &Context,
+) -> Result<ProviderConfig, ProviderError> {
     let mut finalizers = pc.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
     patch_finalizers(pc, ctx, finalizers)
@@ -189,6 +194,7 @@ async fn remove_finalizer(pc: &ProviderConfig, ctx: &Context) -> Result<(), Prov
         .collect();
     patch_finalizers(pc, ctx, finalizers)
         .await
+        .map(|_| ())
         .map_err(ProviderError::RemoveFinalizer)
 }
 
@@ -196,7 +202,7 @@ async fn patch_finalizers(
     pc: &ProviderConfig,
     ctx: &Context,
     finalizers: Vec<String>,
-) -> Result<(), kube::Error> {
+) -> Result<ProviderConfig, kube::Error> {
     let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
     let patch =
         json!({"metadata": {"finalizers": finalizers, "resourceVersion": pc.resource_version()}});
@@ -206,7 +212,6 @@ async fn patch_finalizers(
         &Patch::Merge(&patch),
     )
     .await
-    .map(|_| ())
 }
 
 /// Error policy: a conflict is retried at once (the watch brings the new version), other API

@@ -76,13 +76,13 @@ fn desired_conditions(report: &Report<'_>) -> Vec<Condition> {
 
 fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
     if let Some(e) = report.error {
-        let ready_reason = match report.step {
-            Some(Step::Delete(_)) => reason::DELETING.to_string(),
-            _ => e.reason(),
+        let (ready_reason, message) = match report.step {
+            Some(Step::Delete(_)) => (reason::DELETING.to_string(), e.message_while_deleting()),
+            _ => (e.reason(), e.message()),
         };
         return vec![
-            Condition::no(READY, &ready_reason, e.message()),
-            Condition::no(SYNCED, &e.reason(), e.message()),
+            Condition::no(READY, &ready_reason, message.clone()),
+            Condition::no(SYNCED, &e.reason(), message),
         ];
     }
     match report.step {
@@ -292,6 +292,36 @@ mod tests {
         for (report, want) in table {
             let want: Vec<_> = want.map(|(t, r)| (t, r.to_string())).into_iter().collect();
             assert_eq!(progress(&report), want, "{report:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_delete_names_the_orphan_way_out_and_other_failures_do_not() {
+        let (delete, refused) = (Step::Delete(vec!["s-1".into()]), cloud(400));
+        // (the step that failed, Ready's reason, whether the message names deletionPolicy: Orphan)
+        let table = [
+            (Some(&delete), reason::DELETING, true),
+            (None, "VPC_400", false),
+        ];
+        for (step, want_reason, orphan) in table {
+            let report = Report {
+                step,
+                error: Some(&refused),
+                ..Default::default()
+            };
+            let conditions = desired_conditions(&report);
+            for c in conditions
+                .iter()
+                .filter(|c| c.type_ == READY || c.type_ == SYNCED)
+            {
+                assert_eq!(
+                    c.message.contains("deletionPolicy: Orphan"),
+                    orphan,
+                    "{c:?}"
+                );
+            }
+            let ready = conditions.iter().find(|c| c.type_ == READY).expect("Ready");
+            assert_eq!(ready.reason, want_reason);
         }
     }
 }

@@ -282,6 +282,10 @@ fn confirming_and_cleanup_conflicts_say_what_happens_next() {
     let w = confirming(&intent(), reason::CREATING);
     assert_eq!((w.reason, w.retry), (reason::CREATING, Retry::Soon));
     assert!(w.message.contains("2023-11-14T22:13:20"), "{}", w.message);
+    // Why nothing is created for a while after a 5xx, and for how long.
+    for part in ["retryable error", "every 2s", "--create-confirm-window"] {
+        assert!(w.message.contains(part), "{part}: {}", w.message);
+    }
     let w = cleanup_conflict("cloud sessions named \"tap\" already exist (a, b)".into());
     assert_eq!(
         (w.reason, w.retry),
