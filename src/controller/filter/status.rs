@@ -73,9 +73,14 @@ fn desired_conditions(report: &Report<'_>) -> Vec<Condition> {
 
 fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
     if let Some(e) = report.error {
+        // A failed deletion names the way out (deletionPolicy: Orphan), as for sessions.
+        let (ready_reason, message) = match report.step {
+            Some(Step::Delete(_)) => (reason::DELETING.to_string(), e.message_while_deleting()),
+            _ => (e.reason(), e.message()),
+        };
         return vec![
-            Condition::no(READY, &e.reason(), e.message()),
-            Condition::no(SYNCED, &e.reason(), e.message()),
+            Condition::no(READY, &ready_reason, message.clone()),
+            Condition::no(SYNCED, &e.reason(), message),
         ];
     }
     match report.step {
@@ -253,6 +258,36 @@ mod tests {
         for (report, want) in table {
             let want: Vec<_> = want.map(|(t, r)| (t, r.to_string())).into_iter().collect();
             assert_eq!(progress(&report), want, "{report:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_delete_names_the_orphan_way_out_and_other_failures_do_not() {
+        let (delete, refused) = (Step::Delete(vec!["f-1".into()]), cloud(400));
+        // (the step that failed, Ready's reason, whether the message names deletionPolicy: Orphan)
+        let table = [
+            (Some(&delete), reason::DELETING, true),
+            (None, "VPC_400", false),
+        ];
+        for (step, want_reason, orphan) in table {
+            let report = Report {
+                step,
+                error: Some(&refused),
+                ..Default::default()
+            };
+            let conditions = desired_conditions(&report);
+            let ready = conditions.iter().find(|c| c.type_ == READY);
+            assert_eq!(ready.map(|c| c.reason.as_str()), Some(want_reason));
+            for c in conditions
+                .iter()
+                .filter(|c| c.type_ == READY || c.type_ == SYNCED)
+            {
+                assert_eq!(
+                    c.message.contains("deletionPolicy: Orphan"),
+                    orphan,
+                    "{c:?}"
+                );
+            }
         }
     }
 }
