@@ -14,6 +14,7 @@
 
 pub mod backoff;
 pub mod budget;
+pub mod claims;
 pub mod conditions;
 pub mod error;
 pub mod events;
@@ -220,6 +221,30 @@ impl Context {
             .collect();
         users.sort();
         users
+    }
+
+    /// The other filter object (`namespace/name`) that already manages `f`'s cloud filter, if any
+    /// (see [`claims::claimed_by`]): read from the filter controller's cache, no API call.
+    pub fn filter_claimed_by(&self, f: &TrafficMirrorFilter) -> Option<String> {
+        let store = self.stores.filters.get()?;
+        let others: Vec<_> = store
+            .state()
+            .iter()
+            .map(|o| claims::Claimant::of_filter(o))
+            .collect();
+        claims::claimed_by(&claims::Claimant::of_filter(f), &others)
+    }
+
+    /// The other session object (`namespace/name`) that already manages `s`'s cloud session, if any
+    /// (see [`claims::claimed_by`]): read from the session controller's cache, no API call.
+    pub fn session_claimed_by(&self, s: &TrafficMirrorSession) -> Option<String> {
+        let store = self.stores.sessions.get()?;
+        let others: Vec<_> = store
+            .state()
+            .iter()
+            .map(|o| claims::Claimant::of_session(o))
+            .collect();
+        claims::claimed_by(&claims::Claimant::of_session(s), &others)
     }
 
     /// The budget lane of a reconcile of `meta`'s object: interactive when a person waits for it (it
