@@ -33,36 +33,16 @@ pub struct Claimant {
 impl Claimant {
     /// The claim of a TrafficMirrorFilter.
     pub fn of_filter(f: &TrafficMirrorFilter) -> Self {
-        let id = known_id(
-            f.spec.filter_id.as_deref(),
-            f.status.as_ref().and_then(|s| s.filter_id.as_deref()),
-            f.annotations()
-                .get(FILTER_ID_ANNOTATION)
-                .map(String::as_str),
-        );
-        Self::of(
-            f,
-            id,
-            &f.spec.provider_config_ref.name,
-            f.spec.management_policy,
-        )
+        let id = filter_id_of(f).map(str::to_string);
+        let policy = f.spec.management_policy;
+        Self::of(f, id, &f.spec.provider_config_ref.name, policy)
     }
 
     /// The claim of a TrafficMirrorSession.
     pub fn of_session(s: &TrafficMirrorSession) -> Self {
-        let id = known_id(
-            s.spec.session_id.as_deref(),
-            s.status.as_ref().and_then(|st| st.session_id.as_deref()),
-            s.annotations()
-                .get(SESSION_ID_ANNOTATION)
-                .map(String::as_str),
-        );
-        Self::of(
-            s,
-            id,
-            &s.spec.provider_config_ref.name,
-            s.spec.management_policy,
-        )
+        let id = session_id_of(s).map(str::to_string);
+        let policy = s.spec.management_policy;
+        Self::of(s, id, &s.spec.provider_config_ref.name, policy)
     }
 
     fn of<K: kube::Resource>(
@@ -90,8 +70,9 @@ impl Claimant {
         }
     }
 
-    /// Whether this object writes to its cloud id (so two of them would fight).
-    fn manages(&self) -> Option<&str> {
+    /// The cloud id this object writes to, if any (two such objects would fight): its id, unless
+    /// it is ObserveOnly.
+    pub fn manages(&self) -> Option<&str> {
         self.id.as_deref().filter(|_| !self.observe_only)
     }
 
@@ -108,10 +89,38 @@ pub fn known_id(
     status: Option<&str>,
     annotation: Option<&str>,
 ) -> Option<String> {
-    spec.or(status)
-        .or(annotation)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
+    known_id_ref(spec, status, annotation).map(str::to_string)
+}
+
+/// [`known_id`], borrowed: cheap enough to test every object of a cache.
+fn known_id_ref<'a>(
+    spec: Option<&'a str>,
+    status: Option<&'a str>,
+    annotation: Option<&'a str>,
+) -> Option<&'a str> {
+    spec.or(status).or(annotation).filter(|s| !s.is_empty())
+}
+
+/// The cloud filter id a filter object knows (see [`known_id`]).
+pub fn filter_id_of(f: &TrafficMirrorFilter) -> Option<&str> {
+    known_id_ref(
+        f.spec.filter_id.as_deref(),
+        f.status.as_ref().and_then(|s| s.filter_id.as_deref()),
+        f.annotations()
+            .get(FILTER_ID_ANNOTATION)
+            .map(String::as_str),
+    )
+}
+
+/// The cloud session id a session object knows (see [`known_id`]).
+pub fn session_id_of(s: &TrafficMirrorSession) -> Option<&str> {
+    known_id_ref(
+        s.spec.session_id.as_deref(),
+        s.status.as_ref().and_then(|st| st.session_id.as_deref()),
+        s.annotations()
+            .get(SESSION_ID_ANNOTATION)
+            .map(String::as_str),
+    )
 }
 
 /// The other object (`namespace/name`) that already manages `ours`'s cloud id, if any: same
