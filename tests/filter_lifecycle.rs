@@ -911,3 +911,126 @@ async fn crash_after_the_filter_update() {
         "the rule change after the PUT was made: {f:?}"
     );
 }
+
+/// The Ready condition's reason and message.
+fn ready_of(f: &TrafficMirrorFilter) -> (String, String) {
+    f.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
+/// Resync LISTs of filters in `calls` (no name query): each one is a resync interval passed.
+fn filter_lists(calls: &[Value]) -> usize {
+    calls
+        .iter()
+        .filter(|c| {
+            c["method"] == "GET"
+                && c["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/traffic-mirror-filters"))
+                && !c["query"].as_str().unwrap_or("").contains("name=")
+        })
+        .count()
+}
+
+impl Env {
+    /// A cloud filter made outside Kubernetes, for objects to adopt.
+    async fn legacy_filter(&self) -> String {
+        let req = traffic_mirror_operator::cloud::models::CreateFilterRequest {
+            name: "legacy".into(),
+            description: None,
+        };
+        self.cloud.create_filter(&req).await.expect("create").id
+    }
+
+    /// Two Full objects adopt the cloud filter `id`: `first` (older, with `first_extra`) is Ready,
+    /// `second` (different rules) reports AlreadyManaged naming `first`; no write reaches the cloud
+    /// after `first` converged, over three resync intervals.
+    async fn two_managers_of(&self, id: &str, first_extra: Value) {
+        let mut extra = json!({"filterId": id});
+        merge(&mut extra, first_extra);
+        self.apply_filter("first", three_rules(), extra).await;
+        self.wait_filter("first", "True", Some("Available")).await;
+        self.emu().clear_calls().await;
+        let other_rules = json!([rule("egress", 1, json!({}))]);
+        self.apply_filter("second", other_rules, json!({"filterId": id}))
+            .await;
+        let second = self
+            .wait_filter("second", "False", Some("AlreadyManaged"))
+            .await;
+        let (_, msg) = ready_of(&second);
+        for part in [
+            format!("cloud filter {id}"),
+            format!("{}/first", self.ns),
+            "ObserveOnly".into(),
+            "spec.filterId".into(),
+        ] {
+            assert!(msg.contains(&part), "{part}: {msg}");
+        }
+        let stalled = second.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "Stalled" && c.status == "True")
+        });
+        assert!(stalled.is_some(), "Stalled: {:?}", second.status);
+        support::wait_for(WAIT, || async {
+            (filter_lists(&self.emu().calls().await) >= 3).then_some(())
+        })
+        .await;
+        let first = self.filters().get("first").await.expect("get first");
+        assert_eq!(ready_of(&first).0, "Available", "{:?}", first.status);
+        let writes = methods(&self.writes().await);
+        assert!(writes.is_empty(), "no flapping writes: {writes:?}");
+        let keys = rules_by_key(&self.cloud_filter(id).await);
+        assert_eq!(
+            keys.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["egress/10", "ingress/10", "ingress/20"],
+            "the cloud filter has the older object's rules"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_object_adopting_a_managed_filter_stalls_and_never_writes() {
+    let env = Env::new("flt-claim").await;
+    let _op = env.operator(None);
+    let id = env.legacy_filter().await;
+    env.two_managers_of(&id, json!({})).await;
+    // Deleting the younger leaves the cloud filter (the older one's) alone.
+    env.filters()
+        .delete("second", &DeleteParams::default())
+        .await
+        .expect("delete second");
+    env.wait_filter_gone("second").await;
+    let still = env.cloud_filter(&id).await;
+    assert_eq!(rules_by_key(&still).len(), 3, "{still:?}");
+    let writes = methods(&env.writes().await);
+    assert!(
+        writes.is_empty(),
+        "no delete of the managed filter: {writes:?}"
+    );
+    env.wait_filter("first", "True", Some("Available")).await;
+}
+
+#[tokio::test]
+async fn when_the_older_manager_goes_the_younger_takes_over_at_the_next_resync() {
+    let env = Env::new("flt-claim-over").await;
+    let _op = env.operator(None);
+    let id = env.legacy_filter().await;
+    env.two_managers_of(&id, json!({"deletionPolicy": "Orphan"}))
+        .await;
+    env.filters()
+        .delete("first", &DeleteParams::default())
+        .await
+        .expect("delete first");
+    env.wait_filter_gone("first").await;
+    env.wait_filter("second", "True", Some("Available")).await;
+    let keys = rules_by_key(&env.cloud_filter(&id).await);
+    assert_eq!(
+        keys.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["egress/1"],
+        "the younger object's rules now"
+    );
+}

@@ -1121,3 +1121,51 @@ async fn a_status_apply_with_a_stale_resource_version_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_second_object_adopting_a_managed_session_stalls_and_never_writes() {
+    let env = TestEnv::new("adopt-twice").await;
+    let legacy = env
+        .cloud
+        .create_session(&env.out_of_band("legacy", "eni-target", 55))
+        .await
+        .expect("create out of band");
+    let _op = Operator::start(&env, None);
+    env.apply("first", json!({"sessionId": legacy.id, "priority": 10}))
+        .await;
+    env.wait_ready("first").await;
+    env.emu().clear_calls().await;
+    env.apply("second", json!({"sessionId": legacy.id, "priority": 20}))
+        .await;
+    let o = env
+        .wait_reason("second", "Ready", "False", Some("AlreadyManaged"))
+        .await;
+    let ready = condition(&o, "Ready");
+    for part in [
+        format!("cloud session {}", legacy.id),
+        format!("{}/first", env.ns),
+        "spec.sessionId".into(),
+    ] {
+        assert!(ready.message.contains(&part), "{part}: {}", ready.message);
+    }
+    assert_eq!(condition(&o, "Stalled").reason, "AlreadyManaged");
+    // Three resyncs: the older object stays Ready, the cloud sees no write (no PUT 10 / PUT 20).
+    env.wait_resyncs(3).await;
+    let first = env.sessions().get("first").await.expect("get first");
+    assert_eq!(condition(&first, "Ready").status, "True");
+    let w = writes(&env.calls().await);
+    assert!(w.is_empty(), "no flapping writes: {w:#?}");
+    assert_eq!(
+        env.cloud.show_session(&legacy.id).await.unwrap().priority,
+        10
+    );
+    // Deleting the younger leaves the cloud session (the older one's) alone.
+    env.delete("second").await;
+    env.wait_gone("second").await;
+    assert_eq!(
+        env.cloud.show_session(&legacy.id).await.unwrap().priority,
+        10
+    );
+    let w = writes(&env.calls().await);
+    assert!(w.is_empty(), "no delete of the managed session: {w:#?}");
+}

@@ -5,8 +5,8 @@
 -- Rules, first match wins (reasons: src/controller/conditions.rs):
 --  1. no status, or status.observedGeneration missing or < metadata.generation: Progressing
 --  2. no Ready condition, or its observedGeneration < metadata.generation: Progressing
---  3. Ready=False with a terminal reason (NameConflict, Drifted, SessionNotFound, FilterNotFound,
---     SessionIdRequired, SecretInvalid): Degraded
+--  3. Ready=False with a terminal reason (NameConflict, AlreadyManaged, Drifted, SessionNotFound,
+--     FilterNotFound, SessionIdRequired, SecretInvalid): Degraded
 --  4. Synced=False with a reason that is not a wait (a cloud error code, Timeout, ConnectionFailed,
 --     KubernetesError, a terminal reason, any reason unknown to this script): Degraded
 --  5. Ready=True: Healthy
@@ -20,8 +20,8 @@ local waits = {
   ProviderConfigNotReady = true, InUse = true,
 }
 local terminal = {
-  NameConflict = true, Drifted = true, SessionNotFound = true, FilterNotFound = true,
-  SessionIdRequired = true, SecretInvalid = true,
+  NameConflict = true, AlreadyManaged = true, Drifted = true, SessionNotFound = true,
+  FilterNotFound = true, SessionIdRequired = true, SecretInvalid = true,
 }
 
 local function condition(status, type)

@@ -69,11 +69,15 @@ pub mod reason {
     /// The ProviderConfig is being deleted but objects still reference it; it stays (and keeps
     /// serving them) until they are gone.
     pub const IN_USE: &str = "InUse";
+    /// An older object (same ProviderConfig, not ObserveOnly) already manages the cloud object this
+    /// one adopts: two managers would undo each other's changes, so this one never writes.
+    pub const ALREADY_MANAGED: &str = "AlreadyManaged";
 
     /// `Ready=False` reasons that only a human can clear (a spec, cloud or Secret change): they
     /// make the object `Stalled` rather than `Reconciling`.
-    pub const TERMINAL: [&str; 8] = [
+    pub const TERMINAL: [&str; 9] = [
         NAME_CONFLICT,
+        ALREADY_MANAGED,
         DRIFTED,
         SESSION_NOT_FOUND,
         FILTER_NOT_FOUND,

@@ -14,6 +14,7 @@
 
 pub mod backoff;
 pub mod budget;
+pub mod claims;
 pub mod conditions;
 pub mod error;
 pub mod events;
@@ -220,6 +221,36 @@ impl Context {
             .collect();
         users.sort();
         users
+    }
+
+    /// The other filter object (`namespace/name`) that already manages `f`'s cloud filter, if any
+    /// (see [`claims::claimed_by`]): read from the filter controller's cache, no API call.
+    pub fn filter_claimed_by(&self, f: &TrafficMirrorFilter) -> Option<String> {
+        let store = self.stores.filters.get()?;
+        let ours = claims::Claimant::of_filter(f);
+        let id = ours.manages()?;
+        // One pass over the cache; only the objects with the same id are copied.
+        let same_id = store.state_filter(|o| claims::filter_id_of(o) == Some(id));
+        let others: Vec<_> = same_id
+            .iter()
+            .map(|o| claims::Claimant::of_filter(o))
+            .collect();
+        claims::claimed_by(&ours, &others)
+    }
+
+    /// The other session object (`namespace/name`) that already manages `s`'s cloud session, if any
+    /// (see [`claims::claimed_by`]): read from the session controller's cache, no API call.
+    pub fn session_claimed_by(&self, s: &TrafficMirrorSession) -> Option<String> {
+        let store = self.stores.sessions.get()?;
+        let ours = claims::Claimant::of_session(s);
+        let id = ours.manages()?;
+        // One pass over the cache; only the objects with the same id are copied.
+        let same_id = store.state_filter(|o| claims::session_id_of(o) == Some(id));
+        let others: Vec<_> = same_id
+            .iter()
+            .map(|o| claims::Claimant::of_session(o))
+            .collect();
+        claims::claimed_by(&ours, &others)
     }
 
     /// The budget lane of a reconcile of `meta`'s object: interactive when a person waits for it (it

@@ -121,6 +121,25 @@ pub fn cleanup_conflict(message: String) -> Wait {
     }
 }
 
+/// An older object (`other`) already manages the cloud object `id` this one would manage (see
+/// [`super::claims`]): this one never writes to it, and its deletion leaves it alone.
+///
+/// Looked at again at the next resync ([`Retry::Resync`]): the controllers watch the other kind
+/// only (a filter wakes its sessions, a session its filters), so no watch wakes this object when
+/// `other` is deleted or changes; the resync is the honest bound on when it takes over. Each look
+/// costs no cloud call (observe reads nothing for a claimed object).
+pub fn already_managed(noun: &str, id: &str, other: &str, id_field: &str) -> Wait {
+    Wait {
+        reason: reason::ALREADY_MANAGED,
+        message: format!(
+            "the {noun} {id} is already managed by {other}; two objects would undo each other's \
+             changes. Delete this object (its deletion leaves the {noun} alone), or set \
+             managementPolicy: ObserveOnly, or point {id_field} elsewhere"
+        ),
+        retry: Retry::Resync,
+    }
+}
+
 /// What a deleting object does, for any kind (no client required).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cleanup {

@@ -8,7 +8,7 @@ use super::super::conditions::reason;
 use super::super::error::Error;
 use super::super::intent::{self, CreateIntent, Resolution};
 use super::super::wait::{
-    Cleanup, CleanupFacts, NextLook, cleanup, confirming, provider_not_ready,
+    Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, provider_not_ready,
 };
 pub use super::super::wait::{Retry, Wait};
 use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
@@ -87,6 +87,9 @@ pub struct Observed {
     pub users: Vec<String>,
     /// The cloud's last refusal to delete the filter, while this process remembers one.
     pub refusal: Option<Refusal>,
+    /// The older filter object (`namespace/name`) that already manages the cloud filter this one
+    /// would manage (see [`super::super::claims`]): this one never writes to it nor deletes it.
+    pub claimed_by: Option<String>,
     /// The time of the observation.
     pub now: DateTime<Utc>,
 }
@@ -253,6 +256,9 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
     if d.deleting {
         return decide_cleanup(d, o);
     }
+    if let (Some(other), Some(id)) = (&o.claimed_by, &d.known_id) {
+        return Step::Wait(already_managed(NOUN, id, other, "spec.filterId"));
+    }
     if !o.provider_ready {
         return Step::Wait(provider_not_ready(
             &d.spec.provider_config_ref.name,
@@ -345,7 +351,8 @@ fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
     };
     let facts = CleanupFacts {
         keep: d.spec.deletion_policy == DeletionPolicy::Orphan
-            || d.spec.management_policy == ManagementPolicy::ObserveOnly,
+            || d.spec.management_policy == ManagementPolicy::ObserveOnly
+            || o.claimed_by.is_some(),
         known_id: d.known_id.as_deref(),
         intent: o.intent.as_ref(),
         provider: (&d.spec.provider_config_ref.name, o.provider_ready),

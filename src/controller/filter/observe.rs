@@ -7,10 +7,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use kube::ResourceExt;
 
-use super::super::Context;
 use super::super::error::Result;
 use super::super::intent::{self, INTENT_ANNOTATION};
 use super::super::providers::Provider;
+use super::super::{Context, claims};
 use super::FILTER_ID_ANNOTATION;
 use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, Refusal, RuleIntent};
 use crate::api::{ManagementPolicy, TrafficMirrorFilter};
@@ -18,13 +18,13 @@ use crate::cloud::models::{ListFiltersQuery, TrafficMirrorFilter as CloudFilter}
 
 /// What the object asks for (no I/O).
 pub fn desired(obj: &TrafficMirrorFilter, ctx: &Context) -> Desired {
-    let known_id = obj
-        .spec
-        .filter_id
-        .clone()
-        .or_else(|| obj.status.as_ref().and_then(|s| s.filter_id.clone()))
-        .or_else(|| obj.annotations().get(FILTER_ID_ANNOTATION).cloned())
-        .filter(|s| !s.is_empty());
+    let known_id = claims::known_id(
+        obj.spec.filter_id.as_deref(),
+        obj.status.as_ref().and_then(|s| s.filter_id.as_deref()),
+        obj.annotations()
+            .get(FILTER_ID_ANNOTATION)
+            .map(String::as_str),
+    );
     Desired {
         object_name: obj.name_any(),
         spec: obj.spec.clone(),
@@ -64,11 +64,15 @@ pub async fn observe(
         named: vec![],
         users: vec![],
         refusal: None,
+        claimed_by: ctx.filter_claimed_by(obj),
         now: Utc::now(),
     };
     let Some(p) = &provider else {
         return Ok((o, provider));
     };
+    if o.claimed_by.is_some() {
+        return Ok((o, provider)); // another object manages the cloud filter: nothing to read
+    }
     let observe_only = d.spec.management_policy == ManagementPolicy::ObserveOnly;
     if d.deleting {
         if observe_only || d.spec.deletion_policy == crate::api::DeletionPolicy::Orphan {

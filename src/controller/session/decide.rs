@@ -8,7 +8,7 @@ use super::super::conditions::reason;
 use super::super::intent::{self, CreateIntent, Identity, Resolution};
 use super::super::plan::{self, Convergence, DesiredSession};
 use super::super::wait::{
-    Cleanup, CleanupFacts, NextLook, cleanup, confirming, provider_not_ready,
+    Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, provider_not_ready,
 };
 pub use super::super::wait::{Retry, Wait};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorSessionSpec};
@@ -104,6 +104,9 @@ pub struct Observed {
     pub named: Vec<CloudSession>,
     /// Other cloud sessions with the same name as ours (from the snapshot).
     pub namesakes: Vec<CloudSession>,
+    /// The older session object (`namespace/name`) that already manages the cloud session this one
+    /// would manage (see [`super::super::claims`]): this one never writes to it nor deletes it.
+    pub claimed_by: Option<String>,
     /// The time of the observation.
     pub now: DateTime<Utc>,
 }
@@ -176,6 +179,9 @@ impl Step {
 pub fn decide(d: &Desired, o: &Observed) -> Step {
     if d.deleting {
         return decide_cleanup(d, o);
+    }
+    if let (Some(other), Some(id)) = (&o.claimed_by, &d.known_id) {
+        return Step::Wait(already_managed(NOUN, id, other, "spec.sessionId"));
     }
     if !o.provider_ready {
         return Step::Wait(provider_not_ready(
@@ -271,7 +277,7 @@ fn decide_observe_only(d: &Desired, o: &Observed) -> Step {
 /// Cleanup: tolerate apply never having run; never wait for anything when nothing is in the cloud.
 fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
     let facts = CleanupFacts {
-        keep: d.keeps_cloud_on_delete(),
+        keep: d.keeps_cloud_on_delete() || o.claimed_by.is_some(),
         known_id: d.known_id.as_deref(),
         intent: o.intent.as_ref(),
         provider: (&d.spec.provider_config_ref.name, o.provider_ready),

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use kube::{Api, ResourceExt};
 
-use super::super::Context;
 use super::super::conditions;
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
 use super::super::providers::Provider;
+use super::super::{Context, claims};
 use super::decide::{CloudState, Desired, FilterState, Observed};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
 use crate::cloud::models::{ListSessionsQuery, TrafficMirrorSession as CloudSession};
@@ -30,12 +30,13 @@ pub fn desired(obj: &TrafficMirrorSession, ctx: &Context) -> Desired {
 
 /// The cloud id: the spec's (adoption), the status's, or the annotation's.
 fn known_id(obj: &TrafficMirrorSession) -> Option<String> {
-    obj.spec
-        .session_id
-        .clone()
-        .or_else(|| obj.status.as_ref().and_then(|s| s.session_id.clone()))
-        .or_else(|| obj.annotations().get(SESSION_ID_ANNOTATION).cloned())
-        .filter(|s| !s.is_empty())
+    claims::known_id(
+        obj.spec.session_id.as_deref(),
+        obj.status.as_ref().and_then(|s| s.session_id.as_deref()),
+        obj.annotations()
+            .get(SESSION_ID_ANNOTATION)
+            .map(String::as_str),
+    )
 }
 
 /// Observes; also returns the ready provider (the cloud client `execute` uses).
@@ -63,8 +64,13 @@ pub async fn observe(
         intent,
         named: vec![],
         namesakes: vec![],
+        claimed_by: ctx.session_claimed_by(obj),
         now: Utc::now(),
     };
+    // Another object manages the cloud session: nothing to read (decide waits, or releases).
+    if o.claimed_by.is_some() {
+        return Ok((o, provider));
+    }
     if let Some(p) = &provider {
         if d.deleting {
             observe_for_cleanup(obj, d, ctx, p, &mut o).await?;

@@ -47,6 +47,7 @@ fn observed() -> Observed {
         named: vec![],
         users: vec![],
         refusal: None,
+        claimed_by: None,
         now: at(105),
     }
 }
@@ -722,4 +723,96 @@ fn only_a_409_on_the_filter_delete_is_a_refusal() {
     }
     let bare = refused(&refusal_of(&cloud("delete_filter", api(409, "")), at(100)).expect("r"));
     assert!(bare.message.contains("HTTP 409:"), "{}", bare.message);
+}
+
+/// `observed()` where the older object `ns/old` already manages the cloud filter.
+fn claimed(o: Observed) -> Observed {
+    Observed {
+        claimed_by: Some("ns/old".into()),
+        ..o
+    }
+}
+
+#[test]
+fn a_filter_another_object_manages_is_never_written_nor_deleted() {
+    let adopt = serde_json::json!({"filterId": "f1"});
+    let not_ready = Observed {
+        provider_ready: false,
+        ..observed()
+    };
+    let users = Observed {
+        users: vec!["ns/s1".into()],
+        ..observed()
+    };
+    check(vec![
+        (
+            "adopted, in sync",
+            with_id(desired(adopt.clone()), "f1"),
+            claimed(present(cloud("f1", 1))),
+            "Wait(AlreadyManaged)",
+        ),
+        (
+            "adopted, drifted (would PUT)",
+            with_id(
+                desired(serde_json::json!({"filterId": "f1", "rules": []})),
+                "f1",
+            ),
+            claimed(present(cloud("f1", 1))),
+            "Wait(AlreadyManaged)",
+        ),
+        (
+            "not read (observe reads nothing)",
+            with_id(desired(adopt.clone()), "f1"),
+            claimed(observed()),
+            "Wait(AlreadyManaged)",
+        ),
+        (
+            "provider not ready as well",
+            with_id(desired(adopt.clone()), "f1"),
+            claimed(not_ready.clone()),
+            "Wait(AlreadyManaged)",
+        ),
+        (
+            "deleting: released, the cloud filter stays",
+            deleting(with_id(desired(adopt.clone()), "f1")),
+            claimed(observed()),
+            "Release(Some(\"f1\"))",
+        ),
+        (
+            "deleting without a provider: released all the same",
+            deleting(with_id(desired(adopt.clone()), "f1")),
+            claimed(not_ready),
+            "Release(Some(\"f1\"))",
+        ),
+        (
+            "deleting while sessions use it: released, nothing to wait for",
+            deleting(with_id(desired(adopt.clone()), "f1")),
+            claimed(users),
+            "Release(Some(\"f1\"))",
+        ),
+        (
+            "not claimed: converges as before",
+            with_id(desired(adopt), "f1"),
+            present(cloud("f1", 1)),
+            "Converge(update=false, rules=0)",
+        ),
+    ]);
+}
+
+#[test]
+fn already_managed_names_the_other_object_and_the_ways_out() {
+    let d = with_id(desired(serde_json::json!({"filterId": "f1"})), "f1");
+    let Step::Wait(w) = decide(&d, &claimed(present(cloud("f1", 1)))) else {
+        panic!("expected a wait");
+    };
+    assert_eq!(w.retry, Retry::Resync);
+    for part in [
+        "cloud filter f1",
+        "ns/old",
+        "Delete this object",
+        "ObserveOnly",
+        "spec.filterId",
+    ] {
+        assert!(w.message.contains(part), "{part}: {}", w.message);
+    }
 }

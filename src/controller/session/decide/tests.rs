@@ -54,6 +54,7 @@ fn observed() -> Observed {
         intent: None,
         named: vec![],
         namesakes: vec![],
+        claimed_by: None,
         now: at(105),
     }
 }
@@ -619,5 +620,81 @@ fn each_step_says_when_to_look_again() {
     ];
     for (step, want) in rows {
         assert_eq!(step.next_look(), want, "{}", kind(&step));
+    }
+}
+
+/// `o` where the older object `ns/old` already manages the cloud session.
+fn claimed(o: Observed) -> Observed {
+    Observed {
+        claimed_by: Some("ns/old".into()),
+        ..o
+    }
+}
+
+#[test]
+fn a_session_another_object_manages_is_never_written_nor_deleted() {
+    let f = fixtures();
+    let adopted = || with_id(desired(f.adopted.clone()), "s1");
+    check(vec![
+        (
+            "adopted, in sync",
+            adopted(),
+            claimed(present(session("s1", 1))),
+            "Wait(AlreadyManaged)",
+        ),
+        (
+            "adopted, drifted (would PUT)",
+            adopted(),
+            claimed(present(f.drifted.clone())),
+            "Wait(AlreadyManaged)",
+        ),
+        (
+            "not read (observe reads nothing)",
+            adopted(),
+            claimed(observed()),
+            "Wait(AlreadyManaged)",
+        ),
+        (
+            "provider not ready as well",
+            adopted(),
+            claimed(f.not_ready.clone()),
+            "Wait(AlreadyManaged)",
+        ),
+        (
+            "deleting: released, the cloud session stays",
+            deleting(adopted()),
+            claimed(observed()),
+            "Release(Some(\"s1\"))",
+        ),
+        (
+            "deleting without a provider: released all the same",
+            deleting(adopted()),
+            claimed(f.not_ready.clone()),
+            "Release(Some(\"s1\"))",
+        ),
+        (
+            "not claimed: converges as before",
+            adopted(),
+            present(f.drifted.clone()),
+            "Converge(empty=false)",
+        ),
+    ]);
+}
+
+#[test]
+fn already_managed_names_the_other_session_and_the_ways_out() {
+    let d = with_id(desired(fixtures().adopted), "s1");
+    let Step::Wait(w) = decide(&d, &claimed(present(session("s1", 1)))) else {
+        panic!("expected a wait");
+    };
+    assert_eq!(w.retry, Retry::Resync);
+    for part in [
+        "cloud session s1",
+        "ns/old",
+        "Delete this object",
+        "ObserveOnly",
+        "spec.sessionId",
+    ] {
+        assert!(w.message.contains(part), "{part}: {}", w.message);
     }
 }
