@@ -136,6 +136,21 @@ impl Error {
         format!("step {} failed: {self}; {next}", self.step())
     }
 
+    /// `Ready` and `Synced` after this failure, for any kind: a failed delete keeps `Ready`'s reason
+    /// `Deleting` and names the Orphan way out ([`Error::message_while_deleting`]).
+    pub fn conditions(&self, deleting: bool) -> Vec<super::conditions::Desired> {
+        use super::conditions::{Desired, READY, SYNCED, reason};
+        let (ready_reason, message) = if deleting {
+            (reason::DELETING.to_string(), self.message_while_deleting())
+        } else {
+            (self.reason(), self.message())
+        };
+        vec![
+            Desired::no(READY, &ready_reason, message.clone()),
+            Desired::no(SYNCED, &self.reason(), message),
+        ]
+    }
+
     /// The condition message while the object is being deleted. A deletion the cloud refuses (or
     /// keeps failing) would otherwise hold the object with advice meant for a create or update: it
     /// names the way out that needs no one to fix the cloud, `spec.deletionPolicy: Orphan`.

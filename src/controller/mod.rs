@@ -227,30 +227,19 @@ impl Context {
     /// (see [`claims::claimed_by`]): read from the filter controller's cache, no API call.
     pub fn filter_claimed_by(&self, f: &TrafficMirrorFilter) -> Option<String> {
         let store = self.stores.filters.get()?;
-        let ours = claims::Claimant::of_filter(f);
-        let id = ours.manages()?;
-        // One pass over the cache; only the objects with the same id are copied.
-        let same_id = store.state_filter(|o| claims::filter_id_of(o) == Some(id));
-        let others: Vec<_> = same_id
-            .iter()
-            .map(|o| claims::Claimant::of_filter(o))
-            .collect();
-        claims::claimed_by(&ours, &others)
+        claimed_in(store, f, claims::Claimant::of_filter, claims::filter_id_of)
     }
 
     /// The other session object (`namespace/name`) that already manages `s`'s cloud session, if any
     /// (see [`claims::claimed_by`]): read from the session controller's cache, no API call.
     pub fn session_claimed_by(&self, s: &TrafficMirrorSession) -> Option<String> {
         let store = self.stores.sessions.get()?;
-        let ours = claims::Claimant::of_session(s);
-        let id = ours.manages()?;
-        // One pass over the cache; only the objects with the same id are copied.
-        let same_id = store.state_filter(|o| claims::session_id_of(o) == Some(id));
-        let others: Vec<_> = same_id
-            .iter()
-            .map(|o| claims::Claimant::of_session(o))
-            .collect();
-        claims::claimed_by(&ours, &others)
+        claimed_in(
+            store,
+            s,
+            claims::Claimant::of_session,
+            claims::session_id_of,
+        )
     }
 
     /// The budget lane of a reconcile of `meta`'s object: interactive when a person waits for it (it
@@ -344,6 +333,24 @@ impl Context {
     pub fn refresh_inventories_soon(&self) {
         self.refresh_now.notify_one();
     }
+}
+
+/// [`claims::claimed_by`] over one kind's cache: one pass, copying only the objects with the same id.
+fn claimed_in<K>(
+    store: &Store<K>,
+    obj: &K,
+    claimant: fn(&K) -> claims::Claimant,
+    id_of: fn(&K) -> Option<&str>,
+) -> Option<String>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let ours = claimant(obj);
+    let id = ours.manages()?;
+    let same_id = store.state_filter(|o| id_of(o) == Some(id));
+    let others: Vec<_> = same_id.iter().map(|o| claimant(o)).collect();
+    claims::claimed_by(&ours, &others)
 }
 
 /// Per-object reconcile bookkeeping: when the next attempt may run after a failure, which

@@ -76,14 +76,7 @@ fn desired_conditions(report: &Report<'_>) -> Vec<Condition> {
 
 fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
     if let Some(e) = report.error {
-        let (ready_reason, message) = match report.step {
-            Some(Step::Delete(_)) => (reason::DELETING.to_string(), e.message_while_deleting()),
-            _ => (e.reason(), e.message()),
-        };
-        return vec![
-            Condition::no(READY, &ready_reason, message.clone()),
-            Condition::no(SYNCED, &e.reason(), message),
-        ];
+        return e.conditions(matches!(report.step, Some(Step::Delete(_))));
     }
     match report.step {
         Some(Step::Wait(w)) => both_false(w.reason, &w.message),
