@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds (or reuses) etcd, kube-apiserver and kubectl from the pinned Go modules of one control-plane
+# Builds (or reuses) etcd, kube-apiserver, kubectl (and kube-controller-manager) from the pinned Go modules of one control-plane
 # module directory: tests/control-plane (the newest supported Kubernetes, the default) or a sibling
 # such as tests/control-plane-1.30 (the oldest supported). The binaries land in a cache directory
 # outside the clone, keyed by the hash of that module's go.mod + go.sum + this script (its flags
@@ -28,7 +28,13 @@ if $dir_only; then # where the binaries are (or would be), without building
   exit 0
 fi
 
-complete() { [[ -x "$out/etcd" && -x "$out/kube-apiserver" && -x "$out/kubectl" ]]; }
+# kube-controller-manager (namespace deletion, ownerReference garbage collection) is built when the
+# module lists it as a tool: the newest module does, the oldest (1.30, API tests only) does not.
+wants_kcm() { grep -qE '^[[:space:]]*k8s.io/kubernetes/cmd/kube-controller-manager$' "$here/go.mod"; }
+complete() {
+  [[ -x "$out/etcd" && -x "$out/kube-apiserver" && -x "$out/kubectl" ]] || return 1
+  ! wants_kcm || [[ -x "$out/kube-controller-manager" ]]
+}
 
 if complete; then
   echo "$out"
@@ -79,6 +85,10 @@ go build -trimpath -ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=go-m
   -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
 go build -trimpath -ldflags="-s -w$version_ldflags" -o "$out.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 go build -trimpath -ldflags="-s -w$version_ldflags" -o "$out.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl
+if wants_kcm; then
+  go build -trimpath -ldflags="-s -w$version_ldflags" -o "$out.tmp/kube-controller-manager" \
+    k8s.io/kubernetes/cmd/kube-controller-manager
+fi
 rm -rf "$out"
 mv "$out.tmp" "$out"
 echo "$out"
