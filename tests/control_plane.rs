@@ -269,7 +269,8 @@ struct ChildReport {
 /// and what it started.
 fn start_child(scratch: &Path, mode: &str) -> (Child, ChildReport) {
     let report = scratch.join(format!("report-{}", uuid::Uuid::new_v4().simple()));
-    let mut child = Command::new(std::env::current_exe().expect("current exe"))
+    let mut child = Command::new(std::env::current_exe().expect("current exe"));
+    child
         .args([
             "--exact",
             "child_starts_the_control_plane_and_reports",
@@ -283,9 +284,9 @@ fn start_child(scratch: &Path, mode: &str) -> (Child, ChildReport) {
             support::control_plane::binaries_dir().expect("control-plane binaries"),
         )
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the child test binary");
+        .stdout(Stdio::null());
+    default_signal_dispositions(&mut child);
+    let mut child = child.spawn().expect("spawn the child test binary");
     let deadline = Instant::now() + Duration::from_secs(120);
     let text = loop {
         if let Ok(text) = std::fs::read_to_string(&report) {
@@ -310,6 +311,49 @@ fn start_child(scratch: &Path, mode: &str) -> (Child, ChildReport) {
         assert!(report.work_dir.is_dir());
     }
     (child, report)
+}
+
+/// The signal tests rely on SIGINT and SIGTERM killing the child. A process started with them
+/// ignored (`nohup make test &` from a non-interactive shell ignores SIGINT) passes the ignored
+/// disposition on through exec, and the child would never die: reset both to their defaults (and
+/// unblock them) in the child before it runs.
+fn default_signal_dispositions(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs between fork and exec and makes only async-signal-safe calls (signal,
+    // sigemptyset, sigaddset, sigprocmask) on stack data; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for signal in [libc::SIGINT, libc::SIGTERM] {
+                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::sigaddset(&mut set, signal);
+            }
+            if libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Waits for the child test binary to end, failing (after killing it) if it has not within a
+/// minute: a test that waits must never hang.
+fn wait_with_deadline(child: &mut Child, how: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("after {how}: the child test binary did not exit within 60 s (killed it)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn assert_processes_gone(report: &ChildReport, how: &str) {
@@ -338,7 +382,7 @@ fn no_process_outlives_a_killed_test_binary() {
         let pid = libc::pid_t::try_from(child.id()).expect("pid");
         // SAFETY: signals the child we spawned and still own (not yet reaped).
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        let status = child.wait().expect("wait for the child");
+        let status = wait_with_deadline(&mut child, name);
         assert!(!status.success(), "{name}: {status}");
         assert_processes_gone(&report, name);
         // A dead owner leaves its scratch directory; the next start sweeps it.
@@ -351,7 +395,7 @@ fn no_process_outlives_a_killed_test_binary() {
 fn no_process_or_directory_outlives_a_normal_exit() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let (mut child, report) = start_child(scratch.path(), "exit");
-    let status = child.wait().expect("wait for the child");
+    let status = wait_with_deadline(&mut child, "a normal exit");
     assert!(status.success(), "{status}");
     // atexit killed and reaped both before the child exited, and removed the scratch dir.
     assert!(!process::process_alive(report.etcd_pid));
