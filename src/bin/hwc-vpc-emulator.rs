@@ -15,7 +15,7 @@ use traffic_mirror_operator::emulator::{EmulatorConfig, Latency, LimitsConfig, R
 ///
 /// The API is served under /v3/{project_id}/vpc/. On a loopback address an unauthenticated admin
 /// API is served under /_emulator/ (calls, faults, limits, reset, state, healthz); see the
-/// README's section "The VPC traffic-mirror emulator".
+/// emulator's documentation, docs/emulator.md.
 #[derive(Debug, Parser)]
 #[command(name = "hwc-vpc-emulator", version)]
 struct Cli {

@@ -183,7 +183,7 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    /// The flags that act on both kinds say so (the README's "Configuration" table does).
+    /// The flags that act on both kinds say so (the table in docs/configuration.md does).
     #[test]
     fn help_names_both_kinds_where_a_flag_covers_both() {
         let help = Cli::command()

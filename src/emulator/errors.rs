@@ -1,7 +1,7 @@
 //! Error answers of the emulator: Huawei's error body and the table of codes the emulator uses.
 //!
 //! Huawei does not publish the exact `VPC.*` codes of the traffic-mirror calls, so the emulator
-//! documents its own table here (mirrored in README.md, section "The VPC traffic-mirror emulator",
+//! documents its own table here (mirrored in docs/emulator.md, section
 //! "Error codes"). Clients must classify errors by HTTP status and keep the code for display only;
 //! the codes are stable so tests can assert them.
 //!

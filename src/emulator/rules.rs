@@ -21,7 +21,7 @@
 //!   send `""` but never `null`; the Terraform provider's update sends `description` always (so
 //!   `""` when removed) but drops empty CIDR/port fields (`utils.ValueIngoreEmpty`), which is why
 //!   removing one there leaves the old value. `""` is therefore the only way a client can ask for
-//!   a clear, and the emulator honours it. See README.md, "The VPC traffic-mirror emulator".
+//!   a clear, and the emulator honours it. See docs/emulator.md, "The API".
 //! - `traffic_mirror_filter_id` and `direction` cannot change: an update that sends a different
 //!   value is a 400 `VPC.1202`; sending the current value is accepted and ignored.
 

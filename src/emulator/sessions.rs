@@ -2,8 +2,8 @@
 //! with the documented rules (the record, identical to the wire shape, is
 //! [`Session`](super::records::Session)).
 //!
-//! Choices where the reference is silent (documented in README.md, section "The VPC
-//! traffic-mirror emulator", "The API"):
+//! Choices where the reference is silent (documented in docs/emulator.md, section
+//! "The API"):
 //! - `traffic_mirror_sources` may be empty on create, and remove-sources may remove every source.
 //! - Update ignores `traffic_mirror_sources` (sources change only through add/remove-sources) and
 //!   accepts `type`.
