@@ -4,7 +4,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dev="$root/.dev"
 [[ -d "$dev" ]] || { echo "dev-down: nothing running"; exit 0; }
-for name in operator emulator kube-apiserver etcd; do
+for name in operator emulator kube-controller-manager kube-apiserver etcd; do
   pidfile="$dev/$name.pid"
   [[ -f "$pidfile" ]] || continue
   pid="$(cat "$pidfile")"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Starts a local environment in the background: etcd + kube-apiserver (built from the pinned Go modules),
+# Starts a local environment in the background: etcd + kube-apiserver + kube-controller-manager (built
+# from the pinned Go modules; the controller manager runs the namespace controller and the garbage
+# collector, so `kubectl delete namespace` and ownerReference garbage collection finish as in a real cluster),
 # the VPC emulator with a demo credential (and no data: filters and sessions are made by the operator
 # from deploy/examples/), the CRDs, a credentials Secret and a ProviderConfig named `default` pointing
 # at the emulator. Writes .dev/env (source it).
@@ -20,7 +22,8 @@ wait_until() { # wait_until SECONDS DESCRIPTION COMMAND...
   done
 }
 
-if alive etcd && alive kube-apiserver && alive emulator && [[ -f "$dev/env" ]]; then
+if alive etcd && alive kube-apiserver && alive kube-controller-manager && alive emulator \
+  && [[ -f "$dev/env" ]]; then
   echo "dev-up: already running (source .dev/env; make dev-down to stop)"
   exit 0
 fi
@@ -46,7 +49,12 @@ api_port="$(free_port)"
 mkdir -p "$dev/certs"
 [[ -f "$dev/sa.key" ]] || openssl ecparam -name prime256v1 -genkey -noout -out "$dev/sa.key" 2>/dev/null
 token="$(python3 -c 'import uuid; print(uuid.uuid4().hex)')"
-echo "$token,admin,admin,\"system:masters\"" >"$dev/tokens.csv"
+kcm_token="$(python3 -c 'import uuid; print(uuid.uuid4().hex)')"
+kcm_user=system:kube-controller-manager
+{
+  echo "$token,admin,admin,\"system:masters\""
+  echo "$kcm_token,$kcm_user,$kcm_user,\"system:masters\""
+} >"$dev/tokens.csv"
 "$cp_dir/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" --cert-dir "$dev/certs" \
   --secure-port "$api_port" --bind-address 127.0.0.1 --service-cluster-ip-range 10.0.0.0/24 \
   --authorization-mode RBAC --token-auth-file "$dev/tokens.csv" --allow-privileged=true \
@@ -56,7 +64,8 @@ echo "$token,admin,admin,\"system:masters\"" >"$dev/tokens.csv"
   >"$dev/kube-apiserver.log" 2>&1 &
 echo $! >"$dev/kube-apiserver.pid"
 wait_until 60 "the kube-apiserver certificate" test -f "$dev/certs/apiserver.crt"
-cat >"$dev/kubeconfig" <<KUBECONFIG
+write_kubeconfig() { # write_kubeconfig PATH USER TOKEN
+  cat >"$1" <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:
@@ -65,18 +74,36 @@ clusters:
     server: https://127.0.0.1:$api_port
     certificate-authority: $dev/certs/apiserver.crt
 users:
-- name: admin
+- name: "$2"
   user:
-    token: $token
+    token: $3
 contexts:
 - name: dev
-  context: {cluster: dev, user: admin, namespace: default}
+  context: {cluster: dev, user: "$2", namespace: default}
 current-context: dev
 KUBECONFIG
+}
+write_kubeconfig "$dev/kubeconfig" admin "$token"
 export KUBECONFIG="$dev/kubeconfig"
 export PATH="$cp_dir:$PATH"
 wait_until 90 "kube-apiserver /readyz" kubectl get --raw /readyz
 wait_until 30 "the default namespace" kubectl get namespace default
+
+# --- kube-controller-manager (namespace controller + garbage collector only) ---------------------
+write_kubeconfig "$dev/kube-controller-manager.kubeconfig" "$kcm_user" "$kcm_token"
+kcm_port="$(free_port)"
+"$cp_dir/kube-controller-manager" --kubeconfig "$dev/kube-controller-manager.kubeconfig" \
+  --controllers namespace,garbagecollector --use-service-account-credentials=false \
+  --leader-elect=false --bind-address 127.0.0.1 --secure-port "$kcm_port" \
+  >"$dev/kube-controller-manager.log" 2>&1 &
+echo $! >"$dev/kube-controller-manager.pid"
+kcm_healthy() { # both controllers are built and /healthz says ok (self-signed certificate)
+  local health
+  health="$(curl -fsk "https://127.0.0.1:$kcm_port/healthz?verbose")" || return 1
+  grep -q '\[+\]namespace-controller ok' <<<"$health" \
+    && grep -q '\[+\]garbage-collector-controller ok' <<<"$health"
+}
+wait_until 60 "kube-controller-manager /healthz" kcm_healthy
 
 # --- emulator (empty: the operator creates what deploy/examples/ declares) ----------------------
 project=0123456789abcdef0123456789abcdef
@@ -115,5 +142,6 @@ export PATH="$cp_dir:\$PATH"
 ENV
 echo "dev-up: ready"
 echo "  kube-apiserver  https://127.0.0.1:$api_port   (KUBECONFIG=$dev/kubeconfig)"
+echo "  kube-controller-manager  namespace deletion + garbage collection   (log .dev/kube-controller-manager.log)"
 echo "  emulator        $emulator_url   (calls: curl \$EMULATOR_URL/_emulator/calls)"
 echo "  next: . .dev/env && make run      stop: make dev-down"

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, Error};
 use serde_json::json;
 
@@ -52,6 +52,10 @@ async fn control_plane_is_shared_within_a_test_binary() {
     assert!(std::ptr::eq(a, b));
     assert!(process::process_alive(a.etcd_pid));
     assert!(process::process_alive(a.apiserver_pid));
+    let kcm = a
+        .controller_manager_pid
+        .expect("the newest control plane runs kube-controller-manager");
+    assert!(process::process_alive(kcm));
 }
 
 #[tokio::test]
@@ -120,6 +124,56 @@ async fn test_namespaces_are_unique_and_exist() {
     }
     let odd = support::test_namespace(&api.into_client(), "--").await;
     assert!(odd.starts_with("test-"), "{odd}");
+}
+
+/// How long kube-controller-manager may take to finish a namespace deletion or a collection.
+const CLUSTER_DELETION_WAIT: Duration = Duration::from_secs(60);
+
+/// A ConfigMap manifest named `name` with these `ownerReferences`.
+fn config_map(name: &str, owners: serde_json::Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": owners}}))
+        .expect("config map manifest")
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_removes_it_and_its_objects() {
+    let cp = support::control_plane();
+    let client = cp.client().await;
+    let ns = support::test_namespace(&client, "ns-delete").await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    config_maps
+        .create(&PostParams::default(), &config_map("content", json!([])))
+        .await
+        .expect("create a config map");
+    let namespaces: Api<Namespace> = Api::all(client);
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+    support::wait_deleted(cp, &namespaces, &ns, CLUSTER_DELETION_WAIT).await;
+}
+
+#[tokio::test]
+async fn objects_whose_owner_is_deleted_are_garbage_collected() {
+    let cp = support::control_plane();
+    let client = cp.client().await;
+    let ns = support::test_namespace(&client, "gc").await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let owner = config_maps
+        .create(&PostParams::default(), &config_map("owner", json!([])))
+        .await
+        .expect("create the owner");
+    let owners = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                         "uid": owner.metadata.uid.expect("the owner's uid")}]);
+    config_maps
+        .create(&PostParams::default(), &config_map("dependent", owners))
+        .await
+        .expect("create the dependent");
+    config_maps
+        .delete("owner", &DeleteParams::default())
+        .await
+        .expect("delete the owner");
+    support::wait_deleted(cp, &config_maps, "dependent", CLUSTER_DELETION_WAIT).await;
 }
 
 #[tokio::test]
@@ -243,8 +297,11 @@ fn child_starts_the_control_plane_and_reports() {
         return;
     };
     let cp = support::control_plane();
+    let kcm = cp
+        .controller_manager_pid
+        .map_or_else(|| "none".to_string(), |pid| pid.to_string());
     let lines = format!(
-        "{}\n{}\n{}\n",
+        "{}\n{}\n{}\n{kcm}\n",
         cp.etcd_pid,
         cp.apiserver_pid,
         cp.work_dir.display()
@@ -263,6 +320,16 @@ struct ChildReport {
     etcd_pid: u32,
     apiserver_pid: u32,
     work_dir: PathBuf,
+    controller_manager_pid: Option<u32>,
+}
+
+impl ChildReport {
+    /// Every process the child started.
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.etcd_pid, self.apiserver_pid];
+        pids.extend(self.controller_manager_pid);
+        pids
+    }
 }
 
 /// Runs this test binary again as a child that only starts the control plane; returns the child
@@ -304,10 +371,16 @@ fn start_child(scratch: &Path, mode: &str) -> (Child, ChildReport) {
         etcd_pid: next().parse().expect("etcd pid"),
         apiserver_pid: next().parse().expect("apiserver pid"),
         work_dir: PathBuf::from(next()),
+        controller_manager_pid: next().parse().ok(),
     };
+    assert!(
+        report.controller_manager_pid.is_some(),
+        "the child started no kube-controller-manager"
+    );
     if mode == "wait" {
-        assert!(process::process_alive(report.etcd_pid));
-        assert!(process::process_alive(report.apiserver_pid));
+        for pid in report.pids() {
+            assert!(process::process_alive(pid), "{pid} is not running");
+        }
         assert!(report.work_dir.is_dir());
     }
     (child, report)
@@ -358,12 +431,12 @@ fn wait_with_deadline(child: &mut Child, how: &str) -> std::process::ExitStatus 
 
 fn assert_processes_gone(report: &ChildReport, how: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while process::process_alive(report.etcd_pid) || process::process_alive(report.apiserver_pid) {
+    let pids = report.pids();
+    while pids.iter().any(|pid| process::process_alive(*pid)) {
         assert!(
             Instant::now() < deadline,
-            "after {how}: etcd ({}) or kube-apiserver ({}) still running",
-            report.etcd_pid,
-            report.apiserver_pid
+            "after {how}: one of etcd, kube-apiserver, kube-controller-manager ({pids:?}) still \
+             running"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -397,8 +470,9 @@ fn no_process_or_directory_outlives_a_normal_exit() {
     let (mut child, report) = start_child(scratch.path(), "exit");
     let status = wait_with_deadline(&mut child, "a normal exit");
     assert!(status.success(), "{status}");
-    // atexit killed and reaped both before the child exited, and removed the scratch dir.
-    assert!(!process::process_alive(report.etcd_pid));
-    assert!(!process::process_alive(report.apiserver_pid));
+    // atexit killed and reaped them all before the child exited, and removed the scratch dir.
+    for pid in report.pids() {
+        assert!(!process::process_alive(pid), "{pid} outlived the child");
+    }
     assert!(!report.work_dir.exists());
 }

@@ -1,12 +1,15 @@
 //! Deletion that never hangs or leaks, for TrafficMirrorFilters (the session counterparts are in
-//! tests/operator_lifecycle.rs), and the steady state's zero writes: a real kube-apiserver + etcd,
-//! the emulator, and the operator binary as a child process. Each test has its own namespace,
-//! emulator, ProviderConfig and operator; every wait polls with a deadline.
+//! tests/operator_lifecycle.rs), deletion by the cluster itself (a deleted namespace, a deleted
+//! owner: kube-controller-manager deletes the objects, the operator their cloud resources), and the
+//! steady state's zero writes: a real kube-apiserver + etcd + kube-controller-manager, the emulator,
+//! and the operator binary as a child process. Each test has its own namespace, emulator,
+//! ProviderConfig and operator; every wait polls with a deadline.
 
 mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -20,6 +23,10 @@ use support::api_recorder::{ApiRecorder, Recorded};
 use support::operator::SK;
 
 const WAIT: Duration = Duration::from_secs(60);
+/// How long kube-controller-manager may take to finish a deletion: the namespace controller
+/// retries a namespace whose objects still have finalizers after 15 s, and the garbage collector
+/// sees a CRD installed after its start at its next discovery sync (every 30 s).
+const CLUSTER_DELETION_WAIT: Duration = Duration::from_secs(120);
 const RESYNC: &str = "2s";
 /// The reconcilers' cleanup finalizer.
 const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
@@ -28,6 +35,9 @@ const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
 struct Env {
     client: Client,
     ns: String,
+    /// The operator's own namespace (its ServiceAccount, Roles and credentials): `ns` itself,
+    /// except in [`Env::apart`].
+    home: String,
     account: support::operator::CloudAccount,
     cloud: VpcClient,
     dir: tempfile::TempDir,
@@ -38,11 +48,27 @@ impl Env {
         let client = support::control_plane().client().await;
         support::install_crds(&client).await;
         let ns = support::test_namespace(&client, prefix).await;
-        let account = support::operator::CloudAccount::create(&client, &ns).await;
+        Env::with_home(client, ns.clone(), ns).await
+    }
+
+    /// An [`Env`] whose namespace the test may delete: the operator's identity and credentials
+    /// live in a second namespace, as in a real install, so the deletion takes only the objects.
+    async fn apart(prefix: &str) -> Env {
+        let client = support::control_plane().client().await;
+        support::install_crds(&client).await;
+        let ns = support::test_namespace(&client, prefix).await;
+        let home = support::test_namespace(&client, &format!("{prefix}-home")).await;
+        Env::with_home(client, ns, home).await
+    }
+
+    async fn with_home(client: Client, ns: String, home: String) -> Env {
+        let account =
+            support::operator::CloudAccount::create_with_credentials_in(&client, &ns, &home).await;
         let env = Env {
             cloud: account.cloud.clone(),
             client,
             ns,
+            home,
             account,
             dir: tempfile::tempdir().expect("tempdir"),
         };
@@ -65,6 +91,27 @@ impl Env {
     /// The operator as its own ServiceAccount, talking to the API server directly.
     fn operator(&self, failpoints: Option<&str>) -> support::operator::Operator {
         support::operator::Operator::start(&self.ns, RESYNC, &[], failpoints, self.log_path())
+    }
+
+    /// The operator as its own ServiceAccount of [`Env::home`], with its credentials and Lease
+    /// there, watching [`Env::ns`].
+    fn operator_from_home(&self) -> support::operator::Operator {
+        let cp = support::control_plane();
+        let kubeconfig = support::identity::default_kubeconfig(cp, &self.home);
+        let args = [
+            "--credentials-namespace",
+            &self.home,
+            "--leader-elect-namespace",
+            &self.home,
+        ];
+        support::operator::Operator::start_as(
+            &self.ns,
+            RESYNC,
+            &args,
+            None,
+            self.log_path(),
+            &kubeconfig,
+        )
     }
 
     /// The operator as its own ServiceAccount, talking to the API server through `recorder`.
@@ -112,9 +159,14 @@ impl Env {
 
     /// Creates a session object using the filter object `filter`.
     async fn apply_session(&self, name: &str, filter: &str) {
+        self.apply_session_owned(name, filter, json!([])).await;
+    }
+
+    /// [`Env::apply_session`] with these `metadata.ownerReferences`.
+    async fn apply_session_owned(&self, name: &str, filter: &str, owners: Value) {
         let obj: TrafficMirrorSession = serde_json::from_value(json!({
             "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "ownerReferences": owners},
             "spec": {
                 "trafficMirrorFilterRef": {"name": filter},
                 "trafficMirrorSources": ["eni-a"],
@@ -358,6 +410,87 @@ async fn a_damaged_filter_intent_never_leaks_the_cloud_filter_on_delete() {
         .show_filter(&env.account.filter_id)
         .await
         .expect("a filter the object never made is untouched");
+}
+
+/// Creates the filter `web` and the session `tap` using it (owned by `owners`), waits until both
+/// are Ready, and returns their cloud ids (filter, session).
+async fn ready_filter_and_session(env: &Env, owners: Value) -> (String, String) {
+    env.apply_filter("web", json!({})).await;
+    env.apply_session_owned("tap", "web", owners).await;
+    let filter = env.wait_filter("web", "True", "Available").await;
+    let session = env.wait_session_ready("tap").await;
+    (
+        filter
+            .status
+            .and_then(|s| s.filter_id)
+            .expect("status.filterId"),
+        session
+            .status
+            .and_then(|s| s.session_id)
+            .expect("status.sessionId"),
+    )
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_finishes_once_the_operator_deleted_its_cloud_resources() {
+    let cp = support::control_plane();
+    let env = Env::apart("ns-delete").await;
+    let op = env.operator_from_home();
+    let (filter_id, session_id) = ready_filter_and_session(&env, json!([])).await;
+
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    namespaces
+        .delete(&env.ns, &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+    // The namespace controller deletes both objects; their finalizers hold them (and the
+    // namespace) until the operator has deleted the cloud session and filter.
+    support::wait_deleted(cp, &namespaces, &env.ns, CLUSTER_DELETION_WAIT).await;
+    let session = env.cloud.show_session(&session_id).await;
+    assert!(
+        session.as_ref().is_err_and(|e| e.is_not_found()),
+        "the cloud session outlived its namespace: {session:?}; log:\n{}",
+        op.logs()
+    );
+    let filter = env.cloud.show_filter(&filter_id).await;
+    assert!(
+        filter.as_ref().is_err_and(|e| e.is_not_found()),
+        "the cloud filter outlived its namespace: {filter:?}; log:\n{}",
+        op.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_session_whose_owner_is_deleted_is_garbage_collected_with_its_cloud_session() {
+    let cp = support::control_plane();
+    let env = Env::new("gc-owner").await;
+    let op = env.operator(None);
+    let owners: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
+    let owner: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "owner"}})).expect("owner manifest");
+    let owner = owners
+        .create(&PostParams::default(), &owner)
+        .await
+        .expect("create the owner");
+    let owner_ref = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                            "uid": owner.metadata.uid.expect("the owner's uid")}]);
+    let (filter_id, session_id) = ready_filter_and_session(&env, owner_ref).await;
+
+    owners
+        .delete("owner", &DeleteParams::default())
+        .await
+        .expect("delete the owner");
+    support::wait_deleted(cp, &env.sessions(), "tap", CLUSTER_DELETION_WAIT).await;
+    let session = env.cloud.show_session(&session_id).await;
+    assert!(
+        session.as_ref().is_err_and(|e| e.is_not_found()),
+        "the collected session's cloud session leaked: {session:?}; log:\n{}",
+        op.logs()
+    );
+    env.cloud
+        .show_filter(&filter_id)
+        .await
+        .expect("the filter, not owned, is untouched");
 }
 
 /// How many unfiltered LISTs of `collection` (`traffic-mirror-sessions`) the emulator has seen: the

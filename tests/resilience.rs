@@ -4,7 +4,8 @@
 //! SIGKILLed at random moments and restarted, and the kube-apiserver and the emulator are each
 //! restarted once. Then, after the faults stop and one resync interval passes, the end state must
 //! hold (see `resilience/check.rs`) and the cloud calls must stay under a bound derived from what
-//! was done (see `resilience/report.rs`).
+//! was done (see `resilience/report.rs`); and kube-controller-manager, which lived through the
+//! API-server restart, must still finish a namespace deletion.
 //!
 //! - `RESILIENCE_MINUTES` (default 1.5): minutes of churn. The default is the short form that
 //!   `make test` runs (about 1 min 45 s in all on 2 cores); `make resilience
@@ -30,9 +31,9 @@ mod report;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
@@ -170,6 +171,26 @@ async fn churn_under_faults_and_restarts_converges() {
         dir: &dir,
     })
     .await;
+    controller_manager_survived(cp, &client).await;
+}
+
+/// kube-controller-manager lived through the API-server restart (it reconnects by itself, see
+/// `support::controller_manager`): it still runs, and a namespace deleted now goes away.
+async fn controller_manager_survived(cp: &support::ControlPlane, client: &Client) {
+    let pid = cp
+        .controller_manager_pid
+        .expect("the newest control plane runs kube-controller-manager");
+    assert!(
+        support::process::process_alive(pid),
+        "kube-controller-manager {pid} died during the churn"
+    );
+    let ns = support::test_namespace(client, "after-restart").await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete a namespace after the churn");
+    support::wait_deleted(cp, &namespaces, &ns, Duration::from_secs(60)).await;
 }
 
 /// The churn, one operation after another with a pause drawn from the seed, until `until`.

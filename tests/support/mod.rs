@@ -1,8 +1,8 @@
 //! Integration-test support, included by each `tests/*.rs` as `mod support;`.
 //!
-//! - [`control_plane()`]: a real etcd + kube-apiserver (the newest supported Kubernetes) shared by
-//!   the tests of one test binary; [`control_plane_for`] the same for a chosen [`Version`] (the
-//!   oldest supported one too);
+//! - [`control_plane()`]: a real etcd + kube-apiserver + kube-controller-manager (the newest
+//!   supported Kubernetes) shared by the tests of one test binary; [`control_plane_for`] the same
+//!   for a chosen [`Version`] (the oldest supported one too, without kube-controller-manager);
 //! - [`test_namespace`], [`install_crds`]: per-test isolation and the CRDs from `crds/`;
 //!   [`ensure_namespace`] for the fixed namespaces of `deploy/`;
 //! - [`Emulator`]: the VPC emulator binary as a child process, with its admin API;
@@ -10,13 +10,15 @@
 //!   token from the TokenRequest API (the operator never runs as admin by default);
 //! - [`api_recorder`]: a recording reverse proxy in front of the API server, to count the
 //!   operator's API-server writes;
-//! - [`wait_for`]: poll a condition with a deadline (tests never sleep to synchronise).
+//! - [`wait_for`]: poll a condition with a deadline (tests never sleep to synchronise);
+//!   [`wait_deleted`] for a deletion that kube-controller-manager has to finish.
 //!
 //! Every test binary uses a different part of this, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod api_recorder;
 pub mod control_plane;
+pub mod controller_manager;
 pub mod emulator;
 pub mod identity;
 pub mod operator;
@@ -31,8 +33,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, Error};
+use kube::{Client, Error, Resource, ResourceExt};
 use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 #[allow(unused_imports)]
@@ -71,8 +75,75 @@ where
     }
 }
 
+/// Polls until `name` is gone from `api` (a 404). Panics, naming the caller, at `timeout` with
+/// what is keeping it: its deletionTimestamp, finalizers and status, and whether `cp` runs
+/// kube-controller-manager (with the end of its log), since a namespace deletion or a garbage
+/// collection that never finishes usually means that it does not.
+#[track_caller]
+pub fn wait_deleted<'a, K>(
+    cp: &'a ControlPlane,
+    api: &'a Api<K>,
+    name: &'a str,
+    timeout: Duration,
+) -> impl Future<Output = ()> + 'a
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let caller = Location::caller();
+    async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("never read");
+        loop {
+            match tokio::time::timeout_at(deadline, api.get_opt(name)).await {
+                Ok(Ok(None)) => return,
+                Ok(Ok(Some(obj))) => last = still_there(&obj),
+                Ok(Err(e)) => last = format!("get failed: {e}"),
+                Err(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "wait_deleted at {caller}: {} {name} still exists after {timeout:?} \
+                     ({last}); {}",
+                    K::kind(&()),
+                    controller_manager_state(cp)
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+/// Whether `cp` runs kube-controller-manager, and the end of its log if it does.
+fn controller_manager_state(cp: &ControlPlane) -> String {
+    match (&cp.controller_manager_pid, &cp.controller_manager_log) {
+        (Some(pid), Some(log)) => format!(
+            "kube-controller-manager {pid} runs; its log ends:\n{}",
+            process::tail(log, 20)
+        ),
+        _ => "no kube-controller-manager runs: nothing finishes namespace deletion or garbage \
+              collection"
+            .to_string(),
+    }
+}
+
+/// What an object that should be gone still holds, for [`wait_deleted`]'s failure message.
+fn still_there<K: Resource + Serialize>(obj: &K) -> String {
+    let status = serde_json::to_value(obj)
+        .ok()
+        .and_then(|v| v.get("status").map(Value::to_string))
+        .unwrap_or_else(|| "none".to_string());
+    format!(
+        "deletionTimestamp {:?}, finalizers {:?}, status {status}",
+        obj.meta()
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string()),
+        obj.finalizers()
+    )
+}
+
 /// Creates a namespace with a unique name `<prefix>-<random>` and returns the name. Namespaces
-/// are not deleted (there is no namespace controller to finish a deletion anyway).
+/// are not deleted: the control plane is the test binary's own and goes away with it.
 pub async fn test_namespace(client: &Client, prefix: &str) -> String {
     let prefix = dns_label_prefix(prefix);
     let api: Api<Namespace> = Api::all(client.clone());

@@ -40,11 +40,23 @@ pub struct CloudAccount {
     pub pc: String,
     client: Client,
     ns: String,
+    credentials_ns: String,
 }
 
 impl CloudAccount {
     /// Starts an emulator, creates a filter in it, and applies the Secret and ProviderConfig.
     pub async fn create(client: &Client, ns: &str) -> CloudAccount {
+        CloudAccount::create_with_credentials_in(client, ns, ns).await
+    }
+
+    /// [`CloudAccount::create`] with the Secret in `credentials_ns` instead of `ns`: for a test
+    /// that deletes `ns`, where the credentials must outlive the objects whose cloud resources
+    /// they delete (as they do in a real install, in the operator's own namespace).
+    pub async fn create_with_credentials_in(
+        client: &Client,
+        ns: &str,
+        credentials_ns: &str,
+    ) -> CloudAccount {
         let emu = Emulator::start(PROJECT, &[(AK, SK)]);
         let cloud = VpcClient::new(ClientConfig::new(
             &emu.url,
@@ -70,6 +82,7 @@ impl CloudAccount {
             pc: format!("pc-{ns}"),
             client: client.clone(),
             ns: ns.to_string(),
+            credentials_ns: credentials_ns.to_string(),
         };
         account.apply_provider(SK).await;
         account
@@ -77,7 +90,7 @@ impl CloudAccount {
 
     /// (Re)applies the Secret (with `secret_key`) and the ProviderConfig.
     pub async fn apply_provider(&self, secret_key: &str) {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.credentials_ns);
         let secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": SECRET_NAME},
             "stringData": {"accessKey": AK, "secretKey": secret_key},
@@ -97,7 +110,7 @@ impl CloudAccount {
                 "region": "emulated-1",
                 "projectId": PROJECT,
                 "endpoint": self.emu.url,
-                "credentials": {"secretRef": {"namespace": self.ns, "name": SECRET_NAME}},
+                "credentials": {"secretRef": {"namespace": self.credentials_ns, "name": SECRET_NAME}},
             }
         }))
         .expect("provider config manifest");
