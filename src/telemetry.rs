@@ -1,12 +1,14 @@
 //! Telemetry: structured logging and the Prometheus metrics the operator exports on `/metrics`.
 //!
-//! Metrics (all prefixed `tmo_`):
+//! Metrics (all prefixed `tmo_`; README "Metrics" lists every label value, and
+//! `tests/observability.rs` checks a run against it):
 //! - `tmo_reconciles_total{kind}`: reconciles run.
 //! - `tmo_reconcile_errors_total{kind,error}`: failed reconciles by cause.
 //! - `tmo_reconcile_duration_seconds{kind}`: reconcile latency histogram.
 //! - `tmo_cloud_calls_total{operation,outcome}`: VPC API calls by operation and outcome
-//!   (`success`, or the error's metric label such as `retryable`, `terminal`, `timeout`).
-//! - `tmo_managed_sessions`: sessions in the operator's cache.
+//!   (`success`, or the error's metric label such as `not_found`, `throttled`, `timeout`).
+//! - `tmo_managed_sessions`: cloud sessions in the last resync snapshot.
+//! - `tmo_cloud_budget_wait_seconds_total{lane}`, `tmo_leader`, `tmo_caches_synced`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +64,7 @@ pub fn readiness(caches_synced: bool, leader: bool) -> (u16, &'static str) {
 /// Label set: the kind being reconciled.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// `TrafficMirrorSession` or `ProviderConfig`.
+    /// `TrafficMirrorSession`, `TrafficMirrorFilter` or `ProviderConfig`.
     pub kind: String,
 }
 
@@ -103,7 +105,7 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabel, Histogram>,
     /// Cloud calls, per operation and outcome.
     pub cloud_calls: Family<CallLabel, Counter>,
-    /// Sessions currently known to the operator.
+    /// Cloud sessions in the last resync snapshot.
     pub managed_sessions: Gauge,
     /// Seconds cloud calls waited for the account's API budget, per lane.
     pub budget_wait: Family<LaneLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
@@ -171,7 +173,7 @@ impl Default for Metrics {
         );
         registry.register(
             "managed_sessions",
-            "TrafficMirrorSessions known to the operator",
+            "Cloud sessions in the last resync snapshot",
             managed_sessions.clone(),
         );
         Metrics {

@@ -46,6 +46,7 @@ on_every_version!(
     valid_manifests_are_accepted_with_defaults_filled_in,
     adopted_ids_cannot_change_or_be_removed,
     status_subresource_and_printer_columns,
+    filter_reason_column_and_provider_config_short_name,
     kubectl_explain_shows_the_field_docs,
     every_example_passes_a_server_side_dry_run,
     crds_apply_without_warnings,
@@ -656,6 +657,34 @@ fn invalid_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             with(provider(), "/spec/endpoint", json!("vpc endpoint")),
             vec!["spec.endpoint"],
         ),
+        (
+            "ProviderConfig endpoint with a path",
+            with(
+                provider(),
+                "/spec/endpoint",
+                json!("https://vpc.example.com/v3"),
+            ),
+            vec!["spec.endpoint", "without a path"],
+        ),
+        (
+            "ProviderConfig endpoint with a one-letter path and a port",
+            with(provider(), "/spec/endpoint", json!("https://host:8443/x")),
+            vec!["spec.endpoint", "without a path"],
+        ),
+        (
+            "ProviderConfig endpoint with a path and a trailing slash",
+            with(provider(), "/spec/endpoint", json!("http://10.0.0.1/v3/")),
+            vec!["spec.endpoint", "without a path"],
+        ),
+        (
+            "ProviderConfig endpoint with a query",
+            with(
+                provider(),
+                "/spec/endpoint",
+                json!("https://vpc.example.com?region=x"),
+            ),
+            vec!["spec.endpoint", "without a path or query"],
+        ),
     ]
 }
 
@@ -777,6 +806,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         "/spec",
         json!({}),
     );
+    // A trailing `/` alone is allowed (and ignored: the endpoint_url below has none).
     let emulator_provider = with(
         with(
             provider(),
@@ -784,7 +814,12 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
             json!(format!("{ns}-emulator")),
         ),
         "/spec/endpoint",
-        json!("http://127.0.0.1:8080"),
+        json!("http://127.0.0.1:8080/"),
+    );
+    let https_port_provider = with(
+        with(provider(), "/metadata/name", json!(format!("{ns}-https"))),
+        "/spec/endpoint",
+        json!("https://vpc.example.com:8443"),
     );
 
     let valid = [
@@ -799,6 +834,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         observe_filter,
         empty_filter,
         emulator_provider.clone(),
+        https_port_provider,
     ];
     for manifest in &valid {
         if let Some(message) = create_rejection(&client, &ns, manifest).await {
@@ -883,10 +919,12 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         .expect("name");
     let pc = providers.get(pc_name).await.expect("provider config");
     assert_eq!(pc.spec.endpoint_url(), "http://127.0.0.1:8080");
-    providers
-        .delete(pc_name, &Default::default())
-        .await
-        .expect("delete provider config");
+    for name in [pc_name.to_string(), format!("{ns}-https")] {
+        providers
+            .delete(&name, &Default::default())
+            .await
+            .expect("delete provider config");
+    }
 }
 
 async fn adopted_ids_cannot_change_or_be_removed(version: Version) {
@@ -1010,6 +1048,7 @@ async fn status_subresource_and_printer_columns(version: Version) {
             "PRIORITY",
             "ENABLED",
             "READY",
+            "REASON",
             "SYNCED",
             "AGE"
         ]
@@ -1021,10 +1060,82 @@ async fn status_subresource_and_printer_columns(version: Version) {
         .split_whitespace()
         .collect();
     assert_eq!(
-        row[..7],
-        ["s", "sess-123", "eni", "42", "false", "True", "False"],
+        row[..8],
+        [
+            "s",
+            "sess-123",
+            "eni",
+            "42",
+            "false",
+            "True",
+            "Available",
+            "False"
+        ],
         "{stdout}"
     );
+}
+
+/// The (header, first row) of a `kubectl get` table, split into columns.
+fn kubectl_table(version: Version, args: &[&str]) -> (Vec<String>, Vec<String>) {
+    let out = support::control_plane_for(version).kubectl(args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+    let header = lines.next().unwrap_or_default();
+    let row = lines.next().unwrap_or_default();
+    (header, row)
+}
+
+/// `kubectl get tmf` shows why a filter is not Ready (column REASON, the Ready condition's reason),
+/// and `kubectl get tmpc` lists ProviderConfigs (`pc` is PriorityClass's short name).
+async fn filter_reason_column_and_provider_config_short_name(version: Version) {
+    let (client, ns) = setup(version, "crd-reason").await;
+    let filters: Api<TrafficMirrorFilter> = Api::namespaced(client.clone(), &ns);
+    filters
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(filter()).expect("typed filter"),
+        )
+        .await
+        .expect("create filter");
+    let status = json!({"status": {"filterId": "filter-9", "conditions": [
+        {"type": "Ready", "status": "False", "reason": "ProviderConfigNotReady", "message": "m",
+         "lastTransitionTime": "2024-01-01T00:00:00Z"},
+        {"type": "Synced", "status": "False", "reason": "ProviderConfigNotReady", "message": "m",
+         "lastTransitionTime": "2024-01-01T00:00:00Z"}
+    ]}});
+    filters
+        .patch_status("f", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status patch");
+    let (header, row) = kubectl_table(version, &["get", "tmf", "f", "-n", &ns]);
+    assert_eq!(
+        header,
+        ["NAME", "FILTER-ID", "READY", "REASON", "SYNCED", "AGE"]
+    );
+    assert_eq!(
+        row[..5],
+        ["f", "filter-9", "False", "ProviderConfigNotReady", "False"]
+    );
+
+    let name = format!("{ns}-short");
+    let pc = with(provider(), "/metadata/name", json!(name));
+    if let Some(message) = create_rejection(&client, &ns, &pc).await {
+        panic!("provider config rejected: {message}");
+    }
+    let (header, row) = kubectl_table(version, &["get", "tmpc", &name]);
+    assert_eq!(header.first().map(String::as_str), Some("NAME"));
+    assert_eq!(row.first(), Some(&name));
+    Api::<ProviderConfig>::all(client)
+        .delete(&name, &Default::default())
+        .await
+        .expect("delete provider config");
 }
 
 async fn kubectl_explain_shows_the_field_docs(version: Version) {
@@ -1036,7 +1147,7 @@ async fn kubectl_explain_shows_the_field_docs(version: Version) {
         ("tms.spec.virtualNetworkId", "0-16777215. Default: 1"),
         ("tmf.spec.rules.priority", "1-65535"),
         (
-            "providerconfig.spec.endpoint",
+            "tmpc.spec.endpoint",
             "https://vpc.{region}.myhuaweicloud.com",
         ),
     ] {

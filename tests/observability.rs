@@ -41,9 +41,11 @@ impl Env {
         Operator::start(&self.ns, "10s", &["--log-format", format], None, log)
     }
 
-    /// Filter `f` with one rule, session `s` using it; both Ready; then an edit of each; then both
-    /// deleted and gone.
-    async fn lifecycle(&self) {
+    /// Filter `f` with one rule, session `s` using it, created under the tests' field manager;
+    /// returns once both are Ready.
+    async fn create_filter_and_session(
+        &self,
+    ) -> (Api<TrafficMirrorFilter>, Api<TrafficMirrorSession>) {
         let filters: Api<TrafficMirrorFilter> = Api::namespaced(self.client.clone(), &self.ns);
         let sessions: Api<TrafficMirrorSession> = Api::namespaced(self.client.clone(), &self.ns);
         let pc = &self.account.pc;
@@ -55,8 +57,12 @@ impl Env {
                  "destinationPortRange": "443"}]},
         }))
         .expect("filter manifest");
+        let create = PostParams {
+            field_manager: Some(support::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
         filters
-            .create(&PostParams::default(), &filter)
+            .create(&create, &filter)
             .await
             .expect("create filter");
         let session: TrafficMirrorSession = serde_json::from_value(json!({
@@ -68,10 +74,18 @@ impl Env {
         }))
         .expect("session manifest");
         sessions
-            .create(&PostParams::default(), &session)
+            .create(&create, &session)
             .await
             .expect("create session");
         wait_ready(&sessions, "s").await;
+        wait_ready(&filters, "f").await;
+        (filters, sessions)
+    }
+
+    /// Filter `f` with one rule, session `s` using it; both Ready; then an edit of each; then both
+    /// deleted and gone.
+    async fn lifecycle(&self) {
+        let (filters, sessions) = self.create_filter_and_session().await;
         let edit = Patch::Merge(json!({"spec": {"priority": 11}}));
         sessions
             .patch("s", &PatchParams::default(), &edit)
@@ -275,4 +289,257 @@ async fn text_logs_have_no_colour_codes_in_a_file() {
     for secret in [AK, SK] {
         assert!(!logs.contains(secret));
     }
+}
+
+/// The fields manager names of an object's `metadata.managedFields`, with the fields each wrote.
+fn managers(obj: &impl serde::Serialize) -> Vec<(String, String, String)> {
+    let v = serde_json::to_value(obj).expect("object as JSON");
+    v["metadata"]["managedFields"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    (
+                        e["manager"].as_str().unwrap_or("<none>").to_string(),
+                        e["operation"].as_str().unwrap_or_default().to_string(),
+                        e["fieldsV1"].to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The operator's finalizer and annotation writes (JSON merge patches) name its field manager, like
+/// its status writes: after it reconciled a filter, a session and their ProviderConfig, every
+/// managedFields entry is the test's own or `traffic-mirror-operator`, never `unknown`.
+#[tokio::test]
+async fn operator_writes_under_its_own_field_manager() {
+    use traffic_mirror_operator::api::ProviderConfig;
+    use traffic_mirror_operator::controller::MANAGER;
+    let env = Env::new("obs-managers").await;
+    let _op = env.operator("json");
+    let (filters, sessions) = env.create_filter_and_session().await;
+    let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
+    let objects = [
+        (
+            "session",
+            managers(&sessions.get("s").await.expect("session")),
+        ),
+        ("filter", managers(&filters.get("f").await.expect("filter"))),
+        (
+            "provider config",
+            managers(&pcs.get(&env.account.pc).await.expect("pc")),
+        ),
+    ];
+    for (what, entries) in objects {
+        let strangers: Vec<_> = entries
+            .iter()
+            .filter(|(m, _, _)| m != MANAGER && m != support::FIELD_MANAGER)
+            .collect();
+        assert!(strangers.is_empty(), "{what}: written by {strangers:?}");
+        let metadata_writes = entries
+            .iter()
+            .find(|(m, op, _)| m == MANAGER && op == "Update")
+            .unwrap_or_else(|| panic!("{what}: no Update by {MANAGER}: {entries:?}"));
+        assert!(
+            metadata_writes.2.contains("f:finalizers"),
+            "{what}: the finalizer is not the operator's: {entries:?}"
+        );
+        assert!(
+            entries
+                .iter()
+                .any(|(m, op, f)| m == MANAGER && op == "Apply" && f.contains("f:conditions")),
+            "{what}: the status is not applied by {MANAGER}: {entries:?}"
+        );
+    }
+}
+
+/// One sample line of the text format: its name and labels.
+fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>)> {
+    if line.starts_with('#') || line.trim().is_empty() {
+        return None;
+    }
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_string();
+    let labels = match line[name_end..].strip_prefix('{') {
+        Some(rest) => rest
+            .split_once('}')?
+            .0
+            .split(',')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                Some((k.to_string(), v.trim_matches('"').to_string()))
+            })
+            .collect(),
+        None => vec![],
+    };
+    Some((name, labels))
+}
+
+/// The metrics reference, docs/metrics.md.
+fn metrics_section() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+        .expect("docs/metrics.md")
+}
+
+/// The backquoted words of a Markdown table cell.
+fn backquoted(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The rows of the docs/metrics.md's metrics table: (metric as `/metrics` names its samples, label names).
+fn documented_metrics(section: &str) -> Vec<(String, Vec<String>)> {
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `tmo_"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').collect();
+            let name = backquoted(cells[1]).remove(0);
+            (name, backquoted(cells[2]))
+        })
+        .collect()
+}
+
+/// The docs/metrics.md's label-value table: label → the values (`<…>` stands for any word).
+fn documented_values(section: &str) -> Vec<(String, Vec<String>)> {
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `") && !l.starts_with("| `tmo_"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').collect();
+            (backquoted(cells[1]).remove(0), backquoted(cells[2]))
+        })
+        .collect()
+}
+
+/// Whether `value` is one of `documented` (where `<…>` matches any run of word characters).
+fn is_documented(value: &str, documented: &[String]) -> bool {
+    documented.iter().any(|d| {
+        let pattern = regex::Regex::new(r"<[^>]*>")
+            .expect("regex")
+            .split(d)
+            .map(regex::escape)
+            .collect::<Vec<_>>()
+            .join(r"\w+");
+        regex::Regex::new(&format!("^{pattern}$")).is_ok_and(|r| r.is_match(value))
+    })
+}
+
+/// A run (filter and session Ready, a ProviderConfig whose Secret is missing, a budget small enough
+/// that calls wait), then every metric of the docs/metrics.md's table has samples with exactly the labels
+/// it lists, and every label value on them is one docs/metrics.md lists.
+#[tokio::test]
+async fn metric_labels_and_values_match_the_docs() {
+    use traffic_mirror_operator::api::ProviderConfig;
+    let env = Env::new("obs-labels").await;
+    let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
+    let slow = Patch::Merge(json!({"spec": {"rateLimit": {"qps": 2, "burst": 1}}}));
+    pcs.patch(&env.account.pc, &PatchParams::default(), &slow)
+        .await
+        .expect("a small budget");
+    let broken = format!("{}-broken", env.account.pc);
+    let manifest: ProviderConfig = serde_json::from_value(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "ProviderConfig",
+        "metadata": {"name": broken, "labels": {support::operator::SELECTOR_LABEL: env.ns}},
+        "spec": {"region": "emulated-1", "projectId": support::operator::PROJECT,
+                 "endpoint": env.account.emu.url,
+                 "credentials": {"secretRef": {"namespace": env.ns, "name": "missing"}}},
+    }))
+    .expect("provider config manifest");
+    pcs.create(&PostParams::default(), &manifest)
+        .await
+        .expect("create the broken provider config");
+    let op = env.operator("json");
+    let url = metrics_url(&op).await;
+    env.create_filter_and_session().await;
+
+    let section = metrics_section();
+    let metrics = documented_metrics(&section);
+    let values = documented_values(&section);
+    assert!(
+        metrics.len() >= 8 && values.len() >= 5,
+        "{metrics:?} {values:?}"
+    );
+    // Every family has a sample once the failure is counted and a call waited.
+    let samples = support::wait_for(WAIT, || async {
+        let (_, text) = get(&format!("{url}/metrics")).await;
+        let samples: Vec<_> = text.lines().filter_map(parse_sample).collect();
+        let all = metrics.iter().all(|(name, _)| {
+            samples
+                .iter()
+                .any(|(s, _)| s == name || s.strip_suffix("_count") == Some(name.as_str()))
+        });
+        all.then_some(samples)
+    })
+    .await;
+    let mut problems = Vec::new();
+    for (sample, labels) in &samples {
+        let Some((_, names)) = metrics.iter().find(|(name, _)| {
+            sample == name
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| sample.strip_suffix(suffix) == Some(name.as_str()))
+        }) else {
+            problems.push(format!("{sample}: not in the docs/metrics.md's table"));
+            continue;
+        };
+        let mut got: Vec<&str> = labels
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| *k != "le")
+            .collect();
+        got.sort();
+        let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+        want.sort();
+        if got != want {
+            problems.push(format!(
+                "{sample}: labels {got:?}, docs/metrics.md lists {want:?}"
+            ));
+        }
+        for (label, value) in labels.iter().filter(|(k, _)| k != "le") {
+            let documented = values
+                .iter()
+                .find(|(l, _)| l == label)
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or_default();
+            if !is_documented(value, documented) {
+                problems.push(format!("{sample}: {label}={value:?} is not in docs/metrics.md"));
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    pcs.delete(&broken, &DeleteParams::default())
+        .await
+        .expect("delete the broken provider config");
+}
+
+#[test]
+fn docs_value_patterns() {
+    let documented = vec!["cloud_retryable".to_string(), "<step>_conflict".to_string()];
+    assert!(is_documented("cloud_retryable", &documented));
+    assert!(is_documented("WriteStatus_conflict", &documented));
+    assert!(!is_documented("cloud", &documented));
+    assert!(!is_documented("_conflict", &documented));
+    assert_eq!(
+        parse_sample(r#"tmo_cloud_calls_total{operation="list_sessions",outcome="success"} 3"#),
+        Some((
+            "tmo_cloud_calls_total".to_string(),
+            vec![
+                ("operation".to_string(), "list_sessions".to_string()),
+                ("outcome".to_string(), "success".to_string())
+            ]
+        ))
+    );
+    assert_eq!(
+        parse_sample("tmo_leader 1"),
+        Some(("tmo_leader".to_string(), vec![]))
+    );
 }

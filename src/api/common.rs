@@ -5,7 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The status condition shape of every kind (`metav1.Condition`), re-exported so the controller and
-/// the API types agree on one definition. Condition types used: `Ready` and `Synced`.
+/// the API types agree on one definition. Condition types used: `Ready`, `Synced`, and kstatus'
+/// `Reconciling` / `Stalled` (see `controller::conditions`).
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// The name of the `ProviderConfig` used when a resource does not name one.

@@ -93,6 +93,7 @@ fn cidr_family_rule(field: &str) -> String {
     doc = "A Huawei Cloud VPC traffic mirror filter: ingress and egress rules deciding which traffic a traffic mirror session copies.",
     printcolumn(name = "Filter-ID", type_ = "string", json_path = ".status.filterId", description = "Id of the filter in the cloud"),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#, description = "The cloud filter and its rules match the spec"),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#, description = "Why the filter is (not) Ready"),
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#, description = "The last reconcile succeeded"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("has(self.spec.name) || size(self.metadata.name) <= 64")
@@ -366,8 +367,10 @@ pub struct TrafficMirrorFilterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Conditions `Ready` (the cloud filter and rules match the spec) and `Synced` (the last
-    /// reconcile succeeded), keyed by type.
+    /// Conditions, keyed by type: `Ready` (the cloud filter and rules match the spec), `Synced`
+    /// (the last reconcile succeeded), and, only while `Ready` is False, `Reconciling` (the
+    /// operator is still working toward the spec) or `Stalled` (it cannot progress until someone
+    /// changes the spec or the cloud).
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

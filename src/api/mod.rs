@@ -63,13 +63,38 @@ pub enum CrdError {
     },
 }
 
-/// Every CRD of the operator, in a stable order.
+/// Every CRD of the operator, in a stable order, with its descriptions unwrapped into paragraphs
+/// (see [`schema::unwrap_paragraphs`]) so `kubectl explain` shows no ragged lines.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         ProviderConfig::crd(),
         TrafficMirrorFilter::crd(),
         TrafficMirrorSession::crd(),
     ]
+    .into_iter()
+    .map(with_unwrapped_descriptions)
+    .collect()
+}
+
+/// The CRD with every schema description unwrapped ([`schema::unwrap_descriptions`]); unchanged if
+/// a schema cannot make the round trip through JSON (it always can: it was made from JSON).
+fn with_unwrapped_descriptions(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        let Some(validation) = version.schema.as_mut() else {
+            continue;
+        };
+        let Some(props) = validation.open_api_v3_schema.as_mut() else {
+            continue;
+        };
+        let Ok(mut value) = serde_json::to_value(&*props) else {
+            continue;
+        };
+        schema::unwrap_descriptions(&mut value);
+        if let Ok(unwrapped) = serde_json::from_value(value) {
+            *props = unwrapped;
+        }
+    }
+    crd
 }
 
 /// The file a CRD is committed as: `<plural>.<group>.yaml` (its metadata.name plus `.yaml`).
@@ -207,6 +232,112 @@ mod tests {
         let mut expected = vec![written[0].clone(), written[1].clone(), extra];
         expected.sort();
         assert_eq!(stale_crd_files(dir.path()).unwrap(), expected);
+    }
+
+    /// Every description of every schema, with its path.
+    fn descriptions(path: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("description", serde_json::Value::String(d)) => {
+                            out.push((path.to_string(), d.clone()))
+                        }
+                        ("default" | "enum", _) => {}
+                        _ => descriptions(&format!("{path}.{k}"), v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    descriptions(&format!("{path}[{i}]"), item, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn descriptions_are_not_hard_wrapped() {
+        let mut found = Vec::new();
+        for crd in crds() {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            descriptions(&crd.spec.names.kind, &schema, &mut found);
+        }
+        assert!(found.len() > 50, "{} descriptions", found.len());
+        let wrapped: Vec<_> = found
+            .iter()
+            .filter(|(_, d)| {
+                d.match_indices('\n').any(|(i, _)| {
+                    let (before, after) = (&d[..i], &d[i + 1..]);
+                    !before.ends_with('\n')
+                        && !after.starts_with('\n')
+                        && !schema::is_list_item(after)
+                })
+            })
+            .collect();
+        assert!(
+            wrapped.is_empty(),
+            "hard-wrapped descriptions: {wrapped:#?}"
+        );
+    }
+
+    #[test]
+    fn status_conditions_docs_name_every_condition_type() {
+        use crate::controller::conditions::{READY, RECONCILING, STALLED, SYNCED};
+        for crd in crds() {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            let doc = schema
+                .pointer("/openAPIV3Schema/properties/status/properties/conditions/description")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default();
+            for type_ in [READY, SYNCED, RECONCILING, STALLED] {
+                assert!(
+                    doc.contains(&format!("`{type_}`")),
+                    "{}: status.conditions does not name {type_}: {doc}",
+                    crd.spec.names.kind
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn crd_reference_names_every_condition_type_for_every_kind() {
+        use crate::controller::conditions::{READY, RECONCILING, STALLED, SYNCED};
+        let reference = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/crd-reference.md"
+        ))
+        .expect("docs/crd-reference.md");
+        for crd in crds() {
+            let kind = crd.spec.names.kind;
+            let section = reference
+                .split("\n## ")
+                .find(|s| s.starts_with(&kind))
+                .unwrap_or_else(|| panic!("no docs/crd-reference.md section for {kind}"));
+            for type_ in [READY, SYNCED, RECONCILING, STALLED] {
+                assert!(
+                    section.contains(&format!("`{type_}`")),
+                    "docs/crd-reference.md's {kind} section does not name the condition {type_}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_names() {
+        let names: Vec<_> = crds()
+            .iter()
+            .map(|c| (c.spec.names.kind.clone(), c.spec.names.short_names.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("ProviderConfig".to_string(), Some(vec!["tmpc".to_string()])),
+                ("TrafficMirrorFilter".into(), Some(vec!["tmf".into()])),
+                ("TrafficMirrorSession".into(), Some(vec!["tms".into()])),
+            ]
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub const SECRET_KEY_SECURITY_TOKEN: &str = "securityToken";
     kind = "ProviderConfig",
     plural = "providerconfigs",
     status = "ProviderConfigStatus",
+    shortname = "tmpc",
     category = "hwcloud",
     derive = "PartialEq",
     doc = "Connection settings for Huawei Cloud: region, project, optional endpoint override and the Secret holding the AK/SK. Resources name it in spec.providerConfigRef.",
@@ -74,12 +75,20 @@ pub struct ProviderConfigSpec {
     #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9_-]+$"))]
     pub project_id: String,
 
-    /// Base URL of the VPC API, `http` or `https`, without a path. Optional; default
-    /// `https://vpc.{region}.myhuaweicloud.com`. Set it to reach an emulator or a private endpoint.
+    /// Base URL of the VPC API: `http` or `https`, a host and an optional port, without a path or
+    /// query (the operator adds the API's paths; a trailing `/` alone is allowed and ignored).
+    /// Optional; default `https://vpc.{region}.myhuaweicloud.com`. Set it to reach an emulator or a
+    /// private endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
-    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''")
-        .message("spec.endpoint must be an http or https URL such as https://vpc.cn-north-4.myhuaweicloud.com"))]
+    #[x_kube(
+        validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''")
+            .message("spec.endpoint must be an http or https URL such as https://vpc.cn-north-4.myhuaweicloud.com"),
+        // Only checked on a URL (the rule above reports the rest). A path would be put in front of
+        // every API path and fail at the cloud's gateway (`APIGW.0101`) instead of here.
+        validation = Rule::new("!isURL(self) || (url(self).getEscapedPath() in ['', '/'] && size(url(self).getQuery()) == 0)")
+            .message("spec.endpoint must be a scheme://host[:port] URL without a path or query, such as https://vpc.cn-north-4.myhuaweicloud.com")
+    )]
     pub endpoint: Option<String>,
 
     /// Where the access keys come from. Required.
@@ -155,8 +164,10 @@ pub struct ProviderConfigStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Conditions `Ready` (the cloud accepted the credentials; `InUse` while a deletion waits for
-    /// its users) and `Synced`. Keyed by type.
+    /// Conditions, keyed by type: `Ready` (the cloud accepted the credentials; reason `InUse` while
+    /// a deletion waits for its users), `Synced` (the last check succeeded), and, only while `Ready`
+    /// is False, `Reconciling` (the operator is still working on it) or `Stalled` (it cannot
+    /// progress until someone fixes the Secret or the spec).
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -64,6 +64,71 @@ pub(crate) fn strip_defaults(schema: &mut Schema) {
     }
 }
 
+/// Joins the hard-wrapped lines of a description into paragraphs.
+///
+/// Descriptions come from Rust doc comments, wrapped at about 100 columns; `kubectl explain`
+/// wraps text itself, so kept line breaks show as ragged lines. Blank lines (paragraph breaks),
+/// list items (`- `, `* `, `+ `, `1. `, `1) `) and fenced code blocks (kept verbatim) stay as they
+/// are; every other line break becomes a space.
+pub(crate) fn unwrap_paragraphs(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_fence = false;
+    // A break the next line must start with (after a blank line or a closing fence).
+    let mut pending = "";
+    for raw in text.trim().lines() {
+        let line = raw.trim_end();
+        let trimmed = line.trim_start();
+        let fence = trimmed.starts_with("```");
+        if !in_fence && trimmed.is_empty() {
+            pending = "\n\n";
+            continue;
+        }
+        let separator = if out.is_empty() {
+            ""
+        } else if !pending.is_empty() {
+            pending
+        } else if in_fence || fence || is_list_item(trimmed) {
+            "\n"
+        } else {
+            " "
+        };
+        out.push_str(separator);
+        out.push_str(if in_fence || fence { line } else { trimmed });
+        if fence {
+            in_fence = !in_fence;
+        }
+        pending = if fence && !in_fence { "\n" } else { "" };
+    }
+    out
+}
+
+/// Whether a (left-trimmed) line starts a Markdown list item.
+pub(crate) fn is_list_item(line: &str) -> bool {
+    if ["- ", "* ", "+ "].iter().any(|m| line.starts_with(m)) {
+        return true;
+    }
+    let digits = line.chars().take_while(char::is_ascii_digit).count();
+    digits > 0 && (line[digits..].starts_with(". ") || line[digits..].starts_with(") "))
+}
+
+/// Applies [`unwrap_paragraphs`] to every `description` of a JSON schema, at any depth. Values
+/// (`default`, `enum`, `example`) are data, not schemas, and are left alone.
+pub(crate) fn unwrap_descriptions(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match (key.as_str(), value) {
+                    ("description", Value::String(text)) => *text = unwrap_paragraphs(text),
+                    ("default" | "enum" | "example", _) => {}
+                    (_, value) => unwrap_descriptions(value),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +161,49 @@ mod tests {
         .unwrap();
         strip_defaults(&mut s);
         assert_eq!(s.to_value(), json!({"properties": {"a": {"items": {}}}}));
+    }
+
+    #[test]
+    fn unwrap_paragraphs_joins_wrapped_lines_only() {
+        let table = [
+            ("one line", "one line"),
+            ("wrapped\nline", "wrapped line"),
+            ("  indented\n   continuation  ", "indented continuation"),
+            ("first\npara\n\nsecond\npara", "first para\n\nsecond para"),
+            ("many\n\n\n\nblanks", "many\n\nblanks"),
+            (
+                "Items:\n- one\n  wraps\n- two\n* three\n+ four",
+                "Items:\n- one wraps\n- two\n* three\n+ four",
+            ),
+            ("1. a\n2) b\n10. c\nd", "1. a\n2) b\n10. c d"),
+            ("version 2.\n3 is not a list", "version 2. 3 is not a list"),
+            ("-dash is text\n-1 too", "-dash is text -1 too"),
+            ("a\n```\nx\n  y\n```\nb\nc", "a\n```\nx\n  y\n```\nb c"),
+            ("", ""),
+            ("\n\ntrimmed\n\n", "trimmed"),
+        ];
+        for (input, want) in table {
+            assert_eq!(unwrap_paragraphs(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn unwrap_descriptions_walks_schemas_but_not_values() {
+        let mut v = json!({"description": "a\nb", "properties": {
+            "description": {"type": "string", "description": "c\nd"},
+            "x": {"default": {"description": "keep\nme"}, "enum": ["e\nf"],
+                  "items": {"description": "g\nh"}},
+            "y": {"anyOf": [{"description": "i\nj"}]}
+        }});
+        unwrap_descriptions(&mut v);
+        assert_eq!(
+            v,
+            json!({"description": "a b", "properties": {
+                "description": {"type": "string", "description": "c d"},
+                "x": {"default": {"description": "keep\nme"}, "enum": ["e\nf"],
+                      "items": {"description": "g h"}},
+                "y": {"anyOf": [{"description": "i j"}]}
+            }})
+        );
     }
 }

@@ -36,6 +36,7 @@ pub const NAME_PATTERN: &str = r"^[\p{L}\p{N}_.-]+$";
     printcolumn(name = "Priority", type_ = "integer", json_path = ".spec.priority", description = "Session priority (1-32766)"),
     printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled", description = "Whether mirroring is on"),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#, description = "The cloud session matches the spec"),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#, description = "Why the session is (not) Ready"),
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#, description = "The last reconcile succeeded"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("has(self.spec.name) || size(self.metadata.name) <= 64")
@@ -198,8 +199,10 @@ pub struct TrafficMirrorSessionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Conditions `Ready` (the cloud session matches the spec) and `Synced` (the last reconcile
-    /// succeeded), keyed by type.
+    /// Conditions, keyed by type: `Ready` (the cloud session matches the spec), `Synced` (the last
+    /// reconcile succeeded), and, only while `Ready` is False, `Reconciling` (the operator is still
+    /// working toward the spec) or `Stalled` (it cannot progress until someone changes the spec,
+    /// the cloud or the Secret).
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -58,6 +58,16 @@ use providers::Registry;
 /// Name under which the operator reports events and writes.
 pub const MANAGER: &str = "traffic-mirror-operator";
 
+/// The parameters of the operator's metadata patches (finalizers, annotations): they name
+/// [`MANAGER`] as the field manager, so `metadata.managedFields` shows who wrote them instead of
+/// `unknown`. The status write is a server-side apply under the same name.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 /// Runtime settings of the operator (from the command line).
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {

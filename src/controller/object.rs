@@ -80,7 +80,7 @@ pub async fn remove_finalizer<K: Object>(
 pub async fn merge_patch<K: Object>(api: &Api<K>, obj: &K, patch: &Value) -> kube::Result<K> {
     api.patch(
         &obj.name_any(),
-        &PatchParams::default(),
+        &super::patch_params(),
         &Patch::Merge(patch),
     )
     .await

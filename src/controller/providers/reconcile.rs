@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -208,7 +208,7 @@ async fn patch_finalizers(
         json!({"metadata": {"finalizers": finalizers, "resourceVersion": pc.resource_version()}});
     api.patch(
         &pc.name_any(),
-        &PatchParams::default(),
+        &crate::controller::patch_params(),
         &Patch::Merge(&patch),
     )
     .await
