@@ -45,6 +45,7 @@ on_every_version!(
     invalid_manifests_are_rejected_naming_the_field,
     valid_manifests_are_accepted_with_defaults_filled_in,
     adopted_ids_cannot_change_or_be_removed,
+    a_late_id_must_be_the_recorded_one,
     status_subresource_and_printer_columns,
     filter_reason_column_and_provider_config_short_name,
     kubectl_explain_shows_the_field_docs,
@@ -989,6 +990,42 @@ async fn adopted_ids_cannot_change_or_be_removed(version: Version) {
     )
     .await
     .expect("setting sessionId for the first time");
+}
+
+/// An object keeps the cloud object it recorded (`status.sessionId` / `status.filterId`): setting the
+/// spec's id later to another one is refused (it would leak the recorded one); setting it to the
+/// recorded one is fine. Status is visible to the root rule on a spec update on every version.
+async fn a_late_id_must_be_the_recorded_one(version: Version) {
+    let (client, ns) = setup(version, "crd-late-id").await;
+    for (manifest, field) in [(session(), "sessionId"), (filter(), "filterId")] {
+        let api = dynamic_api(&client, &ns, &manifest);
+        let name = manifest["metadata"]["name"].as_str().expect("name");
+        api.create(&PostParams::default(), &to_dynamic(&manifest))
+            .await
+            .unwrap_or_else(|e| panic!("create without {field}: {e}"));
+        let recorded = json!({"status": {field: "recorded-id"}});
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&recorded))
+            .await
+            .unwrap_or_else(|e| panic!("status.{field}: {e}"));
+        let other = json!({"spec": {field: "other-id"}});
+        let err = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&other))
+            .await
+            .expect_err("another id than the recorded one must be rejected");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("spec.{field} must equal status.{field}")),
+            "{message}"
+        );
+        let same = json!({"spec": {field: "recorded-id"}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&same))
+            .await
+            .unwrap_or_else(|e| panic!("the recorded {field}: {e}"));
+        // Later status writes (the operator's) stay possible.
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&recorded))
+            .await
+            .unwrap_or_else(|e| panic!("status after: {e}"));
+    }
 }
 
 async fn status_subresource_and_printer_columns(version: Version) {

@@ -580,6 +580,40 @@ async fn deleting_a_filter_in_use_waits_for_its_sessions() {
         env.writes().await.is_empty(),
         "no delete is tried while sessions use the filter"
     );
+    // The filter still exists and keeps serving: its session stays Ready, says why the filter waits,
+    // and an edit is still applied (one PUT) while the filter waits.
+    let s = env.wait_session("s", "True", None).await;
+    let ready = s
+        .status
+        .as_ref()
+        .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(ready.contains("\"web\" is being deleted"), "{ready}");
+    env.sessions()
+        .patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"priority": 11}})),
+        )
+        .await
+        .expect("patch priority");
+    env.wait_session("s", "True", None).await;
+    let puts: Vec<Value> = env
+        .writes()
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 1, "the edit is applied: {puts:?}");
+    assert_eq!(
+        env.wait_filter("web", "False", Some("InUse"))
+            .await
+            .status
+            .map(|s| s.filter_id.is_some()),
+        Some(true),
+        "the filter still waits"
+    );
     env.sessions()
         .delete("s", &DeleteParams::default())
         .await
@@ -1033,4 +1067,76 @@ async fn when_the_older_manager_goes_the_younger_takes_over_at_the_next_resync()
         ["egress/1"],
         "the younger object's rules now"
     );
+}
+
+/// A filter object that recorded its cloud filter keeps it: a later, different `spec.filterId` is
+/// refused at admission (the recorded id is in status), and deleting the object deletes the filter
+/// it created, never the unknown id.
+#[tokio::test]
+async fn a_late_filter_id_is_refused_and_deletion_deletes_the_created_filter() {
+    let env = Env::new("flt-late-id").await;
+    let _op = env.operator(None);
+    env.apply_filter("web", three_rules(), json!({})).await;
+    let f = env.wait_filter("web", "True", Some("Available")).await;
+    let created = f.status.and_then(|s| s.filter_id).expect("status.filterId");
+    let late = json!({"spec": {"filterId": "33333333-0000-4000-8000-000000000000"}});
+    let err = env
+        .filters()
+        .patch("web", &PatchParams::default(), &Patch::Merge(&late))
+        .await
+        .expect_err("a late filterId naming another filter is refused");
+    assert!(
+        err.to_string()
+            .contains("spec.filterId must equal status.filterId"),
+        "{err}"
+    );
+    env.filters()
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    env.wait_filter_gone("web").await;
+    let err = env.cloud.show_filter(&created).await.expect_err("deleted");
+    assert!(
+        err.is_not_found(),
+        "the created filter is not leaked: {err}"
+    );
+    let deletes: Vec<Value> = env
+        .writes()
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "DELETE")
+        .collect();
+    assert!(
+        deletes
+            .iter()
+            .all(|c| !c["path"].as_str().unwrap_or("").contains("33333333")),
+        "{deletes:?}"
+    );
+}
+
+/// Filters: a `NameConflict` clears as soon as the object holding the name is gone (woken by the
+/// claim index), well before the next resync (the operator here resyncs every 300 s).
+#[tokio::test]
+async fn a_filter_name_conflict_clears_as_soon_as_the_holder_is_gone() {
+    let env = Env::new("flt-name-freed").await;
+    let log = env.dir.path().join("operator-long-resync.log");
+    let _op = support::operator::Operator::start(&env.ns, "300s", &[], None, log);
+    env.apply_filter("a", three_rules(), json!({"name": "shared"}))
+        .await;
+    env.wait_filter("a", "True", Some("Available")).await;
+    env.apply_filter("b", three_rules(), json!({"name": "shared"}))
+        .await;
+    let b = env.wait_filter("b", "False", Some("NameConflict")).await;
+    let (_, msg) = ready_of(&b);
+    assert!(msg.contains("metadata.name"), "{msg}");
+    env.filters()
+        .delete("a", &DeleteParams::default())
+        .await
+        .expect("delete a");
+    env.wait_filter_gone("a").await;
+    support::wait_for(Duration::from_secs(30), || async {
+        let b = env.filters().get("b").await.ok()?;
+        (ready_of(&b).0 == "Available").then_some(())
+    })
+    .await;
 }

@@ -1169,3 +1169,148 @@ async fn a_second_object_adopting_a_managed_session_stalls_and_never_writes() {
     let w = writes(&env.calls().await);
     assert!(w.is_empty(), "no delete of the managed session: {w:#?}");
 }
+
+/// A session object that recorded its cloud session keeps it: a later, different `spec.sessionId` is
+/// refused at admission (the recorded id is in status), and deleting the object deletes the session it
+/// created, never the unknown id (no DELETE of it, no leak).
+#[tokio::test]
+async fn a_late_session_id_is_refused_and_deletion_deletes_the_created_session() {
+    let env = TestEnv::new("late-id").await;
+    let _op = Operator::start(&env, None);
+    env.apply("s", json!({})).await;
+    env.wait_ready("s").await;
+    let created = env.session_id("s").await;
+    let late = json!({"spec": {"sessionId": "33333333-0000-4000-8000-000000000000"}});
+    let err = env
+        .sessions()
+        .patch("s", &PatchParams::default(), &Patch::Merge(&late))
+        .await
+        .expect_err("a late sessionId naming another session is refused");
+    assert!(
+        err.to_string()
+            .contains("spec.sessionId must equal status.sessionId"),
+        "{err}"
+    );
+    // Setting the id it already manages is fine (pinning it).
+    env.patch_spec("s", json!({"sessionId": created})).await;
+    env.wait_ready("s").await;
+    env.delete("s").await;
+    env.wait_gone("s").await;
+    let err = env.cloud.show_session(&created).await.expect_err("deleted");
+    assert!(
+        err.is_not_found(),
+        "the created session is not leaked: {err}"
+    );
+    let w = writes(&env.calls().await);
+    assert!(
+        w.iter()
+            .all(|c| !c["path"].as_str().unwrap_or("").contains("33333333")),
+        "{w:#?}"
+    );
+}
+
+/// A second ProviderConfig for the same account (endpoint + project): ids collide across the two, so
+/// a second object adopting the managed session through it is `AlreadyManaged` all the same.
+async fn same_account_provider(env: &TestEnv) -> String {
+    let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
+    let mut pc = pcs.get(&env.pc).await.expect("get provider config");
+    let name = format!("{}-same", env.pc);
+    pc.metadata = kube::api::ObjectMeta {
+        name: Some(name.clone()),
+        labels: pc.metadata.labels.clone(),
+        ..Default::default()
+    };
+    pc.status = None;
+    pcs.create(&PostParams::default(), &pc)
+        .await
+        .expect("create the second provider config");
+    name
+}
+
+#[tokio::test]
+async fn two_provider_configs_of_one_account_share_claims_and_the_younger_takes_over_at_once() {
+    let env = TestEnv::new("same-account").await;
+    let legacy = env
+        .cloud
+        .create_session(&env.out_of_band("legacy", "eni-target", 55))
+        .await
+        .expect("create out of band");
+    let second_pc = same_account_provider(&env).await;
+    // A long resync: taking over must not wait for it.
+    let log = env.dir.path().join("operator-long-resync.log");
+    let _op = support::operator::Operator::start(&env.ns, "300s", &[], None, log);
+    env.apply(
+        "first",
+        json!({"sessionId": legacy.id, "priority": 10, "deletionPolicy": "Orphan"}),
+    )
+    .await;
+    env.wait_ready("first").await;
+    env.apply(
+        "second",
+        json!({"sessionId": legacy.id, "priority": 20, "providerConfigRef": {"name": second_pc}}),
+    )
+    .await;
+    let o = env
+        .wait_reason("second", "Ready", "False", Some("AlreadyManaged"))
+        .await;
+    let ready = condition(&o, "Ready");
+    assert!(
+        ready.message.contains(&format!("{}/first", env.ns)),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        env.cloud.show_session(&legacy.id).await.unwrap().priority,
+        10
+    );
+    env.delete("first").await;
+    env.wait_gone("first").await;
+    support::wait_for(Duration::from_secs(30), || async {
+        let o = env.sessions().get("second").await.ok()?;
+        let ready = o
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.cloud.show_session(&legacy.id).await.unwrap().priority,
+        20
+    );
+}
+
+/// A rename is checked like a create: onto a name another session has, it is refused with
+/// `NameConflict` on the renamed object alone and no `PUT`; the holder stays Ready; setting the name
+/// back clears the conflict at once.
+#[tokio::test]
+async fn a_rename_onto_a_taken_name_is_refused_and_a_revert_clears_it() {
+    let env = TestEnv::new("rename").await;
+    let log = env.dir.path().join("operator-long-resync.log");
+    let _op = support::operator::Operator::start(&env.ns, "300s", &[], None, log);
+    env.apply("web-tap", json!({})).await;
+    env.apply("other", json!({"name": "other"})).await;
+    env.wait_ready("web-tap").await;
+    env.wait_ready("other").await;
+    env.emu().clear_calls().await;
+    env.patch_spec("other", json!({"name": "web-tap"})).await;
+    let o = env
+        .wait_reason("other", "Ready", "False", Some("NameConflict"))
+        .await;
+    let msg = condition(&o, "Ready").message;
+    let holder = env.session_id("web-tap").await;
+    for part in [holder.as_str(), "\"other\"", "metadata.name"] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    let w = writes(&env.calls().await);
+    assert!(w.is_empty(), "no PUT: {w:#?}");
+    assert_eq!(env.cloud_sessions_named("web-tap").await.len(), 1);
+    let web = env.sessions().get("web-tap").await.expect("get");
+    assert_eq!(condition(&web, "Ready").status, "True");
+    env.patch_spec("other", json!({"name": "other"})).await;
+    env.wait_ready("other").await;
+    let web = env.sessions().get("web-tap").await.expect("get");
+    assert_eq!(condition(&web, "Ready").status, "True");
+}

@@ -97,7 +97,13 @@ fn cidr_family_rule(field: &str) -> String {
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#, description = "The last reconcile succeeded"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("has(self.spec.name) || size(self.metadata.name) <= 64")
-        .message("metadata.name must be at most 64 characters when spec.name is not set (it becomes the cloud name)")
+        .message("metadata.name must be at most 64 characters when spec.name is not set (it becomes the cloud name)"),
+    // Ownership: an object keeps the cloud filter it created or adopted (status.filterId). A later
+    // spec.filterId naming another one would leak it, so it is refused here (status is the old one on a
+    // spec update); only the first setting is checked, so objects from before this rule stay editable.
+    validation = Rule::new("!has(self.spec.filterId) || has(oldSelf.spec.filterId) || !has(self.status) || !has(self.status.filterId) || self.status.filterId == self.spec.filterId")
+        .message("spec.filterId must equal status.filterId: this object already manages that cloud filter; to manage another one, delete this object (spec.deletionPolicy: Orphan keeps its cloud filter) and adopt the other with a new object")
+        .field_path(".spec.filterId")
 )]
 #[x_kube(
     validation = Rule::new("!has(oldSelf.filterId) || has(self.filterId)")

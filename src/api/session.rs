@@ -40,7 +40,13 @@ pub const NAME_PATTERN: &str = r"^[\p{L}\p{N}_.-]+$";
     printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].status"#, description = "The last reconcile succeeded"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("has(self.spec.name) || size(self.metadata.name) <= 64")
-        .message("metadata.name must be at most 64 characters when spec.name is not set (it becomes the cloud name)")
+        .message("metadata.name must be at most 64 characters when spec.name is not set (it becomes the cloud name)"),
+    // Ownership: an object keeps the cloud session it created or adopted (status.sessionId). A later
+    // spec.sessionId naming another one would leak it, so it is refused here (status is the old one on a
+    // spec update); only the first setting is checked, so objects from before this rule stay editable.
+    validation = Rule::new("!has(self.spec.sessionId) || has(oldSelf.spec.sessionId) || !has(self.status) || !has(self.status.sessionId) || self.status.sessionId == self.spec.sessionId")
+        .message("spec.sessionId must equal status.sessionId: this object already manages that cloud session; to manage another one, delete this object (spec.deletionPolicy: Orphan keeps its cloud session) and adopt the other with a new object")
+        .field_path(".spec.sessionId")
 )]
 #[x_kube(
     validation = Rule::new("has(self.trafficMirrorFilterId) != has(self.trafficMirrorFilterRef)")

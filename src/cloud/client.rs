@@ -395,6 +395,12 @@ impl VpcClient {
         &self.inner.project_id
     }
 
+    /// The root of every request (`scheme://host[:port]{path}/v3/{project}/vpc`): it names the cloud
+    /// account, so two clients with the same root see the same cloud objects.
+    pub fn api_root(&self) -> String {
+        format!("{}{}", self.inner.origin, self.inner.base_path)
+    }
+
     /// Send one signed request to `{base}/{resource}` and return the raw answer.
     async fn send(
         &self,

@@ -72,12 +72,17 @@ pub mod reason {
     /// An older object (same ProviderConfig, not ObserveOnly) already manages the cloud object this
     /// one adopts: two managers would undo each other's changes, so this one never writes.
     pub const ALREADY_MANAGED: &str = "AlreadyManaged";
+    /// `spec.sessionId` / `spec.filterId` names another cloud object than the one this object
+    /// created or adopted (its recorded id): switching would leak the recorded one, so nothing is
+    /// written to either until a person decides.
+    pub const ID_MISMATCH: &str = "IdMismatch";
 
     /// `Ready=False` reasons that only a human can clear (a spec, cloud or Secret change): they
     /// make the object `Stalled` rather than `Reconciling`.
-    pub const TERMINAL: [&str; 9] = [
+    pub const TERMINAL: [&str; 10] = [
         NAME_CONFLICT,
         ALREADY_MANAGED,
+        ID_MISMATCH,
         DRIFTED,
         SESSION_NOT_FOUND,
         FILTER_NOT_FOUND,

@@ -227,11 +227,32 @@ fn conflict_message<T: Created>(name: &str, found: &[T]) -> String {
     let ids: Vec<&str> = found.iter().map(|s| s.id()).collect();
     format!(
         "{}(s) named {name:?} already exist ({}) and were not created by this object; \
-         set {} to adopt one, or set spec.name to a different name",
+         set {} to adopt one, or set spec.name to a different name. {DEFAULT_NAME_NOTE}",
         T::NOUN,
         ids.join(", "),
         T::ADOPT_FIELD,
     )
+}
+
+/// Why two objects can want one cloud name without anyone writing `spec.name`.
+const DEFAULT_NAME_NOTE: &str = "The cloud name defaults to metadata.name, so the same manifest \
+    applied in two namespaces needs its own spec.name in each";
+
+/// A rename is checked like a create: the cloud object `id` may take the name `to` only when no
+/// other cloud object (another object's, or one made outside Kubernetes) has it; `found` are the
+/// cloud objects named `to`. Otherwise nothing is renamed and the message says what holds the name.
+pub fn rename_check<T: Created>(id: &str, from: &str, to: &str, found: &[T]) -> Result<(), String> {
+    let holders: Vec<&str> = found.iter().map(|s| s.id()).filter(|h| *h != id).collect();
+    if holders.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "spec.name {to:?} is already the name of {} {} (another object's, or made outside \
+         Kubernetes): {id} keeps the name {from:?} and is not renamed. Choose another spec.name, or \
+         set it back. {DEFAULT_NAME_NOTE}",
+        T::NOUN,
+        holders.join(", "),
+    ))
 }
 
 /// Parses the cloud's `YYYY-MM-DDThh:mm:ssZ` (and tolerates full RFC 3339).

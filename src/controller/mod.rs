@@ -126,6 +126,8 @@ pub struct Context {
     /// The controllers' caches, set once at start: the filter reconciler asks which sessions use a
     /// filter, the resync loop which accounts have filters.
     pub stores: Stores,
+    /// Who claims which cloud id, per kind, kept from the watch events (see [`claims::ClaimIndex`]).
+    pub claims: ClaimIndexes,
     /// Whether this process leads: only the leader reconciles (calls the cloud, writes status and
     /// finalizers, records events). A standby's reconcilers return at once; its caches stay warm.
     leading: AtomicBool,
@@ -158,6 +160,15 @@ pub struct Stores {
     pub filters: OnceLock<Store<TrafficMirrorFilter>>,
 }
 
+/// The claim index of each kind, fed by its controller's watch (see [`claim_feed`]).
+#[derive(Debug, Default)]
+pub struct ClaimIndexes {
+    /// TrafficMirrorSessions.
+    pub sessions: Mutex<claims::ClaimIndex>,
+    /// TrafficMirrorFilters.
+    pub filters: Mutex<claims::ClaimIndex>,
+}
+
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
@@ -182,6 +193,7 @@ impl Context {
             ledger: Ledger::default(),
             refresh_now: Notify::new(),
             stores: Stores::default(),
+            claims: ClaimIndexes::default(),
             started_at: chrono::Utc::now(),
             leading: AtomicBool::new(config.leader_election.is_none()),
             became_leader: Notify::new(),
@@ -234,22 +246,27 @@ impl Context {
     }
 
     /// The other filter object (`namespace/name`) that already manages `f`'s cloud filter, if any
-    /// (see [`claims::claimed_by`]): read from the filter controller's cache, no API call.
+    /// (see [`claims::claimed_by`]): one lookup in the claim index, no API call.
     pub fn filter_claimed_by(&self, f: &TrafficMirrorFilter) -> Option<String> {
-        let store = self.stores.filters.get()?;
-        claimed_in(store, f, claims::Claimant::of_filter, claims::filter_id_of)
+        self.claimed_in(&self.claims.filters, claims::Claimant::of_filter(f))
     }
 
     /// The other session object (`namespace/name`) that already manages `s`'s cloud session, if any
-    /// (see [`claims::claimed_by`]): read from the session controller's cache, no API call.
+    /// (see [`claims::claimed_by`]): one lookup in the claim index, no API call.
     pub fn session_claimed_by(&self, s: &TrafficMirrorSession) -> Option<String> {
-        let store = self.stores.sessions.get()?;
-        claimed_in(
-            store,
-            s,
-            claims::Claimant::of_session,
-            claims::session_id_of,
-        )
+        self.claimed_in(&self.claims.sessions, claims::Claimant::of_session(s))
+    }
+
+    /// [`claims::claimed_by`] among the objects of one kind's index that know the same id, with
+    /// ProviderConfigs compared by their cloud account.
+    fn claimed_in(
+        &self,
+        index: &Mutex<claims::ClaimIndex>,
+        ours: claims::Claimant,
+    ) -> Option<String> {
+        let id = ours.manages()?;
+        let index = index.lock().unwrap_or_else(|p| p.into_inner());
+        claims::claimed_by(&ours, index.with_id(id), |pc| self.providers.account(pc))
     }
 
     /// The budget lane of a reconcile of `meta`'s object: interactive when a person waits for it (it
@@ -343,24 +360,6 @@ impl Context {
     pub fn refresh_inventories_soon(&self) {
         self.refresh_now.notify_one();
     }
-}
-
-/// [`claims::claimed_by`] over one kind's cache: one pass, copying only the objects with the same id.
-fn claimed_in<K>(
-    store: &Store<K>,
-    obj: &K,
-    claimant: fn(&K) -> claims::Claimant,
-    id_of: fn(&K) -> Option<&str>,
-) -> Option<String>
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    let ours = claimant(obj);
-    let id = ours.manages()?;
-    let same_id = store.state_filter(|o| id_of(o) == Some(id));
-    let others: Vec<_> = same_id.iter().map(|o| claimant(o)).collect();
-    claims::claimed_by(&ours, &others)
 }
 
 /// Per-object reconcile bookkeeping: when the next attempt may run after a failure, which
@@ -730,8 +729,12 @@ fn object_controllers(
         ctx.metrics.clone(),
     ));
     let concurrency = ControllerConfig::default().concurrency(ctx.config.concurrency);
+    let (session_wake, session_woken) = mpsc::unbounded();
+    let (filter_wake, filter_woken) = mpsc::unbounded();
+    let session_feed = claim_feed(ctx, |c| &c.claims.sessions, session_wake);
+    let filter_feed = claim_feed(ctx, |c| &c.claims.filters, filter_wake);
     let session_run = Controller::for_stream(
-        slim_reflector(session_writer, sessions.clone(), wc.clone()),
+        slim_reflector(session_writer, sessions.clone(), wc.clone(), session_feed),
         session_store.clone(),
     )
     .watches(filters.clone(), wc.clone(), move |f| {
@@ -739,29 +742,80 @@ fn object_controllers(
     })
     .with_config(concurrency.clone())
     .reconcile_all_on(session_rx)
+    .reconcile_on(session_woken)
     .shutdown_on_signal()
     .run(session::reconcile, session::error_policy, ctx.clone())
     .for_each(|_| async {});
     let filter_run = Controller::for_stream(
-        slim_reflector(filter_writer, filters, wc.clone()),
+        slim_reflector(filter_writer, filters, wc.clone(), filter_feed),
         filter_store.clone(),
     )
     .watches(sessions, wc, move |s| filters_of_session(&filter_store, &s))
     .with_config(concurrency)
     .reconcile_all_on(filter_rx)
+    .reconcile_on(filter_woken)
     .shutdown_on_signal()
     .run(filter::reconcile, filter::error_policy, ctx.clone())
     .for_each(|_| async {});
     (session_run, filter_run)
 }
 
+/// A kind whose objects claim cloud ids (see [`claims`]).
+pub trait Claiming: kube::Resource<DynamicType = ()> + Sized {
+    /// The object's claim.
+    fn claimant(&self) -> claims::Claimant;
+}
+
+impl Claiming for TrafficMirrorSession {
+    fn claimant(&self) -> claims::Claimant {
+        claims::Claimant::of_session(self)
+    }
+}
+
+impl Claiming for TrafficMirrorFilter {
+    fn claimant(&self) -> claims::Claimant {
+        claims::Claimant::of_filter(self)
+    }
+}
+
+/// Feeds one kind's watch events into its claim index (`index` picks it from the context), and
+/// wakes the objects the index names (see [`claims::ClaimIndex::apply`]): a younger claimant takes
+/// over, and a name conflict is looked at again, as soon as the older object is gone.
+fn claim_feed<K: Claiming + 'static>(
+    ctx: &Arc<Context>,
+    index: fn(&Context) -> &Mutex<claims::ClaimIndex>,
+    wake: mpsc::UnboundedSender<ObjectRef<K>>,
+) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    let ctx = ctx.clone();
+    move |event| {
+        let event = match event {
+            watcher::Event::Apply(o) => watcher::Event::Apply(o.claimant()),
+            watcher::Event::Delete(o) => watcher::Event::Delete(o.claimant()),
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitApply(o) => watcher::Event::InitApply(o.claimant()),
+            watcher::Event::InitDone => watcher::Event::InitDone,
+        };
+        let woken = index(&ctx)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(event);
+        for key in woken {
+            if let Some((ns, name)) = key.split_once('/') {
+                let _ = wake.unbounded_send(ObjectRef::new(name).within(ns));
+            }
+        }
+    }
+}
+
 /// The objects a controller reconciles, cached without what the operator never reads: the
 /// `managedFields` (often larger than the object itself) and kubectl's last-applied annotation. With
-/// thousands of objects this is most of the cache's memory.
+/// thousands of objects this is most of the cache's memory. Each watch event is shown to `on_event`
+/// first (the claim index).
 fn slim_reflector<K>(
     writer: reflector::store::Writer<K>,
     api: Api<K>,
     wc: watcher::Config,
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: kube::Resource
@@ -773,7 +827,14 @@ where
         + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
 {
-    let stream = watcher(api, wc).default_backoff().modify(slim::<K>);
+    let stream = watcher(api, wc)
+        .default_backoff()
+        .modify(slim::<K>)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                on_event(event);
+            }
+        });
     reflector::reflector(writer, stream).applied_objects()
 }
 

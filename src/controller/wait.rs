@@ -124,10 +124,9 @@ pub fn cleanup_conflict(message: String) -> Wait {
 /// An older object (`other`) already manages the cloud object `id` this one would manage (see
 /// [`super::claims`]): this one never writes to it, and its deletion leaves it alone.
 ///
-/// Looked at again at the next resync ([`Retry::Resync`]): the controllers watch the other kind
-/// only (a filter wakes its sessions, a session its filters), so no watch wakes this object when
-/// `other` is deleted or changes; the resync is the honest bound on when it takes over. Each look
-/// costs no cloud call (observe reads nothing for a claimed object).
+/// Woken as soon as `other` is deleted or stops claiming the id (the claim index, see
+/// [`super::claims::ClaimIndex::apply`]); the resync ([`Retry::Resync`]) is only a backstop. Each
+/// look costs no cloud call (observe reads nothing for a claimed object).
 pub fn already_managed(noun: &str, id: &str, other: &str, id_field: &str) -> Wait {
     Wait {
         reason: reason::ALREADY_MANAGED,
@@ -137,6 +136,24 @@ pub fn already_managed(noun: &str, id: &str, other: &str, id_field: &str) -> Wai
              managementPolicy: ObserveOnly, or point {id_field} elsewhere"
         ),
         retry: Retry::Resync,
+    }
+}
+
+/// `spec_field` (`spec.sessionId`) names `spec_id`, but the object manages `recorded` (the id it
+/// created or adopted, in status or its id annotation). Following the spec would leave `recorded` in
+/// the cloud with nobody managing it, so nothing is written to either id. The spec's id cannot be
+/// changed back (it is immutable), so the message names the two safe ways out; deleting the object
+/// deletes (or, with Orphan, keeps) `recorded` and never touches `spec_id`.
+pub fn id_mismatch(noun: &str, spec_field: &str, spec_id: &str, recorded: &str) -> Wait {
+    Wait {
+        reason: reason::ID_MISMATCH,
+        message: format!(
+            "{spec_field} {spec_id} differs from the {noun} this object manages ({recorded}, which \
+             it created or adopted); the operator writes to neither. Delete this object to delete \
+             {recorded} (its deletion never touches {spec_id}), or set spec.deletionPolicy: Orphan \
+             and delete it to keep {recorded} in the cloud; then adopt {spec_id} with a new object"
+        ),
+        retry: Retry::OnChange,
     }
 }
 

@@ -8,7 +8,8 @@ use super::super::conditions::reason;
 use super::super::error::Error;
 use super::super::intent::{self, CreateIntent, Resolution};
 use super::super::wait::{
-    Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, provider_not_ready,
+    Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, id_mismatch,
+    provider_not_ready,
 };
 pub use super::super::wait::{Retry, Wait};
 use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
@@ -45,7 +46,8 @@ pub struct Desired {
     pub spec: TrafficMirrorFilterSpec,
     /// Whether the object is being deleted.
     pub deleting: bool,
-    /// The cloud id: the spec's (adoption), the status's, or the annotation's.
+    /// The cloud id: the recorded one (status, else the annotation), else the spec's (adoption). See
+    /// [`super::super::claims::known_id`].
     pub known_id: Option<String>,
     /// How long after an interrupted create a missing object may still appear in the cloud.
     pub confirm_window: Duration,
@@ -55,6 +57,14 @@ impl Desired {
     /// The desired cloud filter with its rules.
     pub fn filter(&self) -> DesiredFilter {
         DesiredFilter::from_spec(&self.spec, &self.object_name)
+    }
+
+    /// `spec.filterId` names another filter than the one this object recorded (created or adopted):
+    /// it keeps the recorded one, and writes to neither while they differ.
+    pub fn id_mismatch(&self) -> Option<Wait> {
+        let spec = self.spec.filter_id.as_deref().filter(|s| !s.is_empty())?;
+        let recorded = self.known_id.as_deref().filter(|k| *k != spec)?;
+        Some(id_mismatch(NOUN, "spec.filterId", spec, recorded))
     }
 }
 
@@ -81,7 +91,8 @@ pub struct Observed {
     pub intent: Option<CreateIntent>,
     /// The outstanding rule creates.
     pub rule_intent: Option<RuleIntent>,
-    /// Cloud filters under the intended name, when a create or an intent resolution needs them.
+    /// Cloud filters under the intended name, when a create, a rename or an intent resolution needs
+    /// them.
     pub named: Vec<CloudFilter>,
     /// Objects that still use the filter (`namespace/name` of sessions, and cloud session ids).
     pub users: Vec<String>,
@@ -256,6 +267,9 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
     if d.deleting {
         return decide_cleanup(d, o);
     }
+    if let Some(w) = d.id_mismatch() {
+        return Step::Wait(w);
+    }
     if let (Some(other), Some(id)) = (&o.claimed_by, &d.known_id) {
         return Step::Wait(already_managed(NOUN, id, other, "spec.filterId"));
     }
@@ -291,6 +305,11 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
 /// The filter exists; rules an interrupted create may have made are confirmed before any is created
 /// again.
 fn decide_converge(d: &Desired, o: &Observed, desired: DesiredFilter, f: &CloudFilter) -> Step {
+    if f.name != desired.name
+        && let Err(message) = intent::rename_check(&f.id, &f.name, &desired.name, &o.named)
+    {
+        return Step::Conflict(message);
+    }
     let calls = FilterCalls::between(&f.id, &desired, f);
     if let Some(ri) = &o.rule_intent {
         let creating: Vec<String> = calls

@@ -70,8 +70,10 @@ pub async fn observe(
     let Some(p) = &provider else {
         return Ok((o, provider));
     };
-    if o.claimed_by.is_some() {
-        return Ok((o, provider)); // another object manages the cloud filter: nothing to read
+    if o.claimed_by.is_some() || (!d.deleting && d.id_mismatch().is_some()) {
+        // Another object manages the cloud filter, or the spec names another id than the one this
+        // object manages: nothing to read (decide waits, or releases).
+        return Ok((o, provider));
     }
     let observe_only = d.spec.management_policy == ManagementPolicy::ObserveOnly;
     if d.deleting {
@@ -87,8 +89,13 @@ pub async fn observe(
     let live = matches!(o.cloud, CloudState::Present(_));
     let adopting = d.spec.filter_id.is_some() || observe_only;
     let settling_intent = o.intent.is_some() && (d.deleting || !live);
-    if settling_intent || (!d.deleting && !live && !adopting) {
-        let name = o.intent.as_ref().map_or(cloud_name, |i| i.name.clone());
+    // A rename is checked like a create, against the cloud itself (one search per rename).
+    let renaming = matches!(&o.cloud, CloudState::Present(f) if f.name != cloud_name);
+    if settling_intent || (!d.deleting && !live && !adopting) || (renaming && !observe_only) {
+        let name = match &o.intent {
+            Some(i) if !renaming => i.name.clone(),
+            _ => cloud_name,
+        };
         o.named = filters_named(ctx, p, &name).await?;
     }
     Ok((o, provider))

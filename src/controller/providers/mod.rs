@@ -52,6 +52,9 @@ pub const KIND: &str = "ProviderConfig";
 pub struct Provider {
     /// The ProviderConfig's name.
     pub name: String,
+    /// The cloud account (the client's API root: endpoint + project): ProviderConfigs of the same
+    /// account share one id space, so claims on cloud ids are keyed by it (see [`Registry::account`]).
+    pub account: String,
     /// Signed client for the account's endpoint and project.
     pub client: VpcClient,
     /// The account's sessions, refreshed once per resync interval.
@@ -169,6 +172,16 @@ impl Registry {
         }
     }
 
+    /// The cloud account of ProviderConfig `name`, for comparing claims on cloud ids: the
+    /// registered client's API root, or, while the account is not known yet (the ProviderConfig is
+    /// not Ready), the ProviderConfig's own name (an account cannot be compared before it is known).
+    pub fn account(&self, name: &str) -> String {
+        match self.entries().get(name) {
+            Some(p) => p.account.clone(),
+            None => format!("ProviderConfig {name}"),
+        }
+    }
+
     /// Every ready provider whose ProviderConfig still exists.
     pub fn all(&self) -> Vec<Arc<Provider>> {
         let names: Vec<String> = self.entries().keys().cloned().collect();
@@ -212,6 +225,7 @@ impl Registry {
         }
         let p = Arc::new(Provider {
             name: name.to_string(),
+            account: client.api_root(),
             client,
             inventory: Inventory::default(),
             filters: Inventory::default(),

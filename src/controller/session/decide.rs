@@ -8,7 +8,8 @@ use super::super::conditions::reason;
 use super::super::intent::{self, CreateIntent, Identity, Resolution};
 use super::super::plan::{self, Convergence, DesiredSession};
 use super::super::wait::{
-    Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, provider_not_ready,
+    Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, id_mismatch,
+    provider_not_ready,
 };
 pub use super::super::wait::{Retry, Wait};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorSessionSpec};
@@ -29,8 +30,9 @@ pub struct Desired {
     pub spec: TrafficMirrorSessionSpec,
     /// Whether the object is being deleted.
     pub deleting: bool,
-    /// The cloud id this object manages, if known: the spec's (adoption), the status's, or the
-    /// annotation's (which survives a restore that drops status).
+    /// The cloud id this object manages, if known: the one it recorded (status, else the annotation,
+    /// which survives a restore that drops status), else the spec's (adoption). See
+    /// [`super::super::claims::known_id`].
     pub known_id: Option<String>,
     /// How long after an interrupted create a missing session may still appear in the cloud.
     pub confirm_window: Duration,
@@ -50,6 +52,14 @@ impl Desired {
         self.spec.management_policy == ManagementPolicy::ObserveOnly
     }
 
+    /// `spec.sessionId` names another session than the one this object recorded (created or
+    /// adopted): it keeps the recorded one, and writes to neither while they differ.
+    pub fn id_mismatch(&self) -> Option<Wait> {
+        let spec = self.spec.session_id.as_deref().filter(|s| !s.is_empty())?;
+        let recorded = self.known_id.as_deref().filter(|k| *k != spec)?;
+        Some(id_mismatch(NOUN, "spec.sessionId", spec, recorded))
+    }
+
     /// Deleting the object leaves the cloud session in place (Orphan, or a session only observed).
     fn keeps_cloud_on_delete(&self) -> bool {
         self.spec.deletion_policy == DeletionPolicy::Orphan || self.observe_only()
@@ -63,14 +73,23 @@ pub enum FilterState {
     NotRead,
     /// The id (given directly, or the referenced filter's).
     Id(String),
+    /// The referenced TrafficMirrorFilter is being deleted but still exists (it waits for its
+    /// sessions to go): its id stays usable until it is gone.
+    Deleting {
+        /// The filter's cloud id.
+        id: String,
+        /// The TrafficMirrorFilter's name.
+        filter: String,
+    },
     /// The referenced TrafficMirrorFilter is missing or has no cloud id yet.
     NotReady(String),
 }
 
 impl FilterState {
-    fn id(&self) -> Option<&str> {
+    /// The usable filter id, if any.
+    pub fn id(&self) -> Option<&str> {
         match self {
-            FilterState::Id(id) => Some(id),
+            FilterState::Id(id) | FilterState::Deleting { id, .. } => Some(id),
             _ => None,
         }
     }
@@ -100,7 +119,7 @@ pub struct Observed {
     /// The outstanding create intent, if any (see [`intent::outstanding`]).
     pub intent: Option<CreateIntent>,
     /// Cloud sessions under the intent's name (or, without an intent, the desired name), when a
-    /// create or an intent resolution needs them.
+    /// create, a rename or an intent resolution needs them.
     pub named: Vec<CloudSession>,
     /// Other cloud sessions with the same name as ours (from the snapshot).
     pub namesakes: Vec<CloudSession>,
@@ -180,6 +199,9 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
     if d.deleting {
         return decide_cleanup(d, o);
     }
+    if let Some(w) = d.id_mismatch() {
+        return Step::Wait(w);
+    }
     if let (Some(other), Some(id)) = (&o.claimed_by, &d.known_id) {
         return Step::Wait(already_managed(NOUN, id, other, "spec.sessionId"));
     }
@@ -198,6 +220,16 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
     };
     let desired = d.session(filter_id.to_string());
     match (&d.known_id, &o.cloud) {
+        (Some(_), CloudState::Present(s)) if s.name != desired.name => {
+            match intent::rename_check(&s.id, &s.name, &desired.name, &o.named) {
+                Ok(()) => Step::Converge {
+                    convergence: plan::convergence(&desired, s),
+                    observed: s.clone(),
+                    desired,
+                },
+                Err(message) => Step::Conflict(message),
+            }
+        }
         (Some(_), CloudState::Present(s)) if !o.namesakes.is_empty() => {
             Step::Conflict(namesake_message(s, &o.namesakes))
         }

@@ -28,7 +28,7 @@ pub fn desired(obj: &TrafficMirrorSession, ctx: &Context) -> Desired {
     }
 }
 
-/// The cloud id: the spec's (adoption), the status's, or the annotation's.
+/// The cloud id: the recorded one (status, annotation), else the spec's (see [`claims::known_id`]).
 fn known_id(obj: &TrafficMirrorSession) -> Option<String> {
     claims::known_id(
         obj.spec.session_id.as_deref(),
@@ -67,8 +67,9 @@ pub async fn observe(
         claimed_by: ctx.session_claimed_by(obj),
         now: Utc::now(),
     };
-    // Another object manages the cloud session: nothing to read (decide waits, or releases).
-    if o.claimed_by.is_some() {
+    // Another object manages the cloud session, or the spec names another id than the one this
+    // object manages: nothing to read (decide waits, or releases).
+    if o.claimed_by.is_some() || (!d.deleting && d.id_mismatch().is_some()) {
         return Ok((o, provider));
     }
     if let Some(p) = &provider {
@@ -114,14 +115,20 @@ async fn observe_for_apply(
 ) -> Result<()> {
     let observe_only = d.spec.management_policy == ManagementPolicy::ObserveOnly;
     o.filter = filter_id(obj, ctx).await?;
-    if !observe_only && !matches!(o.filter, FilterState::Id(_)) {
+    if !observe_only && o.filter.id().is_none() {
         return Ok(()); // decide waits for the filter: no cloud call
     }
     if let Some(id) = &d.known_id {
         o.cloud = read_session(ctx, p, id, needs_fresh_read(obj, ctx)).await?;
     }
     let from_spec = d.spec.session_id.is_some();
+    let cloud_name = obj.cloud_name();
     match &o.cloud {
+        CloudState::Present(s) if !observe_only && s.name != cloud_name => {
+            // A rename is checked like a create, against the cloud itself (one search per rename):
+            // the snapshot may miss a session named so since the last LIST.
+            o.named = sessions_named(ctx, p, &cloud_name).await?;
+        }
         CloudState::Present(s) if !observe_only && !from_spec => {
             // Same-named sessions besides ours make the name ambiguous (from the snapshot: no call).
             let (name, id) = (s.name.clone(), s.id.clone());
@@ -129,7 +136,7 @@ async fn observe_for_apply(
         }
         CloudState::Present(_) => {}
         _ if observe_only || from_spec => {}
-        _ => o.named = named_before_create(ctx, p, o, &obj.cloud_name()).await?,
+        _ => o.named = named_before_create(ctx, p, o, &cloud_name).await?,
     }
     Ok(())
 }
@@ -190,6 +197,13 @@ async fn filter_id(obj: &TrafficMirrorSession, ctx: &Context) -> Result<FilterSt
             name: r.name.clone(),
             source,
         })?;
+    // A deleting filter that still has its cloud id keeps serving: it waits for its sessions.
+    if let Some(id) = filter.as_ref().and_then(still_serving) {
+        return Ok(FilterState::Deleting {
+            id,
+            filter: r.name.clone(),
+        });
+    }
     // Only a Ready filter's id is used: a filter still creating (or failing) keeps its sessions waiting.
     let id = filter.filter(filter_is_ready).and_then(|f| {
         f.status
@@ -204,6 +218,17 @@ async fn filter_id(obj: &TrafficMirrorSession, ctx: &Context) -> Result<FilterSt
             r.name, r.name
         )),
     })
+}
+
+/// The cloud id of a filter that is being deleted but still exists: its deletion waits for the
+/// sessions that use it (the cloud refuses to delete a filter in use), so its id stays valid until
+/// then, and those sessions keep converging instead of freezing. `None` once the id is gone.
+fn still_serving(f: &TrafficMirrorFilter) -> Option<String> {
+    f.metadata.deletion_timestamp.as_ref()?;
+    f.status
+        .as_ref()
+        .and_then(|s| s.filter_id.clone())
+        .filter(|s| !s.is_empty())
 }
 
 /// Whether the filter reports `Ready=True`.

@@ -10,7 +10,7 @@ use super::super::conditions::{self, Desired as Condition, READY, SYNCED, reason
 use super::super::error::{Error, Result};
 use super::super::object;
 use super::super::plan;
-use super::decide::{CloudState, Observed, Step};
+use super::decide::{CloudState, FilterState, Observed, Step};
 use crate::api::{SessionObservation, TrafficMirrorSession, TrafficMirrorSessionStatus};
 use crate::cloud::models::TrafficMirrorSession as CloudSession;
 
@@ -90,7 +90,7 @@ fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
             | Step::Adopt { desired, .. }
             | Step::Converge { desired, .. },
         ) => vec![
-            converged_ready(desired, report.session),
+            with_filter_note(converged_ready(desired, report.session), report.observed),
             Condition::yes(
                 SYNCED,
                 reason::RECONCILE_SUCCESS,
@@ -150,6 +150,18 @@ fn converged_ready(desired: &plan::DesiredSession, session: Option<&CloudSession
             "the cloud session is being created",
         ),
     }
+}
+
+/// Adds to `Ready`'s message that the referenced filter is being deleted and waits for this session
+/// (its id keeps serving until then), so nobody wonders why the filter does not go.
+fn with_filter_note(mut ready: Condition, observed: Option<&Observed>) -> Condition {
+    if let Some(FilterState::Deleting { filter, .. }) = observed.map(|o| &o.filter) {
+        ready.message.push_str(&format!(
+            "; TrafficMirrorFilter {filter:?} is being deleted and waits for this session (and any \
+             other that uses it) to go; it keeps serving this session until then"
+        ));
+    }
+    ready
 }
 
 /// The cloud session as `status.atProvider`.

@@ -816,3 +816,80 @@ fn already_managed_names_the_other_object_and_the_ways_out() {
         assert!(w.message.contains(part), "{part}: {}", w.message);
     }
 }
+
+/// A filter object that created (or adopted) `f1` and records it, whose spec now names `f3`.
+fn mismatched(extra: serde_json::Value) -> Desired {
+    let mut d = with_id(desired(extra), "f1");
+    d.spec.filter_id = Some("f3".into());
+    d
+}
+
+#[test]
+fn a_spec_id_other_than_the_recorded_one_is_refused_and_never_deleted() {
+    let mut drifted = cloud("f1", 1);
+    drifted.description = "changed".into();
+    check(vec![
+        (
+            "recorded f1, spec f3: nothing written",
+            mismatched(serde_json::json!({})),
+            present(drifted.clone()),
+            "Wait(IdMismatch)",
+        ),
+        (
+            "not read (observe reads nothing)",
+            mismatched(serde_json::json!({})),
+            observed(),
+            "Wait(IdMismatch)",
+        ),
+        (
+            "deleting: the recorded filter is deleted, never the spec's",
+            deleting(mismatched(serde_json::json!({}))),
+            observed(),
+            "Delete(f1)",
+        ),
+        (
+            "deleting with Orphan: the recorded filter stays",
+            deleting(mismatched(serde_json::json!({"deletionPolicy": "Orphan"}))),
+            observed(),
+            "Release(Some(\"f1\"))",
+        ),
+    ]);
+    let Step::Wait(w) = decide(&mismatched(serde_json::json!({})), &observed()) else {
+        panic!("expected a wait");
+    };
+    assert_eq!(w.retry, Retry::OnChange);
+    for part in ["spec.filterId f3", "f1", "Delete this object", "Orphan"] {
+        assert!(w.message.contains(part), "{part}: {}", w.message);
+    }
+}
+
+#[test]
+fn a_rename_is_checked_like_a_create() {
+    let mut old = cloud("f1", 1);
+    old.name = "old-name".into();
+    let renamed_onto = |found: Vec<CloudFilter>| Observed {
+        named: found,
+        ..present(old.clone())
+    };
+    let d = || with_id(desired(serde_json::json!({})), "f1");
+    check(vec![
+        (
+            "the new name is free: one PUT",
+            d(),
+            renamed_onto(vec![]),
+            "Converge(update=true, rules=0)",
+        ),
+        (
+            "the new name is taken: refused, no PUT",
+            d(),
+            renamed_onto(vec![cloud("f9", 2)]),
+            "Conflict",
+        ),
+        (
+            "only itself under the name",
+            d(),
+            renamed_onto(vec![cloud("f1", 1)]),
+            "Converge(update=true, rules=0)",
+        ),
+    ]);
+}

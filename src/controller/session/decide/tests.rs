@@ -698,3 +698,137 @@ fn already_managed_names_the_other_session_and_the_ways_out() {
         assert!(w.message.contains(part), "{part}: {}", w.message);
     }
 }
+
+/// A session object that created (or adopted) `s1` and records it, whose spec now names `s3`.
+fn mismatched(extra: serde_json::Value) -> Desired {
+    let mut d = with_id(desired(extra), "s1");
+    d.spec.session_id = Some("s3".into());
+    d
+}
+
+#[test]
+fn a_spec_id_other_than_the_recorded_one_is_refused_and_never_deleted() {
+    let f = fixtures();
+    check(vec![
+        (
+            "recorded s1, spec s3: nothing written",
+            mismatched(f.none.clone()),
+            present(f.drifted.clone()),
+            "Wait(IdMismatch)",
+        ),
+        (
+            "not read (observe reads nothing)",
+            mismatched(f.none.clone()),
+            observed(),
+            "Wait(IdMismatch)",
+        ),
+        (
+            "even when another object claims s1",
+            mismatched(f.none.clone()),
+            claimed(observed()),
+            "Wait(IdMismatch)",
+        ),
+        (
+            "spec equal to the recorded id: converges",
+            with_id(desired(f.adopted.clone()), "s1"),
+            present(f.drifted.clone()),
+            "Converge(empty=false)",
+        ),
+        (
+            "deleting: the recorded session is deleted, never the spec's",
+            deleting(mismatched(f.none.clone())),
+            observed(),
+            "Delete(s1)",
+        ),
+        (
+            "deleting with Orphan: the recorded session stays",
+            deleting(mismatched(f.orphan.clone())),
+            observed(),
+            "Release(Some(\"s1\"))",
+        ),
+    ]);
+    let Step::Wait(w) = decide(&mismatched(f.none), &observed()) else {
+        panic!("expected a wait");
+    };
+    assert_eq!(w.retry, Retry::OnChange);
+    for part in ["spec.sessionId s3", "s1", "Delete this object", "Orphan"] {
+        assert!(w.message.contains(part), "{part}: {}", w.message);
+    }
+}
+
+/// `s1` as observed under its old name, and what the search for the new name found.
+fn renamed_onto(found: Vec<CloudSession>) -> Observed {
+    let mut s = session("s1", 1);
+    s.name = "old-name".into();
+    Observed {
+        named: found,
+        ..present(s)
+    }
+}
+
+fn holder(id: &str) -> CloudSession {
+    session(id, 2) // named "tap", like the desired name
+}
+
+#[test]
+fn a_rename_is_checked_like_a_create() {
+    let d = || with_id(desired(serde_json::json!({})), "s1");
+    check(vec![
+        (
+            "the new name is free: one PUT",
+            d(),
+            renamed_onto(vec![]),
+            "Converge(empty=false)",
+        ),
+        (
+            "the new name is taken: refused, no PUT",
+            d(),
+            renamed_onto(vec![holder("s9")]),
+            "Conflict",
+        ),
+        (
+            "only itself under the name (a retried PUT)",
+            d(),
+            renamed_onto(vec![holder("s1")]),
+            "Converge(empty=false)",
+        ),
+    ]);
+    let Step::Conflict(m) = decide(&d(), &renamed_onto(vec![holder("s9")])) else {
+        panic!("expected a conflict");
+    };
+    for part in [
+        "\"tap\"",
+        "s9",
+        "\"old-name\"",
+        "metadata.name",
+        "spec.name",
+    ] {
+        assert!(m.contains(part), "{part}: {m}");
+    }
+}
+
+#[test]
+fn a_filter_being_deleted_keeps_serving_its_sessions() {
+    let f = fixtures();
+    let deleting_filter = |o: Observed| Observed {
+        filter: FilterState::Deleting {
+            id: "f1".into(),
+            filter: "web".into(),
+        },
+        ..o
+    };
+    check(vec![
+        (
+            "in sync",
+            with_id(desired(f.none.clone()), "s1"),
+            deleting_filter(present(session("s1", 1))),
+            "Converge(empty=true)",
+        ),
+        (
+            "an edit is applied",
+            with_id(desired(f.none.clone()), "s1"),
+            deleting_filter(present(f.drifted.clone())),
+            "Converge(empty=false)",
+        ),
+    ]);
+}
