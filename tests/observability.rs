@@ -509,7 +509,9 @@ async fn metric_labels_and_values_match_the_docs() {
                 .map(|(_, v)| v.as_slice())
                 .unwrap_or_default();
             if !is_documented(value, documented) {
-                problems.push(format!("{sample}: {label}={value:?} is not in docs/metrics.md"));
+                problems.push(format!(
+                    "{sample}: {label}={value:?} is not in docs/metrics.md"
+                ));
             }
         }
     }

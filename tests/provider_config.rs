@@ -151,6 +151,24 @@ impl TestEnv {
         .await
     }
 
+    /// Waits until session `name`'s Ready condition has `reason`; returns its message.
+    async fn wait_session_reason(&self, name: &str, reason: &str) -> String {
+        let api = self.sessions();
+        support::wait_for(WAIT, || {
+            let api = api.clone();
+            async move {
+                let o = api.get_opt(name).await.ok().flatten()?;
+                let ready = o
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (ready.reason == reason).then_some(ready.message)
+            }
+        })
+        .await
+    }
+
     async fn cloud_session_count(&self) -> usize {
         self.account
             .cloud
@@ -257,6 +275,33 @@ async fn a_used_provider_config_waits_for_its_users_and_keeps_serving_them() {
         env.ns
     );
     assert!(message.contains(&expected), "{message}");
+
+    // A ProviderConfig being deleted takes no new users: a new session waits, saying why, and
+    // nothing is created in the cloud for it.
+    env.session("late", &pc).await;
+    let late = env
+        .wait_session_reason("late", "ProviderConfigNotReady")
+        .await;
+    assert!(
+        late.contains("is being deleted and takes no new users"),
+        "{late}"
+    );
+    assert_eq!(env.cloud_session_count().await, 1);
+    // A session naming a ProviderConfig that does not exist says so, not "missing or not Ready".
+    env.session("nowhere", "no-such-pc").await;
+    let nowhere = env
+        .wait_session_reason("nowhere", "ProviderConfigNotReady")
+        .await;
+    assert!(
+        nowhere.contains("\"no-such-pc\" does not exist"),
+        "{nowhere}"
+    );
+    for name in ["late", "nowhere"] {
+        env.sessions()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete a session that has nothing in the cloud");
+    }
 
     // The session's deletion still reaches the cloud through the held ProviderConfig.
     env.sessions()

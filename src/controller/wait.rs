@@ -72,12 +72,55 @@ impl NextLook {
     }
 }
 
-/// The ProviderConfig `name` is missing or not Ready. While deleting, the message names the two ways
-/// out, for the `noun` (`cloud session`, `cloud filter`) that cannot be deleted without it.
-pub fn provider_not_ready(name: &str, noun: &str, deleting: bool) -> Wait {
-    let mut message = format!(
-        "ProviderConfig {name:?} is missing or not Ready; see `kubectl get providerconfig {name}`"
-    );
+/// Why a ProviderConfig cannot serve an object: the message says which, and what to do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No ProviderConfig of that name exists (or the operator has not listed them yet).
+    #[default]
+    Missing,
+    /// It exists but its credentials are not usable (yet): its own `Ready` condition, if any.
+    NotReady {
+        /// The ProviderConfig's `Ready` reason (`SecretInvalid`, `APIGW_0301`, ...), if it has one.
+        reason: Option<String>,
+        /// The ProviderConfig's `Ready` message, if it has one.
+        message: Option<String>,
+    },
+    /// It is being deleted: it serves the objects that already have something in the cloud (so
+    /// their deletion can clean up) but takes no new users.
+    Deleting,
+}
+
+impl Unavailable {
+    /// What is wrong with ProviderConfig `name`, in one sentence with the command to look closer.
+    fn describe(&self, name: &str) -> String {
+        match self {
+            Unavailable::Missing => format!(
+                "ProviderConfig {name:?} does not exist: create it, or set \
+                 spec.providerConfigRef.name to one of `kubectl get tmpc`"
+            ),
+            Unavailable::NotReady { reason, message } => {
+                let why = match (reason, message) {
+                    (Some(r), Some(m)) => format!(" ({r}: {m})"),
+                    (Some(r), None) => format!(" ({r})"),
+                    _ => " (its credentials have not been checked yet)".to_string(),
+                };
+                format!(
+                    "ProviderConfig {name:?} is not Ready{why}; see `kubectl describe tmpc {name}`"
+                )
+            }
+            Unavailable::Deleting => format!(
+                "ProviderConfig {name:?} is being deleted and takes no new users: set \
+                 spec.providerConfigRef.name to another ProviderConfig (`kubectl get tmpc`)"
+            ),
+        }
+    }
+}
+
+/// The ProviderConfig `name` cannot serve the object ([`Unavailable`] says why). While deleting,
+/// the message names the two ways out, for the `noun` (`cloud session`, `cloud filter`) that
+/// cannot be deleted without it.
+pub fn provider_not_ready(name: &str, why: &Unavailable, noun: &str, deleting: bool) -> Wait {
+    let mut message = why.describe(name);
     if deleting {
         message.push_str(&format!(
             ". The {noun} cannot be deleted without it: restore the ProviderConfig, or set \
@@ -180,8 +223,8 @@ pub struct CleanupFacts<'a> {
     pub known_id: Option<&'a str>,
     /// The outstanding create intent, if any.
     pub intent: Option<&'a CreateIntent>,
-    /// The ProviderConfig's name, and whether it is Ready.
-    pub provider: (&'a str, bool),
+    /// The ProviderConfig's name, and why it cannot serve the object (`None`: it can).
+    pub provider: (&'a str, Option<&'a Unavailable>),
     /// How messages name the cloud object (`cloud session`).
     pub noun: &'a str,
     /// A reason to wait that the kind adds (a filter still in use), checked before any deletion.
@@ -201,9 +244,8 @@ pub fn cleanup<T: Created>(
     if facts.known_id.is_none() && facts.intent.is_none() {
         return Cleanup::Release { orphaned: None };
     }
-    let (provider, ready) = facts.provider;
-    if !ready {
-        return Cleanup::Wait(provider_not_ready(provider, facts.noun, true));
+    if let (provider, Some(why)) = facts.provider {
+        return Cleanup::Wait(provider_not_ready(provider, why, facts.noun, true));
     }
     if let Some(w) = facts.blocked {
         return Cleanup::Wait(w.clone());

@@ -11,7 +11,7 @@ use super::super::wait::{
     Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, id_mismatch,
     provider_not_ready,
 };
-pub use super::super::wait::{Retry, Wait};
+pub use super::super::wait::{Retry, Unavailable, Wait};
 use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilterSpec};
 use crate::cloud::CloudError;
@@ -83,8 +83,9 @@ pub enum CloudState {
 /// Everything the decision needs from outside the object.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
-    /// The ProviderConfig is Ready.
-    pub provider_ready: bool,
+    /// Why the ProviderConfig cannot serve this object; `None` when it can (its cloud client is
+    /// registered, and it is not being deleted while this object is new to it).
+    pub provider_unavailable: Option<Unavailable>,
     /// The cloud filter behind the known id.
     pub cloud: CloudState,
     /// The outstanding filter create intent.
@@ -273,9 +274,10 @@ pub fn decide(d: &Desired, o: &Observed) -> Step {
     if let (Some(other), Some(id)) = (&o.claimed_by, &d.known_id) {
         return Step::Wait(already_managed(NOUN, id, other, "spec.filterId"));
     }
-    if !o.provider_ready {
+    if let Some(why) = &o.provider_unavailable {
         return Step::Wait(provider_not_ready(
             &d.spec.provider_config_ref.name,
+            why,
             NOUN,
             false,
         ));
@@ -374,7 +376,10 @@ fn decide_cleanup(d: &Desired, o: &Observed) -> Step {
             || o.claimed_by.is_some(),
         known_id: d.known_id.as_deref(),
         intent: o.intent.as_ref(),
-        provider: (&d.spec.provider_config_ref.name, o.provider_ready),
+        provider: (
+            &d.spec.provider_config_ref.name,
+            o.provider_unavailable.as_ref(),
+        ),
         noun: NOUN,
         blocked: in_use.as_ref(),
     };

@@ -41,7 +41,6 @@ pub async fn observe(
     d: &Desired,
     ctx: &Context,
 ) -> Result<(Observed, Option<Arc<Provider>>)> {
-    let provider = ctx.providers.get(&d.spec.provider_config_ref.name);
     let created = obj
         .metadata
         .creation_timestamp
@@ -50,14 +49,19 @@ pub async fn observe(
         .unwrap_or_else(Utc::now);
     let cloud_name = d.filter().name;
     let annotations = obj.annotations();
+    let intent = intent::outstanding(
+        annotations.get(INTENT_ANNOTATION).map(String::as_str),
+        &cloud_name,
+        created,
+    );
+    let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
+    let (provider, provider_unavailable) = ctx
+        .providers
+        .serve(&d.spec.provider_config_ref.name, new_user);
     let mut o = Observed {
-        provider_ready: provider.is_some(),
+        provider_unavailable,
         cloud: CloudState::NotRead,
-        intent: intent::outstanding(
-            annotations.get(INTENT_ANNOTATION).map(String::as_str),
-            &cloud_name,
-            created,
-        ),
+        intent,
         rule_intent: annotations
             .get(RULE_INTENT_ANNOTATION)
             .and_then(|raw| serde_json::from_str::<RuleIntent>(raw).ok()),

@@ -30,6 +30,7 @@ use super::Context;
 use super::budget::{self, Budget};
 use super::inventory::{Inventory, Known, Listed};
 use super::metered::metered;
+use super::wait::Unavailable;
 use crate::api::RateLimit;
 use crate::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
 use crate::cloud::CloudError;
@@ -172,6 +173,38 @@ impl Registry {
         }
     }
 
+    /// The provider that serves an object using ProviderConfig `name`, or why none can (exactly one
+    /// of the two is `Some`: the pair is what an observation records). `new_user`:
+    /// the object has nothing in the cloud yet (no id, no create in flight). A ProviderConfig being
+    /// deleted serves only objects that have something there (so their own deletion can clean up)
+    /// and takes no new users, or its deletion would wait on objects it should never have served.
+    pub fn serve(
+        &self,
+        name: &str,
+        new_user: bool,
+    ) -> (Option<Arc<Provider>>, Option<Unavailable>) {
+        let live = self
+            .live
+            .get()
+            .map(|store| store.get(&ObjectRef::new(name)));
+        let deleting = matches!(&live, Some(Some(pc)) if pc.metadata.deletion_timestamp.is_some());
+        if deleting && new_user {
+            return (None, Some(Unavailable::Deleting));
+        }
+        if let Some(p) = self.get(name) {
+            return (Some(p), None);
+        }
+        let why = match live {
+            Some(None) => Unavailable::Missing,
+            Some(Some(pc)) => not_ready(&pc),
+            None => Unavailable::NotReady {
+                reason: None,
+                message: None,
+            },
+        };
+        (None, Some(why))
+    }
+
     /// The cloud account of ProviderConfig `name`, for comparing claims on cloud ids: the
     /// registered client's API root, or, while the account is not known yet (the ProviderConfig is
     /// not Ready), the ProviderConfig's own name (an account cannot be compared before it is known).
@@ -239,6 +272,18 @@ impl Registry {
     /// Drops a provider that is no longer ready.
     pub fn remove(&self, name: &str) -> bool {
         self.entries_mut().remove(name).is_some()
+    }
+}
+
+/// Why a ProviderConfig that exists serves nothing: its own `Ready` condition says.
+fn not_ready(pc: &ProviderConfig) -> Unavailable {
+    let ready = pc
+        .status
+        .as_ref()
+        .and_then(|s| super::conditions::find(&s.conditions, super::conditions::READY));
+    Unavailable::NotReady {
+        reason: ready.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
+        message: ready.map(|c| c.message.clone()).filter(|m| !m.is_empty()),
     }
 }
 

@@ -45,7 +45,6 @@ pub async fn observe(
     d: &Desired,
     ctx: &Context,
 ) -> Result<(Observed, Option<Arc<Provider>>)> {
-    let provider = ctx.providers.get(&d.spec.provider_config_ref.name);
     let created = obj
         .metadata
         .creation_timestamp
@@ -57,8 +56,12 @@ pub async fn observe(
         &obj.cloud_name(),
         created,
     );
+    let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
+    let (provider, provider_unavailable) = ctx
+        .providers
+        .serve(&d.spec.provider_config_ref.name, new_user);
     let mut o = Observed {
-        provider_ready: provider.is_some(),
+        provider_unavailable,
         filter: FilterState::NotRead,
         cloud: CloudState::NotRead,
         intent,
@@ -205,19 +208,43 @@ async fn filter_id(obj: &TrafficMirrorSession, ctx: &Context) -> Result<FilterSt
         });
     }
     // Only a Ready filter's id is used: a filter still creating (or failing) keeps its sessions waiting.
-    let id = filter.filter(filter_is_ready).and_then(|f| {
-        f.status
-            .and_then(|s| s.filter_id)
-            .or(f.spec.filter_id)
-            .filter(|s| !s.is_empty())
-    });
-    Ok(match id {
-        Some(id) => FilterState::Id(id),
+    let namespace = obj.namespace().unwrap_or_default();
+    Ok(match filter {
+        Some(f) if filter_is_ready(&f) => match ready_filter_id(f) {
+            Some(id) => FilterState::Id(id),
+            None => FilterState::NotReady(filter_not_usable(&r.name, &namespace, None)),
+        },
+        Some(f) => FilterState::NotReady(filter_not_usable(&r.name, &namespace, Some(&f))),
         None => FilterState::NotReady(format!(
-            "TrafficMirrorFilter {:?} is missing or not Ready; see `kubectl get tmf {}`",
-            r.name, r.name
+            "TrafficMirrorFilter {:?} does not exist in namespace {namespace:?}: create it, or fix \
+             spec.trafficMirrorFilterRef.name (`kubectl get tmf -n {namespace}`)",
+            r.name
         )),
     })
+}
+
+/// The cloud id of a Ready filter.
+fn ready_filter_id(f: TrafficMirrorFilter) -> Option<String> {
+    f.status
+        .and_then(|s| s.filter_id)
+        .or(f.spec.filter_id)
+        .filter(|s| !s.is_empty())
+}
+
+/// Why the referenced filter `name` (which exists) cannot be used yet: its own `Ready` reason and
+/// message when it has them, and the command that shows more.
+fn filter_not_usable(name: &str, namespace: &str, f: Option<&TrafficMirrorFilter>) -> String {
+    let ready = f
+        .and_then(|f| f.status.as_ref())
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY));
+    let why = match ready {
+        Some(c) if !c.reason.is_empty() => format!(" ({}: {})", c.reason, c.message),
+        _ => " (it has no cloud id yet)".to_string(),
+    };
+    format!(
+        "TrafficMirrorFilter {name:?} is not Ready{why}; see `kubectl describe tmf {name} -n \
+         {namespace}`"
+    )
 }
 
 /// The cloud id of a filter that is being deleted but still exists: its deletion waits for the

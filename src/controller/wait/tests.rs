@@ -57,11 +57,12 @@ fn in_use() -> Wait {
 fn run(f: Facts, resolution: Option<Resolution<CloudSession>>) -> Cleanup {
     let intent = intent();
     let blocked = in_use();
+    let missing = Unavailable::Missing;
     let facts = CleanupFacts {
         keep: f.keep,
         known_id: f.id,
         intent: f.intent.then_some(&intent),
-        provider: ("pc", f.ready),
+        provider: ("pc", (!f.ready).then_some(&missing)),
         noun: "cloud session",
         blocked: f.blocked.then_some(&blocked),
     };
@@ -262,18 +263,64 @@ fn the_intent_is_resolved_like_a_create() {
 
 #[test]
 fn a_provider_wait_names_both_ways_out_only_while_deleting() {
-    let apply = provider_not_ready("pc", "cloud filter", false);
+    let apply = provider_not_ready("pc", &Unavailable::Missing, "cloud filter", false);
     assert_eq!(apply.reason, reason::PROVIDER_CONFIG_NOT_READY);
     assert_eq!(apply.retry, Retry::Dependency);
-    assert!(apply.message.contains("kubectl get providerconfig pc"));
     assert!(!apply.message.contains("Orphan"), "{}", apply.message);
-    let delete = provider_not_ready("pc", "cloud filter", true);
+    let delete = provider_not_ready("pc", &Unavailable::Missing, "cloud filter", true);
     for part in [
         "restore the ProviderConfig",
         "spec.deletionPolicy: Orphan",
         "cloud filter",
     ] {
         assert!(delete.message.contains(part), "{part}: {}", delete.message);
+    }
+}
+
+#[test]
+fn a_provider_wait_says_which_problem_and_how_to_look_closer() {
+    let not_ready = |reason: Option<&str>, message: Option<&str>| Unavailable::NotReady {
+        reason: reason.map(str::to_string),
+        message: message.map(str::to_string),
+    };
+    // (why, what the message must say)
+    let table = [
+        (
+            Unavailable::Missing,
+            vec![
+                "\"pc\" does not exist",
+                "spec.providerConfigRef.name",
+                "kubectl get tmpc",
+            ],
+        ),
+        (
+            not_ready(
+                Some("SecretInvalid"),
+                Some("the Secret has no key accessKey"),
+            ),
+            vec![
+                "\"pc\" is not Ready (SecretInvalid: the Secret has no key accessKey)",
+                "kubectl describe tmpc pc",
+            ],
+        ),
+        (
+            not_ready(None, None),
+            vec!["is not Ready (its credentials have not been checked yet)"],
+        ),
+        (
+            Unavailable::Deleting,
+            vec![
+                "is being deleted and takes no new users",
+                "spec.providerConfigRef.name",
+            ],
+        ),
+    ];
+    for (why, parts) in table {
+        let w = provider_not_ready("pc", &why, "cloud session", false);
+        assert!(!w.message.contains("missing or not Ready"), "{}", w.message);
+        for part in parts {
+            assert!(w.message.contains(part), "{why:?}: {part}: {}", w.message);
+        }
     }
 }
 

@@ -40,7 +40,7 @@ fn deleting(mut d: Desired) -> Desired {
 
 fn observed() -> Observed {
     Observed {
-        provider_ready: true,
+        provider_unavailable: None,
         cloud: CloudState::NotRead,
         intent: None,
         rule_intent: None,
@@ -124,7 +124,7 @@ fn apply_branches() {
     let observe_only = serde_json::json!({"managementPolicy": "ObserveOnly", "filterId": "f1"});
     let no_rules = serde_json::json!({"rules": []});
     let not_ready = Observed {
-        provider_ready: false,
+        provider_unavailable: Some(Unavailable::Missing),
         ..observed()
     };
     let gone = Observed {
@@ -260,7 +260,7 @@ fn rule_creates_in_flight_are_confirmed_before_creating_again() {
 fn cleanup_branches() {
     let none = serde_json::json!({});
     let not_ready = Observed {
-        provider_ready: false,
+        provider_unavailable: Some(Unavailable::Missing),
         ..observed()
     };
     let users = Observed {
@@ -397,7 +397,7 @@ fn cleanup_releases_or_waits_whatever_else_is_true() {
     let none = serde_json::json!({});
     let users = vec!["ns/s1".to_string()];
     let not_ready_in_use = Observed {
-        provider_ready: false,
+        provider_unavailable: Some(Unavailable::Missing),
         users: users.clone(),
         intent: intent_at(100),
         ..observed()
@@ -492,7 +492,7 @@ fn cleanup_with_an_id_and_an_intent() {
 fn cleanup_waits_say_how_to_get_out() {
     let d = deleting(with_id(desired(serde_json::json!({})), "f1"));
     let o = Observed {
-        provider_ready: false,
+        provider_unavailable: Some(Unavailable::Missing),
         ..observed()
     };
     let Step::Wait(w) = decide(&d, &o) else {
@@ -737,7 +737,7 @@ fn claimed(o: Observed) -> Observed {
 fn a_filter_another_object_manages_is_never_written_nor_deleted() {
     let adopt = serde_json::json!({"filterId": "f1"});
     let not_ready = Observed {
-        provider_ready: false,
+        provider_unavailable: Some(Unavailable::Missing),
         ..observed()
     };
     let users = Observed {

@@ -48,7 +48,7 @@ fn deleting(mut d: Desired) -> Desired {
 
 fn observed() -> Observed {
     Observed {
-        provider_ready: true,
+        provider_unavailable: None,
         filter: FilterState::Id("f1".into()),
         cloud: CloudState::NotRead,
         intent: None,
@@ -115,7 +115,7 @@ fn fixtures() -> Fixtures {
         orphan: serde_json::json!({"deletionPolicy": "Orphan"}),
         adopted: serde_json::json!({"sessionId": "s1"}),
         not_ready: Observed {
-            provider_ready: false,
+            provider_unavailable: Some(Unavailable::Missing),
             filter: FilterState::NotRead,
             ..observed()
         },
@@ -393,7 +393,7 @@ fn an_unknown_filter_does_not_stop_cleanup_from_finding_the_session() {
 fn waits_during_deletion_say_how_to_get_out() {
     let d = deleting(with_id(desired(serde_json::json!({})), "s1"));
     let o = Observed {
-        provider_ready: false,
+        provider_unavailable: Some(Unavailable::Missing),
         ..observed()
     };
     let Step::Wait(w) = decide(&d, &o) else {
