@@ -409,6 +409,45 @@ pub fn update_filter_field_names(u: &UpdateFilterRequest) -> Vec<&'static str> {
     .collect()
 }
 
+/// The fields a filter PUT changes, by spec path, with the cloud's value before and the spec's.
+pub fn filter_field_changes(
+    u: &UpdateFilterRequest,
+    observed: &TrafficMirrorFilter,
+) -> Vec<crate::controller::plan::FieldChange> {
+    let UpdateFilterRequest { name, description } = u;
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    [
+        ("spec.name", name, &observed.name),
+        ("spec.description", description, &observed.description),
+    ]
+    .into_iter()
+    .filter_map(|(path, sent, had)| {
+        sent.as_deref()
+            .map(|now| crate::controller::plan::FieldChange {
+                path,
+                was: quote(had),
+                now: quote(now),
+            })
+    })
+    .collect()
+}
+
+/// The spec name (`sourcePortRange`) of a rule field by its wire name, for messages.
+pub fn rule_spec_field(wire: &str) -> &'static str {
+    match wire {
+        "protocol" => "protocol",
+        "ethertype" => "ethertype",
+        "source_cidr_block" => "sourceCidrBlock",
+        "destination_cidr_block" => "destinationCidrBlock",
+        "source_port_range" => "sourcePortRange",
+        "destination_port_range" => "destinationPortRange",
+        "action" => "action",
+        "priority" => "priority",
+        "description" => "description",
+        _ => "rule",
+    }
+}
+
 /// An optional string that is set: trimmed, and `None` when absent or blank.
 fn present(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -450,8 +489,8 @@ fn same_cidr(a: &str, b: &str) -> bool {
 }
 
 /// What differs between the spec and the cloud, for people: the `Drifted` condition message of an
-/// ObserveOnly filter, and events. Items look like `name`,
-/// `rule ingress/100: protocol, source_port_range`, `rule egress/5: missing`,
+/// ObserveOnly filter, and events, in the spec's terms. Items look like `spec.name`,
+/// `rule ingress/100: protocol, sourcePortRange`, `rule egress/5: missing`,
 /// `rule ingress/7: not in spec`, `rule ingress/8: 1 duplicate`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Drift {
@@ -471,7 +510,7 @@ impl Drift {
             .map(|u| update_filter_field_names(&u))
             .unwrap_or_default()
             .into_iter()
-            .map(str::to_string)
+            .map(|f| format!("spec.{f}"))
             .collect();
         let plan = plan_rules(&observed.id, desired, observed_rules);
         let mut per_key: BTreeMap<RuleKey, Vec<String>> = BTreeMap::new();
@@ -479,7 +518,11 @@ impl Drift {
             per_key.entry(*key).or_default().push("missing".into());
         }
         for (key, _, u) in &plan.update {
-            let fields = update_rule_field_names(u).join(", ");
+            let fields: Vec<&str> = update_rule_field_names(u)
+                .into_iter()
+                .map(rule_spec_field)
+                .collect();
+            let fields = fields.join(", ");
             per_key.entry(*key).or_default().push(fields);
         }
         let mut deleted: BTreeMap<RuleKey, usize> = BTreeMap::new();
@@ -1210,17 +1253,17 @@ mod tests {
         assert_eq!(
             drift.items,
             [
-                "name",
+                "spec.name",
                 "rule ingress/7: not in spec",
                 "rule ingress/8: 1 duplicate",
-                "rule ingress/100: protocol, source_port_range",
+                "rule ingress/100: protocol, sourcePortRange",
                 "rule egress/5: missing",
             ]
         );
         assert!(
             drift
                 .to_string()
-                .starts_with("name; rule ingress/7: not in spec; ")
+                .starts_with("spec.name; rule ingress/7: not in spec; ")
         );
         let in_sync = apply_rule_plan(&rules, &plan_rules("f-1", &d, &rules), |k| k.to_string());
         let renamed = TrafficMirrorFilter {
