@@ -13,6 +13,7 @@ use tracing::info;
 
 use super::super::Context;
 use super::super::error::{Error, Result};
+use super::super::events;
 use super::super::intent::CreateIntent;
 use super::super::object::{self, merge_patch, publish};
 use super::super::providers::Provider;
@@ -32,6 +33,8 @@ pub struct Progress {
     pub filter: Option<CloudFilter>,
     /// The finalizer is removed: no status is written.
     pub released: bool,
+    /// This reconcile created the cloud filter (its rules event says `created`, not `added`).
+    pub new_filter: bool,
 }
 
 impl Progress {
@@ -41,6 +44,7 @@ impl Progress {
             obj,
             filter: None,
             released: false,
+            new_filter: false,
         }
     }
 }
@@ -130,6 +134,9 @@ async fn create(
     desired: &DesiredFilter,
     progress: &mut Progress,
 ) -> Result<()> {
+    // Ready=False/Creating before the first call, and the id as soon as it is known (before the
+    // rules, which may take many calls), so the object is never blank while they run.
+    progress.obj = super::status::write_creating(ctx, api, &progress.obj, None).await?;
     let request = desired.create_request();
     let post = p.client.create_filter(&request);
     let intent = CreateIntent::new(&desired.name, Utc::now());
@@ -140,7 +147,12 @@ async fn create(
         update: plan::filter_update(desired, &created),
         rules: plan::plan_rules(&created.id, desired, &plan::observed_rules(&created)),
     };
+    let id = created.id.clone();
     progress.filter = Some(created);
+    if !calls.rules.is_empty() {
+        progress.obj = super::status::write_creating(ctx, api, &progress.obj, Some(&id)).await?;
+    }
+    progress.new_filter = true;
     converge(ctx, api, p, &calls, progress).await
 }
 
@@ -155,8 +167,16 @@ async fn converge(
     let Some(filter) = progress.filter.clone() else {
         return Ok(());
     };
+    let correcting = !progress.new_filter
+        && progress.obj.status.as_ref().is_some_and(|s| {
+            events::corrects_drift(
+                s.observed_generation,
+                progress.obj.metadata.generation,
+                &s.conditions,
+            )
+        });
     if let Some(update) = &calls.update {
-        let fields = plan::update_filter_field_names(update).join(", ");
+        let changes = plan::filter_field_changes(update, &filter);
         let mut f = p
             .cloud(
                 &ctx.metrics,
@@ -168,13 +188,14 @@ async fn converge(
         f.ingress_rules = filter.ingress_rules.clone();
         f.egress_rules = filter.egress_rules.clone();
         set_filter(p, progress, f);
+        let (reason, note) = events::update_note("cloud filter", &changes, correcting);
         publish(
             ctx,
             &*progress.obj,
             EventType::Normal,
-            "Updated",
+            reason,
             "Update",
-            format!("updated {fields}"),
+            note,
         )
         .await;
     }
@@ -191,8 +212,22 @@ async fn converge(
         .await?;
         failpoint::hit("rule-intent-after");
     }
+    let mut done = [0usize; 3]; // created, updated, deleted
+    let mut failed = None;
     for call in calls.rules.calls() {
-        rule_call(ctx, p, &call, progress).await?;
+        if let Err(e) = rule_call(ctx, p, &call, progress).await {
+            failed = Some(e);
+            break;
+        }
+        done[match call {
+            RuleCall::Create(..) => 0,
+            RuleCall::Update(..) => 1,
+            RuleCall::Delete(..) => 2,
+        }] += 1;
+    }
+    report_rules(ctx, progress, done, correcting).await;
+    if let Some(e) = failed {
+        return Err(e);
     }
     if progress
         .obj
@@ -240,17 +275,31 @@ async fn rule_call(
             plan::with_rules(&f, &after_call(&f, call, answer)),
         );
     }
-    let note = format!("{operation} {key}");
+    tracing::debug!(name = %progress.obj.name_any(), "{operation} {key}");
+    Ok(())
+}
+
+/// One event for a reconcile's rule calls (`created 100 rules`, `added 2 rules, removed 1 rule`),
+/// not one per rule; marked `DriftCorrected` when they set back rules changed outside the object.
+async fn report_rules(ctx: &Context, progress: &Progress, done: [usize; 3], correcting: bool) {
+    let [created, updated, deleted] = done;
+    let Some(mut note) = events::rules_note(created, updated, deleted, progress.new_filter) else {
+        return;
+    };
+    let mut reason = "RulesChanged";
+    if correcting {
+        reason = events::DRIFT_CORRECTED;
+        note = format!("corrected drift: {note} (spec.rules were changed outside this object)");
+    }
     publish(
         ctx,
         &*progress.obj,
         EventType::Normal,
-        "RulesChanged",
+        reason,
         "UpdateRules",
         note,
     )
     .await;
-    Ok(())
 }
 
 /// The filter's rules after `call`, with the cloud's own answer in place of what was sent (so the

@@ -79,7 +79,10 @@ async fn reconcile_steps(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result
         obj
     } else {
         match execute::ensure_finalizer(&api, obj.clone()).await {
-            Ok(o) => o,
+            Ok(o) => {
+                ctx.ledger.replaced(&obj.metadata, &o.metadata);
+                o
+            }
             Err(e) => return Ok(object::report_failure(ctx, KIND, &*obj, e).await),
         }
     };
@@ -101,10 +104,23 @@ async fn reconcile_steps(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result
             &report,
             Utc::now(),
         );
-        if let Err(e) = status::write(&api, &progress.obj, &next).await
-            && done.is_ok()
-        {
-            return Ok(object::report_failure(ctx, KIND, &*progress.obj, e).await);
+        match status::write(&api, &progress.obj, &next).await {
+            Ok(true) => {
+                let failed = done.is_err();
+                object::status_written(
+                    ctx,
+                    &*progress.obj,
+                    &current.conditions,
+                    &next.conditions,
+                    failed,
+                )
+                .await;
+            }
+            Ok(false) => {}
+            Err(e) if done.is_ok() => {
+                return Ok(object::report_failure(ctx, KIND, &*progress.obj, e).await);
+            }
+            Err(_) => {}
         }
     }
     // 7. the next look (no client required)
