@@ -21,7 +21,9 @@ use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creat
 use super::plan::{self, DesiredFilter, RuleCall};
 use super::{FILTER_ID_ANNOTATION, FINALIZER};
 use crate::api::TrafficMirrorFilter;
-use crate::cloud::models::{TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule};
+use crate::cloud::models::{
+    TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule, UpdateFilterRequest,
+};
 use crate::failpoint;
 
 /// What has been done so far in this reconcile.
@@ -167,37 +169,9 @@ async fn converge(
     let Some(filter) = progress.filter.clone() else {
         return Ok(());
     };
-    let correcting = !progress.new_filter
-        && progress.obj.status.as_ref().is_some_and(|s| {
-            events::corrects_drift(
-                s.observed_generation,
-                progress.obj.metadata.generation,
-                &s.conditions,
-            )
-        });
+    let correcting = corrects_drift(progress);
     if let Some(update) = &calls.update {
-        let changes = plan::filter_field_changes(update, &filter);
-        let mut f = p
-            .cloud(
-                &ctx.metrics,
-                "update_filter",
-                p.client.update_filter(&filter.id, update),
-            )
-            .await?;
-        failpoint::hit("filter-update-after");
-        f.ingress_rules = filter.ingress_rules.clone();
-        f.egress_rules = filter.egress_rules.clone();
-        set_filter(p, progress, f);
-        let (reason, note) = events::update_note("cloud filter", &changes, correcting);
-        publish(
-            ctx,
-            &*progress.obj,
-            EventType::Normal,
-            reason,
-            "Update",
-            note,
-        )
-        .await;
+        update_filter(ctx, p, (update, &filter), correcting, progress).await?;
     }
     let keys = creating_keys(&calls.rules);
     if !keys.is_empty() {
@@ -212,11 +186,70 @@ async fn converge(
         .await?;
         failpoint::hit("rule-intent-after");
     }
+    rule_calls(ctx, p, calls, correcting, progress).await?;
+    if progress
+        .obj
+        .annotations()
+        .contains_key(RULE_INTENT_ANNOTATION)
+    {
+        write_rule_intent(api, progress, None).await?;
+    }
+    Ok(())
+}
+
+/// Whether this reconcile's calls set back changes made outside the object (not a spec change, not
+/// the rules of a filter it just created): see [`events::corrects_drift`].
+fn corrects_drift(progress: &Progress) -> bool {
+    let obj = &progress.obj;
+    !progress.new_filter
+        && obj.status.as_ref().is_some_and(|s| {
+            events::corrects_drift(
+                s.observed_generation,
+                obj.metadata.generation,
+                &s.conditions,
+            )
+        })
+}
+
+/// The filter PUT (name, description); the rules stay as they were.
+async fn update_filter(
+    ctx: &Context,
+    p: &Provider,
+    (update, filter): (&UpdateFilterRequest, &CloudFilter),
+    correcting: bool,
+    progress: &mut Progress,
+) -> Result<()> {
+    let changes = plan::filter_field_changes(update, filter);
+    let mut f = p
+        .cloud(
+            &ctx.metrics,
+            "update_filter",
+            p.client.update_filter(&filter.id, update),
+        )
+        .await?;
+    failpoint::hit("filter-update-after");
+    f.ingress_rules = filter.ingress_rules.clone();
+    f.egress_rules = filter.egress_rules.clone();
+    set_filter(p, progress, f);
+    let (reason, note) = events::update_note("cloud filter", &changes, correcting);
+    let obj = &*progress.obj;
+    publish(ctx, obj, EventType::Normal, reason, "Update", note).await;
+    Ok(())
+}
+
+/// The rule calls in order, then one event telling what they did (also when one failed midway).
+async fn rule_calls(
+    ctx: &Context,
+    p: &Provider,
+    calls: &FilterCalls,
+    correcting: bool,
+    progress: &mut Progress,
+) -> Result<()> {
     let mut done = [0usize; 3]; // created, updated, deleted
-    let mut failed = None;
+    let mut failed = Ok(());
     for call in calls.rules.calls() {
         if let Err(e) = rule_call(ctx, p, &call, progress).await {
-            failed = Some(e);
+            failed = Err(e);
             break;
         }
         done[match call {
@@ -226,17 +259,7 @@ async fn converge(
         }] += 1;
     }
     report_rules(ctx, progress, done, correcting).await;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    if progress
-        .obj
-        .annotations()
-        .contains_key(RULE_INTENT_ANNOTATION)
-    {
-        write_rule_intent(api, progress, None).await?;
-    }
-    Ok(())
+    failed
 }
 
 /// One rule call; the cloud view in `progress` (and the snapshot) follows its answer.
