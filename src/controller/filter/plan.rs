@@ -146,6 +146,9 @@ pub struct DesiredFilter {
     pub description: String,
     /// The rules, one per key.
     pub rules: BTreeMap<RuleKey, DesiredRule>,
+    /// Where each key's rule is in `spec.rules` (its index), so messages name spec paths
+    /// (`spec.rules[3]`); not a cloud field.
+    pub spec_index: BTreeMap<RuleKey, usize>,
 }
 
 impl DesiredFilter {
@@ -165,9 +168,11 @@ impl DesiredFilter {
             filter_id: _,           // identity, not a cloud field
         } = spec;
         let mut desired_rules = BTreeMap::new();
-        for rule in rules {
+        let mut spec_index = BTreeMap::new();
+        for (i, rule) in rules.iter().enumerate() {
             let (key, desired) = DesiredRule::from_spec(rule);
             desired_rules.entry(key).or_insert(desired);
+            spec_index.entry(key).or_insert(i);
         }
         DesiredFilter {
             name: name
@@ -176,6 +181,7 @@ impl DesiredFilter {
                 .unwrap_or_else(|| default_name.to_string()),
             description: description.clone().unwrap_or_default(),
             rules: desired_rules,
+            spec_index,
         }
     }
 
@@ -490,8 +496,9 @@ fn same_cidr(a: &str, b: &str) -> bool {
 
 /// What differs between the spec and the cloud, for people: the `Drifted` condition message of an
 /// ObserveOnly filter, and events, in the spec's terms. Items look like `spec.name`,
-/// `rule ingress/100: protocol, sourcePortRange`, `rule egress/5: missing`,
-/// `rule ingress/7: not in spec`, `rule ingress/8: 1 duplicate`.
+/// `spec.rules[0] (rule ingress/100): protocol, sourcePortRange`,
+/// `spec.rules[1] (rule egress/5): missing`, `rule ingress/7: not in spec`,
+/// `spec.rules[2] (rule ingress/8): 1 duplicate`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Drift {
     /// One item per differing filter field or rule key, filter fields first, rules in key order.
@@ -538,7 +545,7 @@ impl Drift {
         items.extend(
             per_key
                 .into_iter()
-                .map(|(key, parts)| format!("rule {key}: {}", parts.join(", "))),
+                .map(|(key, parts)| format!("{}: {}", rule_label(desired, key), parts.join(", "))),
         );
         Drift { items }
     }
@@ -553,6 +560,15 @@ impl fmt::Display for Drift {
     /// The items joined by `; `, ready for a condition message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.items.join("; "))
+    }
+}
+
+/// How a rule is named in a [`Drift`]: by its spec path when the spec has it (`spec.rules[3] (rule
+/// ingress/100)`), else by its key (`rule ingress/7`).
+fn rule_label(desired: &DesiredFilter, key: RuleKey) -> String {
+    match desired.spec_index.get(&key) {
+        Some(i) => format!("spec.rules[{i}] (rule {key})"),
+        None => format!("rule {key}"),
     }
 }
 
@@ -1255,9 +1271,9 @@ mod tests {
             [
                 "spec.name",
                 "rule ingress/7: not in spec",
-                "rule ingress/8: 1 duplicate",
-                "rule ingress/100: protocol, sourcePortRange",
-                "rule egress/5: missing",
+                "spec.rules[2] (rule ingress/8): 1 duplicate",
+                "spec.rules[0] (rule ingress/100): protocol, sourcePortRange",
+                "spec.rules[1] (rule egress/5): missing",
             ]
         );
         assert!(
@@ -1417,6 +1433,7 @@ mod tests {
             DesiredFilter {
                 name: "web".into(),
                 description: String::new(),
+                spec_index: rules.keys().enumerate().map(|(i, k)| (*k, i)).collect(),
                 rules,
             }
         })
