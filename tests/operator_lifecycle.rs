@@ -7,9 +7,10 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
 use traffic_mirror_operator::cloud::VpcClient;
@@ -693,9 +694,7 @@ async fn a_delete_the_cloud_refuses_names_the_orphan_way_out_which_releases() {
         .await;
     let ready = condition(&o, "Ready");
     for part in [
-        "step Cloud failed",
-        "delete_session",
-        "VPC.0002",
+        "Deleting the cloud session failed: VPC.0002 (400)",
         "deletionPolicy: Orphan",
     ] {
         assert!(ready.message.contains(part), "{part}: {}", ready.message);
@@ -729,6 +728,14 @@ async fn cloud_rejection_is_terminal_until_the_spec_changes() {
     let synced = condition(&o, "Synced");
     assert_eq!(synced.reason, "VPC_0002");
     assert!(synced.message.contains("VPC.0002"), "{}", synced.message);
+    // One Warning, one sentence: the step, the cloud's code and status, no debug dump.
+    let warning = wait_event(&env.client, &env.ns, "s", "VPC_0002").await;
+    let note = warning.note.unwrap_or_default();
+    assert!(
+        note.starts_with("Creating the cloud session failed: VPC.0002 (400)"),
+        "{note}"
+    );
+    assert_readable(&note);
     // Two full resync cycles later: still exactly one POST.
     env.wait_resyncs(2).await;
     let posts = env.posts().await;
@@ -763,15 +770,54 @@ async fn bad_credentials_make_the_provider_not_ready() {
     })
     .await;
     assert!(pc.reason.starts_with("APIGW"), "{pc:?}");
+    // The ProviderConfig (cluster-scoped, so its events are in `default`) tells it in one Warning
+    // carrying the cloud's code and HTTP status.
+    let warning = wait_event(&env.client, "default", &env.pc, &pc.reason).await;
+    let note = warning.note.unwrap_or_default();
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(note.contains("(401)") && note.contains("APIGW."), "{note}");
+    assert_readable(&note);
     let o = env
         .wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
         .await;
     let r = condition(&o, "Ready");
     assert!(r.message.contains(&env.pc), "{}", r.message);
     assert!(env.all_cloud_sessions().await.is_empty());
-    // Fixing the Secret makes everything converge.
+    // Fixing the Secret makes everything converge, and the ProviderConfig says it is valid again.
     env.create_provider(SK).await;
     env.wait_ready("s").await;
+    wait_event(&env.client, "default", &env.pc, "CredentialsValid").await;
+}
+
+/// The events about the object `name` in namespace `ns` (cluster-scoped objects' go to `default`).
+async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .expect("list events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// Waits for an event about `name` with `reason` (events are published in the background).
+async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> Event {
+    support::wait_for(WAIT, || async {
+        events_about(client, ns, name)
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some(reason))
+    })
+    .await
+}
+
+/// A note people read: no debug dump of an answer.
+fn assert_readable(note: &str) {
+    for dump in ["{", "Some(", "Status {", "ApiError"] {
+        assert!(!note.contains(dump), "{dump:?} in the note: {note}");
+    }
 }
 
 /// Kills the operator at a failpoint during create, restarts it, and checks the final state.
@@ -1149,8 +1195,18 @@ async fn a_second_object_adopting_a_managed_session_stalls_and_never_writes() {
         assert!(ready.message.contains(&part), "{part}: {}", ready.message);
     }
     assert_eq!(condition(&o, "Stalled").reason, "AlreadyManaged");
+    wait_event(&env.client, &env.ns, "second", "AlreadyManaged").await;
     // Three resyncs: the older object stays Ready, the cloud sees no write (no PUT 10 / PUT 20).
     env.wait_resyncs(3).await;
+    // One event for the stall, not one per resync.
+    let told: Vec<Event> = events_about(&env.client, &env.ns, "second")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("AlreadyManaged"))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(told[0].series.is_none(), "repeated: {told:#?}");
+    assert_eq!(told[0].type_.as_deref(), Some("Warning"));
     let first = env.sessions().get("first").await.expect("get first");
     assert_eq!(condition(&first, "Ready").status, "True");
     let w = writes(&env.calls().await);

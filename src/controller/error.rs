@@ -7,10 +7,10 @@ use crate::cloud::CloudError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Adding the cleanup finalizer (before any cloud call) failed.
-    #[error("adding the finalizer: {0}")]
+    #[error("Adding the finalizer failed: {}", kube_cause(.0))]
     AddFinalizer(#[source] kube::Error),
     /// Reading the referenced TrafficMirrorFilter failed.
-    #[error("reading TrafficMirrorFilter {name:?}: {source}")]
+    #[error("Reading TrafficMirrorFilter {name} failed: {}", kube_cause(.source))]
     ReadFilter {
         /// The referenced filter's name.
         name: String,
@@ -19,13 +19,13 @@ pub enum Error {
         source: kube::Error,
     },
     /// Recording the create intent (before the create call) failed.
-    #[error("recording the create intent: {0}")]
+    #[error("Recording the create intent failed: {}", kube_cause(.0))]
     RecordIntent(#[source] kube::Error),
     /// Clearing a create intent after the cloud refused the create failed.
-    #[error("clearing the create intent: {0}")]
+    #[error("Clearing the create intent failed: {}", kube_cause(.0))]
     ClearIntent(#[source] kube::Error),
     /// Recording the cloud id right after the create answered (or was found) failed.
-    #[error("recording cloud id {id}: {source}")]
+    #[error("Recording cloud id {id} failed: {}", kube_cause(.source))]
     RecordId {
         /// The cloud id that could not be recorded.
         id: String,
@@ -34,13 +34,13 @@ pub enum Error {
         source: kube::Error,
     },
     /// The single status write at the end of a reconcile failed.
-    #[error("writing status: {0}")]
+    #[error("Writing the status failed: {}", kube_cause(.0))]
     WriteStatus(#[source] kube::Error),
     /// Removing the finalizer after cleanup failed.
-    #[error("removing the finalizer: {0}")]
+    #[error("Removing the finalizer failed: {}", kube_cause(.0))]
     RemoveFinalizer(#[source] kube::Error),
     /// A VPC API call failed.
-    #[error("cloud {operation}: {source}")]
+    #[error("{} failed: {}", doing(.operation), cloud_cause(.source))]
     Cloud {
         /// Which call (e.g. `create_session`).
         operation: &'static str,
@@ -133,7 +133,7 @@ impl Error {
             }
             _ => "the operator retries with backoff",
         };
-        format!("step {} failed: {self}; {next}", self.step())
+        format!("{self}; {next}")
     }
 
     /// `Ready` and `Synced` after this failure, for any kind: a failed delete keeps `Ready`'s reason
@@ -162,9 +162,86 @@ impl Error {
             _ => "the deletion waits: the operator retries with backoff",
         };
         format!(
-            "step {} failed: {self}; {next}; or set spec.deletionPolicy: Orphan to finish the deletion and leave the cloud resource in place",
-            self.step()
+            "{self}; {next}; or set spec.deletionPolicy: Orphan to finish the deletion and leave the cloud resource in place"
         )
+    }
+}
+
+/// What the API server said, for people: its Status message and code (`the object has been modified;
+/// … (409 Conflict)`), not kube's `Display`, which appends a debug dump of the whole Status.
+pub fn kube_cause(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            let message = if s.message.is_empty() {
+                "the API server refused the request"
+            } else {
+                s.message.as_str()
+            };
+            if s.reason.is_empty() {
+                format!("{message} ({})", s.code)
+            } else {
+                format!("{message} ({} {})", s.code, s.reason)
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What the cloud said, for people, in one clause: `VPC.0002 (400) Invalid value …, request id r-1`
+/// (the cloud's own code and words), or the transport failure.
+pub fn cloud_cause(e: &CloudError) -> String {
+    match e {
+        CloudError::Api {
+            status,
+            error_code,
+            error_msg,
+            request_id,
+            ..
+        } => {
+            let code = if error_code.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("{error_code} ({status})")
+            };
+            let rid = request_id
+                .as_deref()
+                .map(|r| format!(" (request id {r})"))
+                .unwrap_or_default();
+            let msg = if error_msg.is_empty() {
+                String::new()
+            } else {
+                format!(" {error_msg}")
+            };
+            format!("{code}{msg}{rid}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The step a cloud `operation` is, as the start of a sentence (`Creating the cloud session`).
+pub fn doing(operation: &str) -> String {
+    let known = match operation {
+        "create_session" => "Creating the cloud session",
+        "update_session" => "Updating the cloud session",
+        "delete_session" => "Deleting the cloud session",
+        "show_session" => "Reading the cloud session",
+        "add_sources" => "Adding sources to the cloud session",
+        "remove_sources" => "Removing sources from the cloud session",
+        "create_filter" => "Creating the cloud filter",
+        "update_filter" => "Updating the cloud filter",
+        "delete_filter" => "Deleting the cloud filter",
+        "show_filter" => "Reading the cloud filter",
+        "create_rule" => "Creating a filter rule",
+        "update_rule" => "Updating a filter rule",
+        "delete_rule" => "Deleting a filter rule",
+        "list_sessions" => "Listing the cloud sessions",
+        "list_filters" => "Listing the cloud filters",
+        _ => "",
+    };
+    if known.is_empty() {
+        format!("The cloud call {operation}")
+    } else {
+        known.to_string()
     }
 }
 
@@ -198,8 +275,17 @@ mod tests {
             Error::WriteStatus(conflict()),
             Error::RemoveFinalizer(conflict()),
         ];
-        for e in errors {
-            assert!(e.message().contains(e.step()), "{}", e.message());
+        let steps = [
+            "Adding the finalizer failed",
+            "Reading TrafficMirrorFilter f failed",
+            "Recording the create intent failed",
+            "Clearing the create intent failed",
+            "Recording cloud id s-1 failed",
+            "Writing the status failed",
+            "Removing the finalizer failed",
+        ];
+        for (e, step) in errors.into_iter().zip(steps) {
+            assert!(e.message().starts_with(step), "{}", e.message());
             assert!(e.is_conflict() && e.is_retryable());
             assert_eq!(e.metric_label(), format!("{}_conflict", e.step()));
             assert_eq!(e.reason(), "KubernetesError");
@@ -220,8 +306,54 @@ mod tests {
         };
         assert_eq!(e.reason(), "VPC_0002");
         assert!(!e.is_retryable());
-        assert!(e.message().contains("create_session") && e.message().contains("spec change"));
+        assert!(e.message().contains("spec change"));
         assert_eq!(e.metric_label(), "cloud_terminal");
+    }
+
+    /// A message is one sentence people read: the step, the code and the words of whoever refused,
+    /// never kube's or serde's debug dump of the answer.
+    #[test]
+    fn messages_name_the_step_and_the_code_without_a_debug_dump() {
+        let cloud = |operation, status, code: &str, msg: &str| Error::Cloud {
+            operation,
+            source: CloudError::Api {
+                status,
+                error_code: code.into(),
+                error_msg: msg.into(),
+                request_id: Some("r-1".into()),
+                retry_after: None,
+            },
+        };
+        let cases = [
+            (
+                cloud(
+                    "create_session",
+                    400,
+                    "VPC.0002",
+                    "Invalid value for priority",
+                ),
+                "Creating the cloud session failed: VPC.0002 (400) Invalid value for priority (request id r-1); fix the spec",
+            ),
+            (
+                cloud("create_rule", 500, "", ""),
+                "Creating a filter rule failed: HTTP 500 (request id r-1); the operator retries",
+            ),
+            (
+                Error::WriteStatus(conflict()),
+                "Writing the status failed: the object has been modified (409 Conflict); the operator retries",
+            ),
+            (
+                cloud("frobnicate", 403, "VPC.0403", "no"),
+                "The cloud call frobnicate failed: VPC.0403 (403) no",
+            ),
+        ];
+        for (e, want) in cases {
+            let m = e.message();
+            assert!(m.starts_with(want), "{m}");
+            for dump in ["{", "Some(", "Status {", "ApiError"] {
+                assert!(!m.contains(dump), "{dump} in {m}");
+            }
+        }
     }
 
     #[test]
@@ -245,7 +377,7 @@ mod tests {
         ];
         for (e, says) in cases {
             let m = e.message_while_deleting();
-            assert!(m.contains(&format!("step {} failed", e.step())), "{m}");
+            assert!(m.contains(" failed: "), "{m}");
             assert!(m.contains("spec.deletionPolicy: Orphan"), "{m}");
             assert!(m.contains(says), "{m}");
             assert!(!m.contains("after the next spec change"), "{m}");

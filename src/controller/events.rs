@@ -1,4 +1,5 @@
-//! Event recording that aggregates only identical events.
+//! Event recording that aggregates only identical events, and the pure decisions of which events a
+//! status change or a round of rule calls tells ([`status_notice`], [`rules_note`]).
 //!
 //! kube's [`Recorder`] folds every event with the same object, type, reason and action into one
 //! series, **keeping the first note**: within its six-minute cache, `update_rule ingress/10` after
@@ -15,8 +16,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use super::conditions::{self, reason};
 
 /// How long an idle series is kept: kube's recorder forgets a series after six minutes too, so a
 /// later repeat starts a new event either way.
@@ -99,9 +103,236 @@ impl EventRecorders {
     }
 }
 
+/// An event to publish, decided by a pure function (no client required).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// `Warning` (someone must act) or `Normal`.
+    pub warning: bool,
+    /// The event's reason (the condition reason it tells of).
+    pub reason: String,
+    /// The event's action.
+    pub action: &'static str,
+    /// The text people read.
+    pub note: String,
+}
+
+/// Ready reasons that tell of work in progress, told by the events of the calls themselves.
+const IN_PROGRESS: [&str; 3] = [reason::CREATING, reason::UPDATING, reason::DELETING];
+
+/// The event a status write tells, if any: when `Ready` turns to a wait or a stall (AlreadyManaged,
+/// NameConflict, SessionNotFound, FilterNotReady, Drifted, …) that it was not in before, one event
+/// says so, with the condition's message. Once per occurrence: the next resync writes the same
+/// status (nothing, in fact), so no event either. A failed step (`failed`) is told by its own
+/// Warning, and progress (Creating, Updating) and success by the calls' events.
+pub fn status_notice(before: &[Condition], after: &[Condition], failed: bool) -> Option<Notice> {
+    let ready = conditions::find(after, conditions::READY)?;
+    let was = conditions::find(before, conditions::READY);
+    let same = was.is_some_and(|w| w.status == ready.status && w.reason == ready.reason);
+    if failed || same || ready.status == "True" || IN_PROGRESS.contains(&ready.reason.as_str()) {
+        return None;
+    }
+    let stalled = conditions::find(after, conditions::STALLED).is_some_and(|c| c.status == "True");
+    Some(Notice {
+        warning: stalled || ready.reason == reason::DRIFTED,
+        reason: ready.reason.clone(),
+        action: if stalled { "Stall" } else { "Wait" },
+        note: ready.message.clone(),
+    })
+}
+
+/// `created 100 rules`, `added 2 rules, updated 1 rule, removed 1 rule`: one event per reconcile
+/// for a filter's rule calls, not one per rule (a 100-rule filter made 101 events). `None` when no
+/// rule call was made.
+pub fn rules_note(
+    created: usize,
+    updated: usize,
+    deleted: usize,
+    new_filter: bool,
+) -> Option<String> {
+    let rules = |n: usize| {
+        if n == 1 {
+            "1 rule".to_string()
+        } else {
+            format!("{n} rules")
+        }
+    };
+    let first = if new_filter { "created" } else { "added" };
+    let parts: Vec<String> = [(first, created), ("updated", updated), ("removed", deleted)]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(verb, n)| format!("{verb} {}", rules(n)))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The reason of an event telling that the operator set back what was changed outside the object.
+pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+
+/// Whether the calls a reconcile makes correct drift rather than carry out a spec change: the
+/// status already observed this `generation` and the object was Ready (so nothing was pending).
+pub fn corrects_drift(
+    observed_generation: Option<i64>,
+    generation: Option<i64>,
+    status_conditions: &[Condition],
+) -> bool {
+    observed_generation.is_some()
+        && observed_generation == generation
+        && conditions::find(status_conditions, conditions::READY)
+            .is_some_and(|c| c.status == "True")
+}
+
+/// The reason and note of an update of the cloud `noun`: `Updated` / `updated spec.priority`, or,
+/// when it corrects drift, `DriftCorrected` / `corrected drift: the cloud session's priority was 3
+/// (changed outside this object), set back to spec.priority 1`.
+pub fn update_note(
+    noun: &str,
+    changes: &[super::plan::FieldChange],
+    correcting: bool,
+) -> (&'static str, String) {
+    if !correcting {
+        let paths: Vec<&str> = changes.iter().map(|c| c.path).collect();
+        return ("Updated", format!("updated {}", paths.join(", ")));
+    }
+    let was: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{} was {}", c.path.trim_start_matches("spec."), c.was))
+        .collect();
+    let now: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{} {}", c.path, c.now))
+        .collect();
+    let note = format!(
+        "corrected drift: the {noun}'s {} (changed outside this object), set back to {}",
+        was.join(", "),
+        now.join(", ")
+    );
+    (DRIFT_CORRECTED, note)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
+
+    fn cond(type_: &'static str, status: bool, reason: &str) -> Condition {
+        let message = format!("{type_} {reason}");
+        let d = if status {
+            conditions::Desired::yes(type_, reason, message)
+        } else {
+            conditions::Desired::no(type_, reason, message)
+        };
+        conditions::merge(&[], &[d], None, Utc::now()).remove(0)
+    }
+
+    #[test]
+    fn a_status_change_into_a_wait_or_a_stall_is_told_once() {
+        let ready = |s, r| cond(conditions::READY, s, r);
+        let stalled = |r| cond(conditions::STALLED, true, r);
+        // (before, after, failed, expected (warning, reason, action))
+        type Row = (
+            Vec<Condition>,
+            Vec<Condition>,
+            bool,
+            Option<(bool, &'static str, &'static str)>,
+        );
+        let table: Vec<Row> = vec![
+            (
+                vec![],
+                vec![ready(false, "AlreadyManaged"), stalled("AlreadyManaged")],
+                false,
+                Some((true, "AlreadyManaged", "Stall")),
+            ),
+            (
+                vec![ready(false, "AlreadyManaged")],
+                vec![ready(false, "AlreadyManaged"), stalled("AlreadyManaged")],
+                false,
+                None,
+            ),
+            (
+                vec![ready(true, "Available")],
+                vec![ready(false, "SessionNotFound"), stalled("SessionNotFound")],
+                false,
+                Some((true, "SessionNotFound", "Stall")),
+            ),
+            (
+                vec![],
+                vec![ready(false, "FilterNotReady")],
+                false,
+                Some((false, "FilterNotReady", "Wait")),
+            ),
+            (
+                vec![ready(true, "Available")],
+                vec![ready(false, "Drifted")],
+                false,
+                Some((true, "Drifted", "Wait")),
+            ),
+            (vec![], vec![ready(false, "Creating")], false, None),
+            (vec![], vec![ready(true, "Available")], false, None),
+            (
+                vec![],
+                vec![ready(false, "VPC_0002"), stalled("VPC_0002")],
+                true,
+                None,
+            ),
+            (vec![ready(false, "Creating")], vec![], false, None),
+        ];
+        for (before, after, failed, want) in table {
+            let got = status_notice(&before, &after, failed);
+            let got = got
+                .as_ref()
+                .map(|n| (n.warning, n.reason.as_str(), n.action));
+            assert_eq!(got, want, "{before:?} -> {after:?}");
+        }
+        let n = status_notice(&[], &[ready(false, "NameConflict")], false).expect("told");
+        assert_eq!(n.note, "Ready NameConflict", "the condition's message");
+    }
+
+    #[test]
+    fn an_update_names_spec_paths_and_a_correction_says_so() {
+        let changes = [super::super::plan::FieldChange {
+            path: "spec.priority",
+            was: "3".into(),
+            now: "1".into(),
+        }];
+        assert_eq!(
+            update_note("cloud session", &changes, false),
+            ("Updated", "updated spec.priority".to_string())
+        );
+        assert_eq!(
+            update_note("cloud session", &changes, true),
+            (
+                DRIFT_CORRECTED,
+                "corrected drift: the cloud session's priority was 3 (changed outside this object), set back to spec.priority 1".to_string()
+            )
+        );
+        let ready = |s| vec![cond(conditions::READY, s, "Available")];
+        let table = [
+            ((Some(2), Some(2), ready(true)), true),
+            ((Some(1), Some(2), ready(true)), false), // a spec change
+            ((Some(2), Some(2), ready(false)), false), // a retry of a failed change
+            ((None, Some(2), vec![]), false),
+        ];
+        for ((observed, generation, conds), want) in table {
+            assert_eq!(corrects_drift(observed, generation, &conds), want);
+        }
+    }
+
+    #[test]
+    fn rule_calls_are_summarised_in_one_note() {
+        let table = [
+            ((100, 0, 0, true), Some("created 100 rules")),
+            ((2, 0, 1, false), Some("added 2 rules, removed 1 rule")),
+            ((0, 1, 0, false), Some("updated 1 rule")),
+            (
+                (1, 2, 3, false),
+                Some("added 1 rule, updated 2 rules, removed 3 rules"),
+            ),
+            ((0, 0, 0, true), None),
+        ];
+        for ((c, u, d, new), want) in table {
+            assert_eq!(rules_note(c, u, d, new).as_deref(), want);
+        }
+    }
 
     fn event(note: &str, reason: &str, warning: bool) -> Event {
         Event {

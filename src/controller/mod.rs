@@ -369,9 +369,13 @@ impl Context {
 pub struct Ledger {
     map: Mutex<HashMap<String, Failure>>,
     converged: Mutex<HashMap<String, Option<i64>>>,
-    superseded: Mutex<HashMap<String, String>>,
+    superseded: Mutex<HashMap<String, std::collections::VecDeque<String>>>,
     refusals: Mutex<HashMap<String, (Instant, filter::decide::Refusal)>>,
 }
+
+/// How many replaced versions of one object [`Ledger::supersede`] keeps: a create makes about five
+/// writes, and the watch delivers their events within a second.
+const SUPERSEDED_KEPT: usize = 8;
 
 #[derive(Debug, Clone)]
 struct Failure {
@@ -501,14 +505,19 @@ impl Ledger {
     }
 
     /// Records that this process replaced version `resource_version` of object `uid` with a newer
-    /// write of its own (the create intent, once the cloud id is recorded after it). A reconcile
-    /// triggered by the watch event of that older version would see a stale copy (an intent without
-    /// its id) and pay a cloud search for nothing; the newer version's event follows.
+    /// write of its own (a finalizer, the create intent, the cloud id, a status). A reconcile
+    /// triggered by the watch event of that older version would act on a stale copy: its writes
+    /// conflict (409) and, for an intent without its id, a cloud search is paid for nothing; the
+    /// newer version's event follows. The last few replaced versions are kept per object.
     pub fn supersede(&self, uid: &str, resource_version: &str) {
-        self.superseded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(uid.to_string(), resource_version.to_string());
+        let mut map = self.superseded.lock().unwrap_or_else(|p| p.into_inner());
+        let versions = map.entry(uid.to_string()).or_default();
+        if !versions.iter().any(|v| v == resource_version) {
+            versions.push_back(resource_version.to_string());
+        }
+        while versions.len() > SUPERSEDED_KEPT {
+            versions.pop_front();
+        }
     }
 
     /// Whether `resource_version` of `uid` is a copy this process has already replaced.
@@ -518,8 +527,19 @@ impl Ledger {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(uid)
-                .is_some_and(|old| old == rv)
+                .is_some_and(|old| old.iter().any(|v| v == rv))
         })
+    }
+
+    /// Records that `old` was replaced by `new` (a write of this process), when they differ.
+    pub fn replaced(&self, old: &kube::api::ObjectMeta, new: &kube::api::ObjectMeta) {
+        let (Some(uid), Some(before)) = (old.uid.as_deref(), old.resource_version.as_deref())
+        else {
+            return;
+        };
+        if new.resource_version.as_deref() != Some(before) {
+            self.supersede(uid, before);
+        }
     }
 
     /// The gate every reconcile passes first (no client required): how long to wait before working
@@ -1002,6 +1022,20 @@ mod tests {
             !l.is_superseded("u", Some("6")),
             "the newer copy is not stale"
         );
+        l.supersede("u", "6");
+        assert!(
+            l.is_superseded("u", Some("5")),
+            "every replaced copy is stale"
+        );
+        let meta = |rv: &str| kube::api::ObjectMeta {
+            uid: Some("u".into()),
+            resource_version: Some(rv.into()),
+            ..Default::default()
+        };
+        l.replaced(&meta("7"), &meta("7"));
+        assert!(!l.is_superseded("u", Some("7")), "not replaced: no write");
+        l.replaced(&meta("7"), &meta("8"));
+        assert!(l.is_superseded("u", Some("7")));
         assert!(!l.is_superseded("u", None));
         assert!(!l.is_superseded("v", Some("5")));
         l.forget("u");

@@ -14,11 +14,13 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use super::error::Error;
+use super::events;
 use super::intent::{CreateIntent, Created, INTENT_ANNOTATION};
 use super::providers::Provider;
 use super::{Context, MANAGER};
 use crate::cloud::CloudError;
 use crate::failpoint;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// What the shared writes need of a kind.
 pub trait Object:
@@ -155,7 +157,9 @@ pub async fn crash_safe_create<K: Object, T: Created>(
     (p, proto, intent): (&Provider, &CreateProtocol, &CreateIntent),
     post: impl std::future::Future<Output = Result<T, CloudError>>,
 ) -> Result<T, Error> {
-    *obj = std::sync::Arc::new(record_intent(api, &**obj, intent, proto.id_annotation).await?);
+    let recorded = record_intent(api, &**obj, intent, proto.id_annotation).await?;
+    ctx.ledger.replaced(obj.meta(), recorded.meta());
+    *obj = std::sync::Arc::new(recorded);
     failpoint::hit(proto.failpoints[0]);
     let created = match p.call(&ctx.metrics, proto.operation, post).await {
         Ok(created) => created,
@@ -254,14 +258,23 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     });
 }
 
+/// How soon a reconcile that acted on a stale copy looks again: the watch brings the newer copy
+/// (usually sooner, and its event reconciles at once); this is only the safety net.
+pub const STALE_COPY_RETRY: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// A failed reconcile step, for any kind: count it, tell the user (a Warning event naming the step;
 /// the status already says it), and back off (retryable) or wait for a spec change (terminal).
+/// A conflict (409: the reconcile read a copy the object has since moved past) is not a failure:
+/// nothing is wrong, so no event, no failure count and no backoff, only a prompt second look.
 pub async fn report_failure<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     kind: &str,
     obj: &K,
     err: Error,
 ) -> kube::runtime::controller::Action {
+    if err.is_conflict() {
+        return stale_copy(ctx, kind, obj, &err);
+    }
     ctx.metrics.reconcile_failed(kind, &err.metric_label());
     let note = if obj.meta().deletion_timestamp.is_some() {
         err.message_while_deleting()
@@ -285,6 +298,55 @@ pub async fn report_failure<K: Resource<DynamicType = ()>>(
     let name = obj.meta().name.clone().unwrap_or_default();
     tracing::warn!(kind, %name, step = err.step(), error = %err, ?delay, "reconcile step failed");
     kube::runtime::controller::Action::requeue(delay)
+}
+
+/// After a status write (of `obj`'s copy, now replaced): the copy is marked replaced, and a change
+/// of `Ready` into a wait or a stall is told by one event ([`events::status_notice`]).
+pub async fn status_written<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    before: &[Condition],
+    after: &[Condition],
+    failed: bool,
+) {
+    let meta = obj.meta();
+    if let (Some(uid), Some(rv)) = (meta.uid.as_deref(), meta.resource_version.as_deref()) {
+        ctx.ledger.supersede(uid, rv);
+    }
+    if let Some(n) = events::status_notice(before, after, failed) {
+        publish_notice(ctx, obj, n).await;
+    }
+}
+
+/// Publishes a decided [`events::Notice`].
+pub async fn publish_notice<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    n: events::Notice,
+) {
+    let type_ = if n.warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    publish(ctx, obj, type_, &n.reason, n.action, n.note).await;
+}
+
+/// A write refused for a stale copy: that copy is marked replaced (the gate holds it until the newer
+/// one's watch event, which reconciles at once), and the object is looked at again soon.
+fn stale_copy<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    kind: &str,
+    obj: &K,
+    err: &Error,
+) -> kube::runtime::controller::Action {
+    let meta = obj.meta();
+    if let (Some(uid), Some(rv)) = (meta.uid.as_deref(), meta.resource_version.as_deref()) {
+        ctx.ledger.supersede(uid, rv);
+    }
+    let name = meta.name.as_deref().unwrap_or_default();
+    tracing::debug!(kind, %name, step = err.step(), error = %err, "acted on a stale copy: looking again");
+    kube::runtime::controller::Action::requeue(STALE_COPY_RETRY)
 }
 
 /// The span every log line of one reconcile carries (`--log-format json` prints it on each line), so

@@ -152,8 +152,8 @@ pub fn convergence(desired: &DesiredSession, observed: &TrafficMirrorSession) ->
     }
 }
 
-/// The names (Huawei wire names) of the fields that differ; used in conditions and events, where a
-/// person wants to read what drifted.
+/// The spec paths (`spec.packetLength`) of the fields that differ; used in conditions and events,
+/// where a person wants to read what drifted in the terms of the object they wrote.
 pub fn differing_fields(
     desired: &DesiredSession,
     observed: &TrafficMirrorSession,
@@ -161,12 +161,64 @@ pub fn differing_fields(
     let c = convergence(desired, observed);
     let mut fields = Vec::new();
     if let Some(u) = &c.update {
-        fields.extend(update_field_names(u));
+        fields.extend(update_field_names(u).into_iter().map(spec_path));
     }
     if !c.add_sources.is_empty() || !c.remove_sources.is_empty() {
-        fields.push("traffic_mirror_sources");
+        fields.push(spec_path("traffic_mirror_sources"));
     }
     fields
+}
+
+/// The spec path of a cloud session field (its wire name): what messages name.
+pub fn spec_path(wire: &str) -> &'static str {
+    match wire {
+        "name" => "spec.name",
+        "description" => "spec.description",
+        "traffic_mirror_filter_id" => "spec.trafficMirrorFilterId",
+        "traffic_mirror_sources" => "spec.trafficMirrorSources",
+        "traffic_mirror_target_id" => "spec.trafficMirrorTargetId",
+        "traffic_mirror_target_type" => "spec.trafficMirrorTargetType",
+        "virtual_network_id" => "spec.virtualNetworkId",
+        "packet_length" => "spec.packetLength",
+        "priority" => "spec.priority",
+        "enabled" => "spec.enabled",
+        "type" => "spec.sourceType",
+        _ => "spec",
+    }
+}
+
+/// One field an update changes: its spec path, the cloud's value before and the spec's value, as
+/// JSON text (`3`, `"web"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldChange {
+    /// `spec.priority`.
+    pub path: &'static str,
+    /// What the cloud had.
+    pub was: String,
+    /// What the spec asks for (what was sent).
+    pub now: String,
+}
+
+/// The fields `update` changes on `observed`, with both values (for a drift correction's event).
+pub fn field_changes(
+    update: &UpdateSessionRequest,
+    observed: &TrafficMirrorSession,
+) -> Vec<FieldChange> {
+    let sent = serde_json::to_value(update).unwrap_or_default();
+    let had = serde_json::to_value(observed).unwrap_or_default();
+    let Some(sent) = sent.as_object() else {
+        return vec![];
+    };
+    sent.iter()
+        .map(|(wire, now)| FieldChange {
+            path: spec_path(wire),
+            was: had
+                .get(wire)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unset".into()),
+            now: now.to_string(),
+        })
+        .collect()
 }
 
 /// The wire names of the fields an update request carries.
@@ -454,8 +506,31 @@ mod tests {
         o.traffic_mirror_sources.push("eni-9".into());
         assert_eq!(
             differing_fields(&d, &o),
-            vec!["priority", "traffic_mirror_sources"]
+            vec!["spec.priority", "spec.trafficMirrorSources"]
         );
+    }
+
+    #[test]
+    fn field_changes_name_spec_paths_and_both_values() {
+        let d = desired();
+        let mut o = observed_of(&d);
+        o.priority = 3;
+        o.packet_length = 1;
+        let u = convergence(&d, &o).update.expect("an update");
+        let mut got: Vec<(&str, String, String)> = field_changes(&u, &o)
+            .into_iter()
+            .map(|c| (c.path, c.was, c.now))
+            .collect();
+        got.sort();
+        let want = vec![
+            (
+                "spec.packetLength",
+                "1".to_string(),
+                d.packet_length.to_string(),
+            ),
+            ("spec.priority", "3".to_string(), d.priority.to_string()),
+        ];
+        assert_eq!(got, want);
     }
 
     fn arb_desired() -> impl Strategy<Value = DesiredSession> {

@@ -13,6 +13,7 @@ use tracing::info;
 
 use super::super::Context;
 use super::super::error::{Error, Result};
+use super::super::events;
 use super::super::intent::CreateIntent;
 use super::super::object::{self, merge_patch, publish};
 use super::super::providers::Provider;
@@ -20,7 +21,9 @@ use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creat
 use super::plan::{self, DesiredFilter, RuleCall};
 use super::{FILTER_ID_ANNOTATION, FINALIZER};
 use crate::api::TrafficMirrorFilter;
-use crate::cloud::models::{TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule};
+use crate::cloud::models::{
+    TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule, UpdateFilterRequest,
+};
 use crate::failpoint;
 
 /// What has been done so far in this reconcile.
@@ -32,6 +35,8 @@ pub struct Progress {
     pub filter: Option<CloudFilter>,
     /// The finalizer is removed: no status is written.
     pub released: bool,
+    /// This reconcile created the cloud filter (its rules event says `created`, not `added`).
+    pub new_filter: bool,
 }
 
 impl Progress {
@@ -41,6 +46,7 @@ impl Progress {
             obj,
             filter: None,
             released: false,
+            new_filter: false,
         }
     }
 }
@@ -130,6 +136,9 @@ async fn create(
     desired: &DesiredFilter,
     progress: &mut Progress,
 ) -> Result<()> {
+    // Ready=False/Creating before the first call, and the id as soon as it is known (before the
+    // rules, which may take many calls), so the object is never blank while they run.
+    progress.obj = super::status::write_creating(ctx, api, &progress.obj, None).await?;
     let request = desired.create_request();
     let post = p.client.create_filter(&request);
     let intent = CreateIntent::new(&desired.name, Utc::now());
@@ -140,7 +149,12 @@ async fn create(
         update: plan::filter_update(desired, &created),
         rules: plan::plan_rules(&created.id, desired, &plan::observed_rules(&created)),
     };
+    let id = created.id.clone();
     progress.filter = Some(created);
+    if !calls.rules.is_empty() {
+        progress.obj = super::status::write_creating(ctx, api, &progress.obj, Some(&id)).await?;
+    }
+    progress.new_filter = true;
     converge(ctx, api, p, &calls, progress).await
 }
 
@@ -155,28 +169,9 @@ async fn converge(
     let Some(filter) = progress.filter.clone() else {
         return Ok(());
     };
+    let correcting = corrects_drift(progress);
     if let Some(update) = &calls.update {
-        let fields = plan::update_filter_field_names(update).join(", ");
-        let mut f = p
-            .cloud(
-                &ctx.metrics,
-                "update_filter",
-                p.client.update_filter(&filter.id, update),
-            )
-            .await?;
-        failpoint::hit("filter-update-after");
-        f.ingress_rules = filter.ingress_rules.clone();
-        f.egress_rules = filter.egress_rules.clone();
-        set_filter(p, progress, f);
-        publish(
-            ctx,
-            &*progress.obj,
-            EventType::Normal,
-            "Updated",
-            "Update",
-            format!("updated {fields}"),
-        )
-        .await;
+        update_filter(ctx, p, (update, &filter), correcting, progress).await?;
     }
     let keys = creating_keys(&calls.rules);
     if !keys.is_empty() {
@@ -191,9 +186,7 @@ async fn converge(
         .await?;
         failpoint::hit("rule-intent-after");
     }
-    for call in calls.rules.calls() {
-        rule_call(ctx, p, &call, progress).await?;
-    }
+    rule_calls(ctx, p, calls, correcting, progress).await?;
     if progress
         .obj
         .annotations()
@@ -202,6 +195,71 @@ async fn converge(
         write_rule_intent(api, progress, None).await?;
     }
     Ok(())
+}
+
+/// Whether this reconcile's calls set back changes made outside the object (not a spec change, not
+/// the rules of a filter it just created): see [`events::corrects_drift`].
+fn corrects_drift(progress: &Progress) -> bool {
+    let obj = &progress.obj;
+    !progress.new_filter
+        && obj.status.as_ref().is_some_and(|s| {
+            events::corrects_drift(
+                s.observed_generation,
+                obj.metadata.generation,
+                &s.conditions,
+            )
+        })
+}
+
+/// The filter PUT (name, description); the rules stay as they were.
+async fn update_filter(
+    ctx: &Context,
+    p: &Provider,
+    (update, filter): (&UpdateFilterRequest, &CloudFilter),
+    correcting: bool,
+    progress: &mut Progress,
+) -> Result<()> {
+    let changes = plan::filter_field_changes(update, filter);
+    let mut f = p
+        .cloud(
+            &ctx.metrics,
+            "update_filter",
+            p.client.update_filter(&filter.id, update),
+        )
+        .await?;
+    failpoint::hit("filter-update-after");
+    f.ingress_rules = filter.ingress_rules.clone();
+    f.egress_rules = filter.egress_rules.clone();
+    set_filter(p, progress, f);
+    let (reason, note) = events::update_note("cloud filter", &changes, correcting);
+    let obj = &*progress.obj;
+    publish(ctx, obj, EventType::Normal, reason, "Update", note).await;
+    Ok(())
+}
+
+/// The rule calls in order, then one event telling what they did (also when one failed midway).
+async fn rule_calls(
+    ctx: &Context,
+    p: &Provider,
+    calls: &FilterCalls,
+    correcting: bool,
+    progress: &mut Progress,
+) -> Result<()> {
+    let mut done = [0usize; 3]; // created, updated, deleted
+    let mut failed = Ok(());
+    for call in calls.rules.calls() {
+        if let Err(e) = rule_call(ctx, p, &call, progress).await {
+            failed = Err(e);
+            break;
+        }
+        done[match call {
+            RuleCall::Create(..) => 0,
+            RuleCall::Update(..) => 1,
+            RuleCall::Delete(..) => 2,
+        }] += 1;
+    }
+    report_rules(ctx, progress, done, correcting).await;
+    failed
 }
 
 /// One rule call; the cloud view in `progress` (and the snapshot) follows its answer.
@@ -240,17 +298,31 @@ async fn rule_call(
             plan::with_rules(&f, &after_call(&f, call, answer)),
         );
     }
-    let note = format!("{operation} {key}");
+    tracing::debug!(name = %progress.obj.name_any(), "{operation} {key}");
+    Ok(())
+}
+
+/// One event for a reconcile's rule calls (`created 100 rules`, `added 2 rules, removed 1 rule`),
+/// not one per rule; marked `DriftCorrected` when they set back rules changed outside the object.
+async fn report_rules(ctx: &Context, progress: &Progress, done: [usize; 3], correcting: bool) {
+    let [created, updated, deleted] = done;
+    let Some(mut note) = events::rules_note(created, updated, deleted, progress.new_filter) else {
+        return;
+    };
+    let mut reason = "RulesChanged";
+    if correcting {
+        reason = events::DRIFT_CORRECTED;
+        note = format!("corrected drift: {note} (spec.rules were changed outside this object)");
+    }
     publish(
         ctx,
         &*progress.obj,
         EventType::Normal,
-        "RulesChanged",
+        reason,
         "UpdateRules",
         note,
     )
     .await;
-    Ok(())
 }
 
 /// The filter's rules after `call`, with the cloud's own answer in place of what was sent (so the

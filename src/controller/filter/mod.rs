@@ -79,7 +79,10 @@ async fn reconcile_steps(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result
         obj
     } else {
         match execute::ensure_finalizer(&api, obj.clone()).await {
-            Ok(o) => o,
+            Ok(o) => {
+                ctx.ledger.replaced(&obj.metadata, &o.metadata);
+                o
+            }
             Err(e) => return Ok(object::report_failure(ctx, KIND, &*obj, e).await),
         }
     };
@@ -94,14 +97,7 @@ async fn reconcile_steps(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result
             filter: progress.filter.as_ref(),
             error: done.as_ref().err(),
         };
-        let current = progress.obj.status.clone().unwrap_or_default();
-        let next = next_status(
-            &current,
-            progress.obj.metadata.generation,
-            &report,
-            Utc::now(),
-        );
-        if let Err(e) = status::write(&api, &progress.obj, &next).await
+        if let Err(e) = write_status(ctx, &api, &progress, &report).await
             && done.is_ok()
         {
             return Ok(object::report_failure(ctx, KIND, &*progress.obj, e).await);
@@ -119,6 +115,25 @@ async fn reconcile_steps(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result
         }
         (Ok(()), None) => Ok(Action::await_change()),
     }
+}
+
+/// Step 6: the status computed from `report`, written when it changed; a change of `Ready` into a
+/// wait or a stall is told by one event ([`object::status_written`]).
+async fn write_status(
+    ctx: &Context,
+    api: &Api<TrafficMirrorFilter>,
+    progress: &Progress,
+    report: &Report<'_>,
+) -> Result<()> {
+    let current = progress.obj.status.clone().unwrap_or_default();
+    let generation = progress.obj.metadata.generation;
+    let next = next_status(&current, generation, report, Utc::now());
+    if status::write(api, &progress.obj, &next).await? {
+        let (before, after) = (&current.conditions, &next.conditions);
+        let failed = report.error.is_some();
+        object::status_written(ctx, &*progress.obj, before, after, failed).await;
+    }
+    Ok(())
 }
 
 /// Steps 3-5. On failure, whatever was observed and decided is still returned for the status.

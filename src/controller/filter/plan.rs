@@ -146,6 +146,9 @@ pub struct DesiredFilter {
     pub description: String,
     /// The rules, one per key.
     pub rules: BTreeMap<RuleKey, DesiredRule>,
+    /// Where each key's rule is in `spec.rules` (its index), so messages name spec paths
+    /// (`spec.rules[3]`); not a cloud field.
+    pub spec_index: BTreeMap<RuleKey, usize>,
 }
 
 impl DesiredFilter {
@@ -165,9 +168,11 @@ impl DesiredFilter {
             filter_id: _,           // identity, not a cloud field
         } = spec;
         let mut desired_rules = BTreeMap::new();
-        for rule in rules {
+        let mut spec_index = BTreeMap::new();
+        for (i, rule) in rules.iter().enumerate() {
             let (key, desired) = DesiredRule::from_spec(rule);
             desired_rules.entry(key).or_insert(desired);
+            spec_index.entry(key).or_insert(i);
         }
         DesiredFilter {
             name: name
@@ -176,6 +181,7 @@ impl DesiredFilter {
                 .unwrap_or_else(|| default_name.to_string()),
             description: description.clone().unwrap_or_default(),
             rules: desired_rules,
+            spec_index,
         }
     }
 
@@ -409,6 +415,45 @@ pub fn update_filter_field_names(u: &UpdateFilterRequest) -> Vec<&'static str> {
     .collect()
 }
 
+/// The fields a filter PUT changes, by spec path, with the cloud's value before and the spec's.
+pub fn filter_field_changes(
+    u: &UpdateFilterRequest,
+    observed: &TrafficMirrorFilter,
+) -> Vec<crate::controller::plan::FieldChange> {
+    let UpdateFilterRequest { name, description } = u;
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    [
+        ("spec.name", name, &observed.name),
+        ("spec.description", description, &observed.description),
+    ]
+    .into_iter()
+    .filter_map(|(path, sent, had)| {
+        sent.as_deref()
+            .map(|now| crate::controller::plan::FieldChange {
+                path,
+                was: quote(had),
+                now: quote(now),
+            })
+    })
+    .collect()
+}
+
+/// The spec name (`sourcePortRange`) of a rule field by its wire name, for messages.
+pub fn rule_spec_field(wire: &str) -> &'static str {
+    match wire {
+        "protocol" => "protocol",
+        "ethertype" => "ethertype",
+        "source_cidr_block" => "sourceCidrBlock",
+        "destination_cidr_block" => "destinationCidrBlock",
+        "source_port_range" => "sourcePortRange",
+        "destination_port_range" => "destinationPortRange",
+        "action" => "action",
+        "priority" => "priority",
+        "description" => "description",
+        _ => "rule",
+    }
+}
+
 /// An optional string that is set: trimmed, and `None` when absent or blank.
 fn present(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -450,9 +495,10 @@ fn same_cidr(a: &str, b: &str) -> bool {
 }
 
 /// What differs between the spec and the cloud, for people: the `Drifted` condition message of an
-/// ObserveOnly filter, and events. Items look like `name`,
-/// `rule ingress/100: protocol, source_port_range`, `rule egress/5: missing`,
-/// `rule ingress/7: not in spec`, `rule ingress/8: 1 duplicate`.
+/// ObserveOnly filter, and events, in the spec's terms. Items look like `spec.name`,
+/// `spec.rules[0] (rule ingress/100): protocol, sourcePortRange`,
+/// `spec.rules[1] (rule egress/5): missing`, `rule ingress/7: not in spec`,
+/// `spec.rules[2] (rule ingress/8): 1 duplicate`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Drift {
     /// One item per differing filter field or rule key, filter fields first, rules in key order.
@@ -471,7 +517,7 @@ impl Drift {
             .map(|u| update_filter_field_names(&u))
             .unwrap_or_default()
             .into_iter()
-            .map(str::to_string)
+            .map(|f| format!("spec.{f}"))
             .collect();
         let plan = plan_rules(&observed.id, desired, observed_rules);
         let mut per_key: BTreeMap<RuleKey, Vec<String>> = BTreeMap::new();
@@ -479,7 +525,11 @@ impl Drift {
             per_key.entry(*key).or_default().push("missing".into());
         }
         for (key, _, u) in &plan.update {
-            let fields = update_rule_field_names(u).join(", ");
+            let fields: Vec<&str> = update_rule_field_names(u)
+                .into_iter()
+                .map(rule_spec_field)
+                .collect();
+            let fields = fields.join(", ");
             per_key.entry(*key).or_default().push(fields);
         }
         let mut deleted: BTreeMap<RuleKey, usize> = BTreeMap::new();
@@ -495,7 +545,7 @@ impl Drift {
         items.extend(
             per_key
                 .into_iter()
-                .map(|(key, parts)| format!("rule {key}: {}", parts.join(", "))),
+                .map(|(key, parts)| format!("{}: {}", rule_label(desired, key), parts.join(", "))),
         );
         Drift { items }
     }
@@ -510,6 +560,15 @@ impl fmt::Display for Drift {
     /// The items joined by `; `, ready for a condition message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.items.join("; "))
+    }
+}
+
+/// How a rule is named in a [`Drift`]: by its spec path when the spec has it (`spec.rules[3] (rule
+/// ingress/100)`), else by its key (`rule ingress/7`).
+fn rule_label(desired: &DesiredFilter, key: RuleKey) -> String {
+    match desired.spec_index.get(&key) {
+        Some(i) => format!("spec.rules[{i}] (rule {key})"),
+        None => format!("rule {key}"),
     }
 }
 
@@ -1210,17 +1269,17 @@ mod tests {
         assert_eq!(
             drift.items,
             [
-                "name",
+                "spec.name",
                 "rule ingress/7: not in spec",
-                "rule ingress/8: 1 duplicate",
-                "rule ingress/100: protocol, source_port_range",
-                "rule egress/5: missing",
+                "spec.rules[2] (rule ingress/8): 1 duplicate",
+                "spec.rules[0] (rule ingress/100): protocol, sourcePortRange",
+                "spec.rules[1] (rule egress/5): missing",
             ]
         );
         assert!(
             drift
                 .to_string()
-                .starts_with("name; rule ingress/7: not in spec; ")
+                .starts_with("spec.name; rule ingress/7: not in spec; ")
         );
         let in_sync = apply_rule_plan(&rules, &plan_rules("f-1", &d, &rules), |k| k.to_string());
         let renamed = TrafficMirrorFilter {
@@ -1374,6 +1433,7 @@ mod tests {
             DesiredFilter {
                 name: "web".into(),
                 description: String::new(),
+                spec_index: rules.keys().enumerate().map(|(i, k)| (*k, i)).collect(),
                 rules,
             }
         })

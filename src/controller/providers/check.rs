@@ -56,7 +56,8 @@ pub enum CheckError {
     },
     /// Step "read the Secret": the API server did not answer (or refused).
     #[error(
-        "reading the credentials: cannot read Secret {namespace}/{name}: {source}; the operator retries in 10s"
+        "reading the credentials: cannot read Secret {namespace}/{name}: {}; the operator retries in 10s",
+        crate::controller::error::kube_cause(source)
     )]
     SecretUnreadable {
         /// Namespace of the Secret.
@@ -90,7 +91,8 @@ pub enum CheckError {
     ClientBuild(#[source] CloudError),
     /// Step "check the credentials": the cheap cloud call failed.
     #[error(
-        "checking the credentials (list sessions, limit=1): {source}{}",
+        "checking the credentials (list sessions, limit=1) failed: {}{}",
+        crate::controller::error::cloud_cause(source),
         hint(source)
     )]
     CredentialCheck {

@@ -5,13 +5,13 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// Writing `status` (conditions, users) failed.
-    #[error("writing the ProviderConfig status: {0}")]
+    #[error("writing the ProviderConfig status: {}", crate::controller::error::kube_cause(.0))]
     WriteStatus(#[source] kube::Error),
     /// Adding the in-use finalizer failed (a conflict means someone else changed the object first).
-    #[error("adding the finalizer {f}: {0}", f = super::FINALIZER)]
+    #[error("adding the finalizer {f}: {}", crate::controller::error::kube_cause(.0), f = super::FINALIZER)]
     AddFinalizer(#[source] kube::Error),
     /// Removing the in-use finalizer after the last user was gone failed.
-    #[error("removing the finalizer {f}: {0}", f = super::FINALIZER)]
+    #[error("removing the finalizer {f}: {}", crate::controller::error::kube_cause(.0), f = super::FINALIZER)]
     RemoveFinalizer(#[source] kube::Error),
 }
 

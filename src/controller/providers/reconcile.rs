@@ -16,7 +16,9 @@ use super::usage::{FinalizerStep, Users, decide_finalizer, in_use_message};
 use super::{FINALIZER, KIND, ProviderContext, ProviderError};
 use crate::api::{ProviderConfig, ProviderConfigStatus};
 use crate::controller::conditions::{self, Desired, READY, SYNCED, reason};
+use crate::controller::events::Notice;
 use crate::controller::{Context, object};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// Reconciles one ProviderConfig.
 pub async fn reconcile(
@@ -64,6 +66,14 @@ async fn reconcile_in_span(
     }
     let desired = desired_conditions(&checked, held);
     write_status(&pc, ctx, &desired, users.as_ref().map(Users::total)).await?;
+    let before = pc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    for n in notices(before, &desired) {
+        object::publish_notice(ctx, &*pc, n).await;
+    }
     ctx.metrics.reconciled(KIND, started.elapsed());
     Ok(action)
 }
@@ -135,6 +145,46 @@ pub(super) fn desired_conditions(
         None => vec![ready, synced],
     };
     conditions::with_progress(pair, failed_for_good)
+}
+
+/// The events a ProviderConfig's new conditions tell (no client required), each once, when it
+/// starts: the credential check failing (a Warning with the check's reason, e.g. the cloud's
+/// `APIGW_0301` for a 401, `SecretInvalid`, `SecretOutOfScope`) or passing (again), and a deletion
+/// held while the ProviderConfig is in use (`InUse`). The resync that finds nothing new tells nothing.
+pub(super) fn notices(before: &[Condition], desired: &[Desired]) -> Vec<Notice> {
+    let changed = |d: &&Desired| {
+        let was = conditions::find(before, d.type_);
+        !was.is_some_and(|w| (w.status == "True") == d.status && w.reason == d.reason)
+    };
+    let mut out = Vec::new();
+    if let Some(check) = desired.iter().find(|d| d.type_ == SYNCED).filter(changed) {
+        let (warning, reason, note) = if check.status {
+            let note = "the cloud accepted the credentials".to_string();
+            (false, reason::CREDENTIALS_VALID.to_string(), note)
+        } else {
+            (true, check.reason.clone(), check.message.clone())
+        };
+        let action = "CheckCredentials";
+        out.push(Notice {
+            warning,
+            reason,
+            action,
+            note,
+        });
+    }
+    let held = desired
+        .iter()
+        .find(|d| d.type_ == READY && d.reason == reason::IN_USE);
+    if let Some(held) = held.filter(changed) {
+        let (reason, note) = (held.reason.clone(), held.message.clone());
+        out.push(Notice {
+            warning: false,
+            reason,
+            action: "Delete",
+            note,
+        });
+    }
+    out
 }
 
 /// Writes conditions, observedGeneration and the user count, only when one of them changed.
@@ -221,13 +271,14 @@ pub fn error_policy(
     err: &ProviderError,
     pctx: Arc<ProviderContext>,
 ) -> Action {
+    if err.is_conflict() {
+        // A stale copy: nothing is wrong, the watch brings the newer one (no failure counted).
+        tracing::debug!(provider = %pc.name_any(), error = %err, "acted on a stale copy: looking again");
+        return Action::requeue(object::STALE_COPY_RETRY);
+    }
     pctx.ctx.metrics.reconcile_failed(KIND, &err.metric_label());
     warn!(provider = %pc.name_any(), error = %err, "provider config reconcile failed");
-    if err.is_conflict() {
-        Action::requeue(Duration::from_millis(500))
-    } else {
-        Action::requeue(Duration::from_secs(5))
-    }
+    Action::requeue(Duration::from_secs(5))
 }
 
 #[cfg(test)]
@@ -299,6 +350,52 @@ mod tests {
                 .collect();
             assert_eq!(added, progress.into_iter().collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn events_tell_each_change_of_the_check_and_the_hold_once() {
+        let now = Utc::now();
+        let bad = || -> Result<bool, CheckError> {
+            Err(CheckError::CredentialCheck {
+                source: crate::cloud::CloudError::Api {
+                    status: 401,
+                    error_code: "APIGW.0301".into(),
+                    error_msg: "wrong signature".into(),
+                    request_id: None,
+                    retry_after: None,
+                },
+            })
+        };
+        let after = |checked: &Result<bool, CheckError>, held: Option<&str>| {
+            desired_conditions(checked, held.map(str::to_string))
+        };
+        let written = |d: &[Desired]| conditions::merge(&[], d, Some(1), now);
+        let told = |before: &[Condition], d: &[Desired]| -> Vec<(bool, String)> {
+            notices(before, d)
+                .into_iter()
+                .map(|n| (n.warning, n.reason))
+                .collect()
+        };
+        let failing = after(&bad(), None);
+        assert_eq!(told(&[], &failing), [(true, "APIGW_0301".to_string())]);
+        let note = &notices(&[], &failing)[0].note;
+        assert!(
+            note.contains("APIGW.0301 (401)") && !note.contains('{'),
+            "{note}"
+        );
+        assert!(
+            told(&written(&failing), &failing).is_empty(),
+            "a resync tells nothing"
+        );
+        let ok = after(&Ok(false), None);
+        assert_eq!(
+            told(&written(&failing), &ok),
+            [(false, "CredentialsValid".to_string())]
+        );
+        assert!(told(&written(&ok), &ok).is_empty());
+        let held = after(&Ok(false), Some("in use"));
+        assert_eq!(told(&written(&ok), &held), [(false, "InUse".to_string())]);
+        assert!(told(&written(&held), &held).is_empty());
     }
 
     #[test]

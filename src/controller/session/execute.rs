@@ -11,8 +11,8 @@ use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::super::Context;
-use super::super::conditions::{self, reason};
 use super::super::error::{Error, Result};
+use super::super::events;
 use super::super::intent::{CreateIntent, Identity, SESSION_ID_ANNOTATION};
 use super::super::object::{self, publish};
 use super::super::plan::{self, Convergence, DesiredSession};
@@ -97,32 +97,8 @@ pub async fn execute(
             }
             release(api, progress).await
         }
-        (Step::Conflict(message), _) => {
-            report_conflict(ctx, &progress.obj, message).await;
-            Ok(())
-        }
-        _ => Ok(()), // Wait, ReportDrift: nothing to call
-    }
-}
-
-/// A Warning event for a name conflict, once: when the object starts reporting it.
-async fn report_conflict(ctx: &Context, obj: &TrafficMirrorSession, message: &str) {
-    let reported = obj
-        .status
-        .as_ref()
-        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
-        .is_some_and(|c| c.reason == reason::NAME_CONFLICT);
-    if !reported {
-        let note = message.to_string();
-        publish(
-            ctx,
-            obj,
-            EventType::Warning,
-            reason::NAME_CONFLICT,
-            "Create",
-            note,
-        )
-        .await;
+        _ => Ok(()), // Wait, ReportDrift, Conflict: nothing to call (the status tells, and its
+                     // change one event: see object::status_written)
     }
 }
 
@@ -160,6 +136,8 @@ async fn create(
         )
         .await;
     }
+    // Ready=False/Creating before the first call, so the object is not blank while it runs.
+    progress.obj = super::status::write_creating(ctx, api, &progress.obj, None).await?;
     let request = desired.create_request();
     let post = p.client.create_session(&request);
     // The intent records the identity the POST sends: the spec may change before it is resolved.
@@ -198,8 +176,9 @@ async fn converge(
     c: &Convergence,
     progress: &mut Progress,
 ) -> Result<()> {
+    let correcting = corrects_drift(&progress.obj);
     if let Some(update) = &c.update {
-        let fields = plan::update_field_names(update).join(", ");
+        let before = progress.session.clone().unwrap_or_default();
         let s = p
             .cloud(
                 &ctx.metrics,
@@ -210,14 +189,16 @@ async fn converge(
         p.inventory.record(&s);
         progress.session = Some(s);
         failpoint::hit("session-update-after");
-        info!(name = %progress.obj.name_any(), %id, %fields, "updated cloud session");
+        let changes = plan::field_changes(update, &before);
+        let (reason, note) = events::update_note("cloud session", &changes, correcting);
+        info!(name = %progress.obj.name_any(), %id, %note, "updated cloud session");
         publish(
             ctx,
             &*progress.obj,
             EventType::Normal,
-            "Updated",
+            reason,
             "Update",
-            format!("updated {fields}"),
+            note,
         )
         .await;
     }
@@ -261,17 +242,36 @@ async fn change_sources(
     progress.session = Some(s);
     failpoint::hit("session-sources-after");
     let verb = if add { "added" } else { "removed" };
-    let note = format!("{verb} sources {}", sources.join(", "));
+    let mut note = format!("{verb} sources {}", sources.join(", "));
+    let mut reason = "SourcesChanged";
+    if corrects_drift(&progress.obj) {
+        reason = events::DRIFT_CORRECTED;
+        note = format!(
+            "corrected drift: {note} (spec.trafficMirrorSources was changed outside this object)"
+        );
+    }
     publish(
         ctx,
         &*progress.obj,
         EventType::Normal,
-        "SourcesChanged",
+        reason,
         "UpdateSources",
         note,
     )
     .await;
     Ok(())
+}
+
+/// Whether calls on this object now correct drift (the cloud changed outside it) rather than carry
+/// out a spec change: its status already observed this generation, and it was Ready.
+fn corrects_drift(obj: &TrafficMirrorSession) -> bool {
+    obj.status.as_ref().is_some_and(|s| {
+        events::corrects_drift(
+            s.observed_generation,
+            obj.metadata.generation,
+            &s.conditions,
+        )
+    })
 }
 
 /// Deletes one cloud session; "already gone" counts as done.

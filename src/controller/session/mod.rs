@@ -77,7 +77,10 @@ async fn reconcile_steps(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
         obj
     } else {
         match execute::ensure_finalizer(&api, obj.clone()).await {
-            Ok(o) => o,
+            Ok(o) => {
+                ctx.ledger.replaced(&obj.metadata, &o.metadata);
+                o
+            }
             Err(e) => return Ok(report_failure(ctx, &obj, e).await),
         }
     };
@@ -91,19 +94,11 @@ async fn reconcile_steps(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
         session: progress.session.as_ref(),
         error: done.as_ref().err(),
     };
-    if !progress.released {
-        let current = progress.obj.status.clone().unwrap_or_default();
-        let next = next_status(
-            &current,
-            progress.obj.metadata.generation,
-            &report,
-            Utc::now(),
-        );
-        if let Err(e) = status::write(&api, &progress.obj, &next).await
-            && done.is_ok()
-        {
-            return Ok(report_failure(ctx, &progress.obj, e).await);
-        }
+    if !progress.released
+        && let Err(e) = write_status(ctx, &api, &progress, &report).await
+        && done.is_ok()
+    {
+        return Ok(report_failure(ctx, &progress.obj, e).await);
     }
     // 7. the next look (no client required)
     match (done, step) {
@@ -117,6 +112,25 @@ async fn reconcile_steps(obj: Arc<TrafficMirrorSession>, ctx: &Context) -> Resul
         }
         (Ok(()), None) => Ok(Action::await_change()),
     }
+}
+
+/// Step 6: the status computed from `report`, written when it changed; a change of `Ready` into a
+/// wait or a stall is told by one event ([`object::status_written`]).
+async fn write_status(
+    ctx: &Context,
+    api: &Api<TrafficMirrorSession>,
+    progress: &Progress,
+    report: &Report<'_>,
+) -> Result<()> {
+    let current = progress.obj.status.clone().unwrap_or_default();
+    let generation = progress.obj.metadata.generation;
+    let next = next_status(&current, generation, report, Utc::now());
+    if status::write(api, &progress.obj, &next).await? {
+        let (before, after) = (&current.conditions, &next.conditions);
+        let failed = report.error.is_some();
+        object::status_written(ctx, &*progress.obj, before, after, failed).await;
+    }
+    Ok(())
 }
 
 /// Steps 3-5. On failure, whatever was observed and decided is still returned for the status.

@@ -207,7 +207,7 @@ fn observe_only_reports() {
             "observe only, drifted",
             with_id(desired(f.observe_only.clone()), "s1"),
             present(f.drifted.clone()),
-            "ReportDrift(priority)",
+            "ReportDrift(spec.priority)",
         ),
     ]);
 }
@@ -474,7 +474,7 @@ fn observe_only_compares_the_filter_it_can_resolve() {
                 filter: FilterState::Id("f2".into()),
                 ..present(session("s1", 1))
             },
-            "ReportDrift(traffic_mirror_filter_id)",
+            "ReportDrift(spec.trafficMirrorFilterId)",
         ),
     ]);
 }
