@@ -1370,3 +1370,60 @@ async fn a_rename_onto_a_taken_name_is_refused_and_a_revert_clears_it() {
     let web = env.sessions().get("web-tap").await.expect("get");
     assert_eq!(condition(&web, "Ready").status, "True");
 }
+
+/// The GETs of cloud session `id` in `calls` made before the first resync LIST that follows the
+/// first of them: the reconciles a new object's arrival causes (its own status write's included),
+/// without the ones each later resync causes.
+fn gets_of_before_the_next_list(calls: &[Value], id: &str) -> usize {
+    let path = format!("/traffic-mirror-sessions/{id}");
+    let is_get =
+        |c: &Value| c["method"] == "GET" && c["path"].as_str().is_some_and(|p| p.ends_with(&path));
+    let Some(first) = calls.iter().position(is_get) else {
+        return 0;
+    };
+    calls[first..]
+        .iter()
+        .take_while(|c| count_lists(std::slice::from_ref(*c)) == 0)
+        .filter(|c| is_get(c))
+        .count()
+}
+
+#[tokio::test]
+async fn an_adopted_id_that_does_not_exist_is_read_once_and_its_deletion_deletes_nothing() {
+    let env = TestEnv::new("adopt-missing").await;
+    let _op = Operator::start(&env, None);
+    let missing = "33333333-0000-4000-8000-000000000000";
+    env.apply("ghost", json!({"sessionId": missing})).await;
+    let o = env
+        .wait_reason("ghost", "Ready", "False", Some("SessionNotFound"))
+        .await;
+    assert!(
+        condition(&o, "Ready").message.contains(missing),
+        "{:?}",
+        condition(&o, "Ready")
+    );
+    // Two more resync LISTs: the reconcile its own status write caused has run by then.
+    env.wait_resyncs(2).await;
+    let calls = env.calls().await;
+    assert_eq!(
+        gets_of_before_the_next_list(&calls, missing),
+        1,
+        "one GET of the missing id, not one more for the reconcile our status write caused: {calls:#?}"
+    );
+
+    env.delete("ghost").await;
+    env.wait_gone("ghost").await;
+    let gone = wait_event(&env.client, &env.ns, "ghost", "AlreadyGone").await;
+    let note = gone.note.unwrap_or_default();
+    assert!(
+        note.contains(missing) && note.contains("nothing was deleted"),
+        "{note}"
+    );
+    let events = events_about(&env.client, &env.ns, "ghost").await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Deleted")),
+        "a 404 is not reported as deleted: {events:#?}"
+    );
+}

@@ -155,6 +155,16 @@ impl<T: Listed> Inventory<T> {
         }
     }
 
+    /// Whether the cloud itself said `id` is gone (a 404 answer, or our own DELETE) since the last
+    /// LIST began: a tombstone, not merely an id a LIST did not return (a LIST may lag a create).
+    /// Cloud ids are never reused, so such an id stays gone.
+    pub fn said_gone(&self, id: &str) -> bool {
+        matches!(
+            self.lock().entries.get(id),
+            Some(Entry { session: None, .. })
+        )
+    }
+
     /// Whether a LIST succeeded within `age`: proof the account's credentials work, so the
     /// ProviderConfig re-check needs no call of its own.
     pub fn listed_within(&self, age: std::time::Duration) -> bool {
@@ -376,5 +386,17 @@ mod tests {
         inv.forget("a");
         inv.replace(vec![s("a", 1)], started);
         assert_eq!(inv.get("a"), Known::Absent);
+    }
+
+    #[test]
+    fn only_a_tombstone_says_gone() {
+        let inv = Inventory::default();
+        inv.replace(vec![s("a", 1)], Instant::now());
+        assert!(!inv.said_gone("b"), "not listed is not the cloud's word");
+        assert!(!inv.said_gone("a"));
+        inv.forget("a");
+        assert!(inv.said_gone("a"));
+        inv.replace(vec![], Instant::now() + std::time::Duration::from_millis(1));
+        assert!(!inv.said_gone("a"), "a newer LIST replaces the tombstone");
     }
 }

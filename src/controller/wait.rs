@@ -58,7 +58,13 @@ impl NextLook {
         match self {
             NextLook::Wait(Retry::Soon) => Action::requeue(CONFIRM_POLL),
             NextLook::Wait(Retry::Dependency) => Action::requeue(DEPENDENCY_POLL),
-            NextLook::Wait(Retry::Resync) => Action::requeue(ctx.config.resync_interval),
+            NextLook::Wait(Retry::Resync) => {
+                // Such a wait was decided on what the cloud said (a 404, a claim, a refusal): the
+                // follow-up reconciles of this generation (our own status write's watch event)
+                // trust the snapshot and its tombstones instead of asking again.
+                ctx.ledger.succeeded(uid, generation);
+                Action::requeue(ctx.config.resync_interval)
+            }
             NextLook::Wait(Retry::OnChange) | NextLook::OnChange => Action::await_change(),
             NextLook::Released => {
                 ctx.ledger.forget(uid);

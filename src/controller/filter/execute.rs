@@ -349,17 +349,18 @@ fn set_filter(p: &Provider, progress: &mut Progress, f: CloudFilter) {
 
 /// Deletes one cloud filter (its rules go with it); "already gone" counts as done.
 async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> Result<()> {
-    p.delete(&ctx.metrics, "delete_filter", p.client.delete_filter(id))
+    let deleted = p
+        .delete(&ctx.metrics, "delete_filter", p.client.delete_filter(id))
         .await?;
     p.filters.forget(id);
     failpoint::hit("filter-delete-after");
-    info!(name = %progress.obj.name_any(), %id, "deleted cloud filter");
-    let note = format!("deleted cloud filter {id}");
+    info!(name = %progress.obj.name_any(), %id, ?deleted, "deleted cloud filter");
+    let (reason, note) = deleted.event("cloud filter", id);
     publish(
         ctx,
         &*progress.obj,
         EventType::Normal,
-        "Deleted",
+        reason,
         "Delete",
         note,
     )

@@ -91,8 +91,9 @@ impl Provider {
 
 impl Provider {
     /// One cloud object by id, as the reconcilers observe it: from `snapshot` unless `fresh`, else a
-    /// GET (`show`) whose answer is recorded. `None` means gone, and only on the cloud's word (a 404),
-    /// never inferred from the snapshot alone.
+    /// GET (`show`) whose answer is recorded. `None` means gone, and only on the cloud's word (a 404,
+    /// now or recorded as a tombstone since the last LIST), never inferred from a LIST that merely
+    /// did not return the id.
     pub async fn read<T: Listed>(
         &self,
         metrics: &Metrics,
@@ -102,6 +103,9 @@ impl Provider {
     ) -> Result<Option<T>, super::error::Error> {
         if !fresh && let Known::Present(found) = snapshot.get(id) {
             return Ok(Some(found));
+        }
+        if !fresh && snapshot.said_gone(id) {
+            return Ok(None); // the cloud's own 404 (or our DELETE), since the last LIST
         }
         match self.call(metrics, operation, show).await {
             Ok(found) => {
@@ -116,18 +120,18 @@ impl Provider {
         }
     }
 
-    /// A delete call: "already gone" (a 404) counts as done, so cleanup is idempotent.
+    /// A delete call: "already gone" (a 404) counts as done, so cleanup is idempotent. Says which
+    /// of the two it was, so nobody is told "deleted" of an object the call never found.
     pub async fn delete(
         &self,
         metrics: &Metrics,
         operation: &'static str,
         call: impl Future<Output = Result<(), CloudError>>,
-    ) -> Result<(), super::error::Error> {
+    ) -> Result<Deleted, super::error::Error> {
         match self.call(metrics, operation, call).await {
-            Err(source) if !source.is_not_found() => {
-                Err(super::error::Error::Cloud { operation, source })
-            }
-            _ => Ok(()),
+            Ok(()) => Ok(Deleted::Now),
+            Err(source) if source.is_not_found() => Ok(Deleted::AlreadyGone),
+            Err(source) => Err(super::error::Error::Cloud { operation, source }),
         }
     }
 
@@ -141,6 +145,29 @@ impl Provider {
         self.call(metrics, operation, call)
             .await
             .map_err(|source| super::error::Error::Cloud { operation, source })
+    }
+}
+
+/// What a delete call found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// The cloud object existed and is deleted now.
+    Now,
+    /// The cloud answered 404: there was nothing to delete (deleted outside the operator, or an
+    /// adopted id that never existed).
+    AlreadyGone,
+}
+
+impl Deleted {
+    /// The event (reason, note) for deleting `noun` `id`.
+    pub fn event(self, noun: &str, id: &str) -> (&'static str, String) {
+        match self {
+            Deleted::Now => ("Deleted", format!("deleted {noun} {id}")),
+            Deleted::AlreadyGone => (
+                "AlreadyGone",
+                format!("{noun} {id} did not exist (404): nothing was deleted"),
+            ),
+        }
     }
 }
 
@@ -467,6 +494,22 @@ fn users_of_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delete_of_a_missing_object_is_not_reported_as_deleted() {
+        let (reason, note) = Deleted::Now.event("cloud session", "s-1");
+        assert_eq!(
+            (reason, note.as_str()),
+            ("Deleted", "deleted cloud session s-1")
+        );
+        let (reason, note) = Deleted::AlreadyGone.event("cloud filter", "f-1");
+        assert_eq!(reason, "AlreadyGone");
+        assert!(
+            note.contains("f-1") && note.contains("nothing was deleted"),
+            "{note}"
+        );
+        assert!(!note.starts_with("deleted"), "{note}");
+    }
 
     #[test]
     fn fingerprint_changes_with_any_part() {

@@ -276,17 +276,18 @@ fn corrects_drift(obj: &TrafficMirrorSession) -> bool {
 
 /// Deletes one cloud session; "already gone" counts as done.
 async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> Result<()> {
-    p.delete(&ctx.metrics, "delete_session", p.client.delete_session(id))
+    let deleted = p
+        .delete(&ctx.metrics, "delete_session", p.client.delete_session(id))
         .await?;
     p.inventory.forget(id);
     failpoint::hit("session-delete-after");
-    info!(name = %progress.obj.name_any(), %id, "deleted cloud session");
-    let note = format!("deleted cloud session {id}");
+    info!(name = %progress.obj.name_any(), %id, ?deleted, "deleted cloud session");
+    let (reason, note) = deleted.event("cloud session", id);
     publish(
         ctx,
         &*progress.obj,
         EventType::Normal,
-        "Deleted",
+        reason,
         "Delete",
         note,
     )
