@@ -51,7 +51,11 @@ async fn apply(env: &Env, name: &str) {
 
 /// How many of the namespace's sessions report `Ready=True` for their generation.
 async fn ready_count(env: &Env) -> usize {
-    let list = env.sessions().list(&Default::default()).await.expect("list");
+    let list = env
+        .sessions()
+        .list(&Default::default())
+        .await
+        .expect("list");
     list.items
         .iter()
         .filter(|o| {
@@ -66,7 +70,10 @@ async fn ready_count(env: &Env) -> usize {
 }
 
 async fn wait_ready(env: &Env, n: usize) {
-    support::wait_for(WAIT, || async { (ready_count(env).await >= n).then_some(()) }).await;
+    support::wait_for(WAIT, || async {
+        (ready_count(env).await >= n).then_some(())
+    })
+    .await;
 }
 
 /// The operator's cloud answers of 429 (throttled) since the log was cleared.

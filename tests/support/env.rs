@@ -378,18 +378,14 @@ impl Env {
     ) -> impl Future<Output = K> + 'a {
         self.wait_until(name, move |o: &K| {
             o.is_current()
-                && o.condition(type_).is_some_and(|c| {
-                    c.status == status && reason.is_none_or(|r| c.reason == r)
-                })
+                && o.condition(type_)
+                    .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
         })
     }
 
     /// Waits until `name` is Ready=True for its current generation; returns it.
     #[track_caller]
-    pub fn wait_ready<'a, K: Conditioned>(
-        &'a self,
-        name: &'a str,
-    ) -> impl Future<Output = K> + 'a {
+    pub fn wait_ready<'a, K: Conditioned>(&'a self, name: &'a str) -> impl Future<Output = K> + 'a {
         self.wait_condition(name, "Ready", "True", None)
     }
 
