@@ -148,7 +148,7 @@ async fn ready_filter_then_broken_provider(env: &Env, name: &str) -> String {
 #[tokio::test]
 async fn a_filter_whose_provider_config_never_existed_is_deleted_at_once() {
     let env = Env::builder("flt-typo-pc").resync(RESYNC).build().await;
-    let op = env.operator_with(None);
+    let op = env.operator();
     apply_filter(
         &env,
         "web",
@@ -186,7 +186,7 @@ async fn deleting_a_filter_without_a_ready_provider_says_how_to_get_out_and_orph
         .resync(RESYNC)
         .build()
         .await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     let id = ready_filter_then_broken_provider(&env, "web").await;
     delete_filter(&env, "web").await;
     wait_filter_message(
@@ -216,7 +216,7 @@ async fn deleting_a_filter_without_a_ready_provider_says_how_to_get_out_and_orph
 #[tokio::test]
 async fn deleting_a_filter_without_a_ready_provider_finishes_once_it_is_restored() {
     let env = Env::builder("flt-del-restore").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     let id = ready_filter_then_broken_provider(&env, "web").await;
     delete_filter(&env, "web").await;
     wait_filter_message(
@@ -264,7 +264,7 @@ async fn a_damaged_filter_intent_never_leaks_the_cloud_filter_on_delete() {
     let patch = json!({"metadata": {"annotations": {"vpc.hwcloud.dev/create-intent": "{damaged"}}});
     patch_filter(&env, "web", patch).await;
     delete_filter(&env, "web").await;
-    let op = env.operator_with(None);
+    let op = env.operator();
     env.wait_gone::<TrafficMirrorFilter>("web").await;
     assert!(
         cloud_filters_named(&env, "web").await.is_empty(),
@@ -335,7 +335,7 @@ async fn deleting_a_namespace_finishes_once_the_operator_deleted_its_cloud_resou
 async fn a_session_whose_owner_is_deleted_is_garbage_collected_with_its_cloud_session() {
     let cp = support::control_plane();
     let env = Env::builder("gc-owner").resync(RESYNC).build().await;
-    let op = env.operator_with(None);
+    let op = env.operator();
     let owners: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     let owner: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "owner"}})).expect("owner manifest");

@@ -180,7 +180,7 @@ fn methods(calls: &[Value]) -> Vec<String> {
 #[tokio::test]
 async fn a_filter_with_rules_becomes_ready_with_ids() {
     let env = Env::builder("flt-create").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     apply_filter(
         &env,
         "web",
@@ -214,7 +214,7 @@ async fn a_filter_with_rules_becomes_ready_with_ids() {
 #[tokio::test]
 async fn each_kind_of_rule_change_costs_exactly_the_needed_calls() {
     let env = Env::builder("flt-changes").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     apply_filter(&env, "web", three_rules(), json!({})).await;
     env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
         .await;
@@ -364,7 +364,7 @@ async fn notes(env: &Env, name: &str, reason: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_many_rule_filter_shows_creating_with_its_id_and_summarises_its_rules() {
     let env = Env::builder("flt-events").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     env.emu().set_latency(60, 0).await;
     let mut rules: Vec<Value> = (1..=20)
         .map(|p| {
@@ -419,7 +419,7 @@ async fn a_many_rule_filter_shows_creating_with_its_id_and_summarises_its_rules(
 #[tokio::test]
 async fn a_write_conflict_is_a_silent_second_look_not_a_warning() {
     let env = Env::builder("flt-conflict").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     env.emu().set_latency(30, 0).await;
     apply_filter(&env, "web", three_rules(), json!({})).await;
     // Relabel until the operator has finished (or 200 times): its reads keep going stale.
@@ -456,7 +456,7 @@ async fn a_write_conflict_is_a_silent_second_look_not_a_warning() {
 #[tokio::test]
 async fn a_session_waits_for_its_filter_then_converges_and_follows_a_new_id() {
     let env = Env::builder("flt-ref").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     apply_session(&env, "s", "web").await;
     env.wait_condition::<TrafficMirrorSession>("s", "Ready", "False", Some("FilterNotReady"))
         .await;
@@ -527,7 +527,7 @@ async fn a_session_waits_for_its_filter_then_converges_and_follows_a_new_id() {
 #[tokio::test]
 async fn deleting_a_filter_in_use_waits_for_its_sessions() {
     let env = Env::builder("flt-inuse").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     apply_filter(&env, "web", three_rules(), json!({})).await;
     apply_session(&env, "s", "web").await;
     env.wait_condition::<TrafficMirrorSession>("s", "Ready", "True", None)
@@ -613,7 +613,7 @@ async fn deleting_a_filter_in_use_waits_for_its_sessions() {
 #[tokio::test]
 async fn out_of_band_rule_drift_is_corrected_and_protocol_case_is_not_drift() {
     let env = Env::builder("flt-drift").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     apply_filter(&env, "web", three_rules(), json!({})).await;
     let f = env
         .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", None)
@@ -682,7 +682,7 @@ async fn observe_only_reports_drift_and_never_writes() {
         )
         .await
         .expect("create");
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     env.emu().clear_calls().await;
     apply_filter(
         &env,
@@ -720,7 +720,7 @@ async fn crash_during_filter_create(failpoint: &str) {
         op.logs()
     );
     drop(op);
-    let op = env.operator_with(None);
+    let op = env.operator();
     let want = (
         "web",
         "",
@@ -757,7 +757,7 @@ async fn crash_after_the_rule_intent_of_a_new_filter() {
 #[tokio::test]
 async fn steady_state_is_one_list_per_interval_and_no_writes() {
     let env = Env::builder("flt-steady").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     apply_filter(&env, "web", three_rules(), json!({})).await;
     apply_filter(&env, "db", json!([rule("egress", 1, json!({}))]), json!({})).await;
     let web = env
@@ -799,7 +799,7 @@ async fn steady_state_is_one_list_per_interval_and_no_writes() {
 /// one rule per key of `want`, in the desired state.
 async fn crash_during_rule_change(failpoint: &str, rules: Value, want: &[&str]) {
     let env = Env::builder("flt-crash-rules").resync(RESYNC).build().await;
-    let op = env.operator_with(None);
+    let op = env.operator();
     apply_filter(&env, "web", three_rules(), json!({})).await;
     env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
         .await;
@@ -817,7 +817,7 @@ async fn crash_during_rule_change(failpoint: &str, rules: Value, want: &[&str]) 
         op.logs()
     );
     drop(op);
-    let op = env.operator_with(None);
+    let op = env.operator();
     assert_one_filter_as_desired(&env, failpoint, "web", ("web", "", want), &op).await;
 }
 
@@ -873,7 +873,7 @@ async fn crash_after_the_filter_update() {
         .resync(RESYNC)
         .build()
         .await;
-    let op = env.operator_with(None);
+    let op = env.operator();
     apply_filter(
         &env,
         "web",
@@ -907,7 +907,7 @@ async fn crash_after_the_filter_update() {
     .await;
     assert!(op.logs().contains("failpoint"), "{}", op.logs());
     drop(op);
-    let op = env.operator_with(None);
+    let op = env.operator();
     let want = (
         "web-v2",
         "web tier, v2",
@@ -991,7 +991,7 @@ async fn two_managers_of(env: &Env, id: &str, first_extra: Value) {
 #[tokio::test]
 async fn a_second_object_adopting_a_managed_filter_stalls_and_never_writes() {
     let env = Env::builder("flt-claim").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     let id = legacy_filter(&env).await;
     two_managers_of(&env, &id, json!({})).await;
     // Deleting the younger leaves the cloud filter (the older one's) alone.
@@ -1014,7 +1014,7 @@ async fn a_second_object_adopting_a_managed_filter_stalls_and_never_writes() {
 #[tokio::test]
 async fn when_the_older_manager_goes_the_younger_takes_over_at_the_next_resync() {
     let env = Env::builder("flt-claim-over").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     let id = legacy_filter(&env).await;
     two_managers_of(&env, &id, json!({"deletionPolicy": "Orphan"})).await;
     env.filters()
@@ -1038,7 +1038,7 @@ async fn when_the_older_manager_goes_the_younger_takes_over_at_the_next_resync()
 #[tokio::test]
 async fn a_late_filter_id_is_refused_and_deletion_deletes_the_created_filter() {
     let env = Env::builder("flt-late-id").resync(RESYNC).build().await;
-    let _op = env.operator_with(None);
+    let _op = env.operator();
     apply_filter(&env, "web", three_rules(), json!({})).await;
     let f = env
         .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
