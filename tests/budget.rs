@@ -8,7 +8,7 @@ use support::Env;
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::TrafficMirrorSession;
 use traffic_mirror_operator::cloud::models::CreateSessionRequest;
@@ -30,7 +30,7 @@ async fn budget(env: &Env, qps: f64, burst: u32) {
 }
 
 async fn apply(env: &Env, name: &str) {
-    let obj: TrafficMirrorSession = serde_json::from_value(json!({
+    env.create::<TrafficMirrorSession>(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
         "metadata": {"name": name},
         "spec": {
@@ -42,11 +42,7 @@ async fn apply(env: &Env, name: &str) {
             "providerConfigRef": {"name": env.account.pc},
         },
     }))
-    .expect("manifest");
-    env.sessions()
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create");
+    .await;
 }
 
 /// How many of the namespace's sessions report `Ready=True` for their generation.

@@ -42,15 +42,11 @@ async fn apply_filter(env: &Env, name: &str, extra: Value) {
     if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
         s.extend(e);
     }
-    let obj: TrafficMirrorFilter = serde_json::from_value(json!({
+    env.create::<TrafficMirrorFilter>(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
         "metadata": {"name": name}, "spec": spec,
     }))
-    .expect("filter manifest");
-    env.filters()
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create filter object");
+    .await;
 }
 
 /// Creates a session object using the filter object `filter`.
@@ -60,7 +56,7 @@ async fn apply_session(env: &Env, name: &str, filter: &str) {
 
 /// [`Env::apply_session`] with these `metadata.ownerReferences`.
 async fn apply_session_owned(env: &Env, name: &str, filter: &str, owners: Value) {
-    let obj: TrafficMirrorSession = serde_json::from_value(json!({
+    env.create::<TrafficMirrorSession>(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
         "metadata": {"name": name, "ownerReferences": owners},
         "spec": {
@@ -72,11 +68,7 @@ async fn apply_session_owned(env: &Env, name: &str, filter: &str, owners: Value)
             "providerConfigRef": {"name": env.account.pc},
         },
     }))
-    .expect("session manifest");
-    env.sessions()
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create session object");
+    .await;
 }
 
 async fn patch_filter(env: &Env, name: &str, patch: Value) {

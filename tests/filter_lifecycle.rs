@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{TrafficMirrorFilter, TrafficMirrorSession};
 use traffic_mirror_operator::cloud::models::{
@@ -25,15 +25,11 @@ const RESYNC: &str = "2s";
 async fn apply_filter(env: &Env, name: &str, rules: Value, extra: Value) {
     let mut spec = json!({"rules": rules, "providerConfigRef": {"name": env.account.pc}});
     merge(&mut spec, extra);
-    let obj: TrafficMirrorFilter = serde_json::from_value(json!({
+    env.create::<TrafficMirrorFilter>(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
         "metadata": {"name": name}, "spec": spec,
     }))
-    .expect("filter manifest");
-    env.filters()
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create filter object");
+    .await;
 }
 
 async fn patch_filter(env: &Env, name: &str, spec: Value) {
@@ -49,7 +45,7 @@ async fn patch_filter(env: &Env, name: &str, spec: Value) {
 
 /// A session object that references the filter `filter` by name.
 async fn apply_session(env: &Env, name: &str, filter: &str) {
-    let obj: TrafficMirrorSession = serde_json::from_value(json!({
+    env.create::<TrafficMirrorSession>(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
         "metadata": {"name": name},
         "spec": {
@@ -61,11 +57,7 @@ async fn apply_session(env: &Env, name: &str, filter: &str) {
             "providerConfigRef": {"name": env.account.pc},
         },
     }))
-    .expect("session manifest");
-    env.sessions()
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create session object");
+    .await;
 }
 
 async fn cloud_filters(env: &Env) -> Vec<CloudFilter> {

@@ -8,7 +8,7 @@ use support::{Conditioned, Env};
 
 use std::time::Duration;
 
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::TrafficMirrorFilter;
 use traffic_mirror_operator::cloud::models::{CreateSessionRequest, TrafficMirrorSession};
@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(60);
 const RESYNC: &str = "3s";
 
 async fn apply_filter(env: &Env, name: &str) {
-    let obj: TrafficMirrorFilter = serde_json::from_value(json!({
+    env.create::<TrafficMirrorFilter>(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
         "metadata": {"name": name},
         "spec": {
@@ -28,11 +28,7 @@ async fn apply_filter(env: &Env, name: &str) {
             "providerConfigRef": {"name": env.account.pc},
         },
     }))
-    .expect("filter manifest");
-    env.filters()
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create filter object");
+    .await;
 }
 
 /// The filter's Ready condition once `accept(reason, message)` holds for it.

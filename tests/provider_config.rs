@@ -35,7 +35,7 @@ async fn env(prefix: &str, resync: &str) -> Env {
 
 /// Creates a session named `name` that uses ProviderConfig `pc`.
 async fn session(env: &Env, name: &str, pc: &str) {
-    let obj: TrafficMirrorSession = serde_json::from_value(json!({
+    env.create::<TrafficMirrorSession>(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1",
         "kind": "TrafficMirrorSession",
         "metadata": {"name": name},
@@ -48,27 +48,19 @@ async fn session(env: &Env, name: &str, pc: &str) {
             "providerConfigRef": {"name": pc},
         },
     }))
-    .expect("session manifest");
-    env.sessions()
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create session");
+    .await;
 }
 
 /// Creates a filter named `name` that uses ProviderConfig `pc` (no rules: it only counts as a
 /// user).
 async fn filter(env: &Env, name: &str, pc: &str) {
-    let obj: TrafficMirrorFilter = serde_json::from_value(json!({
+    env.create::<TrafficMirrorFilter>(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1",
         "kind": "TrafficMirrorFilter",
         "metadata": {"name": name},
         "spec": {"providerConfigRef": {"name": pc}},
     }))
-    .expect("filter manifest");
-    env.filters()
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create filter");
+    .await;
 }
 
 /// Waits until the ProviderConfig satisfies `ok`; returns it.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -340,6 +340,20 @@ impl Env {
     /// The ProviderConfigs (cluster-scoped).
     pub fn pcs(&self) -> Api<ProviderConfig> {
         Api::all(self.client.clone())
+    }
+
+    /// Creates the object `manifest` of kind `K` in the test namespace; returns it.
+    pub async fn create<K: Conditioned + serde::Serialize>(&self, manifest: Value) -> K {
+        let name = manifest["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let obj: K = serde_json::from_value(manifest)
+            .unwrap_or_else(|e| panic!("{} manifest {name}: {e}", K::kind(&())));
+        self.api::<K>()
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create {} {name}: {e}", K::kind(&())))
     }
 
     /// Deletes `name` of kind `K`.
