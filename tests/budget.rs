@@ -4,140 +4,106 @@
 
 mod support;
 
+use support::Env;
+
 use std::time::{Duration, Instant};
 
-use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
-use traffic_mirror_operator::cloud::VpcClient;
+use traffic_mirror_operator::api::TrafficMirrorSession;
 use traffic_mirror_operator::cloud::models::CreateSessionRequest;
 
 const WAIT: Duration = Duration::from_secs(120);
+const RESYNC: &str = "1h";
 
-struct Env {
-    client: Client,
-    ns: String,
-    account: support::operator::CloudAccount,
-    cloud: VpcClient,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    async fn new(prefix: &str) -> Env {
-        let client = support::control_plane().client().await;
-        support::install_crds(&client).await;
-        let ns = support::test_namespace(&client, prefix).await;
-        let account = support::operator::CloudAccount::create(&client, &ns).await;
-        Env {
-            cloud: account.cloud.clone(),
-            client,
-            ns,
-            account,
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn emu(&self) -> &support::Emulator {
-        &self.account.emu
-    }
-
-    /// The operator, with a long resync so only the work under test reaches the cloud.
-    fn operator(&self, resync: &str) -> support::operator::Operator {
-        let log = self.dir.path().join("operator.log");
-        support::operator::Operator::start(&self.ns, resync, &[], None, log)
-    }
-
-    fn sessions(&self) -> Api<TrafficMirrorSession> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    /// Sets the ProviderConfig's budget.
-    async fn budget(&self, qps: f64, burst: u32) {
-        let pcs: Api<ProviderConfig> = Api::all(self.client.clone());
-        let patch = json!({"spec": {"rateLimit": {"qps": qps, "burst": burst}}});
-        pcs.patch(
-            &self.account.pc,
+/// Sets the ProviderConfig's budget.
+async fn budget(env: &Env, qps: f64, burst: u32) {
+    let patch = json!({"spec": {"rateLimit": {"qps": qps, "burst": burst}}});
+    env.pcs()
+        .patch(
+            &env.account.pc,
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
         .await
         .expect("set the budget");
-    }
+}
 
-    async fn apply(&self, name: &str) {
-        let obj: TrafficMirrorSession = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
-            "metadata": {"name": name},
-            "spec": {
-                "trafficMirrorFilterId": self.account.filter_id,
-                "trafficMirrorSources": ["eni-a"],
-                "trafficMirrorTargetId": "eni-target",
-                "trafficMirrorTargetType": "eni",
-                "priority": 10,
-                "providerConfigRef": {"name": self.account.pc},
-            },
-        }))
-        .expect("manifest");
-        self.sessions()
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create");
-    }
+async fn apply(env: &Env, name: &str) {
+    env.create::<TrafficMirrorSession>(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
+        "metadata": {"name": name},
+        "spec": {
+            "trafficMirrorFilterId": env.account.filter_id,
+            "trafficMirrorSources": ["eni-a"],
+            "trafficMirrorTargetId": "eni-target",
+            "trafficMirrorTargetType": "eni",
+            "priority": 10,
+            "providerConfigRef": {"name": env.account.pc},
+        },
+    }))
+    .await;
+}
 
-    /// How many of the namespace's sessions report `Ready=True` for their generation.
-    async fn ready_count(&self) -> usize {
-        let list = self
-            .sessions()
-            .list(&Default::default())
-            .await
-            .expect("list");
-        list.items
-            .iter()
-            .filter(|o| {
-                o.status.as_ref().is_some_and(|s| {
-                    s.observed_generation == o.metadata.generation
-                        && s.conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
+/// How many of the namespace's sessions report `Ready=True` for their generation.
+async fn ready_count(env: &Env) -> usize {
+    let list = env
+        .sessions()
+        .list(&Default::default())
+        .await
+        .expect("list");
+    list.items
+        .iter()
+        .filter(|o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.observed_generation == o.metadata.generation
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
             })
-            .count()
-    }
-
-    async fn wait_ready(&self, n: usize) {
-        support::wait_for(WAIT, || async {
-            (self.ready_count().await >= n).then_some(())
         })
-        .await;
-    }
+        .count()
+}
 
-    async fn calls(&self) -> Vec<Value> {
-        self.emu().calls().await
-    }
+async fn wait_ready(env: &Env, n: usize) {
+    support::wait_for(WAIT, || async {
+        (ready_count(env).await >= n).then_some(())
+    })
+    .await;
+}
 
-    /// The operator's cloud answers of 429 (throttled) since the log was cleared.
-    async fn throttled(&self) -> usize {
-        self.calls()
-            .await
-            .iter()
-            .filter(|c| c["throttled"] == true)
-            .count()
-    }
+/// The operator's cloud answers of 429 (throttled) since the log was cleared.
+async fn throttled(env: &Env) -> usize {
+    env.calls()
+        .await
+        .iter()
+        .filter(|c| c["throttled"] == true)
+        .count()
+}
+
+/// An env whose operator (started by the test) has `resync`, with a long one so only the work
+/// under test reaches the cloud.
+async fn env(prefix: &str, resync: &str) -> Env {
+    Env::builder(prefix)
+        .resync(resync)
+        .keep_setup_calls()
+        .wait(WAIT)
+        .build()
+        .await
 }
 
 #[tokio::test]
 async fn a_backfill_under_the_default_budget_is_never_throttled() {
-    let env = Env::new("budget-default").await;
+    let env = env("budget-default", RESYNC).await;
     env.emu().set_rate_limit(10.0, Some(10)).await;
     for i in 0..40 {
-        env.apply(&format!("s{i}")).await;
+        apply(&env, &format!("s{i}")).await;
     }
     env.emu().clear_calls().await;
-    let _op = env.operator("1h");
-    env.wait_ready(40).await;
+    let _op = env.operator();
+    wait_ready(&env, 40).await;
     assert_eq!(
-        env.throttled().await,
+        throttled(&env).await,
         0,
         "the default budget stays below 10 rps"
     );
@@ -145,16 +111,16 @@ async fn a_backfill_under_the_default_budget_is_never_throttled() {
 
 #[tokio::test]
 async fn a_budget_above_the_gateway_backs_off_and_still_converges() {
-    let env = Env::new("budget-over").await;
-    env.budget(50.0, 50).await;
+    let env = env("budget-over", RESYNC).await;
+    budget(&env, 50.0, 50).await;
     env.emu().set_rate_limit(4.0, Some(4)).await;
     for i in 0..30 {
-        env.apply(&format!("s{i}")).await;
+        apply(&env, &format!("s{i}")).await;
     }
     env.emu().clear_calls().await;
-    let _op = env.operator("1h");
-    env.wait_ready(30).await;
-    let throttled = env.throttled().await;
+    let _op = env.operator();
+    wait_ready(&env, 30).await;
+    let throttled = throttled(&env).await;
     let posts = env
         .calls()
         .await
@@ -172,15 +138,15 @@ async fn a_budget_above_the_gateway_backs_off_and_still_converges() {
 
 #[tokio::test]
 async fn an_edit_goes_ahead_of_the_backfill() {
-    let env = Env::new("budget-edit").await;
-    env.budget(2.0, 1).await;
+    let env = env("budget-edit", RESYNC).await;
+    budget(&env, 2.0, 1).await;
     for i in 0..30 {
-        env.apply(&format!("s{i:02}")).await;
+        apply(&env, &format!("s{i:02}")).await;
     }
-    let _op = env.operator("1h");
+    let _op = env.operator();
     // Wait until the backfill has made a few sessions, then edit one of them (2 calls/s: the
     // backfill of 30 takes about 15 s).
-    env.wait_ready(3).await;
+    wait_ready(&env, 3).await;
     let list = env
         .sessions()
         .list(&Default::default())
@@ -239,7 +205,7 @@ async fn an_edit_goes_ahead_of_the_backfill() {
         .iter()
         .filter(|c| c["method"] == "POST")
         .count();
-    let remaining = 30 - env.ready_count().await;
+    let remaining = 30 - ready_count(&env).await;
     assert!(
         creates_before <= 6,
         "{creates_before} creates went ahead of the edit (it took {latency:?})"
@@ -252,8 +218,8 @@ async fn an_edit_goes_ahead_of_the_backfill() {
 
 #[tokio::test]
 async fn bulk_creates_cost_one_call_each_and_a_namesake_is_never_taken_over() {
-    let env = Env::new("budget-calls").await;
-    let _op = env.operator("30s");
+    let env = env("budget-calls", "30s").await;
+    let _op = env.operator();
     // The first resync LIST has filled the snapshot once the ProviderConfig is ready.
     support::wait_for(WAIT, || async {
         env.calls()
@@ -270,9 +236,9 @@ async fn bulk_creates_cost_one_call_each_and_a_namesake_is_never_taken_over() {
     .await;
     env.emu().clear_calls().await;
     for i in 0..20 {
-        env.apply(&format!("s{i}")).await;
+        apply(&env, &format!("s{i}")).await;
     }
-    env.wait_ready(20).await;
+    wait_ready(&env, 20).await;
     // Every call but the periodic resync LIST (which may fall in the window on a loaded machine).
     let calls: Vec<Value> = env
         .calls()
@@ -305,7 +271,7 @@ async fn bulk_creates_cost_one_call_each_and_a_namesake_is_never_taken_over() {
         })
         .await
         .expect("out-of-band session");
-    env.apply("race").await;
+    apply(&env, "race").await;
     let api = env.sessions();
     let o = support::wait_for(WAIT, || {
         let api = api.clone();

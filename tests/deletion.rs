@@ -7,14 +7,15 @@
 
 mod support;
 
+use support::Env;
+use support::env::{FILTERS, SESSIONS};
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{TrafficMirrorFilter, TrafficMirrorSession};
-use traffic_mirror_operator::cloud::VpcClient;
 use traffic_mirror_operator::cloud::models::{
     ListFiltersQuery, TrafficMirrorFilter as CloudFilter,
 };
@@ -31,283 +32,128 @@ const RESYNC: &str = "2s";
 /// The reconcilers' cleanup finalizer.
 const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
 
-/// One test's world.
-struct Env {
-    client: Client,
-    ns: String,
-    /// The operator's own namespace (its ServiceAccount, Roles and credentials): `ns` itself,
-    /// except in [`Env::apart`].
-    home: String,
-    account: support::operator::CloudAccount,
-    cloud: VpcClient,
-    dir: tempfile::TempDir,
+/// Creates a filter object with one rule and `extra` spec fields.
+async fn apply_filter(env: &Env, name: &str, extra: Value) {
+    let mut spec = json!({
+        "rules": [{"direction": "ingress", "priority": 10, "protocol": "TCP",
+                   "ethertype": "IPv4", "action": "accept", "sourceCidrBlock": "10.0.0.0/8"}],
+        "providerConfigRef": {"name": env.account.pc},
+    });
+    if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
+        s.extend(e);
+    }
+    env.create::<TrafficMirrorFilter>(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .await;
 }
 
-impl Env {
-    async fn new(prefix: &str) -> Env {
-        let client = support::control_plane().client().await;
-        support::install_crds(&client).await;
-        let ns = support::test_namespace(&client, prefix).await;
-        Env::with_home(client, ns.clone(), ns).await
-    }
+/// Creates a session object using the filter object `filter`.
+async fn apply_session(env: &Env, name: &str, filter: &str) {
+    apply_session_owned(env, name, filter, json!([])).await;
+}
 
-    /// An [`Env`] whose namespace the test may delete: the operator's identity and credentials
-    /// live in a second namespace, as in a real install, so the deletion takes only the objects.
-    async fn apart(prefix: &str) -> Env {
-        let client = support::control_plane().client().await;
-        support::install_crds(&client).await;
-        let ns = support::test_namespace(&client, prefix).await;
-        let home = support::test_namespace(&client, &format!("{prefix}-home")).await;
-        Env::with_home(client, ns, home).await
-    }
+/// [`Env::apply_session`] with these `metadata.ownerReferences`.
+async fn apply_session_owned(env: &Env, name: &str, filter: &str, owners: Value) {
+    env.create::<TrafficMirrorSession>(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
+        "metadata": {"name": name, "ownerReferences": owners},
+        "spec": {
+            "trafficMirrorFilterRef": {"name": filter},
+            "trafficMirrorSources": ["eni-a"],
+            "trafficMirrorTargetId": "eni-target",
+            "trafficMirrorTargetType": "eni",
+            "priority": 10,
+            "providerConfigRef": {"name": env.account.pc},
+        },
+    }))
+    .await;
+}
 
-    async fn with_home(client: Client, ns: String, home: String) -> Env {
-        let account =
-            support::operator::CloudAccount::create_with_credentials_in(&client, &ns, &home).await;
-        let env = Env {
-            cloud: account.cloud.clone(),
-            client,
-            ns,
-            home,
-            account,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        env.emu().clear_calls().await;
-        env
-    }
+async fn patch_filter(env: &Env, name: &str, patch: Value) {
+    env.filters()
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch filter");
+}
 
-    fn emu(&self) -> &support::Emulator {
-        &self.account.emu
-    }
+async fn delete_filter(env: &Env, name: &str) {
+    env.filters()
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete filter");
+}
 
-    fn log_path(&self) -> std::path::PathBuf {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        self.dir.path().join(format!("operator-{stamp}.log"))
-    }
-
-    /// The operator as its own ServiceAccount, talking to the API server directly.
-    fn operator(&self, failpoints: Option<&str>) -> support::operator::Operator {
-        support::operator::Operator::start(&self.ns, RESYNC, &[], failpoints, self.log_path())
-    }
-
-    /// The operator as its own ServiceAccount of [`Env::home`], with its credentials and Lease
-    /// there, watching [`Env::ns`].
-    fn operator_from_home(&self) -> support::operator::Operator {
-        let cp = support::control_plane();
-        let kubeconfig = support::identity::default_kubeconfig(cp, &self.home);
-        let args = [
-            "--credentials-namespace",
-            &self.home,
-            "--leader-elect-namespace",
-            &self.home,
-        ];
-        support::operator::Operator::start_as(
-            &self.ns,
-            RESYNC,
-            &args,
-            None,
-            self.log_path(),
-            &kubeconfig,
-        )
-    }
-
-    /// The operator as its own ServiceAccount, talking to the API server through `recorder`.
-    fn recorded_operator(&self, recorder: &ApiRecorder) -> support::operator::Operator {
-        let own = support::identity::default_kubeconfig(support::control_plane(), &self.ns);
-        let kubeconfig = recorder.kubeconfig_for(&own);
-        support::operator::Operator::start_as(
-            &self.ns,
-            RESYNC,
-            &[],
-            None,
-            self.log_path(),
-            &kubeconfig,
-        )
-    }
-
-    fn filters(&self) -> Api<TrafficMirrorFilter> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn sessions(&self) -> Api<TrafficMirrorSession> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    /// Creates a filter object with one rule and `extra` spec fields.
-    async fn apply_filter(&self, name: &str, extra: Value) {
-        let mut spec = json!({
-            "rules": [{"direction": "ingress", "priority": 10, "protocol": "TCP",
-                       "ethertype": "IPv4", "action": "accept", "sourceCidrBlock": "10.0.0.0/8"}],
-            "providerConfigRef": {"name": self.account.pc},
-        });
-        if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
-            s.extend(e);
+/// Waits until the filter's Ready condition is False with `reason` and a message containing
+/// every `part`; returns the message.
+async fn wait_filter_message(env: &Env, name: &str, reason: &str, parts: &[&str]) -> String {
+    let api = env.filters();
+    support::wait_for(WAIT, || {
+        let api = api.clone();
+        async move {
+            let o = api.get_opt(name).await.ok().flatten()?;
+            let c = o
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            let ok = c.status == "False"
+                && c.reason == reason
+                && parts.iter().all(|p| c.message.contains(p));
+            ok.then_some(c.message)
         }
-        let obj: TrafficMirrorFilter = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .expect("filter manifest");
-        self.filters()
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create filter object");
-    }
+    })
+    .await
+}
 
-    /// Creates a session object using the filter object `filter`.
-    async fn apply_session(&self, name: &str, filter: &str) {
-        self.apply_session_owned(name, filter, json!([])).await;
-    }
-
-    /// [`Env::apply_session`] with these `metadata.ownerReferences`.
-    async fn apply_session_owned(&self, name: &str, filter: &str, owners: Value) {
-        let obj: TrafficMirrorSession = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
-            "metadata": {"name": name, "ownerReferences": owners},
-            "spec": {
-                "trafficMirrorFilterRef": {"name": filter},
-                "trafficMirrorSources": ["eni-a"],
-                "trafficMirrorTargetId": "eni-target",
-                "trafficMirrorTargetType": "eni",
-                "priority": 10,
-                "providerConfigRef": {"name": self.account.pc},
-            },
-        }))
-        .expect("session manifest");
-        self.sessions()
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create session object");
-    }
-
-    async fn patch_filter(&self, name: &str, patch: Value) {
-        self.filters()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("patch filter");
-    }
-
-    async fn delete_filter(&self, name: &str) {
-        self.filters()
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("delete filter");
-    }
-
-    /// Waits until the filter's Ready condition has `status` and `reason` for its generation.
-    async fn wait_filter(&self, name: &str, status: &str, reason: &str) -> TrafficMirrorFilter {
-        let api = self.filters();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move {
-                let o = api.get_opt(name).await.ok().flatten()?;
-                let st = o.status.as_ref()?;
-                let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
-                let ok = st.observed_generation == o.metadata.generation
-                    && c.status == status
-                    && c.reason == reason;
-                ok.then_some(o)
-            }
-        })
+/// The cloud filters named `name`.
+async fn cloud_filters_named(env: &Env, name: &str) -> Vec<CloudFilter> {
+    let mut all = env
+        .cloud
+        .list_all_filters(ListFiltersQuery::default())
         .await
-    }
+        .expect("list filters");
+    all.retain(|f| f.name == name);
+    all
+}
 
-    /// Waits until the filter's Ready condition is False with `reason` and a message containing
-    /// every `part`; returns the message.
-    async fn wait_filter_message(&self, name: &str, reason: &str, parts: &[&str]) -> String {
-        let api = self.filters();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move {
-                let o = api.get_opt(name).await.ok().flatten()?;
-                let c = o
-                    .status?
-                    .conditions
-                    .into_iter()
-                    .find(|c| c.type_ == "Ready")?;
-                let ok = c.status == "False"
-                    && c.reason == reason
-                    && parts.iter().all(|p| c.message.contains(p));
-                ok.then_some(c.message)
-            }
-        })
-        .await
-    }
-
-    async fn wait_session_ready(&self, name: &str) -> TrafficMirrorSession {
-        let api = self.sessions();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move {
-                let o = api.get_opt(name).await.ok().flatten()?;
-                let st = o.status.as_ref()?;
-                let ready = st
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                (ready && st.observed_generation == o.metadata.generation).then_some(o)
-            }
-        })
-        .await
-    }
-
-    async fn wait_filter_gone(&self, name: &str) {
-        let api = self.filters();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
-        })
+/// Creates the filter `name`, waits until it is Ready with a cloud id, then makes the
+/// ProviderConfig not Ready (its credentials stop working) and waits until the filter says so.
+async fn ready_filter_then_broken_provider(env: &Env, name: &str) -> String {
+    apply_filter(env, name, json!({})).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>(name, "Ready", "True", Some("Available"))
         .await;
-    }
-
-    /// The cloud filters named `name`.
-    async fn cloud_filters_named(&self, name: &str) -> Vec<CloudFilter> {
-        let mut all = self
-            .cloud
-            .list_all_filters(ListFiltersQuery::default())
-            .await
-            .expect("list filters");
-        all.retain(|f| f.name == name);
-        all
-    }
-
-    /// The emulator's write calls since its log was cleared.
-    async fn cloud_writes(&self) -> Vec<Value> {
-        self.emu()
-            .calls()
-            .await
-            .into_iter()
-            .filter(|c| c["method"] != "GET")
-            .collect()
-    }
-
-    /// Creates the filter `name`, waits until it is Ready with a cloud id, then makes the
-    /// ProviderConfig not Ready (its credentials stop working) and waits until the filter says so.
-    async fn ready_filter_then_broken_provider(&self, name: &str) -> String {
-        self.apply_filter(name, json!({})).await;
-        let f = self.wait_filter(name, "True", "Available").await;
-        let id = f.status.and_then(|s| s.filter_id).expect("status.filterId");
-        self.account.apply_provider("wrong-secret").await;
-        self.wait_filter(name, "False", "ProviderConfigNotReady")
-            .await;
-        id
-    }
+    let id = f.status.and_then(|s| s.filter_id).expect("status.filterId");
+    env.account.apply_provider("wrong-secret").await;
+    env.wait_condition::<TrafficMirrorFilter>(
+        name,
+        "Ready",
+        "False",
+        Some("ProviderConfigNotReady"),
+    )
+    .await;
+    id
 }
 
 #[tokio::test]
 async fn a_filter_whose_provider_config_never_existed_is_deleted_at_once() {
-    let env = Env::new("flt-typo-pc").await;
-    let op = env.operator(None);
-    env.apply_filter(
+    let env = Env::builder("flt-typo-pc").resync(RESYNC).build().await;
+    let op = env.operator();
+    apply_filter(
+        &env,
         "web",
         json!({"providerConfigRef": {"name": "no-such-provider-config"}}),
     )
     .await;
     let f = env
-        .wait_filter("web", "False", "ProviderConfigNotReady")
+        .wait_condition::<TrafficMirrorFilter>(
+            "web",
+            "Ready",
+            "False",
+            Some("ProviderConfigNotReady"),
+        )
         .await;
     assert!(
         f.metadata
@@ -317,10 +163,10 @@ async fn a_filter_whose_provider_config_never_existed_is_deleted_at_once() {
             .any(|x| x == FINALIZER),
         "the finalizer is there: the release is the operator's decision, not its absence"
     );
-    env.delete_filter("web").await;
-    env.wait_filter_gone("web").await;
+    delete_filter(&env, "web").await;
+    env.wait_gone::<TrafficMirrorFilter>("web").await;
     assert!(
-        env.cloud_writes().await.is_empty(),
+        env.writes().await.is_empty(),
         "nothing was ever created or deleted; log:\n{}",
         op.logs()
     );
@@ -328,11 +174,15 @@ async fn a_filter_whose_provider_config_never_existed_is_deleted_at_once() {
 
 #[tokio::test]
 async fn deleting_a_filter_without_a_ready_provider_says_how_to_get_out_and_orphan_releases() {
-    let env = Env::new("flt-del-notready").await;
-    let _op = env.operator(None);
-    let id = env.ready_filter_then_broken_provider("web").await;
-    env.delete_filter("web").await;
-    env.wait_filter_message(
+    let env = Env::builder("flt-del-notready")
+        .resync(RESYNC)
+        .build()
+        .await;
+    let _op = env.operator();
+    let id = ready_filter_then_broken_provider(&env, "web").await;
+    delete_filter(&env, "web").await;
+    wait_filter_message(
+        &env,
         "web",
         "ProviderConfigNotReady",
         &[
@@ -347,9 +197,8 @@ async fn deleting_a_filter_without_a_ready_provider_says_how_to_get_out_and_orph
         "the object waits: its cloud filter cannot be deleted yet"
     );
     // The way out: leave the cloud filter in place.
-    env.patch_filter("web", json!({"spec": {"deletionPolicy": "Orphan"}}))
-        .await;
-    env.wait_filter_gone("web").await;
+    patch_filter(&env, "web", json!({"spec": {"deletionPolicy": "Orphan"}})).await;
+    env.wait_gone::<TrafficMirrorFilter>("web").await;
     env.cloud
         .show_filter(&id)
         .await
@@ -358,30 +207,38 @@ async fn deleting_a_filter_without_a_ready_provider_says_how_to_get_out_and_orph
 
 #[tokio::test]
 async fn deleting_a_filter_without_a_ready_provider_finishes_once_it_is_restored() {
-    let env = Env::new("flt-del-restore").await;
-    let _op = env.operator(None);
-    let id = env.ready_filter_then_broken_provider("web").await;
-    env.delete_filter("web").await;
-    env.wait_filter_message("web", "ProviderConfigNotReady", &["deletionPolicy: Orphan"])
-        .await;
+    let env = Env::builder("flt-del-restore").resync(RESYNC).build().await;
+    let _op = env.operator();
+    let id = ready_filter_then_broken_provider(&env, "web").await;
+    delete_filter(&env, "web").await;
+    wait_filter_message(
+        &env,
+        "web",
+        "ProviderConfigNotReady",
+        &["deletionPolicy: Orphan"],
+    )
+    .await;
     assert!(
         env.cloud.show_filter(&id).await.is_ok(),
         "nothing is deleted without a Ready ProviderConfig"
     );
     env.account.apply_provider(SK).await;
-    env.wait_filter_gone("web").await;
+    env.wait_gone::<TrafficMirrorFilter>("web").await;
     assert!(
-        env.cloud_filters_named("web").await.is_empty(),
+        cloud_filters_named(&env, "web").await.is_empty(),
         "the cloud filter is deleted"
     );
 }
 
 #[tokio::test]
 async fn a_damaged_filter_intent_never_leaks_the_cloud_filter_on_delete() {
-    let env = Env::new("flt-damaged-delete").await;
+    let env = Env::builder("flt-damaged-delete")
+        .resync(RESYNC)
+        .build()
+        .await;
     // Crash right after the create call: the intent is recorded, the id is not.
-    let mut op = env.operator(Some("filter-create-after"));
-    env.apply_filter("web", json!({})).await;
+    let mut op = env.operator_with(Some("filter-create-after"));
+    apply_filter(&env, "web", json!({})).await;
     support::wait_for(WAIT, || {
         let exited = op.exited();
         async move { exited.then_some(()) }
@@ -389,7 +246,7 @@ async fn a_damaged_filter_intent_never_leaks_the_cloud_filter_on_delete() {
     .await;
     assert!(op.logs().contains("failpoint"), "{}", op.logs());
     drop(op);
-    assert_eq!(env.cloud_filters_named("web").await.len(), 1);
+    assert_eq!(cloud_filters_named(&env, "web").await.len(), 1);
     let o = env.filters().get("web").await.expect("get");
     assert!(
         o.status.and_then(|s| s.filter_id).is_none(),
@@ -397,12 +254,12 @@ async fn a_damaged_filter_intent_never_leaks_the_cloud_filter_on_delete() {
     );
     // Damage the intent the way a bad hand edit would, then delete the object.
     let patch = json!({"metadata": {"annotations": {"vpc.hwcloud.dev/create-intent": "{damaged"}}});
-    env.patch_filter("web", patch).await;
-    env.delete_filter("web").await;
-    let op = env.operator(None);
-    env.wait_filter_gone("web").await;
+    patch_filter(&env, "web", patch).await;
+    delete_filter(&env, "web").await;
+    let op = env.operator();
+    env.wait_gone::<TrafficMirrorFilter>("web").await;
     assert!(
-        env.cloud_filters_named("web").await.is_empty(),
+        cloud_filters_named(&env, "web").await.is_empty(),
         "the interrupted create's filter leaked; log:\n{}",
         op.logs()
     );
@@ -415,10 +272,12 @@ async fn a_damaged_filter_intent_never_leaks_the_cloud_filter_on_delete() {
 /// Creates the filter `web` and the session `tap` using it (owned by `owners`), waits until both
 /// are Ready, and returns their cloud ids (filter, session).
 async fn ready_filter_and_session(env: &Env, owners: Value) -> (String, String) {
-    env.apply_filter("web", json!({})).await;
-    env.apply_session_owned("tap", "web", owners).await;
-    let filter = env.wait_filter("web", "True", "Available").await;
-    let session = env.wait_session_ready("tap").await;
+    apply_filter(env, "web", json!({})).await;
+    apply_session_owned(env, "tap", "web", owners).await;
+    let filter = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
+    let session = env.wait_ready::<TrafficMirrorSession>("tap").await;
     (
         filter
             .status
@@ -434,8 +293,12 @@ async fn ready_filter_and_session(env: &Env, owners: Value) -> (String, String) 
 #[tokio::test]
 async fn deleting_a_namespace_finishes_once_the_operator_deleted_its_cloud_resources() {
     let cp = support::control_plane();
-    let env = Env::apart("ns-delete").await;
-    let op = env.operator_from_home();
+    let env = Env::builder("ns-delete")
+        .resync(RESYNC)
+        .credentials_apart()
+        .build()
+        .await;
+    let op = env.operator();
     let (filter_id, session_id) = ready_filter_and_session(&env, json!([])).await;
 
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
@@ -463,8 +326,8 @@ async fn deleting_a_namespace_finishes_once_the_operator_deleted_its_cloud_resou
 #[tokio::test]
 async fn a_session_whose_owner_is_deleted_is_garbage_collected_with_its_cloud_session() {
     let cp = support::control_plane();
-    let env = Env::new("gc-owner").await;
-    let op = env.operator(None);
+    let env = Env::builder("gc-owner").resync(RESYNC).build().await;
+    let op = env.operator();
     let owners: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     let owner: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "owner"}})).expect("owner manifest");
@@ -493,45 +356,14 @@ async fn a_session_whose_owner_is_deleted_is_garbage_collected_with_its_cloud_se
         .expect("the filter, not owned, is untouched");
 }
 
-/// How many unfiltered LISTs of `collection` (`traffic-mirror-sessions`) the emulator has seen: the
-/// operator's resyncs, one per interval.
-fn resync_lists(calls: &[Value], collection: &str) -> usize {
-    calls
-        .iter()
-        .filter(|c| {
-            c["method"] == "GET"
-                && c["path"]
-                    .as_str()
-                    .is_some_and(|p| p.ends_with(&format!("/{collection}")))
-                && !c["query"].as_str().unwrap_or("").contains("name=")
-        })
-        .count()
-}
-
-impl Env {
-    /// Waits until the emulator has seen `n` resync LISTs of both sessions and filters since its
-    /// log was cleared: proof that `n` whole resync intervals passed, without sleeping.
-    async fn wait_resyncs(&self, n: usize) {
-        support::wait_for(WAIT, || async {
-            let calls = self.emu().calls().await;
-            let done = resync_lists(&calls, "traffic-mirror-sessions") >= n
-                && resync_lists(&calls, "traffic-mirror-filters") >= n;
-            done.then_some(())
-        })
-        .await;
-    }
-}
-
-impl Env {
-    /// The resourceVersions of the filter `web` and the session `tap`.
-    async fn resource_versions(&self) -> (Option<String>, Option<String>) {
-        let filter = self.filters().get("web").await.expect("get filter");
-        let session = self.sessions().get("tap").await.expect("get session");
-        (
-            filter.metadata.resource_version,
-            session.metadata.resource_version,
-        )
-    }
+/// The resourceVersions of the filter `web` and the session `tap`.
+async fn resource_versions(env: &Env) -> (Option<String>, Option<String>) {
+    let filter = env.filters().get("web").await.expect("get filter");
+    let session = env.sessions().get("tap").await.expect("get session");
+    (
+        filter.metadata.resource_version,
+        session.metadata.resource_version,
+    )
 }
 
 /// The recorded writes whose path contains `resource` (`trafficmirrorsessions/tap`).
@@ -545,13 +377,14 @@ fn writes_to(recorded: &[Recorded], resource: &str) -> Vec<Recorded> {
 
 #[tokio::test]
 async fn the_steady_state_makes_no_writes_to_the_api_server_or_the_cloud() {
-    let env = Env::new("steady-writes").await;
+    let env = Env::builder("steady-writes").resync(RESYNC).build().await;
     let recorder = ApiRecorder::start(support::control_plane());
-    let op = env.recorded_operator(&recorder);
-    env.apply_filter("web", json!({})).await;
-    env.apply_session("tap", "web").await;
-    env.wait_filter("web", "True", "Available").await;
-    env.wait_session_ready("tap").await;
+    let op = env.operator_as(&recorder.kubeconfig_for(&env.own_kubeconfig()));
+    apply_filter(&env, "web", json!({})).await;
+    apply_session(&env, "tap", "web").await;
+    env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
+    env.wait_ready::<TrafficMirrorSession>("tap").await;
     // The recorder sees the operator's writes: convergence wrote finalizers and status.
     let converging = recorder.requests();
     for kind in ["trafficmirrorfilters/web", "trafficmirrorsessions/tap"] {
@@ -564,23 +397,22 @@ async fn the_steady_state_makes_no_writes_to_the_api_server_or_the_cloud() {
     // Let whatever converging started finish (one whole interval), then measure over five more:
     // longer than the 2 x resync after which a settled object is looked at again.
     env.emu().clear_calls().await;
-    env.wait_resyncs(1).await;
+    env.wait_resyncs_since(&[SESSIONS, FILTERS], 0, 1).await;
     recorder.clear();
     env.emu().clear_calls().await;
-    let before = env.resource_versions().await;
-    env.wait_resyncs(5).await;
+    let before = resource_versions(&env).await;
+    env.wait_resyncs_since(&[SESSIONS, FILTERS], 0, 5).await;
     let writes = recorder.writes();
     assert!(
         writes.is_empty(),
         "API-server writes at steady state: {writes:?}\nlog:\n{}",
         op.logs()
     );
-    let cloud = env.cloud_writes().await;
+    let cloud = env.writes().await;
     assert!(cloud.is_empty(), "cloud writes at steady state: {cloud:?}");
-    assert_eq!(env.resource_versions().await, before, "objects rewritten");
+    assert_eq!(resource_versions(&env).await, before, "objects rewritten");
     // And the recorder is still in the operator's path: a spec change is one status write it sees.
-    env.patch_filter("web", json!({"spec": {"description": "changed"}}))
-        .await;
+    patch_filter(&env, "web", json!({"spec": {"description": "changed"}})).await;
     support::wait_for(WAIT, || async {
         let writes = recorder.writes();
         writes_to(&writes, "trafficmirrorfilters/web/status")

@@ -4,15 +4,16 @@
 
 mod support;
 
+use support::Env;
+use support::env::FILTERS;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
-use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{TrafficMirrorFilter, TrafficMirrorSession};
-use traffic_mirror_operator::cloud::VpcClient;
 use traffic_mirror_operator::cloud::models::{
     ListFiltersQuery, TrafficMirrorFilter as CloudFilter, UpdateRuleRequest,
 };
@@ -20,213 +21,95 @@ use traffic_mirror_operator::cloud::models::{
 const WAIT: Duration = Duration::from_secs(60);
 const RESYNC: &str = "2s";
 
-struct Env {
-    client: Client,
-    ns: String,
-    account: support::operator::CloudAccount,
-    cloud: VpcClient,
-    dir: tempfile::TempDir,
+/// Creates a filter object with `rules` and extra spec fields.
+async fn apply_filter(env: &Env, name: &str, rules: Value, extra: Value) {
+    let mut spec = json!({"rules": rules, "providerConfigRef": {"name": env.account.pc}});
+    merge(&mut spec, extra);
+    env.create::<TrafficMirrorFilter>(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .await;
 }
 
-impl Env {
-    async fn new(prefix: &str) -> Env {
-        let cp = support::control_plane();
-        let client = cp.client().await;
-        support::install_crds(&client).await;
-        let ns = support::test_namespace(&client, prefix).await;
-        let account = support::operator::CloudAccount::create(&client, &ns).await;
-        let env = Env {
-            cloud: account.cloud.clone(),
-            client,
-            ns,
-            account,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        env.emu().clear_calls().await;
-        env
-    }
-
-    fn emu(&self) -> &support::Emulator {
-        &self.account.emu
-    }
-
-    fn operator(&self, failpoints: Option<&str>) -> support::operator::Operator {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let log = self.dir.path().join(format!("operator-{stamp}.log"));
-        support::operator::Operator::start(&self.ns, RESYNC, &[], failpoints, log)
-    }
-
-    fn filters(&self) -> Api<TrafficMirrorFilter> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn sessions(&self) -> Api<TrafficMirrorSession> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    /// Creates a filter object with `rules` and extra spec fields.
-    async fn apply_filter(&self, name: &str, rules: Value, extra: Value) {
-        let mut spec = json!({"rules": rules, "providerConfigRef": {"name": self.account.pc}});
-        merge(&mut spec, extra);
-        let obj: TrafficMirrorFilter = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .expect("filter manifest");
-        self.filters()
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create filter object");
-    }
-
-    async fn patch_filter(&self, name: &str, spec: Value) {
-        self.filters()
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .expect("patch filter");
-    }
-
-    /// A session object that references the filter `filter` by name.
-    async fn apply_session(&self, name: &str, filter: &str) {
-        let obj: TrafficMirrorSession = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
-            "metadata": {"name": name},
-            "spec": {
-                "trafficMirrorFilterRef": {"name": filter},
-                "trafficMirrorSources": ["eni-a"],
-                "trafficMirrorTargetId": "eni-target",
-                "trafficMirrorTargetType": "eni",
-                "priority": 10,
-                "providerConfigRef": {"name": self.account.pc},
-            },
-        }))
-        .expect("session manifest");
-        self.sessions()
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create session object");
-    }
-
-    /// Waits until the filter's Ready condition has `status` (and `reason`) for its generation.
-    async fn wait_filter(
-        &self,
-        name: &str,
-        status: &str,
-        reason: Option<&str>,
-    ) -> TrafficMirrorFilter {
-        let api = self.filters();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move {
-                let o = api.get_opt(name).await.ok().flatten()?;
-                let st = o.status.as_ref()?;
-                let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
-                let ok = st.observed_generation == o.metadata.generation
-                    && c.status == status
-                    && reason.is_none_or(|r| c.reason == r);
-                ok.then_some(o)
-            }
-        })
+async fn patch_filter(env: &Env, name: &str, spec: Value) {
+    env.filters()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": spec})),
+        )
         .await
-    }
+        .expect("patch filter");
+}
 
-    async fn wait_session(
-        &self,
-        name: &str,
-        status: &str,
-        reason: Option<&str>,
-    ) -> TrafficMirrorSession {
-        let api = self.sessions();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move {
-                let o = api.get_opt(name).await.ok().flatten()?;
-                let st = o.status.as_ref()?;
-                let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
-                let ok = st.observed_generation == o.metadata.generation
-                    && c.status == status
-                    && reason.is_none_or(|r| c.reason == r);
-                ok.then_some(o)
-            }
-        })
+/// A session object that references the filter `filter` by name.
+async fn apply_session(env: &Env, name: &str, filter: &str) {
+    env.create::<TrafficMirrorSession>(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
+        "metadata": {"name": name},
+        "spec": {
+            "trafficMirrorFilterRef": {"name": filter},
+            "trafficMirrorSources": ["eni-a"],
+            "trafficMirrorTargetId": "eni-target",
+            "trafficMirrorTargetType": "eni",
+            "priority": 10,
+            "providerConfigRef": {"name": env.account.pc},
+        },
+    }))
+    .await;
+}
+
+async fn cloud_filters(env: &Env) -> Vec<CloudFilter> {
+    env.cloud
+        .list_all_filters(ListFiltersQuery::default())
         .await
-    }
+        .expect("list filters")
+}
 
-    async fn wait_filter_gone(&self, name: &str) {
-        let api = self.filters();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
-        })
+async fn cloud_filter(env: &Env, id: &str) -> CloudFilter {
+    env.cloud.show_filter(id).await.expect("show filter")
+}
+
+/// After a crash and restart: the object `name` is Ready, the account holds exactly one cloud
+/// filter besides the setup's, it is the object's, and it has `want`'s name, description and exactly one rule per key.
+async fn assert_one_filter_as_desired(
+    env: &Env,
+    failpoint: &str,
+    name: &str,
+    (cloud_name, description, keys): (&str, &str, &[&str]),
+    op: &support::operator::Operator,
+) {
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>(name, "Ready", "True", Some("Available"))
         .await;
-    }
-
-    async fn cloud_filters(&self) -> Vec<CloudFilter> {
-        self.cloud
-            .list_all_filters(ListFiltersQuery::default())
-            .await
-            .expect("list filters")
-    }
-
-    async fn cloud_filter(&self, id: &str) -> CloudFilter {
-        self.cloud.show_filter(id).await.expect("show filter")
-    }
-
-    /// After a crash and restart: the object `name` is Ready, the account holds exactly one cloud
-    /// filter besides the setup's, it is the object's, and it has `want`'s name, description and exactly one rule per key.
-    async fn assert_one_filter_as_desired(
-        &self,
-        failpoint: &str,
-        name: &str,
-        (cloud_name, description, keys): (&str, &str, &[&str]),
-        op: &support::operator::Operator,
-    ) {
-        let f = self.wait_filter(name, "True", Some("Available")).await;
-        let mut filters = self.cloud_filters().await;
-        filters.retain(|f| f.id != self.account.filter_id); // the account's own, made by the setup
-        assert_eq!(
-            filters.len(),
-            1,
-            "{failpoint}: one filter: {filters:?}; log:\n{}",
-            op.logs()
-        );
-        let id = f.status.and_then(|s| s.filter_id).expect("id");
-        let cloud = self.cloud_filter(&id).await;
-        assert_eq!(filters[0].id, id, "{failpoint}: the object's filter");
-        assert_eq!(
-            (cloud.name.as_str(), cloud.description.as_str()),
-            (cloud_name, description),
-            "{failpoint}: name and description"
-        );
-        let found = rules_by_key(&cloud);
-        assert_eq!(
-            found.keys().map(String::as_str).collect::<Vec<_>>(),
-            keys,
-            "{failpoint}: rule keys; log:\n{}",
-            op.logs()
-        );
-        assert!(
-            found.values().all(|ids| ids.len() == 1),
-            "{failpoint}: duplicates {found:?}"
-        );
-    }
-
-    /// The emulator's write calls on rules and filters since the log was cleared: (method, path).
-    async fn writes(&self) -> Vec<Value> {
-        self.emu()
-            .calls()
-            .await
-            .into_iter()
-            .filter(|c| c["method"] != "GET")
-            .collect()
-    }
+    let mut filters = cloud_filters(env).await;
+    filters.retain(|f| f.id != env.account.filter_id); // the account's own, made by the setup
+    assert_eq!(
+        filters.len(),
+        1,
+        "{failpoint}: one filter: {filters:?}; log:\n{}",
+        op.logs()
+    );
+    let id = f.status.and_then(|s| s.filter_id).expect("id");
+    let cloud = cloud_filter(env, &id).await;
+    assert_eq!(filters[0].id, id, "{failpoint}: the object's filter");
+    assert_eq!(
+        (cloud.name.as_str(), cloud.description.as_str()),
+        (cloud_name, description),
+        "{failpoint}: name and description"
+    );
+    let found = rules_by_key(&cloud);
+    assert_eq!(
+        found.keys().map(String::as_str).collect::<Vec<_>>(),
+        keys,
+        "{failpoint}: rule keys; log:\n{}",
+        op.logs()
+    );
+    assert!(
+        found.values().all(|ids| ids.len() == 1),
+        "{failpoint}: duplicates {found:?}"
+    );
 }
 
 fn merge(target: &mut Value, extra: Value) {
@@ -288,18 +171,25 @@ fn methods(calls: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_filter_with_rules_becomes_ready_with_ids() {
-    let env = Env::new("flt-create").await;
-    let _op = env.operator(None);
-    env.apply_filter("web", three_rules(), json!({"description": "web tier"}))
+    let env = Env::builder("flt-create").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply_filter(
+        &env,
+        "web",
+        three_rules(),
+        json!({"description": "web tier"}),
+    )
+    .await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
         .await;
-    let f = env.wait_filter("web", "True", Some("Available")).await;
     let st = f.status.expect("status");
     let id = st.filter_id.expect("status.filterId");
     assert_eq!(
         st.rule_ids.keys().cloned().collect::<Vec<_>>(),
         vec!["egress/10", "ingress/10", "ingress/20"]
     );
-    let cloud = env.cloud_filter(&id).await;
+    let cloud = cloud_filter(&env, &id).await;
     assert_eq!(
         (cloud.name.as_str(), cloud.description.as_str()),
         ("web", "web tier")
@@ -315,10 +205,11 @@ async fn a_filter_with_rules_becomes_ready_with_ids() {
 
 #[tokio::test]
 async fn each_kind_of_rule_change_costs_exactly_the_needed_calls() {
-    let env = Env::new("flt-changes").await;
-    let _op = env.operator(None);
-    env.apply_filter("web", three_rules(), json!({})).await;
-    env.wait_filter("web", "True", Some("Available")).await;
+    let env = Env::builder("flt-changes").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
     let steps: Vec<(&str, Value, Vec<&str>, Vec<&str>)> = vec![
         // (what, new rules, expected writes, expected PUT body keys)
         (
@@ -399,8 +290,10 @@ async fn each_kind_of_rule_change_costs_exactly_the_needed_calls() {
     ];
     for (what, rules, want, put_keys) in steps {
         env.emu().clear_calls().await;
-        env.patch_filter("web", json!({"rules": rules})).await;
-        let f = env.wait_filter("web", "True", Some("Available")).await;
+        patch_filter(&env, "web", json!({"rules": rules})).await;
+        let f = env
+            .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+            .await;
         let writes = env.writes().await;
         assert_eq!(methods(&writes), want, "{what}");
         if let Some(put) = writes.iter().find(|c| c["method"] == "PUT") {
@@ -414,7 +307,7 @@ async fn each_kind_of_rule_change_costs_exactly_the_needed_calls() {
             );
         }
         let id = f.status.and_then(|s| s.filter_id).expect("filter id");
-        let keys = rules_by_key(&env.cloud_filter(&id).await);
+        let keys = rules_by_key(&cloud_filter(&env, &id).await);
         assert!(
             keys.values().all(|ids| ids.len() == 1),
             "{what}: one rule per key: {keys:?}"
@@ -429,7 +322,7 @@ async fn each_kind_of_rule_change_costs_exactly_the_needed_calls() {
         .status
         .and_then(|s| s.filter_id)
         .expect("id");
-    let f = env.cloud_filter(&id).await;
+    let f = cloud_filter(&env, &id).await;
     let r = f
         .ingress_rules
         .iter()
@@ -462,8 +355,8 @@ async fn notes(env: &Env, name: &str, reason: &str) -> Vec<String> {
 /// updated 1 rule`), not one per rule.
 #[tokio::test]
 async fn a_many_rule_filter_shows_creating_with_its_id_and_summarises_its_rules() {
-    let env = Env::new("flt-events").await;
-    let _op = env.operator(None);
+    let env = Env::builder("flt-events").resync(RESYNC).build().await;
+    let _op = env.operator();
     env.emu().set_latency(60, 0).await;
     let mut rules: Vec<Value> = (1..=20)
         .map(|p| {
@@ -474,7 +367,7 @@ async fn a_many_rule_filter_shows_creating_with_its_id_and_summarises_its_rules(
             )
         })
         .collect();
-    env.apply_filter("web", json!(rules), json!({})).await;
+    apply_filter(&env, "web", json!(rules), json!({})).await;
     let api = env.filters();
     let creating = support::wait_for(WAIT, || async {
         let o = api.get_opt("web").await.ok().flatten()?;
@@ -491,7 +384,8 @@ async fn a_many_rule_filter_shows_creating_with_its_id_and_summarises_its_rules(
         creating.rule_ids.len() < 20,
         "the id before the rules: {creating:?}"
     );
-    env.wait_filter("web", "True", Some("Available")).await;
+    env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
     env.emu().set_latency(0, 0).await;
     let created = support::wait_for(WAIT, || async {
         let n = notes(&env, "web", "RulesChanged").await;
@@ -501,8 +395,9 @@ async fn a_many_rule_filter_shows_creating_with_its_id_and_summarises_its_rules(
     assert_eq!(created, ["created 20 rules"]);
     rules[1]["protocol"] = json!("UDP"); // one PUT
     rules.push(rule("egress", 5, json!({}))); // one POST
-    env.patch_filter("web", json!({"rules": rules})).await;
-    env.wait_filter("web", "True", Some("Available")).await;
+    patch_filter(&env, "web", json!({"rules": rules})).await;
+    env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
     let both = support::wait_for(WAIT, || async {
         let n = notes(&env, "web", "RulesChanged").await;
         (n.len() >= 2).then_some(n)
@@ -515,10 +410,10 @@ async fn a_many_rule_filter_shows_creating_with_its_id_and_summarises_its_rules(
 /// works on it) is a stale copy, not a failure: no Warning event, and the object converges.
 #[tokio::test]
 async fn a_write_conflict_is_a_silent_second_look_not_a_warning() {
-    let env = Env::new("flt-conflict").await;
-    let _op = env.operator(None);
+    let env = Env::builder("flt-conflict").resync(RESYNC).build().await;
+    let _op = env.operator();
     env.emu().set_latency(30, 0).await;
-    env.apply_filter("web", three_rules(), json!({})).await;
+    apply_filter(&env, "web", three_rules(), json!({})).await;
     // Relabel until the operator has finished (or 200 times): its reads keep going stale.
     for i in 0..200 {
         let patch = json!({"metadata": {"labels": {"touched": format!("{i}")}}});
@@ -536,7 +431,8 @@ async fn a_write_conflict_is_a_silent_second_look_not_a_warning() {
             break;
         }
     }
-    env.wait_filter("web", "True", Some("Available")).await;
+    env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
     let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
     let warnings: Vec<Event> = events
         .list(&ListParams::default())
@@ -551,37 +447,44 @@ async fn a_write_conflict_is_a_silent_second_look_not_a_warning() {
 
 #[tokio::test]
 async fn a_session_waits_for_its_filter_then_converges_and_follows_a_new_id() {
-    let env = Env::new("flt-ref").await;
-    let _op = env.operator(None);
-    env.apply_session("s", "web").await;
-    env.wait_session("s", "False", Some("FilterNotReady")).await;
+    let env = Env::builder("flt-ref").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply_session(&env, "s", "web").await;
+    env.wait_condition::<TrafficMirrorSession>("s", "Ready", "False", Some("FilterNotReady"))
+        .await;
     assert!(
         env.emu().calls().await.iter().all(|c| c["method"] == "GET"),
         "no cloud write while the filter is missing"
     );
-    env.apply_filter("web", three_rules(), json!({})).await;
-    let f = env.wait_filter("web", "True", None).await;
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", None)
+        .await;
     let first = f.status.and_then(|s| s.filter_id).expect("id");
-    let s = env.wait_session("s", "True", Some("Available")).await;
+    let s = env
+        .wait_condition::<TrafficMirrorSession>("s", "Ready", "True", Some("Available"))
+        .await;
     let at = s.status.and_then(|s| s.at_provider).expect("atProvider");
     assert_eq!(at.traffic_mirror_filter_id, first);
     // The filter is replaced by another (Orphan releases the old object at once): the session
     // follows the new id with one PUT.
-    env.patch_filter("web", json!({"deletionPolicy": "Orphan"}))
-        .await;
+    patch_filter(&env, "web", json!({"deletionPolicy": "Orphan"})).await;
     env.filters()
         .delete("web", &DeleteParams::default())
         .await
         .expect("delete");
-    env.wait_filter_gone("web").await;
+    env.wait_gone::<TrafficMirrorFilter>("web").await;
     env.emu().clear_calls().await;
-    env.apply_filter(
+    apply_filter(
+        &env,
         "web",
         json!([rule("ingress", 5, json!({}))]),
         json!({"name": "web-v2"}),
     )
     .await;
-    let f = env.wait_filter("web", "True", None).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", None)
+        .await;
     let second = f.status.and_then(|s| s.filter_id).expect("id");
     assert_ne!(first, second);
     let api = env.sessions();
@@ -615,17 +518,20 @@ async fn a_session_waits_for_its_filter_then_converges_and_follows_a_new_id() {
 
 #[tokio::test]
 async fn deleting_a_filter_in_use_waits_for_its_sessions() {
-    let env = Env::new("flt-inuse").await;
-    let _op = env.operator(None);
-    env.apply_filter("web", three_rules(), json!({})).await;
-    env.apply_session("s", "web").await;
-    env.wait_session("s", "True", None).await;
+    let env = Env::builder("flt-inuse").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    apply_session(&env, "s", "web").await;
+    env.wait_condition::<TrafficMirrorSession>("s", "Ready", "True", None)
+        .await;
     env.emu().clear_calls().await;
     env.filters()
         .delete("web", &DeleteParams::default())
         .await
         .expect("delete");
-    let f = env.wait_filter("web", "False", Some("InUse")).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "False", Some("InUse"))
+        .await;
     let msg = f
         .status
         .as_ref()
@@ -643,7 +549,9 @@ async fn deleting_a_filter_in_use_waits_for_its_sessions() {
     );
     // The filter still exists and keeps serving: its session stays Ready, says why the filter waits,
     // and an edit is still applied (one PUT) while the filter waits.
-    let s = env.wait_session("s", "True", None).await;
+    let s = env
+        .wait_condition::<TrafficMirrorSession>("s", "Ready", "True", None)
+        .await;
     let ready = s
         .status
         .as_ref()
@@ -659,7 +567,8 @@ async fn deleting_a_filter_in_use_waits_for_its_sessions() {
         )
         .await
         .expect("patch priority");
-    env.wait_session("s", "True", None).await;
+    env.wait_condition::<TrafficMirrorSession>("s", "Ready", "True", None)
+        .await;
     let puts: Vec<Value> = env
         .writes()
         .await
@@ -668,7 +577,7 @@ async fn deleting_a_filter_in_use_waits_for_its_sessions() {
         .collect();
     assert_eq!(puts.len(), 1, "the edit is applied: {puts:?}");
     assert_eq!(
-        env.wait_filter("web", "False", Some("InUse"))
+        env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "False", Some("InUse"))
             .await
             .status
             .map(|s| s.filter_id.is_some()),
@@ -679,9 +588,9 @@ async fn deleting_a_filter_in_use_waits_for_its_sessions() {
         .delete("s", &DeleteParams::default())
         .await
         .expect("delete session");
-    env.wait_filter_gone("web").await;
+    env.wait_gone::<TrafficMirrorFilter>("web").await;
     assert!(
-        env.cloud_filters().await.iter().all(|f| f.name != "web"),
+        cloud_filters(&env).await.iter().all(|f| f.name != "web"),
         "the cloud filter is gone"
     );
     let deletes = env
@@ -695,10 +604,12 @@ async fn deleting_a_filter_in_use_waits_for_its_sessions() {
 
 #[tokio::test]
 async fn out_of_band_rule_drift_is_corrected_and_protocol_case_is_not_drift() {
-    let env = Env::new("flt-drift").await;
-    let _op = env.operator(None);
-    env.apply_filter("web", three_rules(), json!({})).await;
-    let f = env.wait_filter("web", "True", None).await;
+    let env = Env::builder("flt-drift").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", None)
+        .await;
     let st = f.status.expect("status");
     let id = st.filter_id.expect("id");
     // Out of band: the protocol's case changes (not drift), a field changes, a rule goes, one appears.
@@ -721,13 +632,13 @@ async fn out_of_band_rule_drift_is_corrected_and_protocol_case_is_not_drift() {
     env.cloud.delete_rule(&egress).await.expect("delete");
     env.emu().clear_calls().await;
     support::wait_for(WAIT, || async {
-        let f = env.cloud_filter(&id).await;
+        let f = cloud_filter(&env, &id).await;
         let keys = rules_by_key(&f);
         let r = f.ingress_rules.iter().find(|r| r.priority == 10)?;
         (keys.len() == 3 && r.source_cidr_block.as_deref() == Some("10.0.0.0/8")).then_some(())
     })
     .await;
-    let f = env.cloud_filter(&id).await;
+    let f = cloud_filter(&env, &id).await;
     let r = f
         .ingress_rules
         .iter()
@@ -752,7 +663,7 @@ async fn out_of_band_rule_drift_is_corrected_and_protocol_case_is_not_drift() {
 
 #[tokio::test]
 async fn observe_only_reports_drift_and_never_writes() {
-    let env = Env::new("flt-observe").await;
+    let env = Env::builder("flt-observe").resync(RESYNC).build().await;
     let existing = env
         .cloud
         .create_filter(
@@ -763,15 +674,18 @@ async fn observe_only_reports_drift_and_never_writes() {
         )
         .await
         .expect("create");
-    let _op = env.operator(None);
+    let _op = env.operator();
     env.emu().clear_calls().await;
-    env.apply_filter(
+    apply_filter(
+        &env,
         "legacy",
         three_rules(),
         json!({"managementPolicy": "ObserveOnly", "filterId": existing.id, "description": "made elsewhere"}),
     )
     .await;
-    let f = env.wait_filter("legacy", "False", Some("Drifted")).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("legacy", "Ready", "False", Some("Drifted"))
+        .await;
     let msg = f
         .status
         .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
@@ -784,9 +698,9 @@ async fn observe_only_reports_drift_and_never_writes() {
 /// Kills the operator at `failpoint` while it creates a filter with rules, restarts it, and checks
 /// that exactly one filter and one rule per key exist.
 async fn crash_during_filter_create(failpoint: &str) {
-    let env = Env::new("flt-crash").await;
-    let mut op = env.operator(Some(failpoint));
-    env.apply_filter("web", three_rules(), json!({})).await;
+    let env = Env::builder("flt-crash").resync(RESYNC).build().await;
+    let mut op = env.operator_with(Some(failpoint));
+    apply_filter(&env, "web", three_rules(), json!({})).await;
     support::wait_for(WAIT, || {
         let exited = op.exited();
         async move { exited.then_some(()) }
@@ -798,14 +712,13 @@ async fn crash_during_filter_create(failpoint: &str) {
         op.logs()
     );
     drop(op);
-    let op = env.operator(None);
+    let op = env.operator();
     let want = (
         "web",
         "",
         ["egress/10", "ingress/10", "ingress/20"].as_slice(),
     );
-    env.assert_one_filter_as_desired(failpoint, "web", want, &op)
-        .await;
+    assert_one_filter_as_desired(&env, failpoint, "web", want, &op).await;
 }
 
 #[tokio::test]
@@ -835,31 +748,19 @@ async fn crash_after_the_rule_intent_of_a_new_filter() {
 
 #[tokio::test]
 async fn steady_state_is_one_list_per_interval_and_no_writes() {
-    let env = Env::new("flt-steady").await;
-    let _op = env.operator(None);
-    env.apply_filter("web", three_rules(), json!({})).await;
-    env.apply_filter("db", json!([rule("egress", 1, json!({}))]), json!({}))
+    let env = Env::builder("flt-steady").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    apply_filter(&env, "db", json!([rule("egress", 1, json!({}))]), json!({})).await;
+    let web = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
         .await;
-    let web = env.wait_filter("web", "True", Some("Available")).await;
-    let db = env.wait_filter("db", "True", Some("Available")).await;
+    let db = env
+        .wait_condition::<TrafficMirrorFilter>("db", "Ready", "True", Some("Available"))
+        .await;
     env.emu().clear_calls().await;
     // Three resync LISTs of filters: proof that three intervals passed, without sleeping.
-    let filter_lists = |calls: &[Value]| {
-        calls
-            .iter()
-            .filter(|c| {
-                c["method"] == "GET"
-                    && c["path"]
-                        .as_str()
-                        .is_some_and(|p| p.ends_with("/traffic-mirror-filters"))
-                    && !c["query"].as_str().unwrap_or("").contains("name=")
-            })
-            .count()
-    };
-    support::wait_for(WAIT, || async {
-        (filter_lists(&env.emu().calls().await) >= 3).then_some(())
-    })
-    .await;
+    env.wait_resyncs_since(&[FILTERS], 0, 3).await;
     let calls = env.emu().calls().await;
     let per_filter_reads = calls
         .iter()
@@ -889,13 +790,14 @@ async fn steady_state_is_one_list_per_interval_and_no_writes() {
 /// Kills the operator at `failpoint` while it changes rules, restarts it, and checks one filter with
 /// one rule per key of `want`, in the desired state.
 async fn crash_during_rule_change(failpoint: &str, rules: Value, want: &[&str]) {
-    let env = Env::new("flt-crash-rules").await;
-    let op = env.operator(None);
-    env.apply_filter("web", three_rules(), json!({})).await;
-    env.wait_filter("web", "True", Some("Available")).await;
+    let env = Env::builder("flt-crash-rules").resync(RESYNC).build().await;
+    let op = env.operator();
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
     drop(op);
-    let mut op = env.operator(Some(failpoint));
-    env.patch_filter("web", json!({"rules": rules})).await;
+    let mut op = env.operator_with(Some(failpoint));
+    patch_filter(&env, "web", json!({"rules": rules})).await;
     support::wait_for(WAIT, || {
         let exited = op.exited();
         async move { exited.then_some(()) }
@@ -907,9 +809,8 @@ async fn crash_during_rule_change(failpoint: &str, rules: Value, want: &[&str]) 
         op.logs()
     );
     drop(op);
-    let op = env.operator(None);
-    env.assert_one_filter_as_desired(failpoint, "web", ("web", "", want), &op)
-        .await;
+    let op = env.operator();
+    assert_one_filter_as_desired(&env, failpoint, "web", ("web", "", want), &op).await;
 }
 
 #[tokio::test]
@@ -960,13 +861,22 @@ async fn crash_after_the_rule_intent_of_a_rule_change() {
 #[tokio::test]
 async fn crash_after_the_filter_update() {
     let failpoint = "filter-update-after";
-    let env = Env::new("flt-crash-update").await;
-    let op = env.operator(None);
-    env.apply_filter("web", three_rules(), json!({"description": "web tier"}))
+    let env = Env::builder("flt-crash-update")
+        .resync(RESYNC)
+        .build()
         .await;
-    env.wait_filter("web", "True", Some("Available")).await;
+    let op = env.operator();
+    apply_filter(
+        &env,
+        "web",
+        three_rules(),
+        json!({"description": "web tier"}),
+    )
+    .await;
+    env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
     drop(op);
-    let mut op = env.operator(Some(failpoint));
+    let mut op = env.operator_with(Some(failpoint));
     let rules = json!([
         rule("ingress", 10, json!({"sourceCidrBlock": "10.1.0.0/16"})),
         rule("ingress", 30, json!({})),
@@ -976,7 +886,8 @@ async fn crash_after_the_filter_update() {
             json!({"destinationCidrBlock": "192.168.0.0/16"})
         ),
     ]);
-    env.patch_filter(
+    patch_filter(
+        &env,
         "web",
         json!({"name": "web-v2", "description": "web tier, v2", "rules": rules}),
     )
@@ -988,17 +899,18 @@ async fn crash_after_the_filter_update() {
     .await;
     assert!(op.logs().contains("failpoint"), "{}", op.logs());
     drop(op);
-    let op = env.operator(None);
+    let op = env.operator();
     let want = (
         "web-v2",
         "web tier, v2",
         ["egress/10", "ingress/10", "ingress/30"].as_slice(),
     );
-    env.assert_one_filter_as_desired(failpoint, "web", want, &op)
+    assert_one_filter_as_desired(&env, failpoint, "web", want, &op).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
         .await;
-    let f = env.wait_filter("web", "True", Some("Available")).await;
     let id = f.status.and_then(|s| s.filter_id).expect("id");
-    let f = env.cloud_filter(&id).await;
+    let f = cloud_filter(&env, &id).await;
     let r10 = f.ingress_rules.iter().find(|r| r.priority == 10);
     assert_eq!(
         r10.and_then(|r| r.source_cidr_block.as_deref()),
@@ -1016,113 +928,95 @@ fn ready_of(f: &TrafficMirrorFilter) -> (String, String) {
         .unwrap_or_default()
 }
 
-/// Resync LISTs of filters in `calls` (no name query): each one is a resync interval passed.
-fn filter_lists(calls: &[Value]) -> usize {
-    calls
-        .iter()
-        .filter(|c| {
-            c["method"] == "GET"
-                && c["path"]
-                    .as_str()
-                    .is_some_and(|p| p.ends_with("/traffic-mirror-filters"))
-                && !c["query"].as_str().unwrap_or("").contains("name=")
-        })
-        .count()
+/// A cloud filter made outside Kubernetes, for objects to adopt.
+async fn legacy_filter(env: &Env) -> String {
+    let req = traffic_mirror_operator::cloud::models::CreateFilterRequest {
+        name: "legacy".into(),
+        description: None,
+    };
+    env.cloud.create_filter(&req).await.expect("create").id
 }
 
-impl Env {
-    /// A cloud filter made outside Kubernetes, for objects to adopt.
-    async fn legacy_filter(&self) -> String {
-        let req = traffic_mirror_operator::cloud::models::CreateFilterRequest {
-            name: "legacy".into(),
-            description: None,
-        };
-        self.cloud.create_filter(&req).await.expect("create").id
-    }
-
-    /// Two Full objects adopt the cloud filter `id`: `first` (older, with `first_extra`) is Ready,
-    /// `second` (different rules) reports AlreadyManaged naming `first`; no write reaches the cloud
-    /// after `first` converged, over three resync intervals.
-    async fn two_managers_of(&self, id: &str, first_extra: Value) {
-        let mut extra = json!({"filterId": id});
-        merge(&mut extra, first_extra);
-        self.apply_filter("first", three_rules(), extra).await;
-        self.wait_filter("first", "True", Some("Available")).await;
-        self.emu().clear_calls().await;
-        let other_rules = json!([rule("egress", 1, json!({}))]);
-        self.apply_filter("second", other_rules, json!({"filterId": id}))
-            .await;
-        let second = self
-            .wait_filter("second", "False", Some("AlreadyManaged"))
-            .await;
-        let (_, msg) = ready_of(&second);
-        for part in [
-            format!("cloud filter {id}"),
-            format!("{}/first", self.ns),
-            "ObserveOnly".into(),
-            "spec.filterId".into(),
-        ] {
-            assert!(msg.contains(&part), "{part}: {msg}");
-        }
-        let stalled = second.status.as_ref().and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == "Stalled" && c.status == "True")
-        });
-        assert!(stalled.is_some(), "Stalled: {:?}", second.status);
-        support::wait_for(WAIT, || async {
-            (filter_lists(&self.emu().calls().await) >= 3).then_some(())
-        })
+/// Two Full objects adopt the cloud filter `id`: `first` (older, with `first_extra`) is Ready,
+/// `second` (different rules) reports AlreadyManaged naming `first`; no write reaches the cloud
+/// after `first` converged, over three resync intervals.
+async fn two_managers_of(env: &Env, id: &str, first_extra: Value) {
+    let mut extra = json!({"filterId": id});
+    merge(&mut extra, first_extra);
+    apply_filter(env, "first", three_rules(), extra).await;
+    env.wait_condition::<TrafficMirrorFilter>("first", "Ready", "True", Some("Available"))
         .await;
-        let first = self.filters().get("first").await.expect("get first");
-        assert_eq!(ready_of(&first).0, "Available", "{:?}", first.status);
-        let writes = methods(&self.writes().await);
-        assert!(writes.is_empty(), "no flapping writes: {writes:?}");
-        let keys = rules_by_key(&self.cloud_filter(id).await);
-        assert_eq!(
-            keys.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["egress/10", "ingress/10", "ingress/20"],
-            "the cloud filter has the older object's rules"
-        );
+    env.emu().clear_calls().await;
+    let other_rules = json!([rule("egress", 1, json!({}))]);
+    apply_filter(env, "second", other_rules, json!({"filterId": id})).await;
+    let second = env
+        .wait_condition::<TrafficMirrorFilter>("second", "Ready", "False", Some("AlreadyManaged"))
+        .await;
+    let (_, msg) = ready_of(&second);
+    for part in [
+        format!("cloud filter {id}"),
+        format!("{}/first", env.ns),
+        "ObserveOnly".into(),
+        "spec.filterId".into(),
+    ] {
+        assert!(msg.contains(&part), "{part}: {msg}");
     }
+    let stalled = second.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
+    });
+    assert!(stalled.is_some(), "Stalled: {:?}", second.status);
+    env.wait_resyncs_since(&[FILTERS], 0, 3).await;
+    let first = env.filters().get("first").await.expect("get first");
+    assert_eq!(ready_of(&first).0, "Available", "{:?}", first.status);
+    let writes = methods(&env.writes().await);
+    assert!(writes.is_empty(), "no flapping writes: {writes:?}");
+    let keys = rules_by_key(&cloud_filter(env, id).await);
+    assert_eq!(
+        keys.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["egress/10", "ingress/10", "ingress/20"],
+        "the cloud filter has the older object's rules"
+    );
 }
 
 #[tokio::test]
 async fn a_second_object_adopting_a_managed_filter_stalls_and_never_writes() {
-    let env = Env::new("flt-claim").await;
-    let _op = env.operator(None);
-    let id = env.legacy_filter().await;
-    env.two_managers_of(&id, json!({})).await;
+    let env = Env::builder("flt-claim").resync(RESYNC).build().await;
+    let _op = env.operator();
+    let id = legacy_filter(&env).await;
+    two_managers_of(&env, &id, json!({})).await;
     // Deleting the younger leaves the cloud filter (the older one's) alone.
     env.filters()
         .delete("second", &DeleteParams::default())
         .await
         .expect("delete second");
-    env.wait_filter_gone("second").await;
-    let still = env.cloud_filter(&id).await;
+    env.wait_gone::<TrafficMirrorFilter>("second").await;
+    let still = cloud_filter(&env, &id).await;
     assert_eq!(rules_by_key(&still).len(), 3, "{still:?}");
     let writes = methods(&env.writes().await);
     assert!(
         writes.is_empty(),
         "no delete of the managed filter: {writes:?}"
     );
-    env.wait_filter("first", "True", Some("Available")).await;
+    env.wait_condition::<TrafficMirrorFilter>("first", "Ready", "True", Some("Available"))
+        .await;
 }
 
 #[tokio::test]
 async fn when_the_older_manager_goes_the_younger_takes_over_at_the_next_resync() {
-    let env = Env::new("flt-claim-over").await;
-    let _op = env.operator(None);
-    let id = env.legacy_filter().await;
-    env.two_managers_of(&id, json!({"deletionPolicy": "Orphan"}))
-        .await;
+    let env = Env::builder("flt-claim-over").resync(RESYNC).build().await;
+    let _op = env.operator();
+    let id = legacy_filter(&env).await;
+    two_managers_of(&env, &id, json!({"deletionPolicy": "Orphan"})).await;
     env.filters()
         .delete("first", &DeleteParams::default())
         .await
         .expect("delete first");
-    env.wait_filter_gone("first").await;
-    env.wait_filter("second", "True", Some("Available")).await;
-    let keys = rules_by_key(&env.cloud_filter(&id).await);
+    env.wait_gone::<TrafficMirrorFilter>("first").await;
+    env.wait_condition::<TrafficMirrorFilter>("second", "Ready", "True", Some("Available"))
+        .await;
+    let keys = rules_by_key(&cloud_filter(&env, &id).await);
     assert_eq!(
         keys.keys().map(String::as_str).collect::<Vec<_>>(),
         ["egress/1"],
@@ -1135,10 +1029,12 @@ async fn when_the_older_manager_goes_the_younger_takes_over_at_the_next_resync()
 /// it created, never the unknown id.
 #[tokio::test]
 async fn a_late_filter_id_is_refused_and_deletion_deletes_the_created_filter() {
-    let env = Env::new("flt-late-id").await;
-    let _op = env.operator(None);
-    env.apply_filter("web", three_rules(), json!({})).await;
-    let f = env.wait_filter("web", "True", Some("Available")).await;
+    let env = Env::builder("flt-late-id").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
     let created = f.status.and_then(|s| s.filter_id).expect("status.filterId");
     let late = json!({"spec": {"filterId": "33333333-0000-4000-8000-000000000000"}});
     let err = env
@@ -1155,7 +1051,7 @@ async fn a_late_filter_id_is_refused_and_deletion_deletes_the_created_filter() {
         .delete("web", &DeleteParams::default())
         .await
         .expect("delete");
-    env.wait_filter_gone("web").await;
+    env.wait_gone::<TrafficMirrorFilter>("web").await;
     let err = env.cloud.show_filter(&created).await.expect_err("deleted");
     assert!(
         err.is_not_found(),
@@ -1179,22 +1075,23 @@ async fn a_late_filter_id_is_refused_and_deletion_deletes_the_created_filter() {
 /// claim index), well before the next resync (the operator here resyncs every 300 s).
 #[tokio::test]
 async fn a_filter_name_conflict_clears_as_soon_as_the_holder_is_gone() {
-    let env = Env::new("flt-name-freed").await;
+    let env = Env::builder("flt-name-freed").resync(RESYNC).build().await;
     let log = env.dir.path().join("operator-long-resync.log");
     let _op = support::operator::Operator::start(&env.ns, "300s", &[], None, log);
-    env.apply_filter("a", three_rules(), json!({"name": "shared"}))
+    apply_filter(&env, "a", three_rules(), json!({"name": "shared"})).await;
+    env.wait_condition::<TrafficMirrorFilter>("a", "Ready", "True", Some("Available"))
         .await;
-    env.wait_filter("a", "True", Some("Available")).await;
-    env.apply_filter("b", three_rules(), json!({"name": "shared"}))
+    apply_filter(&env, "b", three_rules(), json!({"name": "shared"})).await;
+    let b = env
+        .wait_condition::<TrafficMirrorFilter>("b", "Ready", "False", Some("NameConflict"))
         .await;
-    let b = env.wait_filter("b", "False", Some("NameConflict")).await;
     let (_, msg) = ready_of(&b);
     assert!(msg.contains("metadata.name"), "{msg}");
     env.filters()
         .delete("a", &DeleteParams::default())
         .await
         .expect("delete a");
-    env.wait_filter_gone("a").await;
+    env.wait_gone::<TrafficMirrorFilter>("a").await;
     support::wait_for(Duration::from_secs(30), || async {
         let b = env.filters().get("b").await.ok()?;
         (ready_of(&b).0 == "Available").then_some(())

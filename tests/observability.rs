@@ -7,139 +7,109 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Event;
-use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::operator::{AK, CloudAccount, Operator, SK};
+use support::Env;
+use support::operator::{AK, Operator, SK};
 use traffic_mirror_operator::api::{TrafficMirrorFilter, TrafficMirrorSession};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Env {
-    client: Client,
-    ns: String,
-    account: CloudAccount,
-    dir: tempfile::TempDir,
+/// An env whose operators (started by the tests) resync every 10 s.
+async fn env(prefix: &str) -> Env {
+    Env::builder(prefix)
+        .resync("10s")
+        .keep_setup_calls()
+        .build()
+        .await
 }
 
-impl Env {
-    async fn new(prefix: &str) -> Env {
-        let client = support::control_plane().client().await;
-        support::install_crds(&client).await;
-        let ns = support::test_namespace(&client, prefix).await;
-        let account = CloudAccount::create(&client, &ns).await;
-        Env {
-            client,
-            ns,
-            account,
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
+/// The operator, logging in `format`.
+fn operator(env: &Env, format: &str) -> Operator {
+    env.operator_args(&["--log-format", format])
+}
 
-    fn operator(&self, format: &str) -> Operator {
-        let log = self.dir.path().join(format!("operator-{format}.log"));
-        Operator::start(&self.ns, "10s", &["--log-format", format], None, log)
-    }
+/// Filter `f` with one rule, session `s` using it, created under the tests' field manager;
+/// returns once both are Ready.
+async fn create_filter_and_session(
+    env: &Env,
+) -> (Api<TrafficMirrorFilter>, Api<TrafficMirrorSession>) {
+    let filters: Api<TrafficMirrorFilter> = Api::namespaced(env.client.clone(), &env.ns);
+    let sessions: Api<TrafficMirrorSession> = Api::namespaced(env.client.clone(), &env.ns);
+    let pc = &env.account.pc;
+    let filter: TrafficMirrorFilter = serde_json::from_value(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
+        "metadata": {"name": "f"},
+        "spec": {"providerConfigRef": {"name": pc}, "rules": [
+            {"direction": "ingress", "priority": 10, "protocol": "TCP",
+             "destinationPortRange": "443"}]},
+    }))
+    .expect("filter manifest");
+    let create = PostParams {
+        field_manager: Some(support::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    filters
+        .create(&create, &filter)
+        .await
+        .expect("create filter");
+    let session: TrafficMirrorSession = serde_json::from_value(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
+        "metadata": {"name": "s"},
+        "spec": {"trafficMirrorFilterRef": {"name": "f"}, "trafficMirrorSources": ["eni-a"],
+                 "trafficMirrorTargetId": "eni-t", "trafficMirrorTargetType": "eni",
+                 "priority": 10, "providerConfigRef": {"name": pc}},
+    }))
+    .expect("session manifest");
+    sessions
+        .create(&create, &session)
+        .await
+        .expect("create session");
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    env.wait_ready::<TrafficMirrorFilter>("f").await;
+    (filters, sessions)
+}
 
-    /// Filter `f` with one rule, session `s` using it, created under the tests' field manager;
-    /// returns once both are Ready.
-    async fn create_filter_and_session(
-        &self,
-    ) -> (Api<TrafficMirrorFilter>, Api<TrafficMirrorSession>) {
-        let filters: Api<TrafficMirrorFilter> = Api::namespaced(self.client.clone(), &self.ns);
-        let sessions: Api<TrafficMirrorSession> = Api::namespaced(self.client.clone(), &self.ns);
-        let pc = &self.account.pc;
-        let filter: TrafficMirrorFilter = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorFilter",
-            "metadata": {"name": "f"},
-            "spec": {"providerConfigRef": {"name": pc}, "rules": [
-                {"direction": "ingress", "priority": 10, "protocol": "TCP",
-                 "destinationPortRange": "443"}]},
-        }))
-        .expect("filter manifest");
-        let create = PostParams {
-            field_manager: Some(support::FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        filters
-            .create(&create, &filter)
-            .await
-            .expect("create filter");
-        let session: TrafficMirrorSession = serde_json::from_value(json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
-            "metadata": {"name": "s"},
-            "spec": {"trafficMirrorFilterRef": {"name": "f"}, "trafficMirrorSources": ["eni-a"],
-                     "trafficMirrorTargetId": "eni-t", "trafficMirrorTargetType": "eni",
-                     "priority": 10, "providerConfigRef": {"name": pc}},
-        }))
-        .expect("session manifest");
-        sessions
-            .create(&create, &session)
-            .await
-            .expect("create session");
-        wait_ready(&sessions, "s").await;
-        wait_ready(&filters, "f").await;
-        (filters, sessions)
-    }
-
-    /// Filter `f` with one rule, session `s` using it; both Ready; then an edit of each; then both
-    /// deleted and gone.
-    async fn lifecycle(&self) {
-        let (filters, sessions) = self.create_filter_and_session().await;
-        let edit = Patch::Merge(json!({"spec": {"priority": 11}}));
-        sessions
-            .patch("s", &PatchParams::default(), &edit)
-            .await
-            .expect("edit");
-        wait_ready(&sessions, "s").await;
-        sessions
-            .delete("s", &DeleteParams::default())
-            .await
-            .expect("delete session");
-        filters
-            .delete("f", &DeleteParams::default())
-            .await
-            .expect("delete filter");
-        support::wait_for(WAIT, || async {
-            let left = sessions
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .len()
-                + filters.list(&ListParams::default()).await.ok()?.items.len();
-            (left == 0).then_some(())
-        })
-        .await;
-    }
-
-    /// Every event's text in the namespace.
-    async fn events(&self) -> String {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        let list = events
+/// Filter `f` with one rule, session `s` using it; both Ready; then an edit of each; then both
+/// deleted and gone.
+async fn lifecycle(env: &Env) {
+    let (filters, sessions) = create_filter_and_session(env).await;
+    let edit = Patch::Merge(json!({"spec": {"priority": 11}}));
+    sessions
+        .patch("s", &PatchParams::default(), &edit)
+        .await
+        .expect("edit");
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    sessions
+        .delete("s", &DeleteParams::default())
+        .await
+        .expect("delete session");
+    filters
+        .delete("f", &DeleteParams::default())
+        .await
+        .expect("delete filter");
+    support::wait_for(WAIT, || async {
+        let left = sessions
             .list(&ListParams::default())
             .await
-            .expect("list events");
-        assert!(!list.items.is_empty(), "the operator recorded events");
-        serde_json::to_string(&list.items).expect("events as JSON")
-    }
+            .ok()?
+            .items
+            .len()
+            + filters.list(&ListParams::default()).await.ok()?.items.len();
+        (left == 0).then_some(())
+    })
+    .await;
 }
 
-async fn wait_ready<K>(api: &Api<K>, name: &str)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + serde::Serialize,
-{
-    support::wait_for(WAIT, || async {
-        let o = serde_json::to_value(api.get(name).await.ok()?).ok()?;
-        let generation = o["metadata"]["generation"].clone();
-        let status = &o["status"];
-        let ready = status["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        (ready && status["observedGeneration"] == generation).then_some(())
-    })
-    .await
+/// Every event's text in the namespace.
+async fn events(env: &Env) -> String {
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .expect("list events");
+    assert!(!list.items.is_empty(), "the operator recorded events");
+    serde_json::to_string(&list.items).expect("events as JSON")
 }
 
 /// The admin bearer token the test API server accepts (first field of its token file).
@@ -200,8 +170,8 @@ fn documented_series() -> Vec<String> {
 
 #[tokio::test]
 async fn json_logs_carry_the_object_and_no_secret_and_metrics_match_the_docs() {
-    let env = Env::new("obs-json").await;
-    let op = env.operator("json");
+    let env = env("obs-json").await;
+    let op = operator(&env, "json");
     let url = metrics_url(&op).await;
     // Ready once the caches are synced; without leader election this replica leads.
     let (code, body) = support::wait_for(WAIT, || async {
@@ -211,7 +181,7 @@ async fn json_logs_carry_the_object_and_no_secret_and_metrics_match_the_docs() {
     .await;
     assert_eq!(code, 200);
     assert!(body.contains("leader"), "{body}");
-    env.lifecycle().await;
+    lifecycle(&env).await;
 
     let logs = op.logs();
     for line in logs.lines() {
@@ -239,7 +209,7 @@ async fn json_logs_carry_the_object_and_no_secret_and_metrics_match_the_docs() {
         "every namespaced reconcile span names the namespace"
     );
     // Never a secret: not the access key, the secret key, nor the API server token.
-    let events = env.events().await;
+    let events = events(&env).await;
     for (what, secret) in [
         ("AK", AK.to_string()),
         ("SK", SK.to_string()),
@@ -274,9 +244,9 @@ async fn json_logs_carry_the_object_and_no_secret_and_metrics_match_the_docs() {
 
 #[tokio::test]
 async fn text_logs_have_no_colour_codes_in_a_file() {
-    let env = Env::new("obs-text").await;
-    let op = env.operator("text");
-    env.lifecycle().await;
+    let env = env("obs-text").await;
+    let op = operator(&env, "text");
+    lifecycle(&env).await;
     let logs = op.logs();
     assert!(
         logs.contains("caches synced"),
@@ -318,9 +288,9 @@ fn managers(obj: &impl serde::Serialize) -> Vec<(String, String, String)> {
 async fn operator_writes_under_its_own_field_manager() {
     use traffic_mirror_operator::api::ProviderConfig;
     use traffic_mirror_operator::controller::MANAGER;
-    let env = Env::new("obs-managers").await;
-    let _op = env.operator("json");
-    let (filters, sessions) = env.create_filter_and_session().await;
+    let env = env("obs-managers").await;
+    let _op = operator(&env, "json");
+    let (filters, sessions) = create_filter_and_session(&env).await;
     let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
     let objects = [
         (
@@ -437,7 +407,7 @@ fn is_documented(value: &str, documented: &[String]) -> bool {
 #[tokio::test]
 async fn metric_labels_and_values_match_the_docs() {
     use traffic_mirror_operator::api::ProviderConfig;
-    let env = Env::new("obs-labels").await;
+    let env = env("obs-labels").await;
     let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
     let slow = Patch::Merge(json!({"spec": {"rateLimit": {"qps": 2, "burst": 1}}}));
     pcs.patch(&env.account.pc, &PatchParams::default(), &slow)
@@ -455,9 +425,9 @@ async fn metric_labels_and_values_match_the_docs() {
     pcs.create(&PostParams::default(), &manifest)
         .await
         .expect("create the broken provider config");
-    let op = env.operator("json");
+    let op = operator(&env, "json");
     let url = metrics_url(&op).await;
-    env.create_filter_and_session().await;
+    create_filter_and_session(&env).await;
 
     let section = metrics_section();
     let metrics = documented_metrics(&section);

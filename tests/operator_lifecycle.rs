@@ -4,16 +4,17 @@
 
 mod support;
 
+use support::Env;
+use support::env::{SESSIONS, resync_lists};
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorSession};
-use traffic_mirror_operator::cloud::VpcClient;
 use traffic_mirror_operator::cloud::models::{
     CreateFilterRequest, CreateSessionRequest, ListSessionsQuery,
     TrafficMirrorSession as CloudSession, UpdateSessionRequest,
@@ -23,258 +24,101 @@ use support::operator::{PROJECT, SK};
 const WAIT: Duration = Duration::from_secs(60);
 const RESYNC: &str = "2s";
 
-/// The operator for one test, with helpers to wait for its crash.
-struct Operator(support::operator::Operator);
-
-impl Operator {
-    fn start(env: &TestEnv, failpoints: Option<&str>) -> Operator {
-        let log = env.dir.path().join(format!(
-            "operator-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        ));
-        Operator(support::operator::Operator::start(
-            &env.ns,
-            RESYNC,
-            &[],
-            failpoints,
-            log,
-        ))
-    }
-
-    /// Waits for the process to exit on its own (a failpoint aborted it).
-    async fn wait_for_crash(&mut self) {
-        let op = &mut self.0;
-        support::wait_for(WAIT, || {
-            let exited = op.exited();
-            async move { exited.then_some(()) }
-        })
-        .await;
-        let text = self.0.logs();
-        assert!(
-            text.contains("failpoint"),
-            "operator exited without hitting a failpoint:\n{text}"
-        );
-    }
-
-    fn logs(&self) -> String {
-        self.0.logs()
+/// A create request for a session made outside the operator (sources eni-a, eni-b).
+fn out_of_band(env: &Env, name: &str, target: &str, priority: i64) -> CreateSessionRequest {
+    CreateSessionRequest {
+        name: name.into(),
+        description: None,
+        traffic_mirror_filter_id: env.account.filter_id.clone(),
+        traffic_mirror_sources: vec!["eni-a".into(), "eni-b".into()],
+        traffic_mirror_target_id: target.into(),
+        traffic_mirror_target_type: "eni".into(),
+        virtual_network_id: None,
+        packet_length: None,
+        priority,
+        enabled: None,
+        source_type: None,
     }
 }
 
-/// One test's world.
-struct TestEnv {
-    client: Client,
-    ns: String,
-    account: support::operator::CloudAccount,
-    cloud: VpcClient,
-    pc: String,
-    filter_id: String,
-    dir: tempfile::TempDir,
+fn manifest(env: &Env, name: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "trafficMirrorFilterId": env.account.filter_id,
+        "trafficMirrorSources": ["eni-a", "eni-b"],
+        "trafficMirrorTargetId": "eni-target",
+        "trafficMirrorTargetType": "eni",
+        "priority": 10,
+        "providerConfigRef": {"name": env.account.pc},
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "TrafficMirrorSession",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
 }
 
-impl TestEnv {
-    async fn new(prefix: &str) -> TestEnv {
-        let cp = support::control_plane();
-        let client = cp.client().await;
-        support::install_crds(&client).await;
-        let ns = support::test_namespace(&client, prefix).await;
-        let account = support::operator::CloudAccount::create(&client, &ns).await;
-        let env = TestEnv {
-            cloud: account.cloud.clone(),
-            pc: account.pc.clone(),
-            filter_id: account.filter_id.clone(),
-            client,
-            ns,
-            account,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        // Measure only what the operator does.
-        env.emu().clear_calls().await;
-        env
-    }
+async fn apply(env: &Env, name: &str, extra: Value) -> TrafficMirrorSession {
+    let obj: TrafficMirrorSession =
+        serde_json::from_value(manifest(env, name, extra)).expect("manifest");
+    env.sessions()
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("create session object")
+}
 
-    fn emu(&self) -> &support::Emulator {
-        &self.account.emu
-    }
+async fn patch_spec(env: &Env, name: &str, spec: Value) -> i64 {
+    let o = env
+        .sessions()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": spec})),
+        )
+        .await
+        .expect("patch spec");
+    o.metadata.generation.unwrap_or_default()
+}
 
-    async fn create_provider(&self, sk: &str) {
-        self.account.apply_provider(sk).await;
-    }
+async fn session_id(env: &Env, name: &str) -> String {
+    env.sessions()
+        .get(name)
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.session_id)
+        .expect("status.sessionId")
+}
 
-    /// A create request for a session made outside the operator (sources eni-a, eni-b).
-    fn out_of_band(&self, name: &str, target: &str, priority: i64) -> CreateSessionRequest {
-        CreateSessionRequest {
-            name: name.into(),
-            description: None,
-            traffic_mirror_filter_id: self.filter_id.clone(),
-            traffic_mirror_sources: vec!["eni-a".into(), "eni-b".into()],
-            traffic_mirror_target_id: target.into(),
-            traffic_mirror_target_type: "eni".into(),
-            virtual_network_id: None,
-            packet_length: None,
-            priority,
-            enabled: None,
-            source_type: None,
-        }
-    }
-
-    fn sessions(&self) -> Api<TrafficMirrorSession> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn manifest(&self, name: &str, extra: Value) -> Value {
-        let mut spec = json!({
-            "trafficMirrorFilterId": self.filter_id,
-            "trafficMirrorSources": ["eni-a", "eni-b"],
-            "trafficMirrorTargetId": "eni-target",
-            "trafficMirrorTargetType": "eni",
-            "priority": 10,
-            "providerConfigRef": {"name": self.pc},
-        });
-        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                s.insert(k.clone(), v.clone());
-            }
-        }
-        json!({
-            "apiVersion": "vpc.hwcloud.dev/v1alpha1",
-            "kind": "TrafficMirrorSession",
-            "metadata": {"name": name},
-            "spec": spec,
-        })
-    }
-
-    async fn apply(&self, name: &str, extra: Value) -> TrafficMirrorSession {
-        let obj: TrafficMirrorSession =
-            serde_json::from_value(self.manifest(name, extra)).expect("manifest");
-        self.sessions()
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create session object")
-    }
-
-    async fn patch_spec(&self, name: &str, spec: Value) -> i64 {
-        let o = self
-            .sessions()
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .expect("patch spec");
-        o.metadata.generation.unwrap_or_default()
-    }
-
-    /// Waits until the object is Ready=True for its current generation; returns it.
-    async fn wait_ready(&self, name: &str) -> TrafficMirrorSession {
-        self.wait_condition(name, "Ready", "True").await
-    }
-
-    async fn wait_condition(&self, name: &str, type_: &str, status: &str) -> TrafficMirrorSession {
-        self.wait_reason(name, type_, status, None).await
-    }
-
-    /// Waits until condition `type_` has `status` (and `reason`, when given) for the current
-    /// generation.
-    async fn wait_reason(
-        &self,
-        name: &str,
-        type_: &str,
-        status: &str,
-        reason: Option<&str>,
-    ) -> TrafficMirrorSession {
-        let api = self.sessions();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move {
-                let o = api.get_opt(name).await.ok().flatten()?;
-                let st = o.status.as_ref()?;
-                let current = st.observed_generation == o.metadata.generation;
-                let ok = st.conditions.iter().any(|c| {
-                    c.type_ == type_ && c.status == status && reason.is_none_or(|r| c.reason == r)
-                });
-                (current && ok).then_some(o)
-            }
+async fn cloud_sessions_named(env: &Env, name: &str) -> Vec<CloudSession> {
+    env.cloud
+        .list_all_sessions(ListSessionsQuery {
+            name: Some(name.into()),
+            ..Default::default()
         })
         .await
-    }
+        .expect("list")
+}
 
-    async fn session_id(&self, name: &str) -> String {
-        self.sessions()
-            .get(name)
-            .await
-            .expect("get")
-            .status
-            .and_then(|s| s.session_id)
-            .expect("status.sessionId")
-    }
+async fn all_cloud_sessions(env: &Env) -> Vec<CloudSession> {
+    env.cloud
+        .list_all_sessions(ListSessionsQuery::default())
+        .await
+        .expect("list")
+}
 
-    async fn cloud_sessions_named(&self, name: &str) -> Vec<CloudSession> {
-        self.cloud
-            .list_all_sessions(ListSessionsQuery {
-                name: Some(name.into()),
-                ..Default::default()
-            })
-            .await
-            .expect("list")
-    }
-
-    async fn all_cloud_sessions(&self) -> Vec<CloudSession> {
-        self.cloud
-            .list_all_sessions(ListSessionsQuery::default())
-            .await
-            .expect("list")
-    }
-
-    /// The emulator's call log, without the test's own calls (made with the test's User-Agent? no:
-    /// the test clears the log right before the step it measures).
-    async fn calls(&self) -> Vec<Value> {
-        self.emu().calls().await
-    }
-
-    /// How many POSTs (creates) the emulator has seen since its log was last cleared.
-    async fn posts(&self) -> usize {
-        self.calls()
-            .await
-            .iter()
-            .filter(|c| c["method"] == "POST")
-            .count()
-    }
-
-    async fn delete(&self, name: &str) {
-        self.sessions()
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("delete");
-    }
-
-    async fn wait_gone(&self, name: &str) {
-        let api = self.sessions();
-        support::wait_for(WAIT, || {
-            let api = api.clone();
-            async move {
-                match api.get_opt(name).await {
-                    Ok(None) => Some(()),
-                    _ => None,
-                }
-            }
-        })
-        .await;
-    }
-
-    /// Waits until the emulator has seen `n` more resync LISTs (unfiltered session lists) than now:
-    /// proof that time passed through whole resync cycles, without sleeping.
-    async fn wait_resyncs(&self, n: usize) {
-        let before = count_lists(&self.calls().await);
-        support::wait_for(WAIT, || async {
-            (count_lists(&self.calls().await) >= before + n).then_some(())
-        })
-        .await;
-    }
+/// How many POSTs (creates) the emulator has seen since its log was last cleared.
+async fn posts(env: &Env) -> usize {
+    env.calls()
+        .await
+        .iter()
+        .filter(|c| c["method"] == "POST")
+        .count()
 }
 
 /// The condition `type_` of the object (panics when it is missing).
@@ -298,19 +142,6 @@ fn is_write(c: &Value) -> bool {
     c["method"] != "GET"
 }
 
-fn count_lists(calls: &[Value]) -> usize {
-    calls
-        .iter()
-        .filter(|c| {
-            c["method"] == "GET"
-                && c["path"]
-                    .as_str()
-                    .is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
-                && !c["query"].as_str().unwrap_or("").contains("name=")
-        })
-        .count()
-}
-
 fn writes(calls: &[Value]) -> Vec<Value> {
     calls.iter().filter(|c| is_write(c)).cloned().collect()
 }
@@ -324,10 +155,10 @@ fn body_keys(call: &Value) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn create_reaches_ready_with_at_provider() {
-    let env = TestEnv::new("create").await;
-    let _op = Operator::start(&env, None);
-    env.apply("web", json!({"description": "mirror web"})).await;
-    let o = env.wait_ready("web").await;
+    let env = Env::builder("create").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "web", json!({"description": "mirror web"})).await;
+    let o = env.wait_ready::<TrafficMirrorSession>("web").await;
     let st = o.status.expect("status");
     let at = st.at_provider.expect("atProvider");
     assert_eq!(at.name, "web");
@@ -348,7 +179,7 @@ async fn create_reaches_ready_with_at_provider() {
     let posts: Vec<Value> = writes(&env.calls().await);
     assert_eq!(posts.len(), 1, "exactly one write (the create): {posts:#?}");
     assert_eq!(posts[0]["method"], "POST");
-    assert_eq!(env.cloud_sessions_named("web").await.len(), 1);
+    assert_eq!(cloud_sessions_named(&env, "web").await.len(), 1);
     // The create's answer is trusted: no follow-up GET of the new session.
     let id = st.session_id.clone().expect("sessionId");
     let gets = env
@@ -368,7 +199,7 @@ async fn create_reaches_ready_with_at_provider() {
 
 #[tokio::test]
 async fn each_field_changed_alone_is_one_put_with_that_field() {
-    let env = TestEnv::new("fields").await;
+    let env = Env::builder("fields").resync(RESYNC).build().await;
     let second_filter = env
         .cloud
         .create_filter(&CreateFilterRequest {
@@ -378,10 +209,10 @@ async fn each_field_changed_alone_is_one_put_with_that_field() {
         .await
         .expect("filter 2")
         .id;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
-    let id = env.session_id("s").await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    let id = session_id(&env, "s").await;
     let cases: Vec<(Value, &str)> = vec![
         (json!({"name": "renamed"}), "name"),
         (json!({"description": "now described"}), "description"),
@@ -404,8 +235,8 @@ async fn each_field_changed_alone_is_one_put_with_that_field() {
     ];
     for (patch, field) in cases {
         env.emu().clear_calls().await;
-        env.patch_spec("s", patch.clone()).await;
-        env.wait_ready("s").await;
+        patch_spec(&env, "s", patch.clone()).await;
+        env.wait_ready::<TrafficMirrorSession>("s").await;
         let w = writes(&env.calls().await);
         assert_eq!(w.len(), 1, "{field}: exactly one write, got {w:#?}");
         assert_eq!(w[0]["method"], "PUT", "{field}");
@@ -435,22 +266,23 @@ async fn each_field_changed_alone_is_one_put_with_that_field() {
         ("renamed", 99, 1400, 4242, true)
     );
     assert_eq!(s.traffic_mirror_target_type, "elb");
-    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    assert_eq!(all_cloud_sessions(&env).await.len(), 1);
 }
 
 #[tokio::test]
 async fn sources_change_with_exactly_the_needed_calls() {
-    let env = TestEnv::new("sources").await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
+    let env = Env::builder("sources").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
     env.emu().clear_calls().await;
-    env.patch_spec(
+    patch_spec(
+        &env,
         "s",
         json!({"trafficMirrorSources": ["eni-b", "eni-c", "eni-d"]}),
     )
     .await;
-    env.wait_ready("s").await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
     let w = writes(&env.calls().await);
     assert_eq!(w.len(), 2, "{w:#?}");
     let add = w
@@ -475,7 +307,7 @@ async fn sources_change_with_exactly_the_needed_calls() {
         remove["body"]["traffic_mirror_session"]["traffic_mirror_sources"],
         json!(["eni-a"])
     );
-    let id = env.session_id("s").await;
+    let id = session_id(&env, "s").await;
     let s = env.cloud.show_session(&id).await.unwrap();
     let got: BTreeSet<_> = s.traffic_mirror_sources.into_iter().collect();
     assert_eq!(
@@ -486,13 +318,13 @@ async fn sources_change_with_exactly_the_needed_calls() {
 
 #[tokio::test]
 async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
-    let env = TestEnv::new("drift").await;
-    let _op = Operator::start(&env, None);
-    env.apply("a", json!({})).await;
-    env.apply("b", json!({"priority": 20})).await;
-    env.apply("c", json!({"priority": 30})).await;
+    let env = Env::builder("drift").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "a", json!({})).await;
+    apply(&env, "b", json!({"priority": 20})).await;
+    apply(&env, "c", json!({"priority": 30})).await;
     for n in ["a", "b", "c"] {
-        env.wait_ready(n).await;
+        env.wait_ready::<TrafficMirrorSession>(n).await;
     }
     // Steady state: over two resync cycles, only unfiltered LISTs; no writes, no per-session GETs.
     env.emu().clear_calls().await;
@@ -503,7 +335,7 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
         "no writes at steady state: {calls:#?}"
     );
     assert_eq!(
-        count_lists(&calls),
+        resync_lists(&calls, SESSIONS),
         calls.len(),
         "only LISTs at steady state: {calls:#?}"
     );
@@ -514,7 +346,7 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
 
     // Someone edits the session in the console. (The log is cleared first: a resync may correct the
     // first edit before the second one lands.)
-    let id = env.session_id("a").await;
+    let id = session_id(&env, "a").await;
     env.emu().clear_calls().await;
     env.cloud
         .update_session(
@@ -573,18 +405,18 @@ async fn out_of_band_drift_is_corrected_and_steady_state_is_read_only() {
 
 #[tokio::test]
 async fn delete_policies() {
-    let env = TestEnv::new("delete").await;
-    let _op = Operator::start(&env, None);
-    env.apply("gone", json!({})).await;
-    env.apply("kept", json!({"deletionPolicy": "Orphan"})).await;
-    env.wait_ready("gone").await;
-    env.wait_ready("kept").await;
-    let gone_id = env.session_id("gone").await;
-    let kept_id = env.session_id("kept").await;
-    env.delete("gone").await;
-    env.delete("kept").await;
-    env.wait_gone("gone").await;
-    env.wait_gone("kept").await;
+    let env = Env::builder("delete").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "gone", json!({})).await;
+    apply(&env, "kept", json!({"deletionPolicy": "Orphan"})).await;
+    env.wait_ready::<TrafficMirrorSession>("gone").await;
+    env.wait_ready::<TrafficMirrorSession>("kept").await;
+    let gone_id = session_id(&env, "gone").await;
+    let kept_id = session_id(&env, "kept").await;
+    env.delete::<TrafficMirrorSession>("gone").await;
+    env.delete::<TrafficMirrorSession>("kept").await;
+    env.wait_gone::<TrafficMirrorSession>("gone").await;
+    env.wait_gone::<TrafficMirrorSession>("kept").await;
     let err = env
         .cloud
         .show_session(&gone_id)
@@ -599,8 +431,8 @@ async fn delete_policies() {
 
 #[tokio::test]
 async fn adoption_and_observe_only() {
-    let env = TestEnv::new("adopt").await;
-    let existing = |name: &str, priority: i64| env.out_of_band(name, "eni-target", priority);
+    let env = Env::builder("adopt").resync(RESYNC).build().await;
+    let existing = |name: &str, priority: i64| out_of_band(&env, name, "eni-target", priority);
     let adopted = env
         .cloud
         .create_session(&existing("legacy", 55))
@@ -612,23 +444,28 @@ async fn adoption_and_observe_only() {
         .await
         .unwrap();
     env.emu().clear_calls().await;
-    let _op = Operator::start(&env, None);
-    env.apply("legacy", json!({"sessionId": adopted.id, "priority": 10}))
-        .await;
-    env.apply(
+    let _op = env.operator();
+    apply(
+        &env,
+        "legacy",
+        json!({"sessionId": adopted.id, "priority": 10}),
+    )
+    .await;
+    apply(
+        &env,
         "watched",
         json!({"sessionId": observed.id, "priority": 10, "managementPolicy": "ObserveOnly"}),
     )
     .await;
     // Adopted: converged to the spec with one PUT, no create.
-    env.wait_ready("legacy").await;
+    env.wait_ready::<TrafficMirrorSession>("legacy").await;
     assert_eq!(
         env.cloud.show_session(&adopted.id).await.unwrap().priority,
         10
     );
     // ObserveOnly: reports the difference, never writes.
     let o = env
-        .wait_reason("watched", "Ready", "False", Some("Drifted"))
+        .wait_condition::<TrafficMirrorSession>("watched", "Ready", "False", Some("Drifted"))
         .await;
     let ready = condition(&o, "Ready");
     assert_eq!(ready.reason, "Drifted");
@@ -637,8 +474,8 @@ async fn adoption_and_observe_only() {
     assert_eq!(condition(&o, "Stalled").reason, "Drifted");
     assert!(conditions_of(&o).iter().all(|c| c.type_ != "Reconciling"));
     assert_eq!(o.status.unwrap().at_provider.unwrap().priority, 66);
-    env.delete("watched").await;
-    env.wait_gone("watched").await;
+    env.delete::<TrafficMirrorSession>("watched").await;
+    env.wait_gone::<TrafficMirrorSession>("watched").await;
     let w = writes(&env.calls().await);
     assert!(
         w.iter()
@@ -650,12 +487,12 @@ async fn adoption_and_observe_only() {
         env.cloud.show_session(&observed.id).await.unwrap().priority,
         66
     );
-    assert_eq!(env.all_cloud_sessions().await.len(), 2);
+    assert_eq!(all_cloud_sessions(&env).await.len(), 2);
 }
 
 #[tokio::test]
 async fn retryable_bursts_converge_with_bounded_calls() {
-    let env = TestEnv::new("faults").await;
+    let env = Env::builder("faults").resync(RESYNC).build().await;
     env.emu()
         .fault(json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 500, "times": 2}))
         .await;
@@ -668,29 +505,29 @@ async fn retryable_bursts_converge_with_bounded_calls() {
                       "error_code": "APIGW.0308", "times": 1, "retry_after_s": 1}),
         )
         .await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
-    let posts = env.posts().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    let posts = posts(&env).await;
     assert_eq!(posts, 5, "4 failed attempts then one success");
-    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    assert_eq!(all_cloud_sessions(&env).await.len(), 1);
 }
 
 #[tokio::test]
 async fn a_delete_the_cloud_refuses_names_the_orphan_way_out_which_releases() {
-    let env = TestEnv::new("del-refused").await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
+    let env = Env::builder("del-refused").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
     env.emu()
         .fault(
             json!({"method": "DELETE", "path_contains": "traffic-mirror-sessions", "status": 400,
                       "error_code": "VPC.0002", "times": 100}),
         )
         .await;
-    env.delete("s").await;
+    env.delete::<TrafficMirrorSession>("s").await;
     let o = env
-        .wait_reason("s", "Ready", "False", Some("Deleting"))
+        .wait_condition::<TrafficMirrorSession>("s", "Ready", "False", Some("Deleting"))
         .await;
     let ready = condition(&o, "Ready");
     for part in [
@@ -705,31 +542,30 @@ async fn a_delete_the_cloud_refuses_names_the_orphan_way_out_which_releases() {
         ready.message
     );
     // The way out it names works: the object goes, the cloud session stays.
-    env.patch_spec("s", json!({"deletionPolicy": "Orphan"}))
-        .await;
-    env.wait_gone("s").await;
-    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    patch_spec(&env, "s", json!({"deletionPolicy": "Orphan"})).await;
+    env.wait_gone::<TrafficMirrorSession>("s").await;
+    assert_eq!(all_cloud_sessions(&env).await.len(), 1);
 }
 
 #[tokio::test]
 async fn cloud_rejection_is_terminal_until_the_spec_changes() {
-    let env = TestEnv::new("reject").await;
+    let env = Env::builder("reject").resync(RESYNC).build().await;
     env.emu()
         .fault(
             json!({"method": "POST", "path_contains": "traffic-mirror-sessions", "status": 400,
                       "error_code": "VPC.0002", "times": 1}),
         )
         .await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
     let o = env
-        .wait_reason("s", "Synced", "False", Some("VPC_0002"))
+        .wait_condition::<TrafficMirrorSession>("s", "Synced", "False", Some("VPC_0002"))
         .await;
     let synced = condition(&o, "Synced");
     assert_eq!(synced.reason, "VPC_0002");
     assert!(synced.message.contains("VPC.0002"), "{}", synced.message);
     // One Warning, one sentence: the step, the cloud's code and status, no debug dump.
-    let warning = wait_event(&env.client, &env.ns, "s", "VPC_0002").await;
+    let warning = env.wait_event(&env.ns, "s", "VPC_0002").await;
     let note = warning.note.unwrap_or_default();
     assert!(
         note.starts_with("Creating the cloud session failed: VPC.0002 (400)"),
@@ -738,24 +574,24 @@ async fn cloud_rejection_is_terminal_until_the_spec_changes() {
     assert_readable(&note);
     // Two full resync cycles later: still exactly one POST.
     env.wait_resyncs(2).await;
-    let posts = env.posts().await;
+    let posts = posts(&env).await;
     assert_eq!(posts, 1, "no retry storm after a terminal error");
     // A spec change is a new attempt.
-    env.patch_spec("s", json!({"priority": 11})).await;
-    env.wait_ready("s").await;
-    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    patch_spec(&env, "s", json!({"priority": 11})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    assert_eq!(all_cloud_sessions(&env).await.len(), 1);
 }
 
 #[tokio::test]
 async fn bad_credentials_make_the_provider_not_ready() {
-    let env = TestEnv::new("badcreds").await;
-    env.create_provider("wrong-secret").await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
+    let env = Env::builder("badcreds").resync(RESYNC).build().await;
+    env.account.apply_provider("wrong-secret").await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
     let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
     let pc = support::wait_for(WAIT, || {
         let pcs = pcs.clone();
-        let name = env.pc.clone();
+        let name = env.account.pc.clone();
         async move {
             let pc = pcs.get(&name).await.ok()?;
             let c = pc
@@ -772,45 +608,27 @@ async fn bad_credentials_make_the_provider_not_ready() {
     assert!(pc.reason.starts_with("APIGW"), "{pc:?}");
     // The ProviderConfig (cluster-scoped, so its events are in `default`) tells it in one Warning
     // carrying the cloud's code and HTTP status.
-    let warning = wait_event(&env.client, "default", &env.pc, &pc.reason).await;
+    let warning = env.wait_event("default", &env.account.pc, &pc.reason).await;
     let note = warning.note.unwrap_or_default();
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
     assert!(note.contains("(401)") && note.contains("APIGW."), "{note}");
     assert_readable(&note);
     let o = env
-        .wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
+        .wait_condition::<TrafficMirrorSession>(
+            "s",
+            "Ready",
+            "False",
+            Some("ProviderConfigNotReady"),
+        )
         .await;
     let r = condition(&o, "Ready");
-    assert!(r.message.contains(&env.pc), "{}", r.message);
-    assert!(env.all_cloud_sessions().await.is_empty());
+    assert!(r.message.contains(&env.account.pc), "{}", r.message);
+    assert!(all_cloud_sessions(&env).await.is_empty());
     // Fixing the Secret makes everything converge, and the ProviderConfig says it is valid again.
-    env.create_provider(SK).await;
-    env.wait_ready("s").await;
-    wait_event(&env.client, "default", &env.pc, "CredentialsValid").await;
-}
-
-/// The events about the object `name` in namespace `ns` (cluster-scoped objects' go to `default`).
-async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<Event> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let list = events
-        .list(&ListParams::default())
-        .await
-        .expect("list events");
-    list.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
-/// Waits for an event about `name` with `reason` (events are published in the background).
-async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> Event {
-    support::wait_for(WAIT, || async {
-        events_about(client, ns, name)
-            .await
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some(reason))
-    })
-    .await
+    env.account.apply_provider(SK).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    env.wait_event("default", &env.account.pc, "CredentialsValid")
+        .await;
 }
 
 /// A note people read: no debug dump of an answer.
@@ -822,14 +640,14 @@ fn assert_readable(note: &str) {
 
 /// Kills the operator at a failpoint during create, restarts it, and checks the final state.
 async fn crash_during_create(failpoint: &str) {
-    let env = TestEnv::new("crash-create").await;
-    let mut op = Operator::start(&env, Some(failpoint));
-    env.apply("s", json!({})).await;
-    op.wait_for_crash().await;
+    let env = Env::builder("crash-create").resync(RESYNC).build().await;
+    let mut op = env.operator_with(Some(failpoint));
+    apply(&env, "s", json!({})).await;
+    env.wait_crash(&mut op).await;
     drop(op);
-    let op = Operator::start(&env, None);
-    let o = env.wait_ready("s").await;
-    let sessions = env.all_cloud_sessions().await;
+    let op = env.operator();
+    let o = env.wait_ready::<TrafficMirrorSession>("s").await;
+    let sessions = all_cloud_sessions(&env).await;
     assert_eq!(
         sessions.len(),
         1,
@@ -859,25 +677,29 @@ async fn crash_after_recording_the_id() {
 
 #[tokio::test]
 async fn crash_during_update_and_delete() {
-    let env = TestEnv::new("crash-update").await;
-    let op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
-    let id = env.session_id("s").await;
+    let env = Env::builder("crash-update").resync(RESYNC).build().await;
+    let op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    let id = session_id(&env, "s").await;
     drop(op);
 
     // Update: the PUT lands, the process dies before the status write.
-    let mut op = Operator::start(&env, Some("session-update-after"));
-    env.patch_spec("s", json!({"priority": 123})).await;
-    op.wait_for_crash().await;
+    let mut op = env.operator_with(Some("session-update-after"));
+    patch_spec(&env, "s", json!({"priority": 123})).await;
+    env.wait_crash(&mut op).await;
     drop(op);
-    let mut op = Operator::start(&env, Some("session-sources-after"));
-    env.patch_spec("s", json!({"trafficMirrorSources": ["eni-a", "eni-z"]}))
-        .await;
-    op.wait_for_crash().await;
+    let mut op = env.operator_with(Some("session-sources-after"));
+    patch_spec(
+        &env,
+        "s",
+        json!({"trafficMirrorSources": ["eni-a", "eni-z"]}),
+    )
+    .await;
+    env.wait_crash(&mut op).await;
     drop(op);
-    let op = Operator::start(&env, None);
-    env.wait_ready("s").await;
+    let op = env.operator();
+    env.wait_ready::<TrafficMirrorSession>("s").await;
     let s = env.cloud.show_session(&id).await.unwrap();
     assert_eq!(s.priority, 123);
     let got: BTreeSet<_> = s.traffic_mirror_sources.into_iter().collect();
@@ -885,44 +707,44 @@ async fn crash_during_update_and_delete() {
         got,
         BTreeSet::from(["eni-a".to_string(), "eni-z".to_string()])
     );
-    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    assert_eq!(all_cloud_sessions(&env).await.len(), 1);
     drop(op);
 
     // Delete: the DELETE lands, the process dies before the finalizer goes.
-    let mut op = Operator::start(&env, Some("session-delete-after"));
-    env.delete("s").await;
-    op.wait_for_crash().await;
+    let mut op = env.operator_with(Some("session-delete-after"));
+    env.delete::<TrafficMirrorSession>("s").await;
+    env.wait_crash(&mut op).await;
     drop(op);
-    let _op = Operator::start(&env, None);
-    env.wait_gone("s").await;
-    assert!(env.all_cloud_sessions().await.is_empty());
+    let _op = env.operator();
+    env.wait_gone::<TrafficMirrorSession>("s").await;
+    assert!(all_cloud_sessions(&env).await.is_empty());
 }
 
 #[tokio::test]
 async fn name_conflict_is_never_taken_over() {
-    let env = TestEnv::new("conflict").await;
+    let env = Env::builder("conflict").resync(RESYNC).build().await;
     env.cloud
-        .create_session(&env.out_of_band("taken", "eni-other", 5))
+        .create_session(&out_of_band(&env, "taken", "eni-other", 5))
         .await
         .unwrap();
-    let _op = Operator::start(&env, None);
-    env.apply("taken", json!({})).await;
+    let _op = env.operator();
+    apply(&env, "taken", json!({})).await;
     let o = env
-        .wait_reason("taken", "Ready", "False", Some("NameConflict"))
+        .wait_condition::<TrafficMirrorSession>("taken", "Ready", "False", Some("NameConflict"))
         .await;
     let r = condition(&o, "Ready");
     assert_eq!(r.reason, "NameConflict", "{r:?}");
     assert_eq!(condition(&o, "Stalled").reason, "NameConflict");
-    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    assert_eq!(all_cloud_sessions(&env).await.len(), 1);
     assert_eq!(
-        env.all_cloud_sessions().await[0].traffic_mirror_target_id,
+        all_cloud_sessions(&env).await[0].traffic_mirror_target_id,
         "eni-other"
     );
 }
 
 #[tokio::test]
 async fn a_create_whose_answer_is_lost_is_adopted_not_duplicated() {
-    let env = TestEnv::new("lost-answer").await;
+    let env = Env::builder("lost-answer").resync(RESYNC).build().await;
     // The POST really creates the session, then the connection drops before the answer.
     env.emu()
         .fault(
@@ -930,47 +752,57 @@ async fn a_create_whose_answer_is_lost_is_adopted_not_duplicated() {
                       "drop_connection": true, "execute": true, "times": 1}),
         )
         .await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    let o = env.wait_ready("s").await;
-    let sessions = env.all_cloud_sessions().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    let o = env.wait_ready::<TrafficMirrorSession>("s").await;
+    let sessions = all_cloud_sessions(&env).await;
     assert_eq!(sessions.len(), 1, "exactly one cloud session");
     assert_eq!(
         o.status.unwrap().session_id.as_deref(),
         Some(sessions[0].id.as_str())
     );
-    let posts = env.posts().await;
+    let posts = posts(&env).await;
     assert_eq!(posts, 1, "the lost create is found, not repeated");
 }
 
 #[tokio::test]
 async fn deleting_the_provider_config_stops_cloud_calls() {
-    let env = TestEnv::new("pc-delete").await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
+    let env = Env::builder("pc-delete").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
     let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
-    pcs.delete(&env.pc, &DeleteParams::default())
+    pcs.delete(&env.account.pc, &DeleteParams::default())
         .await
         .expect("delete pc");
     // A ProviderConfig in use waits for its users (tests/provider_config.rs has the details): the
     // session's deletion still deletes the cloud session, then the ProviderConfig goes.
-    env.delete("s").await;
-    env.wait_gone("s").await;
-    assert!(env.all_cloud_sessions().await.is_empty());
+    env.delete::<TrafficMirrorSession>("s").await;
+    env.wait_gone::<TrafficMirrorSession>("s").await;
+    assert!(all_cloud_sessions(&env).await.is_empty());
     support::wait_for(WAIT, || async {
-        matches!(pcs.get_opt(&env.pc).await, Ok(None)).then_some(())
+        matches!(pcs.get_opt(&env.account.pc).await, Ok(None)).then_some(())
     })
     .await;
     // Once it is gone, a session naming it waits and the account sees no call at all (no session
     // call, no resync LIST).
-    env.apply("t", json!({})).await;
-    env.wait_reason("t", "Ready", "False", Some("ProviderConfigNotReady"))
-        .await;
+    apply(&env, "t", json!({})).await;
+    env.wait_condition::<TrafficMirrorSession>(
+        "t",
+        "Ready",
+        "False",
+        Some("ProviderConfigNotReady"),
+    )
+    .await;
     env.emu().clear_calls().await;
-    env.patch_spec("t", json!({"priority": 12})).await;
-    env.wait_reason("t", "Synced", "False", Some("ProviderConfigNotReady"))
-        .await;
+    patch_spec(&env, "t", json!({"priority": 12})).await;
+    env.wait_condition::<TrafficMirrorSession>(
+        "t",
+        "Synced",
+        "False",
+        Some("ProviderConfigNotReady"),
+    )
+    .await;
     assert!(
         env.calls().await.is_empty(),
         "no cloud call without a ProviderConfig"
@@ -979,11 +811,11 @@ async fn deleting_the_provider_config_stops_cloud_calls() {
 
 #[tokio::test]
 async fn a_session_deleted_out_of_band_is_created_again() {
-    let env = TestEnv::new("vanished").await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
-    let old = env.session_id("s").await;
+    let env = Env::builder("vanished").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    let old = session_id(&env, "s").await;
     env.cloud
         .delete_session(&old)
         .await
@@ -999,76 +831,66 @@ async fn a_session_deleted_out_of_band_is_created_again() {
         }
     })
     .await;
-    env.wait_ready("s").await;
-    let sessions = env.all_cloud_sessions().await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    let sessions = all_cloud_sessions(&env).await;
     assert_eq!(sessions.len(), 1, "exactly one session again");
     assert_eq!(sessions[0].id, new);
 }
 
-/// Waits until the object's `Ready` condition has `reason` and a message containing every `part`.
-async fn wait_message(env: &TestEnv, name: &str, reason: &str, parts: &[&str]) -> Condition {
-    let api = env.sessions();
-    support::wait_for(WAIT, || {
-        let api = api.clone();
-        async move {
-            let o = api.get_opt(name).await.ok().flatten()?;
-            let c = o
-                .status
-                .as_ref()?
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Ready")?
-                .clone();
-            (c.reason == reason && parts.iter().all(|p| c.message.contains(p))).then_some(c)
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_session_whose_provider_config_never_existed_is_deleted_at_once() {
-    let env = TestEnv::new("typo-pc").await;
-    let _op = Operator::start(&env, None);
-    env.apply(
+    let env = Env::builder("typo-pc").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(
+        &env,
         "s",
         json!({"providerConfigRef": {"name": "no-such-provider-config"}}),
     )
     .await;
-    env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
-        .await;
-    env.delete("s").await;
-    env.wait_gone("s").await;
-    assert_eq!(env.posts().await, 0, "nothing was ever created");
+    env.wait_condition::<TrafficMirrorSession>(
+        "s",
+        "Ready",
+        "False",
+        Some("ProviderConfigNotReady"),
+    )
+    .await;
+    env.delete::<TrafficMirrorSession>("s").await;
+    env.wait_gone::<TrafficMirrorSession>("s").await;
+    assert_eq!(posts(&env).await, 0, "nothing was ever created");
 }
 
 #[tokio::test]
 async fn deleting_without_a_ready_provider_says_how_to_get_out_and_orphan_releases() {
-    let env = TestEnv::new("del-notready").await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
-    let id = env.session_id("s").await;
+    let env = Env::builder("del-notready").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    let id = session_id(&env, "s").await;
     // The credentials stop working: the ProviderConfig is no longer Ready.
-    env.create_provider("wrong-secret").await;
-    env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
-        .await;
-    env.delete("s").await;
-    let c = wait_message(
-        &env,
+    env.account.apply_provider("wrong-secret").await;
+    env.wait_condition::<TrafficMirrorSession>(
         "s",
-        "ProviderConfigNotReady",
-        &["restore the ProviderConfig", "deletionPolicy: Orphan"],
+        "Ready",
+        "False",
+        Some("ProviderConfigNotReady"),
     )
     .await;
+    env.delete::<TrafficMirrorSession>("s").await;
+    let c = env
+        .wait_message::<TrafficMirrorSession>(
+            "s",
+            "ProviderConfigNotReady",
+            &["restore the ProviderConfig", "deletionPolicy: Orphan"],
+        )
+        .await;
     assert_eq!(c.status, "False");
     assert!(
         env.sessions().get_opt("s").await.expect("get").is_some(),
         "the object waits: its cloud session cannot be deleted yet"
     );
     // The way out: leave the cloud session in place.
-    env.patch_spec("s", json!({"deletionPolicy": "Orphan"}))
-        .await;
-    env.wait_gone("s").await;
+    patch_spec(&env, "s", json!({"deletionPolicy": "Orphan"})).await;
+    env.wait_gone::<TrafficMirrorSession>("s").await;
     env.cloud
         .show_session(&id)
         .await
@@ -1077,37 +899,41 @@ async fn deleting_without_a_ready_provider_says_how_to_get_out_and_orphan_releas
 
 #[tokio::test]
 async fn deleting_without_a_ready_provider_finishes_once_it_is_restored() {
-    let env = TestEnv::new("del-restore").await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
-    env.create_provider("wrong-secret").await;
-    env.wait_reason("s", "Ready", "False", Some("ProviderConfigNotReady"))
-        .await;
-    env.delete("s").await;
-    wait_message(
-        &env,
+    let env = Env::builder("del-restore").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    env.account.apply_provider("wrong-secret").await;
+    env.wait_condition::<TrafficMirrorSession>(
+        "s",
+        "Ready",
+        "False",
+        Some("ProviderConfigNotReady"),
+    )
+    .await;
+    env.delete::<TrafficMirrorSession>("s").await;
+    env.wait_message::<TrafficMirrorSession>(
         "s",
         "ProviderConfigNotReady",
         &["deletionPolicy: Orphan"],
     )
     .await;
-    env.create_provider(SK).await;
-    env.wait_gone("s").await;
+    env.account.apply_provider(SK).await;
+    env.wait_gone::<TrafficMirrorSession>("s").await;
     assert!(
-        env.all_cloud_sessions().await.is_empty(),
+        all_cloud_sessions(&env).await.is_empty(),
         "deleted in the cloud"
     );
 }
 
 /// Crashes the operator right after the create call (the intent is recorded, the id is not), then
 /// damages the intent annotation the way a bad hand edit would.
-async fn interrupted_create_with_a_damaged_intent(env: &TestEnv) {
-    let mut op = Operator::start(env, Some("session-create-after"));
-    env.apply("s", json!({})).await;
-    op.wait_for_crash().await;
+async fn interrupted_create_with_a_damaged_intent(env: &Env) {
+    let mut op = env.operator_with(Some("session-create-after"));
+    apply(env, "s", json!({})).await;
+    env.wait_crash(&mut op).await;
     drop(op);
-    assert_eq!(env.all_cloud_sessions().await.len(), 1);
+    assert_eq!(all_cloud_sessions(env).await.len(), 1);
     let patch = json!({"metadata": {"annotations": {"vpc.hwcloud.dev/create-intent": "{damaged"}}});
     env.sessions()
         .patch("s", &PatchParams::default(), &Patch::Merge(&patch))
@@ -1117,11 +943,11 @@ async fn interrupted_create_with_a_damaged_intent(env: &TestEnv) {
 
 #[tokio::test]
 async fn a_damaged_intent_is_adopted_not_duplicated() {
-    let env = TestEnv::new("damaged-create").await;
+    let env = Env::builder("damaged-create").resync(RESYNC).build().await;
     interrupted_create_with_a_damaged_intent(&env).await;
-    let op = Operator::start(&env, None);
-    let o = env.wait_ready("s").await;
-    let sessions = env.all_cloud_sessions().await;
+    let op = env.operator();
+    let o = env.wait_ready::<TrafficMirrorSession>("s").await;
+    let sessions = all_cloud_sessions(&env).await;
     assert_eq!(sessions.len(), 1, "no duplicate; log:\n{}", op.logs());
     assert_eq!(
         o.status.and_then(|s| s.session_id),
@@ -1131,13 +957,13 @@ async fn a_damaged_intent_is_adopted_not_duplicated() {
 
 #[tokio::test]
 async fn a_damaged_intent_never_leaks_the_session_on_delete() {
-    let env = TestEnv::new("damaged-delete").await;
+    let env = Env::builder("damaged-delete").resync(RESYNC).build().await;
     interrupted_create_with_a_damaged_intent(&env).await;
-    env.delete("s").await;
-    let op = Operator::start(&env, None);
-    env.wait_gone("s").await;
+    env.delete::<TrafficMirrorSession>("s").await;
+    let op = env.operator();
+    env.wait_gone::<TrafficMirrorSession>("s").await;
     assert!(
-        env.all_cloud_sessions().await.is_empty(),
+        all_cloud_sessions(&env).await.is_empty(),
         "the interrupted create's session leaked; log:\n{}",
         op.logs()
     );
@@ -1147,9 +973,9 @@ async fn a_damaged_intent_never_leaks_the_session_on_delete() {
 /// decision made on a stale copy must be refused, not land.
 #[tokio::test]
 async fn a_status_apply_with_a_stale_resource_version_is_refused() {
-    let env = TestEnv::new("stale-status").await;
-    let first = env.apply("s", json!({})).await;
-    env.patch_spec("s", json!({"priority": 11})).await;
+    let env = Env::builder("stale-status").resync(RESYNC).build().await;
+    let first = apply(&env, "s", json!({})).await;
+    patch_spec(&env, "s", json!({"priority": 11})).await;
     let body = json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1",
         "kind": "TrafficMirrorSession",
@@ -1170,21 +996,29 @@ async fn a_status_apply_with_a_stale_resource_version_is_refused() {
 
 #[tokio::test]
 async fn a_second_object_adopting_a_managed_session_stalls_and_never_writes() {
-    let env = TestEnv::new("adopt-twice").await;
+    let env = Env::builder("adopt-twice").resync(RESYNC).build().await;
     let legacy = env
         .cloud
-        .create_session(&env.out_of_band("legacy", "eni-target", 55))
+        .create_session(&out_of_band(&env, "legacy", "eni-target", 55))
         .await
         .expect("create out of band");
-    let _op = Operator::start(&env, None);
-    env.apply("first", json!({"sessionId": legacy.id, "priority": 10}))
-        .await;
-    env.wait_ready("first").await;
+    let _op = env.operator();
+    apply(
+        &env,
+        "first",
+        json!({"sessionId": legacy.id, "priority": 10}),
+    )
+    .await;
+    env.wait_ready::<TrafficMirrorSession>("first").await;
     env.emu().clear_calls().await;
-    env.apply("second", json!({"sessionId": legacy.id, "priority": 20}))
-        .await;
+    apply(
+        &env,
+        "second",
+        json!({"sessionId": legacy.id, "priority": 20}),
+    )
+    .await;
     let o = env
-        .wait_reason("second", "Ready", "False", Some("AlreadyManaged"))
+        .wait_condition::<TrafficMirrorSession>("second", "Ready", "False", Some("AlreadyManaged"))
         .await;
     let ready = condition(&o, "Ready");
     for part in [
@@ -1195,11 +1029,12 @@ async fn a_second_object_adopting_a_managed_session_stalls_and_never_writes() {
         assert!(ready.message.contains(&part), "{part}: {}", ready.message);
     }
     assert_eq!(condition(&o, "Stalled").reason, "AlreadyManaged");
-    wait_event(&env.client, &env.ns, "second", "AlreadyManaged").await;
+    env.wait_event(&env.ns, "second", "AlreadyManaged").await;
     // Three resyncs: the older object stays Ready, the cloud sees no write (no PUT 10 / PUT 20).
     env.wait_resyncs(3).await;
     // One event for the stall, not one per resync.
-    let told: Vec<Event> = events_about(&env.client, &env.ns, "second")
+    let told: Vec<Event> = env
+        .events_about(&env.ns, "second")
         .await
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("AlreadyManaged"))
@@ -1216,8 +1051,8 @@ async fn a_second_object_adopting_a_managed_session_stalls_and_never_writes() {
         10
     );
     // Deleting the younger leaves the cloud session (the older one's) alone.
-    env.delete("second").await;
-    env.wait_gone("second").await;
+    env.delete::<TrafficMirrorSession>("second").await;
+    env.wait_gone::<TrafficMirrorSession>("second").await;
     assert_eq!(
         env.cloud.show_session(&legacy.id).await.unwrap().priority,
         10
@@ -1231,11 +1066,11 @@ async fn a_second_object_adopting_a_managed_session_stalls_and_never_writes() {
 /// created, never the unknown id (no DELETE of it, no leak).
 #[tokio::test]
 async fn a_late_session_id_is_refused_and_deletion_deletes_the_created_session() {
-    let env = TestEnv::new("late-id").await;
-    let _op = Operator::start(&env, None);
-    env.apply("s", json!({})).await;
-    env.wait_ready("s").await;
-    let created = env.session_id("s").await;
+    let env = Env::builder("late-id").resync(RESYNC).build().await;
+    let _op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    let created = session_id(&env, "s").await;
     let late = json!({"spec": {"sessionId": "33333333-0000-4000-8000-000000000000"}});
     let err = env
         .sessions()
@@ -1248,10 +1083,10 @@ async fn a_late_session_id_is_refused_and_deletion_deletes_the_created_session()
         "{err}"
     );
     // Setting the id it already manages is fine (pinning it).
-    env.patch_spec("s", json!({"sessionId": created})).await;
-    env.wait_ready("s").await;
-    env.delete("s").await;
-    env.wait_gone("s").await;
+    patch_spec(&env, "s", json!({"sessionId": created})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    env.delete::<TrafficMirrorSession>("s").await;
+    env.wait_gone::<TrafficMirrorSession>("s").await;
     let err = env.cloud.show_session(&created).await.expect_err("deleted");
     assert!(
         err.is_not_found(),
@@ -1267,10 +1102,10 @@ async fn a_late_session_id_is_refused_and_deletion_deletes_the_created_session()
 
 /// A second ProviderConfig for the same account (endpoint + project): ids collide across the two, so
 /// a second object adopting the managed session through it is `AlreadyManaged` all the same.
-async fn same_account_provider(env: &TestEnv) -> String {
+async fn same_account_provider(env: &Env) -> String {
     let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
-    let mut pc = pcs.get(&env.pc).await.expect("get provider config");
-    let name = format!("{}-same", env.pc);
+    let mut pc = pcs.get(&env.account.pc).await.expect("get provider config");
+    let name = format!("{}-same", env.account.pc);
     pc.metadata = kube::api::ObjectMeta {
         name: Some(name.clone()),
         labels: pc.metadata.labels.clone(),
@@ -1285,29 +1120,31 @@ async fn same_account_provider(env: &TestEnv) -> String {
 
 #[tokio::test]
 async fn two_provider_configs_of_one_account_share_claims_and_the_younger_takes_over_at_once() {
-    let env = TestEnv::new("same-account").await;
+    let env = Env::builder("same-account").resync(RESYNC).build().await;
     let legacy = env
         .cloud
-        .create_session(&env.out_of_band("legacy", "eni-target", 55))
+        .create_session(&out_of_band(&env, "legacy", "eni-target", 55))
         .await
         .expect("create out of band");
     let second_pc = same_account_provider(&env).await;
     // A long resync: taking over must not wait for it.
     let log = env.dir.path().join("operator-long-resync.log");
     let _op = support::operator::Operator::start(&env.ns, "300s", &[], None, log);
-    env.apply(
+    apply(
+        &env,
         "first",
         json!({"sessionId": legacy.id, "priority": 10, "deletionPolicy": "Orphan"}),
     )
     .await;
-    env.wait_ready("first").await;
-    env.apply(
+    env.wait_ready::<TrafficMirrorSession>("first").await;
+    apply(
+        &env,
         "second",
         json!({"sessionId": legacy.id, "priority": 20, "providerConfigRef": {"name": second_pc}}),
     )
     .await;
     let o = env
-        .wait_reason("second", "Ready", "False", Some("AlreadyManaged"))
+        .wait_condition::<TrafficMirrorSession>("second", "Ready", "False", Some("AlreadyManaged"))
         .await;
     let ready = condition(&o, "Ready");
     assert!(
@@ -1319,8 +1156,8 @@ async fn two_provider_configs_of_one_account_share_claims_and_the_younger_takes_
         env.cloud.show_session(&legacy.id).await.unwrap().priority,
         10
     );
-    env.delete("first").await;
-    env.wait_gone("first").await;
+    env.delete::<TrafficMirrorSession>("first").await;
+    env.wait_gone::<TrafficMirrorSession>("first").await;
     support::wait_for(Duration::from_secs(30), || async {
         let o = env.sessions().get("second").await.ok()?;
         let ready = o
@@ -1343,30 +1180,30 @@ async fn two_provider_configs_of_one_account_share_claims_and_the_younger_takes_
 /// back clears the conflict at once.
 #[tokio::test]
 async fn a_rename_onto_a_taken_name_is_refused_and_a_revert_clears_it() {
-    let env = TestEnv::new("rename").await;
+    let env = Env::builder("rename").resync(RESYNC).build().await;
     let log = env.dir.path().join("operator-long-resync.log");
     let _op = support::operator::Operator::start(&env.ns, "300s", &[], None, log);
-    env.apply("web-tap", json!({})).await;
-    env.apply("other", json!({"name": "other"})).await;
-    env.wait_ready("web-tap").await;
-    env.wait_ready("other").await;
+    apply(&env, "web-tap", json!({})).await;
+    apply(&env, "other", json!({"name": "other"})).await;
+    env.wait_ready::<TrafficMirrorSession>("web-tap").await;
+    env.wait_ready::<TrafficMirrorSession>("other").await;
     env.emu().clear_calls().await;
-    env.patch_spec("other", json!({"name": "web-tap"})).await;
+    patch_spec(&env, "other", json!({"name": "web-tap"})).await;
     let o = env
-        .wait_reason("other", "Ready", "False", Some("NameConflict"))
+        .wait_condition::<TrafficMirrorSession>("other", "Ready", "False", Some("NameConflict"))
         .await;
     let msg = condition(&o, "Ready").message;
-    let holder = env.session_id("web-tap").await;
+    let holder = session_id(&env, "web-tap").await;
     for part in [holder.as_str(), "\"other\"", "metadata.name"] {
         assert!(msg.contains(part), "{part}: {msg}");
     }
     let w = writes(&env.calls().await);
     assert!(w.is_empty(), "no PUT: {w:#?}");
-    assert_eq!(env.cloud_sessions_named("web-tap").await.len(), 1);
+    assert_eq!(cloud_sessions_named(&env, "web-tap").await.len(), 1);
     let web = env.sessions().get("web-tap").await.expect("get");
     assert_eq!(condition(&web, "Ready").status, "True");
-    env.patch_spec("other", json!({"name": "other"})).await;
-    env.wait_ready("other").await;
+    patch_spec(&env, "other", json!({"name": "other"})).await;
+    env.wait_ready::<TrafficMirrorSession>("other").await;
     let web = env.sessions().get("web-tap").await.expect("get");
     assert_eq!(condition(&web, "Ready").status, "True");
 }
@@ -1383,19 +1220,19 @@ fn gets_of_before_the_next_list(calls: &[Value], id: &str) -> usize {
     };
     calls[first..]
         .iter()
-        .take_while(|c| count_lists(std::slice::from_ref(*c)) == 0)
+        .take_while(|c| resync_lists(std::slice::from_ref(*c), SESSIONS) == 0)
         .filter(|c| is_get(c))
         .count()
 }
 
 #[tokio::test]
 async fn an_adopted_id_that_does_not_exist_is_read_once_and_its_deletion_deletes_nothing() {
-    let env = TestEnv::new("adopt-missing").await;
-    let _op = Operator::start(&env, None);
+    let env = Env::builder("adopt-missing").resync(RESYNC).build().await;
+    let _op = env.operator();
     let missing = "33333333-0000-4000-8000-000000000000";
-    env.apply("ghost", json!({"sessionId": missing})).await;
+    apply(&env, "ghost", json!({"sessionId": missing})).await;
     let o = env
-        .wait_reason("ghost", "Ready", "False", Some("SessionNotFound"))
+        .wait_condition::<TrafficMirrorSession>("ghost", "Ready", "False", Some("SessionNotFound"))
         .await;
     assert!(
         condition(&o, "Ready").message.contains(missing),
@@ -1411,15 +1248,15 @@ async fn an_adopted_id_that_does_not_exist_is_read_once_and_its_deletion_deletes
         "one GET of the missing id, not one more for the reconcile our status write caused: {calls:#?}"
     );
 
-    env.delete("ghost").await;
-    env.wait_gone("ghost").await;
-    let gone = wait_event(&env.client, &env.ns, "ghost", "AlreadyGone").await;
+    env.delete::<TrafficMirrorSession>("ghost").await;
+    env.wait_gone::<TrafficMirrorSession>("ghost").await;
+    let gone = env.wait_event(&env.ns, "ghost", "AlreadyGone").await;
     let note = gone.note.unwrap_or_default();
     assert!(
         note.contains(missing) && note.contains("nothing was deleted"),
         "{note}"
     );
-    let events = events_about(&env.client, &env.ns, "ghost").await;
+    let events = env.events_about(&env.ns, "ghost").await;
     assert!(
         !events
             .iter()

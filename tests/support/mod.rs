@@ -10,6 +10,8 @@
 //!   token from the TokenRequest API (the operator never runs as admin by default);
 //! - [`api_recorder`]: a recording reverse proxy in front of the API server, to count the
 //!   operator's API-server writes;
+//! - [`env::Env`]: the one environment of the operator tests (namespace, cloud account,
+//!   ProviderConfig, the operator under its ServiceAccount) and the waits they share;
 //! - [`wait_for`]: poll a condition with a deadline (tests never sleep to synchronise);
 //!   [`wait_deleted`] for a deletion that kube-controller-manager has to finish.
 //!
@@ -20,6 +22,7 @@ pub mod api_recorder;
 pub mod control_plane;
 pub mod controller_manager;
 pub mod emulator;
+pub mod env;
 pub mod identity;
 pub mod operator;
 pub mod process;
@@ -43,6 +46,8 @@ use serde_json::Value;
 pub use control_plane::{ControlPlane, Version, control_plane, control_plane_for};
 #[allow(unused_imports)]
 pub use emulator::Emulator;
+#[allow(unused_imports)]
+pub use env::{Conditioned, Env};
 
 /// Poll interval of [`wait_for`].
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
