@@ -22,57 +22,41 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
 
+use support::Env;
 use support::identity::{self, Atom, Grants, RoleKind};
-use support::operator::{CloudAccount, Operator, SECRET_NAME, SELECTOR_LABEL};
+use support::operator::{Operator, SECRET_NAME, SELECTOR_LABEL};
 
 /// How long a workload may take to become Ready, or a refusal to show in the log.
 const WAIT: Duration = Duration::from_secs(90);
 /// Leader election flags of every operator here: the Lease verbs are exercised within a second.
 const LEADER: [&str; 3] = ["--leader-elect=true", "--leader-elect-lease-duration", "3s"];
 
-/// One operator in its own namespace, as an identity with `grants`, on the standard workload.
-struct Run {
-    ns: String,
-    client: Client,
-    account: CloudAccount,
-    op: Operator,
-    _dir: tempfile::TempDir,
+/// One operator in its own namespace ([`Env`]), as an identity with `grants`, on the standard
+/// workload: the env's cloud account (whose first two session creates fail with a 500, so a
+/// Warning event repeats and its series is patched), a filter, a session, and the operator.
+async fn start(prefix: &str, grants: &Grants) -> (Env, Operator) {
+    let env = Env::builder(prefix)
+        .resync("5m")
+        .operator_args(&LEADER)
+        .keep_setup_calls()
+        .build()
+        .await;
+    let kubeconfig = identity::create(support::control_plane(), &env.client, &env.ns, grants).await;
+    env.account
+        .emu
+        .fault(
+            json!({"method": "POST", "path_contains": "traffic-mirror-sessions",
+                      "status": 500, "times": 2}),
+        )
+        .await;
+    apply_workload(&env.client, &env.ns, &env.account.pc).await;
+    let op = env.operator_as(&kubeconfig);
+    (env, op)
 }
 
-impl Run {
-    /// Namespace, identity, cloud account (whose first two session creates fail with a 500, so a
-    /// Warning event repeats and its series is patched), filter, session, operator.
-    async fn start(prefix: &str, grants: &Grants) -> Run {
-        let cp = support::control_plane();
-        let client = cp.client().await;
-        support::install_crds(&client).await;
-        let ns = support::test_namespace(&client, prefix).await;
-        let kubeconfig = identity::create(cp, &client, &ns, grants).await;
-        let account = CloudAccount::create(&client, &ns).await;
-        account
-            .emu
-            .fault(
-                json!({"method": "POST", "path_contains": "traffic-mirror-sessions",
-                          "status": 500, "times": 2}),
-            )
-            .await;
-        apply_workload(&client, &ns, &account.pc).await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("operator.log");
-        let op = Operator::start_as(&ns, "5m", &LEADER, None, log, &kubeconfig);
-        Run {
-            ns,
-            client,
-            account,
-            op,
-            _dir: dir,
-        }
-    }
-
-    /// The log with JSON/Debug escaping removed, so API server messages read as sent.
-    fn log(&self) -> String {
-        self.op.logs().replace('\\', "")
-    }
+/// The operator's log with JSON/Debug escaping removed, so API server messages read as sent.
+fn log_of(op: &Operator) -> String {
+    op.logs().replace('\\', "")
 }
 
 /// A filter `f` with one rule and a session `s` that references it by name.
@@ -147,7 +131,7 @@ fn refusal(atom: &Atom) -> String {
 /// With everything shipped: the whole workload Ready, a repeated event patched, the Lease held,
 /// and not one request refused.
 async fn baseline(grants: &Grants) -> Result<(), String> {
-    let run = Run::start("rbac-all", grants).await;
+    let (run, op) = start("rbac-all", grants).await;
     let (client, ns) = (&run.client, run.ns.as_str());
     let filters: Api<TrafficMirrorFilter> = Api::namespaced(client.clone(), ns);
     let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), ns);
@@ -166,7 +150,7 @@ async fn baseline(grants: &Grants) -> Result<(), String> {
             .then_some(())
     })
     .await;
-    let log = run.log();
+    let log = log_of(&op);
     if !log.contains("acquired the leader lease") {
         return Err(format!("the baseline operator never led:\n{log}"));
     }
@@ -179,18 +163,18 @@ async fn baseline(grants: &Grants) -> Result<(), String> {
 /// With `atom` removed: the operator's log shows the API server refusing exactly that.
 async fn without(grants: &Grants, atom: Atom) -> Result<(), String> {
     let prefix = format!("rbac-{}-{}", atom.verb, atom.resource.replace('/', "-"));
-    let run = Run::start(&prefix, &grants.without(&atom)).await;
+    let (_run, op) = start(&prefix, &grants.without(&atom)).await;
     let wanted = refusal(&atom);
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
-        if run.log().contains(&wanted) {
+        if log_of(&op).contains(&wanted) {
             return Ok(());
         }
         tokio::time::sleep(support::POLL_INTERVAL * 4).await;
     }
     Err(format!(
         "without {atom:?} nothing was refused within {WAIT:?} (wanted {wanted:?}); log:\n{}",
-        run.log()
+        log_of(&op)
     ))
 }
 
@@ -257,13 +241,11 @@ fn helm_rules_match_kustomize() {
 
 #[tokio::test]
 async fn a_secret_outside_the_credentials_namespace_is_out_of_reach() {
+    let env = Env::builder("rbac-scope").keep_setup_calls().build().await;
+    let (client, ns, account) = (env.client.clone(), env.ns.clone(), &env.account);
     let cp = support::control_plane();
-    let client = cp.client().await;
-    support::install_crds(&client).await;
-    let ns = support::test_namespace(&client, "rbac-scope").await;
     let elsewhere = support::test_namespace(&client, "rbac-elsewhere").await;
     let kubeconfig = identity::create(cp, &client, &ns, &Grants::from_deploy()).await;
-    let account = CloudAccount::create(&client, &ns).await;
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": SECRET_NAME},
         "stringData": {"accessKey": support::operator::AK, "secretKey": support::operator::SK},
