@@ -16,6 +16,7 @@ pub mod backoff;
 pub mod budget;
 pub mod claims;
 pub mod conditions;
+pub mod driver;
 pub mod error;
 pub mod events;
 pub mod filter;
@@ -24,7 +25,6 @@ pub mod inventory;
 pub mod leader;
 pub mod metered;
 pub mod object;
-pub mod plan;
 pub mod providers;
 pub mod session;
 pub mod wait;
@@ -764,7 +764,11 @@ fn object_controllers(
     .reconcile_all_on(session_rx)
     .reconcile_on(session_woken)
     .shutdown_on_signal()
-    .run(session::reconcile, session::error_policy, ctx.clone())
+    .run(
+        driver::reconcile::<TrafficMirrorSession>,
+        driver::error_policy::<TrafficMirrorSession>,
+        ctx.clone(),
+    )
     .for_each(|_| async {});
     let filter_run = Controller::for_stream(
         slim_reflector(filter_writer, filters, wc.clone(), filter_feed),
@@ -775,7 +779,11 @@ fn object_controllers(
     .reconcile_all_on(filter_rx)
     .reconcile_on(filter_woken)
     .shutdown_on_signal()
-    .run(filter::reconcile, filter::error_policy, ctx.clone())
+    .run(
+        driver::reconcile::<TrafficMirrorFilter>,
+        driver::error_policy::<TrafficMirrorFilter>,
+        ctx.clone(),
+    )
     .for_each(|_| async {});
     (session_run, filter_run)
 }

@@ -5,11 +5,11 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::super::conditions::reason;
+use super::super::driver::{KindStep, Outcome};
 use super::super::error::Error;
 use super::super::intent::{self, CreateIntent, Resolution};
 use super::super::wait::{
-    Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, id_mismatch,
-    provider_not_ready,
+    Cleanup, CleanupFacts, already_managed, cleanup, confirming, id_mismatch, provider_not_ready,
 };
 pub use super::super::wait::{Retry, Unavailable, Wait};
 use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
@@ -248,17 +248,21 @@ pub enum Step {
     },
 }
 
-impl Step {
-    /// When to look again after this step succeeded.
-    pub fn next_look(&self) -> NextLook {
+impl KindStep for Step {
+    type Target = DesiredFilter;
+
+    fn outcome(&self) -> Outcome<'_, DesiredFilter> {
         match self {
-            Step::Wait(w) => NextLook::Wait(w.retry),
-            Step::Conflict(_) => NextLook::OnChange,
-            Step::Delete(_) | Step::Release { .. } => NextLook::Released,
-            Step::Create { .. }
-            | Step::Adopt { .. }
-            | Step::Converge { .. }
-            | Step::ReportDrift { .. } => NextLook::Settled,
+            Step::Wait(w) => Outcome::Wait(w),
+            Step::Conflict(m) => Outcome::Conflict(m),
+            Step::ReportDrift { drift, .. } => {
+                Outcome::ReportDrift(super::status::drift_ready(drift))
+            }
+            Step::Create { desired }
+            | Step::Adopt { desired, .. }
+            | Step::Converge { desired, .. } => Outcome::Converge(desired),
+            Step::Delete(_) => Outcome::Delete,
+            Step::Release { .. } => Outcome::Release,
         }
     }
 }
