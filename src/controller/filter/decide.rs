@@ -5,7 +5,6 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::super::conditions::reason;
-use super::super::driver::{KindStep, Outcome};
 use super::super::error::Error;
 use super::super::intent::{self, CreateIntent, Resolution};
 use super::super::wait::{
@@ -246,25 +245,6 @@ pub enum Step {
         /// The cloud filter left in place, if any.
         orphaned: Option<String>,
     },
-}
-
-impl KindStep for Step {
-    type Target = DesiredFilter;
-
-    fn outcome(&self) -> Outcome<'_, DesiredFilter> {
-        match self {
-            Step::Wait(w) => Outcome::Wait(w),
-            Step::Conflict(m) => Outcome::Conflict(m),
-            Step::ReportDrift { drift, .. } => {
-                Outcome::ReportDrift(super::status::drift_ready(drift))
-            }
-            Step::Create { desired }
-            | Step::Adopt { desired, .. }
-            | Step::Converge { desired, .. } => Outcome::Converge(desired),
-            Step::Delete(_) => Outcome::Delete,
-            Step::Release { .. } => Outcome::Release,
-        }
-    }
 }
 
 /// Decides the step.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use kube::Api;
 
 use super::super::conditions::{self, Desired as Condition, READY, reason};
-use super::super::driver;
+use super::super::driver::{self, KindStep, Outcome};
 use super::super::error::{Error, Result};
 use super::super::object;
 use super::decide::{CloudState, Step};
@@ -139,6 +139,24 @@ pub fn same_fields(current: &TrafficMirrorFilterStatus, next: &TrafficMirrorFilt
         && current.rule_ids == next.rule_ids
         && current.observed_generation == next.observed_generation
         && current.at_provider == next.at_provider
+}
+
+/// What each step means to the driver: the conditions it leads to and when to look again.
+impl KindStep for Step {
+    type Target = DesiredFilter;
+
+    fn outcome(&self) -> Outcome<'_, DesiredFilter> {
+        match self {
+            Step::Wait(w) => Outcome::Wait(w),
+            Step::Conflict(m) => Outcome::Conflict(m),
+            Step::ReportDrift { drift, .. } => Outcome::ReportDrift(drift_ready(drift)),
+            Step::Create { desired }
+            | Step::Adopt { desired, .. }
+            | Step::Converge { desired, .. } => Outcome::Converge(desired),
+            Step::Delete(_) => Outcome::Delete,
+            Step::Release { .. } => Outcome::Release,
+        }
+    }
 }
 
 #[cfg(test)]

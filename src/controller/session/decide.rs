@@ -5,7 +5,6 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::super::conditions::reason;
-use super::super::driver::{KindStep, Outcome};
 use super::super::intent::{self, CreateIntent, Identity, Resolution};
 use super::super::wait::{
     Cleanup, CleanupFacts, already_managed, cleanup, confirming, id_mismatch, provider_not_ready,
@@ -178,25 +177,6 @@ pub enum Step {
         /// The cloud session left in place, if any.
         orphaned: Option<String>,
     },
-}
-
-impl KindStep for Step {
-    type Target = DesiredSession;
-
-    fn outcome(&self) -> Outcome<'_, DesiredSession> {
-        match self {
-            Step::Wait(w) => Outcome::Wait(w),
-            Step::Conflict(m) => Outcome::Conflict(m),
-            Step::ReportDrift { fields, .. } => {
-                Outcome::ReportDrift(super::status::drift_ready(fields))
-            }
-            Step::Create { desired, .. }
-            | Step::Adopt { desired, .. }
-            | Step::Converge { desired, .. } => Outcome::Converge(desired),
-            Step::Delete(_) => Outcome::Delete,
-            Step::Release { .. } => Outcome::Release,
-        }
-    }
 }
 
 /// Decides the step.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use kube::Api;
 
 use super::super::conditions::{self, Desired as Condition, READY, reason};
-use super::super::driver;
+use super::super::driver::{self, KindStep, Outcome};
 use super::super::error::{Error, Result};
 use super::super::object;
 use super::decide::{CloudState, FilterState, Observed, Step};
@@ -186,6 +186,24 @@ pub fn same_fields(
     current.session_id == next.session_id
         && current.observed_generation == next.observed_generation
         && current.at_provider == next.at_provider
+}
+
+/// What each step means to the driver: the conditions it leads to and when to look again.
+impl KindStep for Step {
+    type Target = plan::DesiredSession;
+
+    fn outcome(&self) -> Outcome<'_, plan::DesiredSession> {
+        match self {
+            Step::Wait(w) => Outcome::Wait(w),
+            Step::Conflict(m) => Outcome::Conflict(m),
+            Step::ReportDrift { fields, .. } => Outcome::ReportDrift(drift_ready(fields)),
+            Step::Create { desired, .. }
+            | Step::Adopt { desired, .. }
+            | Step::Converge { desired, .. } => Outcome::Converge(desired),
+            Step::Delete(_) => Outcome::Delete,
+            Step::Release { .. } => Outcome::Release,
+        }
+    }
 }
 
 #[cfg(test)]

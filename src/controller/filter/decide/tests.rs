@@ -3,6 +3,7 @@
 use chrono::TimeZone;
 
 use super::*;
+use crate::controller::driver::KindStep;
 use crate::controller::wait::NextLook;
 
 fn at(sec: i64) -> DateTime<Utc> {

@@ -3,6 +3,7 @@
 use chrono::TimeZone;
 
 use super::*;
+use crate::controller::driver::KindStep;
 use crate::controller::session::plan::created_from;
 use crate::controller::wait::NextLook;
 
