@@ -1,12 +1,19 @@
 //! The reconcilers and what they share.
 //!
-//! - [`plan`], [`intent`], [`conditions`], [`backoff`]: pure decisions, unit- and property-tested.
+//! - [`driver`]: the one reconcile pipeline every kind runs (leader check, lane admission, gate,
+//!   finalizer, observe, pure decide, execute, one status write, the next look, failure reporting),
+//!   generic over the [`driver::Kind`] trait; the conditions after a step are computed there once.
+//! - [`session`], [`filter`]: the kinds, one folder each laid out the same way: `mod.rs` (the
+//!   `Kind` implementation), `observe`, `decide`, `plan` (the pure planner), `execute`, `status`.
+//! - [`intent`], [`conditions`], [`backoff`]: pure decisions, unit- and property-tested; [`intent`]
+//!   also holds the cloud-id annotations, so no shared module imports a kind's folder.
+//! - [`Context`] (`context.rs`) and [`Ledger`] (`ledger.rs`): the state the reconcilers share and the
+//!   per-object bookkeeping (backoff, converged generation, replaced copies, delete refusals).
 //! - [`inventory`]: the per-account cloud snapshot (one LIST per resync interval).
 //! - [`metered`]: the one wrapper every cloud call goes through, counting it.
 //! - [`providers`]: the ProviderConfig reconciler and the registry of ready cloud clients.
-//! - [`session`]: the TrafficMirrorSession reconciler, a pipeline observe → decide → execute → status.
-//! - [`filter`]: the TrafficMirrorFilter reconciler, the same pipeline, with its rule [`filter::plan`].
-//! - [`object`], [`wait`], [`error`]: what both pipelines share (API-server writes, waits, step errors).
+//! - [`object`], [`wait`], [`error`], [`events`], [`claims`]: what the kinds share (API-server
+//!   writes, waits, step errors, events, who claims which cloud id).
 //! - [`budget`], [`leader`]: the account's API budget and leader election.
 //!
 //! [`run`] wires them: three kube-runtime controllers (sessions, filters, ProviderConfigs) and the

@@ -134,3 +134,133 @@ pub async fn write<K: Kind>(api: &Api<K>, obj: &K, next: &K::Status) -> Result<b
 pub fn unchanged<K: Kind>(current: &K::Status, next: &K::Status) -> bool {
     K::same_fields(current, next) && conditions::same(K::conditions(current), K::conditions(next))
 }
+
+/// The conditions' table tests, run by each kind with its own steps (the conditions are computed here
+/// once, so the checks are written here once).
+#[cfg(test)]
+pub mod checks {
+    use super::super::super::conditions::{RECONCILING, STALLED};
+    use super::*;
+    use crate::cloud::CloudError;
+    use crate::controller::wait::{Retry, Wait};
+
+    fn cloud(status: u16) -> Error {
+        Error::Cloud {
+            operation: "create",
+            source: CloudError::Api {
+                status,
+                error_code: format!("VPC.{status}"),
+                error_msg: "no".into(),
+                request_id: None,
+                retry_after: None,
+            },
+        }
+    }
+
+    /// A report and the progress condition it should add (type, reason).
+    type Row<'a, K> = (Report<'a, K>, Option<(&'a str, &'a str)>);
+
+    /// A wait for `reason`, as a kind's step.
+    pub fn wait(reason: &'static str) -> Wait {
+        Wait {
+            reason,
+            message: "m".into(),
+            retry: Retry::Dependency,
+        }
+    }
+
+    /// The kstatus condition each outcome adds (type, reason), beside Ready/Synced.
+    fn progress<K: Kind>(report: &Report<'_, K>) -> Vec<(&'static str, String)> {
+        desired_conditions(report)
+            .into_iter()
+            .filter(|c| c.type_ == RECONCILING || c.type_ == STALLED)
+            .map(|c| (c.type_, c.reason))
+            .collect()
+    }
+
+    /// Each outcome adds `Reconciling` or `Stalled` (with the reason) beside Ready/Synced; `wait`
+    /// makes the kind's wait step, `conflict` its conflict, `terminal` a reason that never clears.
+    pub fn reconciling_or_stalled_per_outcome<K: Kind>(
+        wait_step: fn(Wait) -> K::Step,
+        conflict: K::Step,
+        terminal: &'static str,
+    ) {
+        let (waiting, terminal_wait) = (
+            wait_step(wait(reason::PROVIDER_CONFIG_NOT_READY)),
+            wait_step(wait(terminal)),
+        );
+        let (throttled, refused) = (cloud(429), cloud(400));
+        let table: Vec<Row<'_, K>> = vec![
+            (Report::default(), None),
+            (
+                Report {
+                    step: Some(&waiting),
+                    ..Default::default()
+                },
+                Some((RECONCILING, "ProviderConfigNotReady")),
+            ),
+            (
+                Report {
+                    step: Some(&terminal_wait),
+                    ..Default::default()
+                },
+                Some((STALLED, terminal)),
+            ),
+            (
+                Report {
+                    step: Some(&conflict),
+                    ..Default::default()
+                },
+                Some((STALLED, "NameConflict")),
+            ),
+            (
+                Report {
+                    error: Some(&throttled),
+                    ..Default::default()
+                },
+                Some((RECONCILING, "VPC_429")),
+            ),
+            (
+                Report {
+                    error: Some(&refused),
+                    ..Default::default()
+                },
+                Some((STALLED, "VPC_400")),
+            ),
+        ];
+        for (report, want) in table {
+            let want: Vec<_> = want.map(|(t, r)| (t, r.to_string())).into_iter().collect();
+            assert_eq!(progress(&report), want, "{report:?}");
+        }
+    }
+
+    /// A failed `delete` step names `deletionPolicy: Orphan` as the way out; other failures do not.
+    pub fn a_failed_delete_names_the_orphan_way_out<K: Kind>(delete: K::Step) {
+        let refused = cloud(400);
+        // (the step that failed, Ready's reason, whether the message names deletionPolicy: Orphan)
+        let table = [
+            (Some(&delete), reason::DELETING, true),
+            (None, "VPC_400", false),
+        ];
+        for (step, want_reason, orphan) in table {
+            let report = Report::<K> {
+                step,
+                error: Some(&refused),
+                ..Default::default()
+            };
+            let conditions = desired_conditions(&report);
+            for c in conditions
+                .iter()
+                .filter(|c| c.type_ == READY || c.type_ == SYNCED)
+            {
+                assert_eq!(
+                    c.message.contains("deletionPolicy: Orphan"),
+                    orphan,
+                    "{c:?}"
+                );
+            }
+            let ready = conditions.iter().find(|c| c.type_ == READY).expect("Ready");
+            assert_eq!(ready.reason, want_reason);
+        }
+    }
+}

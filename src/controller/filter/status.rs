@@ -162,8 +162,6 @@ impl KindStep for Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::conditions::SYNCED;
-    use crate::controller::driver::status::desired_conditions;
 
     #[test]
     fn a_create_in_progress_says_creating_and_shows_the_id_once_known() {
@@ -182,121 +180,21 @@ mod tests {
             assert_eq!(st.observed_generation, Some(1));
         }
     }
-    use crate::cloud::CloudError;
-    use crate::controller::conditions::{RECONCILING, STALLED};
-    use crate::controller::wait::{Retry, Wait};
-
-    fn cloud(status: u16) -> Error {
-        Error::Cloud {
-            operation: "create",
-            source: CloudError::Api {
-                status,
-                error_code: format!("VPC.{status}"),
-                error_msg: "no".into(),
-                request_id: None,
-                retry_after: None,
-            },
-        }
-    }
-
-    const TERMINAL_WAIT: &str = reason::FILTER_NOT_FOUND;
-
-    fn wait(reason: &'static str) -> Step {
-        Step::Wait(Wait {
-            reason,
-            message: "m".into(),
-            retry: Retry::Dependency,
-        })
-    }
-
-    /// The kstatus condition each outcome adds (type, reason), beside Ready/Synced.
-    fn progress(report: &Report<'_>) -> Vec<(&'static str, String)> {
-        desired_conditions(report)
-            .into_iter()
-            .filter(|c| c.type_ == RECONCILING || c.type_ == STALLED)
-            .map(|c| (c.type_, c.reason))
-            .collect()
-    }
+    use crate::controller::driver::status::checks;
 
     #[test]
     fn reconciling_or_stalled_per_outcome() {
-        let (conflict, waiting, terminal) = (
+        checks::reconciling_or_stalled_per_outcome::<TrafficMirrorFilter>(
+            Step::Wait,
             Step::Conflict("taken".into()),
-            wait(reason::PROVIDER_CONFIG_NOT_READY),
-            wait(TERMINAL_WAIT),
+            reason::FILTER_NOT_FOUND,
         );
-        let (throttled, refused) = (cloud(429), cloud(400));
-        let table: Vec<(Report<'_>, Option<(&str, &str)>)> = vec![
-            (Report::default(), None),
-            (
-                Report {
-                    step: Some(&waiting),
-                    ..Default::default()
-                },
-                Some((RECONCILING, "ProviderConfigNotReady")),
-            ),
-            (
-                Report {
-                    step: Some(&terminal),
-                    ..Default::default()
-                },
-                Some((STALLED, TERMINAL_WAIT)),
-            ),
-            (
-                Report {
-                    step: Some(&conflict),
-                    ..Default::default()
-                },
-                Some((STALLED, "NameConflict")),
-            ),
-            (
-                Report {
-                    error: Some(&throttled),
-                    ..Default::default()
-                },
-                Some((RECONCILING, "VPC_429")),
-            ),
-            (
-                Report {
-                    error: Some(&refused),
-                    ..Default::default()
-                },
-                Some((STALLED, "VPC_400")),
-            ),
-        ];
-        for (report, want) in table {
-            let want: Vec<_> = want.map(|(t, r)| (t, r.to_string())).into_iter().collect();
-            assert_eq!(progress(&report), want, "{report:?}");
-        }
     }
 
     #[test]
     fn a_failed_delete_names_the_orphan_way_out_and_other_failures_do_not() {
-        let (delete, refused) = (Step::Delete(vec!["f-1".into()]), cloud(400));
-        // (the step that failed, Ready's reason, whether the message names deletionPolicy: Orphan)
-        let table = [
-            (Some(&delete), reason::DELETING, true),
-            (None, "VPC_400", false),
-        ];
-        for (step, want_reason, orphan) in table {
-            let report = Report {
-                step,
-                error: Some(&refused),
-                ..Default::default()
-            };
-            let conditions = desired_conditions(&report);
-            let ready = conditions.iter().find(|c| c.type_ == READY);
-            assert_eq!(ready.map(|c| c.reason.as_str()), Some(want_reason));
-            for c in conditions
-                .iter()
-                .filter(|c| c.type_ == READY || c.type_ == SYNCED)
-            {
-                assert_eq!(
-                    c.message.contains("deletionPolicy: Orphan"),
-                    orphan,
-                    "{c:?}"
-                );
-            }
-        }
+        checks::a_failed_delete_names_the_orphan_way_out::<TrafficMirrorFilter>(Step::Delete(
+            vec!["f-1".into()],
+        ));
     }
 }
