@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use traffic_mirror_operator::api::TrafficMirrorSessionSpec;
 use traffic_mirror_operator::cloud::models::TrafficMirrorSession;
-use traffic_mirror_operator::controller::session::plan::{DesiredSession, convergence, created_from};
+use traffic_mirror_operator::controller::session::plan::{
+    DesiredSession, convergence, created_from,
+};
 
 /// Iterations per timed run (`BENCH_ITERS`).
 const DEFAULT_ITERS: u64 = 200_000;
