@@ -1,4 +1,4 @@
-//! Microbenchmark of the pure session planner (`controller::plan`): how long the operator takes to
+//! Microbenchmark of the pure session planner (`controller::session::plan`): how long the operator takes to
 //! decide the cloud calls of one session, in nanoseconds.
 //!
 //! The resync compares every session with its cloud copy every interval, so this is the CPU cost per
@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use traffic_mirror_operator::api::TrafficMirrorSessionSpec;
 use traffic_mirror_operator::cloud::models::TrafficMirrorSession;
-use traffic_mirror_operator::controller::plan::{DesiredSession, convergence, created_from};
+use traffic_mirror_operator::controller::session::plan::{
+    DesiredSession, convergence, created_from,
+};
 
 /// Iterations per timed run (`BENCH_ITERS`).
 const DEFAULT_ITERS: u64 = 200_000;
@@ -197,7 +199,7 @@ fn main() {
     }
     let resync_ms = in_sync_median.unwrap_or(f64::NAN) * 10_000.0 / 1e6;
 
-    let mut text = String::from("# Benchmark: session planner (`controller::plan`)\n\n");
+    let mut text = String::from("# Benchmark: session planner (`controller::session::plan`)\n\n");
     text.push_str(&info.markdown());
     text.push_str(&format!(
         "- Iterations: {iters} per run, {runs} runs per case; median/min/max are over runs; each \

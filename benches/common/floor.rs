@@ -20,7 +20,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::Mutex;
 use traffic_mirror_operator::api::TrafficMirrorSession;
-use traffic_mirror_operator::controller::plan::DesiredSession;
+use traffic_mirror_operator::controller::session::plan::DesiredSession;
 
 use crate::e2e;
 

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
-use super::filter::FILTER_ID_ANNOTATION;
+use super::intent::FILTER_ID_ANNOTATION;
 use super::intent::SESSION_ID_ANNOTATION;
 use crate::api::{ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
 

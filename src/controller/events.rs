@@ -22,6 +22,18 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::conditions::{self, reason};
 
+/// One field an update changes: its spec path, the cloud's value before and the spec's value, as
+/// JSON text (`3`, `"web"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldChange {
+    /// `spec.priority`.
+    pub path: &'static str,
+    /// What the cloud had.
+    pub was: String,
+    /// What the spec asks for (what was sent).
+    pub now: String,
+}
+
 /// How long an idle series is kept: kube's recorder forgets a series after six minutes too, so a
 /// later repeat starts a new event either way.
 const SERIES_TTL: Duration = Duration::from_secs(6 * 60);
@@ -186,7 +198,7 @@ pub fn corrects_drift(
 /// (changed outside this object), set back to spec.priority 1`.
 pub fn update_note(
     noun: &str,
-    changes: &[super::plan::FieldChange],
+    changes: &[FieldChange],
     correcting: bool,
 ) -> (&'static str, String) {
     if !correcting {
@@ -289,7 +301,7 @@ mod tests {
 
     #[test]
     fn an_update_names_spec_paths_and_a_correction_says_so() {
-        let changes = [super::super::plan::FieldChange {
+        let changes = [super::FieldChange {
             path: "spec.priority",
             was: "3".into(),
             now: "1".into(),

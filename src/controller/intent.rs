@@ -11,13 +11,16 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::plan::DesiredSession;
+use super::session::plan::DesiredSession;
 use crate::cloud::models::{TrafficMirrorFilter, TrafficMirrorSession};
 
 /// Annotation holding the outstanding create intent (JSON of [`CreateIntent`]).
 pub const INTENT_ANNOTATION: &str = "vpc.hwcloud.dev/create-intent";
 /// Annotation holding the cloud id once known: survives a backup/restore that drops `status`.
 pub const SESSION_ID_ANNOTATION: &str = "vpc.hwcloud.dev/session-id";
+/// Annotation holding a filter's cloud id once known (survives a restore that drops status); here, in
+/// a module every kind and the claims may use, so no kind imports another's folder for it.
+pub const FILTER_ID_ANNOTATION: &str = "vpc.hwcloud.dev/filter-id";
 
 /// A recorded intent to create a cloud session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,7 +273,7 @@ pub fn parse_cloud_time(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::plan::created_from;
+    use crate::controller::session::plan::created_from;
     use chrono::TimeZone;
 
     fn at(sec: i64) -> DateTime<Utc> {

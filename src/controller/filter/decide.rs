@@ -8,8 +8,7 @@ use super::super::conditions::reason;
 use super::super::error::Error;
 use super::super::intent::{self, CreateIntent, Resolution};
 use super::super::wait::{
-    Cleanup, CleanupFacts, NextLook, already_managed, cleanup, confirming, id_mismatch,
-    provider_not_ready,
+    Cleanup, CleanupFacts, already_managed, cleanup, confirming, id_mismatch, provider_not_ready,
 };
 pub use super::super::wait::{Retry, Unavailable, Wait};
 use super::plan::{self, DesiredFilter, Drift, RuleKey, RulePlan};
@@ -246,21 +245,6 @@ pub enum Step {
         /// The cloud filter left in place, if any.
         orphaned: Option<String>,
     },
-}
-
-impl Step {
-    /// When to look again after this step succeeded.
-    pub fn next_look(&self) -> NextLook {
-        match self {
-            Step::Wait(w) => NextLook::Wait(w.retry),
-            Step::Conflict(_) => NextLook::OnChange,
-            Step::Delete(_) | Step::Release { .. } => NextLook::Released,
-            Step::Create { .. }
-            | Step::Adopt { .. }
-            | Step::Converge { .. }
-            | Step::ReportDrift { .. } => NextLook::Settled,
-        }
-    }
 }
 
 /// Decides the step.

@@ -11,45 +11,24 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::super::Context;
 use super::super::error::{Error, Result};
 use super::super::events;
 use super::super::intent::CreateIntent;
+use super::super::intent::FILTER_ID_ANNOTATION;
 use super::super::object::{self, merge_patch, publish};
 use super::super::providers::Provider;
+use super::super::{Context, driver};
 use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creating_keys};
 use super::plan::{self, DesiredFilter, RuleCall};
-use super::{FILTER_ID_ANNOTATION, FINALIZER};
 use crate::api::TrafficMirrorFilter;
 use crate::cloud::models::{
     TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule, UpdateFilterRequest,
 };
 use crate::failpoint;
 
-/// What has been done so far in this reconcile.
-#[derive(Debug)]
-pub struct Progress {
-    /// The object as the API server last answered.
-    pub obj: Arc<TrafficMirrorFilter>,
-    /// The cloud filter (with its rules) as the calls left it.
-    pub filter: Option<CloudFilter>,
-    /// The finalizer is removed: no status is written.
-    pub released: bool,
-    /// This reconcile created the cloud filter (its rules event says `created`, not `added`).
-    pub new_filter: bool,
-}
-
-impl Progress {
-    /// Nothing done yet.
-    pub fn new(obj: Arc<TrafficMirrorFilter>) -> Self {
-        Progress {
-            obj,
-            filter: None,
-            released: false,
-            new_filter: false,
-        }
-    }
-}
+/// What has been done so far in this reconcile ([`driver::Progress`]; `created`: this reconcile
+/// created the cloud filter).
+pub type Progress = driver::Progress<TrafficMirrorFilter>;
 
 /// Carries out `step`.
 pub async fn execute(
@@ -63,7 +42,7 @@ pub async fn execute(
         (Step::Create { desired }, Some(p)) => create(ctx, api, p, desired, progress).await,
         (Step::Adopt { found, calls, .. }, Some(p)) => {
             object::confirm_created(ctx, api, &mut progress.obj, &PROTOCOL, &found.id).await?;
-            progress.filter = Some(found.clone());
+            progress.cloud = Some(found.clone());
             converge(ctx, api, p, calls, progress).await
         }
         (
@@ -72,14 +51,14 @@ pub async fn execute(
             },
             Some(p),
         ) => {
-            progress.filter = Some(observed.clone());
+            progress.cloud = Some(observed.clone());
             converge(ctx, api, p, calls, progress).await
         }
         (Step::Delete(ids), Some(p)) => {
             for id in ids {
                 delete(ctx, p, id, progress).await?;
             }
-            release(api, progress).await
+            driver::release(api, progress).await
         }
         (Step::Release { orphaned }, _) => {
             if let Some(id) = orphaned {
@@ -96,24 +75,10 @@ pub async fn execute(
                 )
                 .await;
             }
-            release(api, progress).await
+            driver::release(api, progress).await
         }
         _ => Ok(()), // Wait, ReportDrift, Conflict: nothing to call
     }
-}
-
-/// Adds the finalizer before any cloud call.
-pub async fn ensure_finalizer(
-    api: &Api<TrafficMirrorFilter>,
-    obj: Arc<TrafficMirrorFilter>,
-) -> Result<Arc<TrafficMirrorFilter>> {
-    if object::has_finalizer(&*obj, FINALIZER) {
-        return Ok(obj);
-    }
-    let updated = object::add_finalizer(api, &*obj, FINALIZER)
-        .await
-        .map_err(Error::AddFinalizer)?;
-    Ok(Arc::new(updated))
 }
 
 /// How the filter's crash-safe create is named.
@@ -150,11 +115,11 @@ async fn create(
         rules: plan::plan_rules(&created.id, desired, &plan::observed_rules(&created)),
     };
     let id = created.id.clone();
-    progress.filter = Some(created);
+    progress.cloud = Some(created);
     if !calls.rules.is_empty() {
         progress.obj = super::status::write_creating(ctx, api, &progress.obj, Some(&id)).await?;
     }
-    progress.new_filter = true;
+    progress.created = true;
     converge(ctx, api, p, &calls, progress).await
 }
 
@@ -166,7 +131,7 @@ async fn converge(
     calls: &FilterCalls,
     progress: &mut Progress,
 ) -> Result<()> {
-    let Some(filter) = progress.filter.clone() else {
+    let Some(filter) = progress.cloud.clone() else {
         return Ok(());
     };
     let correcting = corrects_drift(progress);
@@ -201,7 +166,7 @@ async fn converge(
 /// the rules of a filter it just created): see [`events::corrects_drift`].
 fn corrects_drift(progress: &Progress) -> bool {
     let obj = &progress.obj;
-    !progress.new_filter
+    !progress.created
         && obj.status.as_ref().is_some_and(|s| {
             events::corrects_drift(
                 s.observed_generation,
@@ -291,7 +256,7 @@ async fn rule_call(
         }
     };
     failpoint::hit(failpoint_name);
-    if let Some(f) = progress.filter.clone() {
+    if let Some(f) = progress.cloud.clone() {
         set_filter(
             p,
             progress,
@@ -306,7 +271,7 @@ async fn rule_call(
 /// not one per rule; marked `DriftCorrected` when they set back rules changed outside the object.
 async fn report_rules(ctx: &Context, progress: &Progress, done: [usize; 3], correcting: bool) {
     let [created, updated, deleted] = done;
-    let Some(mut note) = events::rules_note(created, updated, deleted, progress.new_filter) else {
+    let Some(mut note) = events::rules_note(created, updated, deleted, progress.created) else {
         return;
     };
     let mut reason = "RulesChanged";
@@ -344,7 +309,7 @@ fn after_call(
 
 fn set_filter(p: &Provider, progress: &mut Progress, f: CloudFilter) {
     p.filters.record(&f);
-    progress.filter = Some(f);
+    progress.cloud = Some(f);
 }
 
 /// Deletes one cloud filter (its rules go with it); "already gone" counts as done.
@@ -394,13 +359,5 @@ async fn write_rule_intent(
             }
         })?;
     progress.obj = Arc::new(updated);
-    Ok(())
-}
-
-async fn release(api: &Api<TrafficMirrorFilter>, progress: &mut Progress) -> Result<()> {
-    object::remove_finalizer(api, &*progress.obj, FINALIZER)
-        .await
-        .map_err(Error::RemoveFinalizer)?;
-    progress.released = true;
     Ok(())
 }

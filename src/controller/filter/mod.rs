@@ -1,17 +1,19 @@
-//! TrafficMirrorFilter reconciler, the same pipeline as the session's. Each reconcile runs, top to
-//! bottom:
+//! TrafficMirrorFilter: one kind on the shared driver ([`super::driver`]). This folder holds only
+//! what is the filter's own, laid out like every kind's:
 //!
-//! 1. gate ([`super::Ledger::gate`]): a copy this process already replaced waits for the newer one,
-//!    and a failed object waits out its backoff (no client required);
-//! 2. finalizer `vpc.hwcloud.dev/cleanup` added before any cloud call (API server);
-//! 3. [`observe`]: the ProviderConfig, the cloud filter with its rules (snapshot or GET), the create
-//!    and rule intents, name searches, and (when deleting) the sessions still using it (cloud, caches);
-//! 4. [`decide`]: one pure function picks the step; the rule calls come from the pure [`plan`]
-//!    (no client required);
-//! 5. [`execute`]: the cloud calls, metered, and the intent/id metadata writes (cloud, API server);
-//!    a DELETE the cloud refuses (409: in use) is remembered in the ledger and reported as a wait;
-//! 6. [`status`]: computed purely, written once, only if it changed (API server);
-//! 7. the next look (no client required).
+//! - [`observe`]: the ProviderConfig, the cloud filter with its rules (snapshot or GET), the create
+//!   and rule intents, name searches, and (when deleting) the sessions still using it (cloud,
+//!   caches);
+//! - [`decide`]: one pure function picks the step; the rule calls come from the pure [`plan`]
+//!   (no client required);
+//! - [`plan`]: the pure planner: the desired filter and rules, the drift, the rule calls;
+//! - [`execute`]: the cloud calls, metered, and the intent/id metadata writes (cloud, API server);
+//! - [`status`]: the filter's status fields (`filterId`, `ruleIds`, `atProvider`) and its wording
+//!   of `Ready`; the conditions themselves and the single write are the driver's.
+//!
+//! The [`Kind`] implementation below ties them to the driver's pipeline; its one extra hook,
+//! [`Kind::after_execute`], remembers a DELETE the cloud refuses (409: in use) in the ledger and
+//! reports it as a wait.
 
 pub mod decide;
 pub mod execute;
@@ -19,139 +21,105 @@ pub mod observe;
 pub mod plan;
 pub mod status;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::Utc;
-use kube::runtime::controller::Action;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{Api, ResourceExt};
-use tracing::Instrument;
 
 use super::Context;
-use super::error::{Error, Result};
-use super::{budget, object};
-use crate::api::TrafficMirrorFilter;
-use decide::{Observed, Step, decide};
-use execute::{Progress, execute};
-use status::{Report, next_status};
+use super::conditions::Desired as ReadyCondition;
+use super::driver::{Kind, Progress, Report};
+use super::error::Result;
+use super::providers::Provider;
+use crate::api::{TrafficMirrorFilter, TrafficMirrorFilterStatus};
+use crate::cloud::models::TrafficMirrorFilter as CloudFilter;
+use decide::{Observed, Step};
 
 /// Kind label used in metrics and logs.
 pub const KIND: &str = "TrafficMirrorFilter";
 /// The finalizer that keeps the object until its cloud filter is gone (or orphaned).
-pub const FINALIZER: &str = "vpc.hwcloud.dev/cleanup";
-/// Annotation holding the cloud id once known (survives a restore that drops status).
-pub const FILTER_ID_ANNOTATION: &str = "vpc.hwcloud.dev/filter-id";
+pub use super::driver::FINALIZER;
+/// Annotation holding the cloud id once known (it lives in [`super::intent`]).
+pub use super::intent::FILTER_ID_ANNOTATION;
 
-/// Reconciles one TrafficMirrorFilter.
-pub async fn reconcile(obj: Arc<TrafficMirrorFilter>, ctx: Arc<Context>) -> Result<Action> {
-    if !ctx.is_leader() {
-        // A standby: no cloud call, no status write. Becoming leader reconciles everything.
-        return Ok(Action::await_change());
-    }
-    let started = Instant::now();
-    let observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
-    let lane = ctx.lane_of(&obj.metadata, observed_generation);
-    let _slot = match ctx.admit(KIND, lane, &obj.spec.provider_config_ref.name) {
-        Ok(slot) => slot,
-        Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
-    };
-    let span = object::reconcile_span(KIND, &obj.metadata);
-    let result = budget::in_lane(lane, reconcile_steps(obj, &ctx))
-        .instrument(span)
-        .await;
-    ctx.metrics.reconciled(KIND, started.elapsed());
-    result
-}
+impl Kind for TrafficMirrorFilter {
+    const KIND: &'static str = KIND;
+    type Desired = decide::Desired;
+    type Observed = Observed;
+    type Step = Step;
+    type Cloud = CloudFilter;
+    type Status = TrafficMirrorFilterStatus;
 
-async fn reconcile_steps(obj: Arc<TrafficMirrorFilter>, ctx: &Context) -> Result<Action> {
-    let deleting = obj.metadata.deletion_timestamp.is_some();
-    if deleting && !object::has_finalizer(&*obj, FINALIZER) {
-        return Ok(Action::await_change());
+    fn provider_name(&self) -> &str {
+        &self.spec.provider_config_ref.name
     }
-    // 1. gate: a stale copy or a backoff (no client required)
-    if let Some(wait) = ctx.ledger.gate(&obj.metadata) {
-        return Ok(Action::requeue(wait));
-    }
-    let api: Api<TrafficMirrorFilter> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    // 2. finalizer (API server)
-    let obj = if deleting {
-        obj
-    } else {
-        match execute::ensure_finalizer(&api, obj.clone()).await {
-            Ok(o) => {
-                ctx.ledger.replaced(&obj.metadata, &o.metadata);
-                o
-            }
-            Err(e) => return Ok(object::report_failure(ctx, KIND, &*obj, e).await),
-        }
-    };
-    // 3. observe (cloud, caches), 4. decide (no client required), 5. execute (cloud, API server)
-    let mut progress = Progress::new(obj);
-    let (observed, step, done) = observe_decide_execute(ctx, &api, &mut progress).await;
-    // 6. status, written once (API server)
-    if !progress.released {
-        let report = Report {
-            observed: observed.as_ref(),
-            step: step.as_ref(),
-            filter: progress.filter.as_ref(),
-            error: done.as_ref().err(),
-        };
-        if let Err(e) = write_status(ctx, &api, &progress, &report).await
-            && done.is_ok()
-        {
-            return Ok(object::report_failure(ctx, KIND, &*progress.obj, e).await);
-        }
-    }
-    // 7. the next look (no client required)
-    match (done, step) {
-        (Err(e), _) => Ok(object::report_failure(ctx, KIND, &*progress.obj, e).await),
-        (Ok(()), Some(step)) => {
-            let (uid, generation) = (
-                progress.obj.uid().unwrap_or_default(),
-                progress.obj.metadata.generation,
-            );
-            Ok(step.next_look().action(ctx, &uid, generation))
-        }
-        (Ok(()), None) => Ok(Action::await_change()),
-    }
-}
 
-/// Step 6: the status computed from `report`, written when it changed; a change of `Ready` into a
-/// wait or a stall is told by one event ([`object::status_written`]).
-async fn write_status(
-    ctx: &Context,
-    api: &Api<TrafficMirrorFilter>,
-    progress: &Progress,
-    report: &Report<'_>,
-) -> Result<()> {
-    let current = progress.obj.status.clone().unwrap_or_default();
-    let generation = progress.obj.metadata.generation;
-    let next = next_status(&current, generation, report, Utc::now());
-    if status::write(api, &progress.obj, &next).await? {
-        let (before, after) = (&current.conditions, &next.conditions);
-        let failed = report.error.is_some();
-        object::status_written(ctx, &*progress.obj, before, after, failed).await;
+    fn status(&self) -> Option<&TrafficMirrorFilterStatus> {
+        self.status.as_ref()
     }
-    Ok(())
-}
 
-/// Steps 3-5. On failure, whatever was observed and decided is still returned for the status.
-async fn observe_decide_execute(
-    ctx: &Context,
-    api: &Api<TrafficMirrorFilter>,
-    progress: &mut Progress,
-) -> (Option<Observed>, Option<Step>, Result<()>) {
-    let obj = progress.obj.clone();
-    let desired = observe::desired(&obj, ctx);
-    let (observed, provider) = match observe::observe(&obj, &desired, ctx).await {
-        Ok(o) => o,
-        Err(e) => return (None, None, Err(e)),
-    };
-    let step = decide(&desired, &observed);
-    let done = execute(ctx, api, provider.as_deref(), &step, progress).await;
-    let (step, done) = note_refusal(ctx, &progress.obj, &observed, step, done);
-    (Some(observed), Some(step), done)
+    fn desired(&self, ctx: &Context) -> decide::Desired {
+        observe::desired(self, ctx)
+    }
+
+    fn observe<'a>(
+        &'a self,
+        desired: &'a decide::Desired,
+        ctx: &'a Context,
+    ) -> impl Future<Output = Result<(Observed, Option<Arc<Provider>>)>> + Send + 'a {
+        observe::observe(self, desired, ctx)
+    }
+
+    fn decide(desired: &decide::Desired, observed: &Observed) -> Step {
+        decide::decide(desired, observed)
+    }
+
+    fn execute<'a>(
+        ctx: &'a Context,
+        api: &'a Api<Self>,
+        provider: Option<&'a Provider>,
+        step: &'a Step,
+        progress: &'a mut Progress<Self>,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        execute::execute(ctx, api, provider, step, progress)
+    }
+
+    fn after_execute(
+        ctx: &Context,
+        obj: &Self,
+        observed: &Observed,
+        step: Step,
+        done: Result<()>,
+    ) -> (Step, Result<()>) {
+        note_refusal(ctx, obj, observed, step, done)
+    }
+
+    fn converged_ready(target: &plan::DesiredFilter, report: &Report<'_, Self>) -> ReadyCondition {
+        status::converged_ready(target, report)
+    }
+
+    fn next_status(
+        current: &TrafficMirrorFilterStatus,
+        report: &Report<'_, Self>,
+        generation: Option<i64>,
+        conditions: Vec<Condition>,
+    ) -> TrafficMirrorFilterStatus {
+        status::next_status(current, report, generation, conditions)
+    }
+
+    fn observed_generation(status: &TrafficMirrorFilterStatus) -> Option<i64> {
+        status.observed_generation
+    }
+
+    fn conditions(status: &TrafficMirrorFilterStatus) -> &[Condition] {
+        &status.conditions
+    }
+
+    fn same_fields(a: &TrafficMirrorFilterStatus, b: &TrafficMirrorFilterStatus) -> bool {
+        status::same_fields(a, b)
+    }
 }
 
 /// Step 5's bookkeeping of the cloud's refusal to delete (no client required): the users seen while
@@ -184,16 +152,4 @@ fn note_refusal(
     let wait = decide::refused(&refusal);
     ctx.ledger.refuse(&uid, refusal);
     (Step::Wait(wait), Ok(()))
-}
-
-/// Error policy: `reconcile` handles its failures itself, so this only backs off.
-pub fn error_policy(obj: Arc<TrafficMirrorFilter>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed(KIND, &err.metric_label());
-    let delay = ctx.ledger.record_failure(
-        &obj.uid().unwrap_or_default(),
-        obj.metadata.generation,
-        &ctx.retry,
-        err,
-    );
-    Action::requeue(delay)
 }

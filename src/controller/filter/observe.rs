@@ -8,10 +8,10 @@ use chrono::Utc;
 use kube::ResourceExt;
 
 use super::super::error::Result;
+use super::super::intent::FILTER_ID_ANNOTATION;
 use super::super::intent::{self, INTENT_ANNOTATION};
 use super::super::providers::Provider;
 use super::super::{Context, claims};
-use super::FILTER_ID_ANNOTATION;
 use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, Refusal, RuleIntent};
 use crate::api::{ManagementPolicy, TrafficMirrorFilter};
 use crate::cloud::models::{ListFiltersQuery, TrafficMirrorFilter as CloudFilter};
@@ -41,36 +41,7 @@ pub async fn observe(
     d: &Desired,
     ctx: &Context,
 ) -> Result<(Observed, Option<Arc<Provider>>)> {
-    let created = obj
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .and_then(|t| chrono::DateTime::<Utc>::from_timestamp(t.0.as_second(), 0))
-        .unwrap_or_else(Utc::now);
-    let cloud_name = d.filter().name;
-    let annotations = obj.annotations();
-    let intent = intent::outstanding(
-        annotations.get(INTENT_ANNOTATION).map(String::as_str),
-        &cloud_name,
-        created,
-    );
-    let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
-    let (provider, provider_unavailable) = ctx
-        .providers
-        .serve(&d.spec.provider_config_ref.name, new_user);
-    let mut o = Observed {
-        provider_unavailable,
-        cloud: CloudState::NotRead,
-        intent,
-        rule_intent: annotations
-            .get(RULE_INTENT_ANNOTATION)
-            .and_then(|raw| serde_json::from_str::<RuleIntent>(raw).ok()),
-        named: vec![],
-        users: vec![],
-        refusal: None,
-        claimed_by: ctx.filter_claimed_by(obj),
-        now: Utc::now(),
-    };
+    let (mut o, provider) = unread(obj, d, ctx);
     let Some(p) = &provider else {
         return Ok((o, provider));
     };
@@ -90,6 +61,53 @@ pub async fn observe(
         let fresh = needs_fresh_read(obj, ctx) || o.rule_intent.is_some();
         o.cloud = read_filter(ctx, p, id, fresh).await?;
     }
+    search_names(ctx, p, d, &mut o).await?;
+    Ok((o, provider))
+}
+
+/// What is known before any cloud read: the intents on the object, the ProviderConfig's client (or
+/// why it cannot serve), and who else claims the cloud filter.
+fn unread(
+    obj: &TrafficMirrorFilter,
+    d: &Desired,
+    ctx: &Context,
+) -> (Observed, Option<Arc<Provider>>) {
+    let created = obj
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| chrono::DateTime::<Utc>::from_timestamp(t.0.as_second(), 0))
+        .unwrap_or_else(Utc::now);
+    let annotations = obj.annotations();
+    let intent = intent::outstanding(
+        annotations.get(INTENT_ANNOTATION).map(String::as_str),
+        &d.filter().name,
+        created,
+    );
+    let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
+    let (provider, provider_unavailable) = ctx
+        .providers
+        .serve(&d.spec.provider_config_ref.name, new_user);
+    let o = Observed {
+        provider_unavailable,
+        cloud: CloudState::NotRead,
+        intent,
+        rule_intent: annotations
+            .get(RULE_INTENT_ANNOTATION)
+            .and_then(|raw| serde_json::from_str::<RuleIntent>(raw).ok()),
+        named: vec![],
+        users: vec![],
+        refusal: None,
+        claimed_by: ctx.filter_claimed_by(obj),
+        now: Utc::now(),
+    };
+    (o, provider)
+}
+
+/// The filters under the intended name, when a create, an intent resolution or a rename needs them.
+async fn search_names(ctx: &Context, p: &Provider, d: &Desired, o: &mut Observed) -> Result<()> {
+    let cloud_name = d.filter().name;
+    let observe_only = d.spec.management_policy == ManagementPolicy::ObserveOnly;
     let live = matches!(o.cloud, CloudState::Present(_));
     let adopting = d.spec.filter_id.is_some() || observe_only;
     let settling_intent = o.intent.is_some() && (d.deleting || !live);
@@ -102,7 +120,7 @@ pub async fn observe(
         };
         o.named = filters_named(ctx, p, &name).await?;
     }
-    Ok((o, provider))
+    Ok(())
 }
 
 /// Sessions that use this filter: the objects that reference it (by name or by id), and cloud

@@ -419,7 +419,7 @@ pub fn update_filter_field_names(u: &UpdateFilterRequest) -> Vec<&'static str> {
 pub fn filter_field_changes(
     u: &UpdateFilterRequest,
     observed: &TrafficMirrorFilter,
-) -> Vec<crate::controller::plan::FieldChange> {
+) -> Vec<crate::controller::events::FieldChange> {
     let UpdateFilterRequest { name, description } = u;
     let quote = |s: &str| serde_json::Value::from(s).to_string();
     [
@@ -429,7 +429,7 @@ pub fn filter_field_changes(
     .into_iter()
     .filter_map(|(path, sent, had)| {
         sent.as_deref()
-            .map(|now| crate::controller::plan::FieldChange {
+            .map(|now| crate::controller::events::FieldChange {
                 path,
                 was: quote(had),
                 now: quote(now),

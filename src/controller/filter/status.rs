@@ -4,35 +4,25 @@
 use chrono::{DateTime, Utc};
 use kube::Api;
 
-use super::super::conditions::{self, Desired as Condition, READY, SYNCED, reason};
+use super::super::conditions::{self, Desired as Condition, READY, reason};
+use super::super::driver::{self, KindStep, Outcome};
 use super::super::error::{Error, Result};
 use super::super::object;
-use super::decide::{CloudState, Observed, Step};
+use super::decide::{CloudState, Step};
 use super::plan::{self, DesiredFilter, Drift};
 use crate::api::{TrafficMirrorFilter, TrafficMirrorFilterStatus};
-use crate::cloud::models::TrafficMirrorFilter as CloudFilter;
 
-/// What one reconcile learned and did, as far as it got.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Report<'a> {
-    /// The observation, unless observing failed.
-    pub observed: Option<&'a Observed>,
-    /// The decided step, unless observing failed.
-    pub step: Option<&'a Step>,
-    /// The cloud filter as the calls left it.
-    pub filter: Option<&'a CloudFilter>,
-    /// The failure, if a step failed.
-    pub error: Option<&'a Error>,
-}
+/// What one reconcile learned and did, as far as it got ([`driver::Report`]).
+pub type Report<'a> = driver::Report<'a, TrafficMirrorFilter>;
 
-/// The status after this reconcile.
+/// The status after this reconcile: the driver's `conditions`, this kind's cloud fields.
 pub fn next_status(
     current: &TrafficMirrorFilterStatus,
-    generation: Option<i64>,
     report: &Report<'_>,
-    now: DateTime<Utc>,
+    generation: Option<i64>,
+    conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 ) -> TrafficMirrorFilterStatus {
-    let seen = report.filter.or(match report.step {
+    let seen = report.cloud.or(match report.step {
         Some(Step::ReportDrift { observed, .. }) => Some(observed),
         _ => None,
     });
@@ -54,56 +44,13 @@ pub fn next_status(
         filter_id,
         rule_ids,
         observed_generation: generation,
-        conditions: conditions::merge(
-            &current.conditions,
-            &desired_conditions(report),
-            generation,
-            now,
-        ),
+        conditions,
         at_provider,
     }
 }
 
-/// `Ready`, `Synced`, and kstatus' `Reconciling`/`Stalled` ([`conditions::with_progress`]): a
-/// failure that retrying cannot fix stalls the object.
-fn desired_conditions(report: &Report<'_>) -> Vec<Condition> {
-    let failed_for_good = report.error.is_some_and(|e| !e.is_retryable());
-    conditions::with_progress(conditions_of(report), failed_for_good)
-}
-
-fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
-    if let Some(e) = report.error {
-        return e.conditions(matches!(report.step, Some(Step::Delete(_))));
-    }
-    match report.step {
-        Some(Step::Wait(w)) => both_false(w.reason, &w.message),
-        Some(Step::Conflict(m)) => both_false(reason::NAME_CONFLICT, m),
-        Some(Step::ReportDrift { drift, .. }) => vec![
-            drift_ready(drift),
-            Condition::yes(SYNCED, reason::RECONCILE_SUCCESS, "observed (ObserveOnly)"),
-        ],
-        Some(
-            Step::Create { desired } | Step::Adopt { desired, .. } | Step::Converge { desired, .. },
-        ) => vec![
-            converged_ready(desired, report.filter),
-            Condition::yes(
-                SYNCED,
-                reason::RECONCILE_SUCCESS,
-                "the last reconcile succeeded",
-            ),
-        ],
-        Some(Step::Delete(_) | Step::Release { .. }) | None => vec![],
-    }
-}
-
-fn both_false(reason: &str, message: &str) -> Vec<Condition> {
-    vec![
-        Condition::no(READY, reason, message),
-        Condition::no(SYNCED, reason, message),
-    ]
-}
-
-fn drift_ready(drift: &Drift) -> Condition {
+/// `Ready` after ObserveOnly looked: what differs, if anything.
+pub fn drift_ready(drift: &Drift) -> Condition {
     if drift.is_empty() {
         return Condition::yes(
             READY,
@@ -121,8 +68,10 @@ fn drift_ready(drift: &Drift) -> Condition {
     )
 }
 
-fn converged_ready(desired: &DesiredFilter, filter: Option<&CloudFilter>) -> Condition {
-    let Some(f) = filter else {
+/// `Ready` after a converging step: exactly when the cloud filter and its rules (as the calls left
+/// them) match.
+pub fn converged_ready(desired: &DesiredFilter, report: &Report<'_>) -> Condition {
+    let Some(f) = report.cloud else {
         return Condition::no(READY, reason::CREATING, "the cloud filter is being created");
     };
     let drift = Drift::between(desired, f, &plan::observed_rules(f));
@@ -184,25 +133,30 @@ pub async fn write_creating(
     Ok(std::sync::Arc::new(written))
 }
 
-/// Writes `next` when it differs from the object's status.
-pub async fn write(
-    api: &Api<TrafficMirrorFilter>,
-    obj: &TrafficMirrorFilter,
-    next: &TrafficMirrorFilterStatus,
-) -> Result<bool> {
-    let current = obj.status.clone().unwrap_or_default();
-    let unchanged = current.filter_id == next.filter_id
+/// Whether the fields other than the conditions are the same.
+pub fn same_fields(current: &TrafficMirrorFilterStatus, next: &TrafficMirrorFilterStatus) -> bool {
+    current.filter_id == next.filter_id
         && current.rule_ids == next.rule_ids
         && current.observed_generation == next.observed_generation
         && current.at_provider == next.at_provider
-        && conditions::same(&current.conditions, &next.conditions);
-    if unchanged {
-        return Ok(false);
+}
+
+/// What each step means to the driver: the conditions it leads to and when to look again.
+impl KindStep for Step {
+    type Target = DesiredFilter;
+
+    fn outcome(&self) -> Outcome<'_, DesiredFilter> {
+        match self {
+            Step::Wait(w) => Outcome::Wait(w),
+            Step::Conflict(m) => Outcome::Conflict(m),
+            Step::ReportDrift { drift, .. } => Outcome::ReportDrift(drift_ready(drift)),
+            Step::Create { desired }
+            | Step::Adopt { desired, .. }
+            | Step::Converge { desired, .. } => Outcome::Converge(desired),
+            Step::Delete(_) => Outcome::Delete,
+            Step::Release { .. } => Outcome::Release,
+        }
     }
-    object::apply_status(api, obj, next)
-        .await
-        .map_err(Error::WriteStatus)?;
-    Ok(true)
 }
 
 #[cfg(test)]
@@ -226,121 +180,21 @@ mod tests {
             assert_eq!(st.observed_generation, Some(1));
         }
     }
-    use crate::cloud::CloudError;
-    use crate::controller::conditions::{RECONCILING, STALLED};
-    use crate::controller::wait::{Retry, Wait};
-
-    fn cloud(status: u16) -> Error {
-        Error::Cloud {
-            operation: "create",
-            source: CloudError::Api {
-                status,
-                error_code: format!("VPC.{status}"),
-                error_msg: "no".into(),
-                request_id: None,
-                retry_after: None,
-            },
-        }
-    }
-
-    const TERMINAL_WAIT: &str = reason::FILTER_NOT_FOUND;
-
-    fn wait(reason: &'static str) -> Step {
-        Step::Wait(Wait {
-            reason,
-            message: "m".into(),
-            retry: Retry::Dependency,
-        })
-    }
-
-    /// The kstatus condition each outcome adds (type, reason), beside Ready/Synced.
-    fn progress(report: &Report<'_>) -> Vec<(&'static str, String)> {
-        desired_conditions(report)
-            .into_iter()
-            .filter(|c| c.type_ == RECONCILING || c.type_ == STALLED)
-            .map(|c| (c.type_, c.reason))
-            .collect()
-    }
+    use crate::controller::driver::status::checks;
 
     #[test]
     fn reconciling_or_stalled_per_outcome() {
-        let (conflict, waiting, terminal) = (
+        checks::reconciling_or_stalled_per_outcome::<TrafficMirrorFilter>(
+            Step::Wait,
             Step::Conflict("taken".into()),
-            wait(reason::PROVIDER_CONFIG_NOT_READY),
-            wait(TERMINAL_WAIT),
+            reason::FILTER_NOT_FOUND,
         );
-        let (throttled, refused) = (cloud(429), cloud(400));
-        let table: Vec<(Report<'_>, Option<(&str, &str)>)> = vec![
-            (Report::default(), None),
-            (
-                Report {
-                    step: Some(&waiting),
-                    ..Default::default()
-                },
-                Some((RECONCILING, "ProviderConfigNotReady")),
-            ),
-            (
-                Report {
-                    step: Some(&terminal),
-                    ..Default::default()
-                },
-                Some((STALLED, TERMINAL_WAIT)),
-            ),
-            (
-                Report {
-                    step: Some(&conflict),
-                    ..Default::default()
-                },
-                Some((STALLED, "NameConflict")),
-            ),
-            (
-                Report {
-                    error: Some(&throttled),
-                    ..Default::default()
-                },
-                Some((RECONCILING, "VPC_429")),
-            ),
-            (
-                Report {
-                    error: Some(&refused),
-                    ..Default::default()
-                },
-                Some((STALLED, "VPC_400")),
-            ),
-        ];
-        for (report, want) in table {
-            let want: Vec<_> = want.map(|(t, r)| (t, r.to_string())).into_iter().collect();
-            assert_eq!(progress(&report), want, "{report:?}");
-        }
     }
 
     #[test]
     fn a_failed_delete_names_the_orphan_way_out_and_other_failures_do_not() {
-        let (delete, refused) = (Step::Delete(vec!["f-1".into()]), cloud(400));
-        // (the step that failed, Ready's reason, whether the message names deletionPolicy: Orphan)
-        let table = [
-            (Some(&delete), reason::DELETING, true),
-            (None, "VPC_400", false),
-        ];
-        for (step, want_reason, orphan) in table {
-            let report = Report {
-                step,
-                error: Some(&refused),
-                ..Default::default()
-            };
-            let conditions = desired_conditions(&report);
-            let ready = conditions.iter().find(|c| c.type_ == READY);
-            assert_eq!(ready.map(|c| c.reason.as_str()), Some(want_reason));
-            for c in conditions
-                .iter()
-                .filter(|c| c.type_ == READY || c.type_ == SYNCED)
-            {
-                assert_eq!(
-                    c.message.contains("deletionPolicy: Orphan"),
-                    orphan,
-                    "{c:?}"
-                );
-            }
-        }
+        checks::a_failed_delete_names_the_orphan_way_out::<TrafficMirrorFilter>(Step::Delete(
+            vec!["f-1".into()],
+        ));
     }
 }

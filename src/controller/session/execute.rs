@@ -4,46 +4,24 @@
 //! What was done is recorded in [`Progress`] as it happens, so the status reports it even when a
 //! later call fails.
 
-use std::sync::Arc;
-
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::super::Context;
-use super::super::error::{Error, Result};
+use super::super::error::Result;
 use super::super::events;
 use super::super::intent::{CreateIntent, Identity, SESSION_ID_ANNOTATION};
 use super::super::object::{self, publish};
-use super::super::plan::{self, Convergence, DesiredSession};
 use super::super::providers::Provider;
-use super::FINALIZER;
+use super::super::{Context, driver};
 use super::decide::Step;
+use super::plan::{self, Convergence, DesiredSession};
 use crate::api::TrafficMirrorSession;
 use crate::cloud::models::TrafficMirrorSession as CloudSession;
 use crate::failpoint;
 
-/// What has been done so far in this reconcile.
-#[derive(Debug)]
-pub struct Progress {
-    /// The object as the API server last answered (after this reconcile's metadata writes).
-    pub obj: Arc<TrafficMirrorSession>,
-    /// The cloud session as the last call answered (create, adopt, update, sources).
-    pub session: Option<CloudSession>,
-    /// The finalizer is removed: the object may be gone, no status is written.
-    pub released: bool,
-}
-
-impl Progress {
-    /// Nothing done yet.
-    pub fn new(obj: Arc<TrafficMirrorSession>) -> Self {
-        Progress {
-            obj,
-            session: None,
-            released: false,
-        }
-    }
-}
+/// What has been done so far in this reconcile ([`driver::Progress`]).
+pub type Progress = driver::Progress<TrafficMirrorSession>;
 
 /// Carries out `step`. `provider` is `Some` whenever the step needs the cloud (decide guarantees it).
 pub async fn execute(
@@ -71,14 +49,14 @@ pub async fn execute(
             },
             Some(p),
         ) => {
-            progress.session = Some(observed.clone());
+            progress.cloud = Some(observed.clone());
             converge(ctx, p, &observed.id, convergence, progress).await
         }
         (Step::Delete(ids), Some(p)) => {
             for id in ids {
                 delete(ctx, p, id, progress).await?;
             }
-            release(api, progress).await
+            driver::release(api, progress).await
         }
         (Step::Release { orphaned }, _) => {
             if let Some(id) = orphaned {
@@ -95,7 +73,7 @@ pub async fn execute(
                 )
                 .await;
             }
-            release(api, progress).await
+            driver::release(api, progress).await
         }
         _ => Ok(()), // Wait, ReportDrift, Conflict: nothing to call (the status tells, and its
                      // change one event: see object::status_written)
@@ -149,7 +127,7 @@ async fn create(
     // The create carried every field; a cloud that ignored one is converged like any drift.
     let convergence = plan::convergence(desired, &created);
     let id = created.id.clone();
-    progress.session = Some(created);
+    progress.cloud = Some(created);
     converge(ctx, p, &id, &convergence, progress).await
 }
 
@@ -164,7 +142,7 @@ async fn adopt(
 ) -> Result<()> {
     p.inventory.record(found);
     object::confirm_created(ctx, api, &mut progress.obj, &PROTOCOL, &found.id).await?;
-    progress.session = Some(found.clone());
+    progress.cloud = Some(found.clone());
     converge(ctx, p, &found.id, convergence, progress).await
 }
 
@@ -178,7 +156,7 @@ async fn converge(
 ) -> Result<()> {
     let correcting = corrects_drift(&progress.obj);
     if let Some(update) = &c.update {
-        let before = progress.session.clone().unwrap_or_default();
+        let before = progress.cloud.clone().unwrap_or_default();
         let s = p
             .cloud(
                 &ctx.metrics,
@@ -187,7 +165,7 @@ async fn converge(
             )
             .await?;
         p.inventory.record(&s);
-        progress.session = Some(s);
+        progress.cloud = Some(s);
         failpoint::hit("session-update-after");
         let changes = plan::field_changes(update, &before);
         let (reason, note) = events::update_note("cloud session", &changes, correcting);
@@ -239,7 +217,7 @@ async fn change_sources(
         .await?
     };
     p.inventory.record(&s);
-    progress.session = Some(s);
+    progress.cloud = Some(s);
     failpoint::hit("session-sources-after");
     let verb = if add { "added" } else { "removed" };
     let mut note = format!("{verb} sources {}", sources.join(", "));
@@ -292,28 +270,5 @@ async fn delete(ctx: &Context, p: &Provider, id: &str, progress: &Progress) -> R
         note,
     )
     .await;
-    Ok(())
-}
-
-/// Adds the finalizer before any cloud call; returns the object as the API server now has it.
-pub async fn ensure_finalizer(
-    api: &Api<TrafficMirrorSession>,
-    obj: Arc<TrafficMirrorSession>,
-) -> Result<Arc<TrafficMirrorSession>> {
-    if object::has_finalizer(&*obj, FINALIZER) {
-        return Ok(obj);
-    }
-    let updated = object::add_finalizer(api, &*obj, FINALIZER)
-        .await
-        .map_err(Error::AddFinalizer)?;
-    Ok(Arc::new(updated))
-}
-
-/// Removes the finalizer (a 404 means the object is already gone).
-async fn release(api: &Api<TrafficMirrorSession>, progress: &mut Progress) -> Result<()> {
-    object::remove_finalizer(api, &*progress.obj, FINALIZER)
-        .await
-        .map_err(Error::RemoveFinalizer)?;
-    progress.released = true;
     Ok(())
 }

@@ -6,44 +6,30 @@
 use chrono::{DateTime, Utc};
 use kube::Api;
 
-use super::super::conditions::{self, Desired as Condition, READY, SYNCED, reason};
+use super::super::conditions::{self, Desired as Condition, READY, reason};
+use super::super::driver::{self, KindStep, Outcome};
 use super::super::error::{Error, Result};
 use super::super::object;
-use super::super::plan;
 use super::decide::{CloudState, FilterState, Observed, Step};
+use super::plan;
 use crate::api::{SessionObservation, TrafficMirrorSession, TrafficMirrorSessionStatus};
 use crate::cloud::models::TrafficMirrorSession as CloudSession;
 
-/// What one reconcile learned and did, as far as it got.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Report<'a> {
-    /// The observation, unless observing failed.
-    pub observed: Option<&'a Observed>,
-    /// The decided step, unless observing failed.
-    pub step: Option<&'a Step>,
-    /// The cloud session as the last call answered.
-    pub session: Option<&'a CloudSession>,
-    /// The failure, if a step failed.
-    pub error: Option<&'a Error>,
-}
+/// What one reconcile learned and did, as far as it got ([`driver::Report`]).
+pub type Report<'a> = driver::Report<'a, TrafficMirrorSession>;
 
-/// The status after this reconcile.
+/// The status after this reconcile: the driver's `conditions`, this kind's cloud fields.
 pub fn next_status(
     current: &TrafficMirrorSessionStatus,
-    generation: Option<i64>,
     report: &Report<'_>,
-    now: DateTime<Utc>,
+    generation: Option<i64>,
+    conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 ) -> TrafficMirrorSessionStatus {
     let (session_id, at_provider) = cloud_fields(current, report);
     TrafficMirrorSessionStatus {
         session_id,
         observed_generation: generation,
-        conditions: conditions::merge(
-            &current.conditions,
-            &desired_conditions(report),
-            generation,
-            now,
-        ),
+        conditions,
         at_provider,
     }
 }
@@ -53,7 +39,7 @@ fn cloud_fields(
     current: &TrafficMirrorSessionStatus,
     report: &Report<'_>,
 ) -> (Option<String>, Option<SessionObservation>) {
-    let seen = report.session.or(match report.step {
+    let seen = report.cloud.or(match report.step {
         Some(Step::ReportDrift { observed, .. }) => Some(observed),
         _ => None,
     });
@@ -66,50 +52,8 @@ fn cloud_fields(
     (current.session_id.clone(), current.at_provider.clone())
 }
 
-/// `Ready` and `Synced`.
-/// `Ready`, `Synced`, and kstatus' `Reconciling`/`Stalled` ([`conditions::with_progress`]): a
-/// failure that retrying cannot fix stalls the object.
-fn desired_conditions(report: &Report<'_>) -> Vec<Condition> {
-    let failed_for_good = report.error.is_some_and(|e| !e.is_retryable());
-    conditions::with_progress(conditions_of(report), failed_for_good)
-}
-
-fn conditions_of(report: &Report<'_>) -> Vec<Condition> {
-    if let Some(e) = report.error {
-        return e.conditions(matches!(report.step, Some(Step::Delete(_))));
-    }
-    match report.step {
-        Some(Step::Wait(w)) => both_false(w.reason, &w.message),
-        Some(Step::Conflict(m)) => both_false(reason::NAME_CONFLICT, m),
-        Some(Step::ReportDrift { fields, .. }) => vec![
-            drift_ready(fields),
-            Condition::yes(SYNCED, reason::RECONCILE_SUCCESS, "observed (ObserveOnly)"),
-        ],
-        Some(
-            Step::Create { desired, .. }
-            | Step::Adopt { desired, .. }
-            | Step::Converge { desired, .. },
-        ) => vec![
-            with_filter_note(converged_ready(desired, report.session), report.observed),
-            Condition::yes(
-                SYNCED,
-                reason::RECONCILE_SUCCESS,
-                "the last reconcile succeeded",
-            ),
-        ],
-        // Delete / Release end with the finalizer removed: no status is written.
-        Some(Step::Delete(_) | Step::Release { .. }) | None => vec![],
-    }
-}
-
-fn both_false(reason: &str, message: &str) -> Vec<Condition> {
-    vec![
-        Condition::no(READY, reason, message),
-        Condition::no(SYNCED, reason, message),
-    ]
-}
-
-fn drift_ready(fields: &[&str]) -> Condition {
+/// `Ready` after ObserveOnly looked: the differing fields, if any.
+pub fn drift_ready(fields: &[&str]) -> Condition {
     if fields.is_empty() {
         return Condition::yes(
             READY,
@@ -129,7 +73,11 @@ fn drift_ready(fields: &[&str]) -> Condition {
 }
 
 /// Ready exactly when the cloud (as the last call answered) matches.
-fn converged_ready(desired: &plan::DesiredSession, session: Option<&CloudSession>) -> Condition {
+pub fn converged_ready(desired: &plan::DesiredSession, report: &Report<'_>) -> Condition {
+    with_filter_note(converged(desired, report.cloud), report.observed)
+}
+
+fn converged(desired: &plan::DesiredSession, session: Option<&CloudSession>) -> Condition {
     match session {
         Some(s) if plan::in_sync(desired, s) => Condition::yes(
             READY,
@@ -230,28 +178,32 @@ pub async fn write_creating(
     Ok(std::sync::Arc::new(written))
 }
 
-/// Writes `next` when it differs from the object's status ([`object::apply_status`]).
-pub async fn write(
-    api: &Api<TrafficMirrorSession>,
-    obj: &TrafficMirrorSession,
+/// Whether the fields other than the conditions are the same.
+pub fn same_fields(
+    current: &TrafficMirrorSessionStatus,
     next: &TrafficMirrorSessionStatus,
-) -> Result<bool> {
-    let current = obj.status.clone().unwrap_or_default();
-    if unchanged(&current, next) {
-        return Ok(false);
-    }
-    object::apply_status(api, obj, next)
-        .await
-        .map_err(Error::WriteStatus)?;
-    Ok(true)
-}
-
-/// Whether writing `next` would change nothing (condition timestamps aside).
-fn unchanged(current: &TrafficMirrorSessionStatus, next: &TrafficMirrorSessionStatus) -> bool {
+) -> bool {
     current.session_id == next.session_id
         && current.observed_generation == next.observed_generation
         && current.at_provider == next.at_provider
-        && conditions::same(&current.conditions, &next.conditions)
+}
+
+/// What each step means to the driver: the conditions it leads to and when to look again.
+impl KindStep for Step {
+    type Target = plan::DesiredSession;
+
+    fn outcome(&self) -> Outcome<'_, plan::DesiredSession> {
+        match self {
+            Step::Wait(w) => Outcome::Wait(w),
+            Step::Conflict(m) => Outcome::Conflict(m),
+            Step::ReportDrift { fields, .. } => Outcome::ReportDrift(drift_ready(fields)),
+            Step::Create { desired, .. }
+            | Step::Adopt { desired, .. }
+            | Step::Converge { desired, .. } => Outcome::Converge(desired),
+            Step::Delete(_) => Outcome::Delete,
+            Step::Release { .. } => Outcome::Release,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -275,121 +227,21 @@ mod tests {
             assert_eq!(st.observed_generation, Some(1));
         }
     }
-    use crate::cloud::CloudError;
-    use crate::controller::conditions::{RECONCILING, STALLED};
-    use crate::controller::wait::{Retry, Wait};
-
-    fn cloud(status: u16) -> Error {
-        Error::Cloud {
-            operation: "create",
-            source: CloudError::Api {
-                status,
-                error_code: format!("VPC.{status}"),
-                error_msg: "no".into(),
-                request_id: None,
-                retry_after: None,
-            },
-        }
-    }
-
-    const TERMINAL_WAIT: &str = reason::SESSION_NOT_FOUND;
-
-    fn wait(reason: &'static str) -> Step {
-        Step::Wait(Wait {
-            reason,
-            message: "m".into(),
-            retry: Retry::Dependency,
-        })
-    }
-
-    /// The kstatus condition each outcome adds (type, reason), beside Ready/Synced.
-    fn progress(report: &Report<'_>) -> Vec<(&'static str, String)> {
-        desired_conditions(report)
-            .into_iter()
-            .filter(|c| c.type_ == RECONCILING || c.type_ == STALLED)
-            .map(|c| (c.type_, c.reason))
-            .collect()
-    }
+    use crate::controller::driver::status::checks;
 
     #[test]
     fn reconciling_or_stalled_per_outcome() {
-        let (conflict, waiting, terminal) = (
+        checks::reconciling_or_stalled_per_outcome::<TrafficMirrorSession>(
+            Step::Wait,
             Step::Conflict("taken".into()),
-            wait(reason::PROVIDER_CONFIG_NOT_READY),
-            wait(TERMINAL_WAIT),
+            reason::SESSION_NOT_FOUND,
         );
-        let (throttled, refused) = (cloud(429), cloud(400));
-        let table: Vec<(Report<'_>, Option<(&str, &str)>)> = vec![
-            (Report::default(), None),
-            (
-                Report {
-                    step: Some(&waiting),
-                    ..Default::default()
-                },
-                Some((RECONCILING, "ProviderConfigNotReady")),
-            ),
-            (
-                Report {
-                    step: Some(&terminal),
-                    ..Default::default()
-                },
-                Some((STALLED, TERMINAL_WAIT)),
-            ),
-            (
-                Report {
-                    step: Some(&conflict),
-                    ..Default::default()
-                },
-                Some((STALLED, "NameConflict")),
-            ),
-            (
-                Report {
-                    error: Some(&throttled),
-                    ..Default::default()
-                },
-                Some((RECONCILING, "VPC_429")),
-            ),
-            (
-                Report {
-                    error: Some(&refused),
-                    ..Default::default()
-                },
-                Some((STALLED, "VPC_400")),
-            ),
-        ];
-        for (report, want) in table {
-            let want: Vec<_> = want.map(|(t, r)| (t, r.to_string())).into_iter().collect();
-            assert_eq!(progress(&report), want, "{report:?}");
-        }
     }
 
     #[test]
     fn a_failed_delete_names_the_orphan_way_out_and_other_failures_do_not() {
-        let (delete, refused) = (Step::Delete(vec!["s-1".into()]), cloud(400));
-        // (the step that failed, Ready's reason, whether the message names deletionPolicy: Orphan)
-        let table = [
-            (Some(&delete), reason::DELETING, true),
-            (None, "VPC_400", false),
-        ];
-        for (step, want_reason, orphan) in table {
-            let report = Report {
-                step,
-                error: Some(&refused),
-                ..Default::default()
-            };
-            let conditions = desired_conditions(&report);
-            for c in conditions
-                .iter()
-                .filter(|c| c.type_ == READY || c.type_ == SYNCED)
-            {
-                assert_eq!(
-                    c.message.contains("deletionPolicy: Orphan"),
-                    orphan,
-                    "{c:?}"
-                );
-            }
-            let ready = conditions.iter().find(|c| c.type_ == READY).expect("Ready");
-            assert_eq!(ready.reason, want_reason);
-        }
+        checks::a_failed_delete_names_the_orphan_way_out::<TrafficMirrorSession>(Step::Delete(
+            vec!["s-1".into()],
+        ));
     }
 }

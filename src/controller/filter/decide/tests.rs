@@ -3,6 +3,8 @@
 use chrono::TimeZone;
 
 use super::*;
+use crate::controller::driver::KindStep;
+use crate::controller::wait::NextLook;
 
 fn at(sec: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + sec, 0)

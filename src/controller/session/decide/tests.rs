@@ -3,7 +3,9 @@
 use chrono::TimeZone;
 
 use super::*;
-use crate::controller::plan::created_from;
+use crate::controller::driver::KindStep;
+use crate::controller::session::plan::created_from;
+use crate::controller::wait::NextLook;
 
 fn at(sec: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + sec, 0)

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+pub use super::super::events::FieldChange;
 use crate::api::TrafficMirrorSessionSpec;
 use crate::cloud::models::{CreateSessionRequest, TrafficMirrorSession, UpdateSessionRequest};
 
@@ -185,18 +186,6 @@ pub fn spec_path(wire: &str) -> &'static str {
         "type" => "spec.sourceType",
         _ => "spec",
     }
-}
-
-/// One field an update changes: its spec path, the cloud's value before and the spec's value, as
-/// JSON text (`3`, `"web"`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldChange {
-    /// `spec.priority`.
-    pub path: &'static str,
-    /// What the cloud had.
-    pub was: String,
-    /// What the spec asks for (what was sent).
-    pub now: String,
 }
 
 /// The fields `update` changes on `observed`, with both values (for a drift correction's event).
