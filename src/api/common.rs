@@ -9,6 +9,51 @@ use serde::{Deserialize, Serialize};
 /// `Reconciling` / `Stalled` (see `controller::conditions`).
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
+/// What every managed kind's status has: the cloud id it manages, the generation it was written
+/// for and its conditions. The reconciler driver reads and writes these alike for every kind.
+pub trait ManagedStatus {
+    /// The cloud id the object manages, once known.
+    fn cloud_id(&self) -> Option<&str>;
+    /// Records the cloud id.
+    fn set_cloud_id(&mut self, id: String);
+    /// The generation this status was written for.
+    fn observed_generation(&self) -> Option<i64>;
+    /// Records the generation this status is written for.
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+    /// The conditions.
+    fn conditions(&self) -> &[Condition];
+    /// Replaces the conditions.
+    fn set_conditions(&mut self, conditions: Vec<Condition>);
+}
+
+/// Implements [`ManagedStatus`] for a status struct with the fields `conditions`,
+/// `observed_generation` and the cloud id field named.
+macro_rules! managed_status {
+    ($status:ty, $id:ident) => {
+        impl $crate::api::common::ManagedStatus for $status {
+            fn cloud_id(&self) -> Option<&str> {
+                self.$id.as_deref()
+            }
+            fn set_cloud_id(&mut self, id: String) {
+                self.$id = Some(id);
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+            fn set_observed_generation(&mut self, generation: Option<i64>) {
+                self.observed_generation = generation;
+            }
+            fn conditions(&self) -> &[$crate::api::common::Condition] {
+                &self.conditions
+            }
+            fn set_conditions(&mut self, conditions: Vec<$crate::api::common::Condition>) {
+                self.conditions = conditions;
+            }
+        }
+    };
+}
+pub(crate) use managed_status;
+
 /// The name of the `ProviderConfig` used when a resource does not name one.
 pub const DEFAULT_PROVIDER_CONFIG: &str = "default";
 

@@ -386,6 +386,8 @@ pub struct TrafficMirrorFilterStatus {
     pub at_provider: Option<FilterObservation>,
 }
 
+super::common::managed_status!(TrafficMirrorFilterStatus, filter_id);
+
 /// A traffic mirror filter as the cloud reports it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]

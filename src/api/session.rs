@@ -218,6 +218,8 @@ pub struct TrafficMirrorSessionStatus {
     pub at_provider: Option<SessionObservation>,
 }
 
+super::common::managed_status!(TrafficMirrorSessionStatus, session_id);
+
 /// A traffic mirror session as the cloud reports it (every field of the API's session object).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]

@@ -41,6 +41,7 @@ use super::error::{Error, Result};
 use super::providers::Provider;
 use super::wait::{NextLook, Wait};
 use super::{Context, budget, object};
+use crate::api::common::ManagedStatus;
 pub use status::Report;
 
 /// The finalizer that keeps an object until its cloud resource is gone (or orphaned).
@@ -120,6 +121,8 @@ pub trait Kind:
 {
     /// Kind label used in metrics, logs and the admission budget.
     const KIND: &'static str;
+    /// How messages name the cloud resource (`cloud session`).
+    const NOUN: &'static str;
     /// What the object asks for (pure, from the object and the configuration).
     type Desired: Send + Sync;
     /// What was observed, in one value, for the pure decision.
@@ -129,7 +132,7 @@ pub trait Kind:
     /// The cloud resource as a call answers it.
     type Cloud: std::fmt::Debug + Send + Sync;
     /// The status subresource.
-    type Status: Clone + Default + Serialize + Send + Sync;
+    type Status: crate::api::common::ManagedStatus + Clone + Default + Serialize + Send + Sync;
 
     /// The ProviderConfig the object names (the admission budget is per ProviderConfig).
     fn provider_name(&self) -> &str;
@@ -175,12 +178,6 @@ pub trait Kind:
         generation: Option<i64>,
         conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
     ) -> Self::Status;
-    /// The generation the status was last written for.
-    fn observed_generation(status: &Self::Status) -> Option<i64>;
-    /// The status' conditions.
-    fn conditions(
-        status: &Self::Status,
-    ) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
     /// Whether the fields other than the conditions are the same (nothing to write).
     fn same_fields(a: &Self::Status, b: &Self::Status) -> bool;
 }
@@ -192,7 +189,7 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let observed_generation = obj.status().and_then(K::observed_generation);
+    let observed_generation = obj.status().and_then(ManagedStatus::observed_generation);
     let lane = ctx.lane_of(obj.meta(), observed_generation);
     let _slot = match ctx.admit(K::KIND, lane, obj.provider_name()) {
         Ok(slot) => slot,

@@ -11,6 +11,7 @@ use super::super::conditions::{self, Desired as Condition, READY, SYNCED, reason
 use super::super::error::{Error, Result};
 use super::super::{Context, object};
 use super::{Kind, KindStep, Outcome};
+use crate::api::common::ManagedStatus;
 
 /// What one reconcile learned and did, as far as it got.
 #[derive(Debug)]
@@ -52,7 +53,7 @@ pub fn next_status<K: Kind>(
     now: DateTime<Utc>,
 ) -> K::Status {
     let conditions = conditions::merge(
-        K::conditions(current),
+        current.conditions(),
         &desired_conditions(report),
         generation,
         now,
@@ -111,7 +112,7 @@ pub async fn write_status<K: Kind>(
     let current = obj.status().cloned().unwrap_or_default();
     let next = next_status(&current, obj.meta().generation, report, Utc::now());
     if write(api, obj, &next).await? {
-        let (before, after) = (K::conditions(&current), K::conditions(&next));
+        let (before, after) = (current.conditions(), next.conditions());
         let failed = report.error.is_some();
         object::status_written(ctx, obj, before, after, failed).await;
     }
@@ -132,7 +133,51 @@ pub async fn write<K: Kind>(api: &Api<K>, obj: &K, next: &K::Status) -> Result<b
 
 /// Whether writing `next` would change nothing (condition timestamps aside).
 pub fn unchanged<K: Kind>(current: &K::Status, next: &K::Status) -> bool {
-    K::same_fields(current, next) && conditions::same(K::conditions(current), K::conditions(next))
+    K::same_fields(current, next) && conditions::same(current.conditions(), next.conditions())
+}
+
+/// The status while a create is in progress: `Ready=False`, reason `Creating` (and kstatus'
+/// `Reconciling`), with the cloud id once the create has answered (`id`). Written before the first
+/// create call and (filters) again when the id is known, so the object is never blank while the
+/// calls run; only a create writes it, never the steady state.
+pub fn creating<K: Kind>(
+    current: &K::Status,
+    generation: Option<i64>,
+    id: Option<&str>,
+    now: DateTime<Utc>,
+) -> K::Status {
+    let noun = K::NOUN;
+    let message = match id {
+        None => format!("the {noun} is being created"),
+        Some(id) => format!("the {noun} {id} is created; the rest of the spec is being applied"),
+    };
+    let desired =
+        conditions::with_progress(vec![Condition::no(READY, reason::CREATING, message)], false);
+    let merged = conditions::merge(current.conditions(), &desired, generation, now);
+    let mut next = current.clone();
+    if let Some(id) = id {
+        next.set_cloud_id(id.to_string());
+    }
+    next.set_observed_generation(generation);
+    next.set_conditions(merged);
+    next
+}
+
+/// Writes [`creating`]; returns the object as the API server now has it (the copy written from is
+/// replaced: see [`crate::controller::Ledger::replaced`]).
+pub async fn write_creating<K: Kind>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    id: Option<&str>,
+) -> Result<std::sync::Arc<K>> {
+    let current = obj.status().cloned().unwrap_or_default();
+    let next = creating::<K>(&current, obj.meta().generation, id, Utc::now());
+    let written = object::apply_status(api, obj, &next)
+        .await
+        .map_err(Error::WriteStatus)?;
+    ctx.ledger.replaced(obj.meta(), written.meta());
+    Ok(std::sync::Arc::new(written))
 }
 
 /// The conditions' table tests, run by each kind with its own steps (the conditions are computed here
@@ -235,6 +280,25 @@ pub mod checks {
     }
 
     /// A failed `delete` step names `deletionPolicy: Orphan` as the way out; other failures do not.
+    /// A create in progress says `Creating` (with `Reconciling`) and shows the id once known;
+    pub fn a_create_in_progress_says_creating<K: Kind>() {
+        let now = Utc::now();
+        let before = creating::<K>(&Default::default(), Some(1), None, now);
+        let after = creating::<K>(&before, Some(1), Some("x-1"), now);
+        for (st, id) in [(&before, None), (&after, Some("x-1"))] {
+            let ready = conditions::find(st.conditions(), READY).expect("Ready");
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", "Creating")
+            );
+            assert!(ready.message.contains(K::NOUN), "{}", ready.message);
+            let r = conditions::find(st.conditions(), RECONCILING).expect("Reconciling");
+            assert_eq!(r.status, "True");
+            assert_eq!(st.cloud_id(), id);
+            assert_eq!(st.observed_generation(), Some(1));
+        }
+    }
+
     pub fn a_failed_delete_names_the_orphan_way_out<K: Kind>(delete: K::Step) {
         let refused = cloud(400);
         // (the step that failed, Ready's reason, whether the message names deletionPolicy: Orphan)

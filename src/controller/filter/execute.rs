@@ -103,7 +103,8 @@ async fn create(
 ) -> Result<()> {
     // Ready=False/Creating before the first call, and the id as soon as it is known (before the
     // rules, which may take many calls), so the object is never blank while they run.
-    progress.obj = super::status::write_creating(ctx, api, &progress.obj, None).await?;
+    progress.obj =
+        crate::controller::driver::status::write_creating(ctx, api, &*progress.obj, None).await?;
     let request = desired.create_request();
     let post = p.client.create_filter(&request);
     let intent = CreateIntent::new(&desired.name, Utc::now());
@@ -117,7 +118,9 @@ async fn create(
     let id = created.id.clone();
     progress.cloud = Some(created);
     if !calls.rules.is_empty() {
-        progress.obj = super::status::write_creating(ctx, api, &progress.obj, Some(&id)).await?;
+        progress.obj =
+            crate::controller::driver::status::write_creating(ctx, api, &*progress.obj, Some(&id))
+                .await?;
     }
     progress.created = true;
     converge(ctx, api, p, &calls, progress).await

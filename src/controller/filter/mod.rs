@@ -46,6 +46,7 @@ pub use super::intent::FILTER_ID_ANNOTATION;
 
 impl Kind for TrafficMirrorFilter {
     const KIND: &'static str = KIND;
+    const NOUN: &'static str = "cloud filter";
     type Desired = decide::Desired;
     type Observed = Observed;
     type Step = Step;
@@ -107,14 +108,6 @@ impl Kind for TrafficMirrorFilter {
         conditions: Vec<Condition>,
     ) -> TrafficMirrorFilterStatus {
         status::next_status(current, report, generation, conditions)
-    }
-
-    fn observed_generation(status: &TrafficMirrorFilterStatus) -> Option<i64> {
-        status.observed_generation
-    }
-
-    fn conditions(status: &TrafficMirrorFilterStatus) -> &[Condition] {
-        &status.conditions
     }
 
     fn same_fields(a: &TrafficMirrorFilterStatus, b: &TrafficMirrorFilterStatus) -> bool {

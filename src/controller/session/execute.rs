@@ -115,7 +115,8 @@ async fn create(
         .await;
     }
     // Ready=False/Creating before the first call, so the object is not blank while it runs.
-    progress.obj = super::status::write_creating(ctx, api, &progress.obj, None).await?;
+    progress.obj =
+        crate::controller::driver::status::write_creating(ctx, api, &*progress.obj, None).await?;
     let request = desired.create_request();
     let post = p.client.create_session(&request);
     // The intent records the identity the POST sends: the spec may change before it is resolved.

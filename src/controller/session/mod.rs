@@ -40,6 +40,7 @@ pub use super::driver::FINALIZER;
 
 impl Kind for TrafficMirrorSession {
     const KIND: &'static str = KIND;
+    const NOUN: &'static str = "cloud session";
     type Desired = decide::Desired;
     type Observed = decide::Observed;
     type Step = decide::Step;
@@ -91,14 +92,6 @@ impl Kind for TrafficMirrorSession {
         conditions: Vec<Condition>,
     ) -> TrafficMirrorSessionStatus {
         status::next_status(current, report, generation, conditions)
-    }
-
-    fn observed_generation(status: &TrafficMirrorSessionStatus) -> Option<i64> {
-        status.observed_generation
-    }
-
-    fn conditions(status: &TrafficMirrorSessionStatus) -> &[Condition] {
-        &status.conditions
     }
 
     fn same_fields(a: &TrafficMirrorSessionStatus, b: &TrafficMirrorSessionStatus) -> bool {

@@ -3,13 +3,8 @@
 //! status under the operator's field manager, guarded by the resourceVersion the reconcile acted on,
 //! and skipped when nothing changed (the steady state writes nothing).
 
-use chrono::{DateTime, Utc};
-use kube::Api;
-
-use super::super::conditions::{self, Desired as Condition, READY, reason};
+use super::super::conditions::{Desired as Condition, READY, reason};
 use super::super::driver::{self, KindStep, Outcome};
-use super::super::error::{Error, Result};
-use super::super::object;
 use super::decide::{CloudState, FilterState, Observed, Step};
 use super::plan;
 use crate::api::{SessionObservation, TrafficMirrorSession, TrafficMirrorSessionStatus};
@@ -133,51 +128,6 @@ pub fn observation(s: &CloudSession) -> SessionObservation {
     }
 }
 
-/// The status while a create is in progress: `Ready=False`, reason `Creating` (and kstatus'
-/// `Reconciling`), with the cloud id once the create has answered (`id`). Written before the first
-/// create call and (filters) again when the id is known, so the object is never blank while the
-/// calls run; only a create writes it, never the steady state.
-pub fn creating(
-    current: &TrafficMirrorSessionStatus,
-    generation: Option<i64>,
-    id: Option<&str>,
-    now: DateTime<Utc>,
-) -> TrafficMirrorSessionStatus {
-    let message = match id {
-        None => "the cloud session is being created".to_string(),
-        Some(id) => {
-            format!("the cloud session {id} is created; the rest of the spec is being applied",)
-        }
-    };
-    let desired =
-        conditions::with_progress(vec![Condition::no(READY, reason::CREATING, message)], false);
-    TrafficMirrorSessionStatus {
-        session_id: id
-            .map(str::to_string)
-            .or_else(|| current.session_id.clone()),
-        observed_generation: generation,
-        conditions: conditions::merge(&current.conditions, &desired, generation, now),
-        ..current.clone()
-    }
-}
-
-/// Writes [`creating`]; returns the object as the API server now has it (the copy written from is
-/// replaced: see [`crate::controller::Ledger::replaced`]).
-pub async fn write_creating(
-    ctx: &crate::controller::Context,
-    api: &Api<TrafficMirrorSession>,
-    obj: &TrafficMirrorSession,
-    id: Option<&str>,
-) -> Result<std::sync::Arc<TrafficMirrorSession>> {
-    let current = obj.status.clone().unwrap_or_default();
-    let next = creating(&current, obj.metadata.generation, id, Utc::now());
-    let written = object::apply_status(api, obj, &next)
-        .await
-        .map_err(Error::WriteStatus)?;
-    ctx.ledger.replaced(&obj.metadata, &written.metadata);
-    Ok(std::sync::Arc::new(written))
-}
-
 /// Whether the fields other than the conditions are the same.
 pub fn same_fields(
     current: &TrafficMirrorSessionStatus,
@@ -203,45 +153,5 @@ impl KindStep for Step {
             Step::Delete(_) => Outcome::Delete,
             Step::Release { .. } => Outcome::Release,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_create_in_progress_says_creating_and_shows_the_id_once_known() {
-        let now = Utc::now();
-        let before = creating(&Default::default(), Some(1), None, now);
-        let after = creating(&before, Some(1), Some("x-1"), now);
-        for (st, id) in [(&before, None), (&after, Some("x-1"))] {
-            let ready = conditions::find(&st.conditions, READY).expect("Ready");
-            assert_eq!(
-                (ready.status.as_str(), ready.reason.as_str()),
-                ("False", "Creating")
-            );
-            let r = conditions::find(&st.conditions, conditions::RECONCILING).expect("Reconciling");
-            assert_eq!(r.status, "True");
-            assert_eq!(st.session_id.as_deref(), id);
-            assert_eq!(st.observed_generation, Some(1));
-        }
-    }
-    use crate::controller::driver::status::checks;
-
-    #[test]
-    fn reconciling_or_stalled_per_outcome() {
-        checks::reconciling_or_stalled_per_outcome::<TrafficMirrorSession>(
-            Step::Wait,
-            Step::Conflict("taken".into()),
-            reason::SESSION_NOT_FOUND,
-        );
-    }
-
-    #[test]
-    fn a_failed_delete_names_the_orphan_way_out_and_other_failures_do_not() {
-        checks::a_failed_delete_names_the_orphan_way_out::<TrafficMirrorSession>(Step::Delete(
-            vec!["s-1".into()],
-        ));
     }
 }

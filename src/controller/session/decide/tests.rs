@@ -7,6 +7,24 @@ use crate::controller::driver::KindStep;
 use crate::controller::session::plan::created_from;
 use crate::controller::wait::NextLook;
 
+/// The driver's status checks ([`crate::controller::driver::status::checks`]) with this kind's steps:
+/// the conditions after each outcome, a failed delete's way out, and the `Creating` status.
+#[test]
+fn the_driver_status_checks_hold_for_this_kind() {
+    use crate::api::TrafficMirrorSession;
+    use crate::controller::conditions::reason;
+    use crate::controller::driver::status::checks;
+    checks::reconciling_or_stalled_per_outcome::<TrafficMirrorSession>(
+        Step::Wait,
+        Step::Conflict("taken".into()),
+        reason::SESSION_NOT_FOUND,
+    );
+    checks::a_failed_delete_names_the_orphan_way_out::<TrafficMirrorSession>(Step::Delete(vec![
+        "s-1".into(),
+    ]));
+    checks::a_create_in_progress_says_creating::<TrafficMirrorSession>();
+}
+
 fn at(sec: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + sec, 0)
         .single()
