@@ -228,24 +228,11 @@ fn object_controllers(
     impl std::future::Future<Output = ()> + use<>,
     impl std::future::Future<Output = ()> + use<>,
 ) {
-    let client = ctx.client.clone();
-    let (sessions, filters) = match &ctx.config.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
+    let (sessions, filters) = (watched::<TrafficMirrorSession>(ctx), watched(ctx));
     let wc = watcher::Config::default().any_semantic();
     let (session_store, session_writer) = reflector::store();
     let (filter_store, filter_writer) = reflector::store();
-    let _ = ctx.stores.sessions.set(session_store.clone());
-    let _ = ctx.stores.filters.set(filter_store.clone());
-    tokio::spawn(mark_synced(
-        session_store.clone(),
-        filter_store.clone(),
-        ctx.metrics.clone(),
-    ));
+    share_stores(ctx, &session_store, &filter_store);
     let concurrency = ControllerConfig::default().concurrency(ctx.config.concurrency);
     let (session_wake, session_woken) = mpsc::unbounded();
     let (filter_wake, filter_woken) = mpsc::unbounded();
@@ -284,6 +271,33 @@ fn object_controllers(
     )
     .for_each(|_| async {});
     (session_run, filter_run)
+}
+
+/// The objects of kind `K` the operator watches: in `--namespace`, else in every namespace.
+fn watched<K>(ctx: &Context) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Hands the controllers' caches to the other readers (the filter reconciler, the resync loop), and
+/// starts the task that reports them synced.
+fn share_stores(
+    ctx: &Context,
+    sessions: &Store<TrafficMirrorSession>,
+    filters: &Store<TrafficMirrorFilter>,
+) {
+    let _ = ctx.stores.sessions.set(sessions.clone());
+    let _ = ctx.stores.filters.set(filters.clone());
+    tokio::spawn(mark_synced(
+        sessions.clone(),
+        filters.clone(),
+        ctx.metrics.clone(),
+    ));
 }
 
 /// A kind whose objects claim cloud ids (see [`claims`]).

@@ -16,7 +16,6 @@ use tracing::debug;
 use super::error::Error;
 use super::events;
 use super::intent::{CreateIntent, Created, INTENT_ANNOTATION};
-use super::providers::Provider;
 use super::{Context, MANAGER};
 use crate::cloud::CloudError;
 use crate::failpoint;
@@ -149,19 +148,20 @@ pub struct CreateProtocol {
 /// a separate write, so a crash between any two leaves something the next reconcile resolves without
 /// a duplicate. A refused create made nothing, so its intent is cleared; after a retryable failure the
 /// create may have happened, so the intent stays for the next reconcile to resolve. `obj` follows the
-/// API server's answers.
+/// API server's answers. `post` is the account's metered create call ([`super::providers::Provider::call`]):
+/// it runs only when awaited, after the intent is recorded.
 pub async fn crash_safe_create<K: Object, T: Created>(
     ctx: &Context,
     api: &Api<K>,
     obj: &mut std::sync::Arc<K>,
-    (p, proto, intent): (&Provider, &CreateProtocol, &CreateIntent),
+    (proto, intent): (&CreateProtocol, &CreateIntent),
     post: impl std::future::Future<Output = Result<T, CloudError>>,
 ) -> Result<T, Error> {
     let recorded = record_intent(api, &**obj, intent, proto.id_annotation).await?;
     ctx.ledger.replaced(obj.meta(), recorded.meta());
     *obj = std::sync::Arc::new(recorded);
     failpoint::hit(proto.failpoints[0]);
-    let created = match p.call(&ctx.metrics, proto.operation, post).await {
+    let created = match post.await {
         Ok(created) => created,
         Err(source) => {
             if !source.is_retryable() {

@@ -106,9 +106,13 @@ async fn create(
     progress.obj =
         crate::controller::driver::status::write_creating(ctx, api, &*progress.obj, None).await?;
     let request = desired.create_request();
-    let post = p.client.create_filter(&request);
+    let post = p.call(
+        &ctx.metrics,
+        PROTOCOL.operation,
+        p.client.create_filter(&request),
+    );
     let intent = CreateIntent::new(&desired.name, Utc::now());
-    let target = (p, &PROTOCOL, &intent);
+    let target = (&PROTOCOL, &intent);
     let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
     p.filters.record(&created);
     let calls = FilterCalls {

@@ -118,11 +118,15 @@ async fn create(
     progress.obj =
         crate::controller::driver::status::write_creating(ctx, api, &*progress.obj, None).await?;
     let request = desired.create_request();
-    let post = p.client.create_session(&request);
+    let post = p.call(
+        &ctx.metrics,
+        PROTOCOL.operation,
+        p.client.create_session(&request),
+    );
     // The intent records the identity the POST sends: the spec may change before it is resolved.
     let intent =
         CreateIntent::new(&desired.name, chrono::Utc::now()).with_identity(&Identity::of(desired));
-    let target = (p, &PROTOCOL, &intent);
+    let target = (&PROTOCOL, &intent);
     let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
     p.inventory.record(&created);
     // The create carried every field; a cloud that ignored one is converged like any drift.
