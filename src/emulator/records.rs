@@ -1,7 +1,7 @@
 //! The record types: what the emulator stores and answers (sessions, filters, filter rules) and
 //! [`Data`], the whole stored state. Plain data with serde derives and one cross-record check
-//! ([`Data::require_filter`]), so that the storage ([`super::store`]) and the operations
-//! ([`super::sessions`], [`super::filters`], [`super::rules`]) can all depend on it without
+//! ([`Data::require_filter`]), so that the storage (the `store` module) and the operations
+//! (the `sessions`, `filters` and `rules` modules) can all depend on it without
 //! depending on each other.
 
 use serde::{Deserialize, Serialize};

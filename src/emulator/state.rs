@@ -1,7 +1,7 @@
 //! The shared state of one emulator instance ([`AppState`]): the project, the signature
 //! verifier, the data store, the call log, the queue of injected faults and the throttling and
 //! latency limits. Both the API pipeline
-//! ([`super::server`]) and the admin API ([`super::admin`]) work on it; it depends on neither.
+//! (the `server` module) and the admin API (the `admin` module) work on it; it depends on neither.
 
 use std::sync::{Mutex, MutexGuard};
 
