@@ -13,8 +13,10 @@ use kube::{Client, ResourceExt};
 use tokio::sync::Notify;
 
 use super::backoff::RetryPolicy;
-use super::providers::Registry;
-use super::{Ledger, MANAGER, OperatorConfig, budget, claims, conditions, events, filter};
+use super::config::{MANAGER, OperatorConfig};
+use super::ledger::Ledger;
+use super::providers::registry::Registry;
+use super::{budget, claims, conditions, events};
 use crate::api::{TrafficMirrorFilter, TrafficMirrorSession};
 use crate::telemetry::Metrics;
 
@@ -218,7 +220,9 @@ impl Context {
         if lane == budget::Lane::Interactive {
             return Ok(Admission::default());
         }
-        let running = self.bulk_running[usize::from(kind == filter::KIND)].clone();
+        let running = self.bulk_running
+            [usize::from(kind == <TrafficMirrorFilter as kube::Resource>::kind(&()))]
+        .clone();
         let Ok(running) = running.try_acquire_owned() else {
             return Err(Duration::from_millis(100 + rand::random::<u64>() % 200));
         };

@@ -1,14 +1,15 @@
 //! Per-object reconcile bookkeeping ([`Ledger`]): backoff after failures, the generation this
-//! process last converged, the copies it replaced, and the cloud's refusals to delete a filter. In a
+//! process last converged, the copies it replaced, and the cloud's refusals to delete a filter ([`Refusal`]). In a
 //! file of its own: the driver's gate and next look read it, and its table tests live beside it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use super::backoff::RetryPolicy;
 use super::error::Error;
-use super::filter;
 
 /// Per-object reconcile bookkeeping: when the next attempt may run after a failure, which
 /// generation this process last converged (so its own follow-up reconciles trust the snapshot), and
@@ -18,7 +19,7 @@ pub struct Ledger {
     map: Mutex<HashMap<String, Failure>>,
     converged: Mutex<HashMap<String, Option<i64>>>,
     superseded: Mutex<HashMap<String, std::collections::VecDeque<String>>>,
-    refusals: Mutex<HashMap<String, (Instant, filter::decide::Refusal)>>,
+    refusals: Mutex<HashMap<String, (Instant, Refusal)>>,
 }
 
 /// How many replaced versions of one object [`Ledger::supersede`] keeps: a create makes about five
@@ -202,22 +203,20 @@ impl Ledger {
         self.backoff_left(uid, meta.generation)
     }
 
-    fn refusals(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, filter::decide::Refusal)>> {
+    fn refusals(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Refusal)>> {
         self.refusals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records the cloud's refusal to delete `uid`'s cloud object, replacing an older one (the users
     /// seen since that one are no longer news). Kept until the object is forgotten.
-    pub fn refuse(&self, uid: &str, refusal: filter::decide::Refusal) {
+    pub fn refuse(&self, uid: &str, refusal: Refusal) {
         self.refusals()
             .insert(uid.to_string(), (Instant::now(), refusal));
     }
 
     /// The last refusal to delete `uid`'s cloud object and when it arrived (this process's clock,
     /// to compare with the snapshot's last LIST).
-    pub fn refusal(&self, uid: &str) -> Option<(Instant, filter::decide::Refusal)> {
+    pub fn refusal(&self, uid: &str) -> Option<(Instant, Refusal)> {
         self.refusals().get(uid).cloned()
     }
 
@@ -246,6 +245,25 @@ impl Ledger {
             .unwrap_or_else(|p| p.into_inner())
             .remove(uid);
     }
+}
+
+/// The cloud refused to delete the filter (HTTP 409: a session uses it) although the operator knew
+/// of no user: the session was made after the last account snapshot, or outside what the operator
+/// sees. Remembered per object in the [`Ledger`], so the DELETE waits for news (see
+/// `filter::decide::delete_refused`) instead of being retried with backoff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The cloud's error code (`VPC.1103` from the emulator), kept for display.
+    pub code: String,
+    /// The cloud's message (the emulator's names the session in the way).
+    pub message: String,
+    /// When the cloud refused.
+    pub at: DateTime<Utc>,
+    /// The users the operator has seen since the refusal: one of them going away is news.
+    pub users_seen: Vec<String>,
+    /// Whether the account's session snapshot was listed again after the refusal: observed at each
+    /// reconcile, never remembered (the ledger stores `false`).
+    pub relisted: bool,
 }
 
 #[cfg(test)]
@@ -346,7 +364,7 @@ mod tests {
         let l = Ledger::default();
         l.saw_users("u", &["ns/a".into()]);
         assert!(l.refusal("u").is_none(), "no refusal, nothing to collect");
-        let r = filter::decide::Refusal {
+        let r = Refusal {
             code: "VPC.1103".into(),
             message: "in use".into(),
             at: chrono::Utc::now(),

@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod budget;
 pub mod claims;
 pub mod conditions;
+pub mod config;
 mod context;
 pub mod driver;
 pub mod error;
@@ -49,6 +50,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+pub use config::{MANAGER, OperatorConfig, patch_params};
 use context::uses_filter;
 pub use context::{Admission, ClaimIndexes, Context, Stores};
 pub use error::{Error, Result};
@@ -60,54 +62,6 @@ use crate::cloud::models::{
 };
 use crate::telemetry::Metrics;
 use inventory::Listed;
-
-/// Name under which the operator reports events and writes.
-pub const MANAGER: &str = "traffic-mirror-operator";
-
-/// The parameters of the operator's metadata patches (finalizers, annotations): they name
-/// [`MANAGER`] as the field manager, so `metadata.managedFields` shows who wrote them instead of
-/// `unknown`. The status write is a server-side apply under the same name.
-pub fn patch_params() -> kube::api::PatchParams {
-    kube::api::PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    }
-}
-
-/// Runtime settings of the operator (from the command line).
-#[derive(Clone, Debug)]
-pub struct OperatorConfig {
-    /// Watch sessions in this namespace only; `None` = all namespaces.
-    pub namespace: Option<String>,
-    /// Drift check period: one LIST per ProviderConfig, then every session is compared.
-    pub resync_interval: Duration,
-    /// Sessions reconciled in parallel.
-    pub concurrency: u16,
-    /// How long after an interrupted create a missing session may still appear in the cloud.
-    pub create_confirm_window: Duration,
-    /// Label selector restricting which ProviderConfigs this instance manages.
-    pub provider_config_selector: Option<String>,
-    /// Leader election: `None` = this process always leads (one replica only).
-    pub leader_election: Option<leader::LeaseConfig>,
-    /// The one namespace whose Secrets the operator reads and watches (credentials of every
-    /// ProviderConfig), so its RBAC is a Role there rather than cluster-wide Secret access: a
-    /// compromised operator can leak only the cloud credentials it is meant to hold.
-    pub credentials_namespace: String,
-}
-
-impl Default for OperatorConfig {
-    fn default() -> Self {
-        OperatorConfig {
-            namespace: None,
-            resync_interval: Duration::from_secs(300),
-            concurrency: 8,
-            create_confirm_window: Duration::from_secs(30),
-            provider_config_selector: None,
-            leader_election: None,
-            credentials_namespace: "default".into(),
-        }
-    }
-}
 
 /// The resync loop: every interval (or when a provider becomes ready) one LIST of sessions per ready
 /// provider (and one of filters where filters use it), then every session and filter is reconciled

@@ -13,10 +13,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::debug;
 
+use super::config::MANAGER;
+use super::context::Context;
 use super::error::Error;
 use super::events;
 use super::intent::{CreateIntent, Created, INTENT_ANNOTATION};
-use super::{Context, MANAGER};
 use crate::cloud::CloudError;
 use crate::failpoint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -81,7 +82,7 @@ pub async fn remove_finalizer<K: Object>(
 pub async fn merge_patch<K: Object>(api: &Api<K>, obj: &K, patch: &Value) -> kube::Result<K> {
     api.patch(
         &obj.name_any(),
-        &super::patch_params(),
+        &super::config::patch_params(),
         &Patch::Merge(patch),
     )
     .await
@@ -148,7 +149,7 @@ pub struct CreateProtocol {
 /// a separate write, so a crash between any two leaves something the next reconcile resolves without
 /// a duplicate. A refused create made nothing, so its intent is cleared; after a retryable failure the
 /// create may have happened, so the intent stays for the next reconcile to resolve. `obj` follows the
-/// API server's answers. `post` is the account's metered create call ([`super::providers::Provider::call`]):
+/// API server's answers. `post` is the account's metered create call ([`super::providers::registry::Provider::call`]):
 /// it runs only when awaited, after the intent is recorded.
 pub async fn crash_safe_create<K: Object, T: Created>(
     ctx: &Context,

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
-use super::Context;
 use super::conditions::reason;
 use super::intent::{CreateIntent, Created, Resolution};
+use super::ledger::Ledger;
 
 /// How long to wait between looks while a create is being confirmed.
 pub const CONFIRM_POLL: Duration = Duration::from_secs(2);
@@ -53,8 +53,15 @@ pub enum NextLook {
 }
 
 impl NextLook {
-    /// The controller action, updating the ledger for `uid`.
-    pub fn action(self, ctx: &Context, uid: &str, generation: Option<i64>) -> Action {
+    /// The controller action, updating the `ledger` for `uid`; a settled or resync-waiting object is
+    /// looked at again after `resync_interval` (settled: twice that).
+    pub fn action(
+        self,
+        ledger: &Ledger,
+        resync_interval: Duration,
+        uid: &str,
+        generation: Option<i64>,
+    ) -> Action {
         match self {
             NextLook::Wait(Retry::Soon) => Action::requeue(CONFIRM_POLL),
             NextLook::Wait(Retry::Dependency) => Action::requeue(DEPENDENCY_POLL),
@@ -62,17 +69,17 @@ impl NextLook {
                 // Such a wait was decided on what the cloud said (a 404, a claim, a refusal): the
                 // follow-up reconciles of this generation (our own status write's watch event)
                 // trust the snapshot and its tombstones instead of asking again.
-                ctx.ledger.succeeded(uid, generation);
-                Action::requeue(ctx.config.resync_interval)
+                ledger.succeeded(uid, generation);
+                Action::requeue(resync_interval)
             }
             NextLook::Wait(Retry::OnChange) | NextLook::OnChange => Action::await_change(),
             NextLook::Released => {
-                ctx.ledger.forget(uid);
+                ledger.forget(uid);
                 Action::await_change()
             }
             NextLook::Settled => {
-                ctx.ledger.succeeded(uid, generation);
-                Action::requeue(ctx.config.resync_interval * 2)
+                ledger.succeeded(uid, generation);
+                Action::requeue(resync_interval * 2)
             }
         }
     }

@@ -3,7 +3,7 @@
 //! Each reconcile runs these steps, top to bottom ([`reconcile`]):
 //!
 //! 1. leader check and lane admission: a standby does nothing, bulk work waits its turn;
-//! 2. gate ([`super::Ledger::gate`]): a copy this process already replaced waits for the newer one,
+//! 2. gate ([`super::ledger::Ledger::gate`]): a copy this process already replaced waits for the newer one,
 //!    and a failed object waits out its backoff (no client required);
 //! 3. finalizer [`FINALIZER`] added before any cloud call (API server);
 //! 4. observe ([`Kind::observe`]): what the object asks for and what the cloud has (API server,
@@ -37,10 +37,11 @@ use serde::Serialize;
 use tracing::{Instrument, debug, warn};
 
 use super::conditions::Desired as Condition;
+use super::context::Context;
 use super::error::{Error, Result};
-use super::providers::Provider;
+use super::providers::registry::Provider;
 use super::wait::{NextLook, Wait};
-use super::{Context, budget, object};
+use super::{budget, object};
 use crate::api::common::ManagedStatus;
 pub use status::Report;
 
@@ -257,7 +258,12 @@ async fn next_look<K: Kind>(
         (Err(e), _) => Ok(object::report_failure(ctx, K::KIND, obj, e).await),
         (Ok(()), Some(step)) => {
             let uid = obj.uid().unwrap_or_default();
-            Ok(step.next_look().action(ctx, &uid, obj.meta().generation))
+            Ok(step.next_look().action(
+                &ctx.ledger,
+                ctx.config.resync_interval,
+                &uid,
+                obj.meta().generation,
+            ))
         }
         (Ok(()), None) => Ok(Action::await_change()),
     }

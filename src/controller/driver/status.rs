@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use kube::Api;
 
 use super::super::conditions::{self, Desired as Condition, READY, SYNCED, reason};
+use super::super::context::Context;
 use super::super::error::{Error, Result};
-use super::super::{Context, object};
+use super::super::object;
 use super::{Kind, KindStep, Outcome};
 use crate::api::common::ManagedStatus;
 
@@ -164,7 +165,7 @@ pub fn creating<K: Kind>(
 }
 
 /// Writes [`creating`]; returns the object as the API server now has it (the copy written from is
-/// replaced: see [`crate::controller::Ledger::replaced`]).
+/// replaced: see [`crate::controller::ledger::Ledger::replaced`]).
 pub async fn write_creating<K: Kind>(
     ctx: &Context,
     api: &Api<K>,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::super::conditions::reason;
 use super::super::error::Error;
 use super::super::intent::{self, CreateIntent, Resolution};
+pub use super::super::ledger::Refusal;
 use super::super::wait::{
     Cleanup, CleanupFacts, already_managed, cleanup, confirming, id_mismatch, provider_not_ready,
 };
@@ -103,25 +104,6 @@ pub struct Observed {
     pub claimed_by: Option<String>,
     /// The time of the observation.
     pub now: DateTime<Utc>,
-}
-
-/// The cloud refused to delete the filter (HTTP 409: a session uses it) although the operator knew
-/// of no user: the session was made after the last account snapshot, or outside what the operator
-/// sees. Remembered per object in the [`super::super::Ledger`], so the DELETE waits for news (see
-/// [`delete_refused`]) instead of being retried with backoff.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// The cloud's error code (`VPC.1103` from the emulator), kept for display.
-    pub code: String,
-    /// The cloud's message (the emulator's names the session in the way).
-    pub message: String,
-    /// When the cloud refused.
-    pub at: DateTime<Utc>,
-    /// The users the operator has seen since the refusal: one of them going away is news.
-    pub users_seen: Vec<String>,
-    /// Whether the account's session snapshot was listed again after the refusal: observed at each
-    /// reconcile, never remembered (the ledger stores `false`).
-    pub relisted: bool,
 }
 
 /// The refusal in `err`, if it is one: the cloud answered the filter's DELETE with 409. The cloud's

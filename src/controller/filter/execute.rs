@@ -11,13 +11,14 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use tracing::info;
 
+use super::super::context::Context;
+use super::super::driver;
 use super::super::error::{Error, Result};
 use super::super::events;
 use super::super::intent::CreateIntent;
 use super::super::intent::FILTER_ID_ANNOTATION;
 use super::super::object::{self, merge_patch, publish};
-use super::super::providers::Provider;
-use super::super::{Context, driver};
+use super::super::providers::registry::Provider;
 use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creating_keys};
 use super::plan::{self, DesiredFilter, RuleCall};
 use crate::api::TrafficMirrorFilter;

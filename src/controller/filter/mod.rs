@@ -28,11 +28,11 @@ use chrono::Utc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{Api, ResourceExt};
 
-use super::Context;
 use super::conditions::Desired as ReadyCondition;
+use super::context::Context;
 use super::driver::{Kind, Progress, Report};
 use super::error::Result;
-use super::providers::Provider;
+use super::providers::registry::Provider;
 use crate::api::{TrafficMirrorFilter, TrafficMirrorFilterStatus};
 use crate::cloud::models::TrafficMirrorFilter as CloudFilter;
 use decide::{Observed, Step};

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use chrono::Utc;
 use kube::ResourceExt;
 
+use super::super::claims;
+use super::super::context::Context;
 use super::super::error::Result;
 use super::super::intent::FILTER_ID_ANNOTATION;
 use super::super::intent::{self, INTENT_ANNOTATION};
-use super::super::providers::Provider;
-use super::super::{Context, claims};
+use super::super::providers::registry::Provider;
 use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, Refusal, RuleIntent};
 use crate::api::{ManagementPolicy, TrafficMirrorFilter};
 use crate::cloud::models::{ListFiltersQuery, TrafficMirrorFilter as CloudFilter};

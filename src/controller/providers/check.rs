@@ -10,15 +10,15 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
-use super::{Provider, fingerprint};
+use super::registry::{Provider, fingerprint};
 use crate::api::{
     ProviderConfig, SECRET_KEY_ACCESS_KEY, SECRET_KEY_SECRET_KEY, SECRET_KEY_SECURITY_TOKEN,
 };
 use crate::cloud::models::ListSessionsQuery;
 use crate::cloud::signer::Credentials;
 use crate::cloud::{ClientConfig, CloudError, VpcClient};
-use crate::controller::Context;
 use crate::controller::conditions::reason;
+use crate::controller::context::Context;
 use crate::controller::metered::metered;
 
 /// How long to wait before reading a Secret again after the API server failed to answer.

@@ -8,10 +8,10 @@ pub enum ProviderError {
     #[error("writing the ProviderConfig status: {}", crate::controller::error::kube_cause(.0))]
     WriteStatus(#[source] kube::Error),
     /// Adding the in-use finalizer failed (a conflict means someone else changed the object first).
-    #[error("adding the finalizer {f}: {}", crate::controller::error::kube_cause(.0), f = super::FINALIZER)]
+    #[error("adding the finalizer {f}: {}", crate::controller::error::kube_cause(.0), f = super::usage::FINALIZER)]
     AddFinalizer(#[source] kube::Error),
     /// Removing the in-use finalizer after the last user was gone failed.
-    #[error("removing the finalizer {f}: {}", crate::controller::error::kube_cause(.0), f = super::FINALIZER)]
+    #[error("removing the finalizer {f}: {}", crate::controller::error::kube_cause(.0), f = super::usage::FINALIZER)]
     RemoveFinalizer(#[source] kube::Error),
 }
 

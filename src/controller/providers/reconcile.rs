@@ -1,7 +1,7 @@
 //! One ProviderConfig reconcile: finalizer step (client required) → credential check (client
 //! required) → conditions (no client required) → status write (client required).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -12,13 +12,35 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::check::{self, CheckError};
-use super::usage::{FinalizerStep, Users, decide_finalizer, in_use_message};
-use super::{FINALIZER, KIND, ProviderContext, ProviderError};
+use super::error::ProviderError;
+use super::usage::{FINALIZER, FinalizerStep, UsageIndex, Users, decide_finalizer, in_use_message};
 use crate::api::{ProviderConfig, ProviderConfigStatus};
 use crate::controller::conditions::{self, Desired, READY, SYNCED, reason};
+use crate::controller::context::Context;
 use crate::controller::events::Notice;
-use crate::controller::{Context, object};
+use crate::controller::object;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// Kind label used in metrics and logs.
+pub const KIND: &str = "ProviderConfig";
+
+/// What the ProviderConfig reconciler works with: the shared state plus who uses which
+/// ProviderConfig.
+pub struct ProviderContext {
+    /// The operator's shared state (client, registry, metrics, settings).
+    pub ctx: Arc<Context>,
+    pub(super) usage: Mutex<UsageIndex>,
+}
+
+impl ProviderContext {
+    /// The users of ProviderConfig `name` (`None` until sessions and filters were listed once).
+    fn users_of(&self, name: &str) -> Option<Users> {
+        self.usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .users_of(name)
+    }
+}
 
 /// Reconciles one ProviderConfig.
 pub async fn reconcile(
@@ -258,7 +280,7 @@ async fn patch_finalizers(
         json!({"metadata": {"finalizers": finalizers, "resourceVersion": pc.resource_version()}});
     api.patch(
         &pc.name_any(),
-        &crate::controller::patch_params(),
+        &crate::controller::config::patch_params(),
         &Patch::Merge(&patch),
     )
     .await

@@ -10,6 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use kube::runtime::watcher::Event;
 
+/// The finalizer on every managed ProviderConfig: while objects reference it, a deletion waits.
+pub const FINALIZER: &str = "vpc.hwcloud.dev/in-use";
+
 /// The kinds that reference a ProviderConfig in `spec.providerConfigRef.name`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UserKind {

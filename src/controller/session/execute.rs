@@ -8,12 +8,13 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::super::context::Context;
+use super::super::driver;
 use super::super::error::Result;
 use super::super::events;
 use super::super::intent::{CreateIntent, Identity, SESSION_ID_ANNOTATION};
 use super::super::object::{self, publish};
-use super::super::providers::Provider;
-use super::super::{Context, driver};
+use super::super::providers::registry::Provider;
 use super::decide::Step;
 use super::plan::{self, Convergence, DesiredSession};
 use crate::api::TrafficMirrorSession;

@@ -25,11 +25,11 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 
-use super::Context;
 use super::conditions::Desired as ReadyCondition;
+use super::context::Context;
 use super::driver::{Kind, Progress, Report};
 use super::error::Result;
-use super::providers::Provider;
+use super::providers::registry::Provider;
 use crate::api::{TrafficMirrorSession, TrafficMirrorSessionStatus};
 use crate::cloud::models::TrafficMirrorSession as CloudSession;
 

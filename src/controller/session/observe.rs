@@ -7,11 +7,12 @@ use std::sync::Arc;
 use chrono::Utc;
 use kube::{Api, ResourceExt};
 
+use super::super::claims;
 use super::super::conditions;
+use super::super::context::Context;
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
-use super::super::providers::Provider;
-use super::super::{Context, claims};
+use super::super::providers::registry::Provider;
 use super::decide::{CloudState, Desired, FilterState, Observed};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
 use crate::cloud::models::{ListSessionsQuery, TrafficMirrorSession as CloudSession};
