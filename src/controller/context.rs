@@ -296,3 +296,15 @@ pub(super) fn uses_filter(
     let by_id = id.is_some() && s.spec.traffic_mirror_filter_id.as_deref() == id;
     by_ref || by_id
 }
+
+#[cfg(test)]
+mod tests {
+    /// `admit` tells the filter kind by the CRD's kind: it must be the filter reconciler's label.
+    #[test]
+    fn the_crds_filter_kind_is_the_filter_reconcilers_label() {
+        assert_eq!(
+            <crate::api::TrafficMirrorFilter as kube::Resource>::kind(&()),
+            super::super::filter::KIND
+        );
+    }
+}

@@ -15,9 +15,12 @@
 //! - [`object`], [`wait`], [`error`], [`events`], [`claims`]: what the kinds share (API-server
 //!   writes, waits, step errors, events, who claims which cloud id).
 //! - [`budget`], [`leader`]: the account's API budget and leader election.
+//! - [`config`]: the settings ([`OperatorConfig`]) and the field manager name ([`MANAGER`]).
 //!
-//! [`run`] wires them: three kube-runtime controllers (sessions, filters, ProviderConfigs) and the
-//! resync loop, on one runtime, stopping together on SIGTERM / Ctrl-C.
+//! Nothing in this file is imported back by the modules above: they import from each other's
+//! files, and the re-exports here only keep the public paths. [`run`] wires them: three kube-runtime
+//! controllers (sessions, filters, ProviderConfigs) and the resync loop, on one runtime, stopping
+//! together on SIGTERM / Ctrl-C.
 
 pub mod backoff;
 pub mod budget;

@@ -9,6 +9,9 @@
 //! TrafficMirrorSession or TrafficMirrorFilter starts or stops referencing a ProviderConfig (watch
 //! events feeding the [`usage::UsageIndex`]), and once per resync interval so revoked credentials
 //! show up in `status`.
+//!
+//! The ready accounts themselves ([`Provider`], [`Registry`]) live in [`registry`], which needs
+//! nothing of the reconcilers' shared state, so that state can hold the registry.
 
 pub mod check;
 pub mod error;
