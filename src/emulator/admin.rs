@@ -17,6 +17,9 @@
 //! | `POST /_emulator/reset` | 204, clears data (and the state file), calls and faults; limits back to the command line's, buckets refilled |
 //! | `GET /_emulator/state` | 200, `{sessions, filters, rules, ports}` as stored |
 //! | `POST /_emulator/ports` | 201 with the stored port; seeds (or replaces, by id) a port in the SDK's `Port` shape; 400 `VPC.0001`/`VPC.0002` when invalid |
+//! | `POST /_emulator/identity-providers` | 201; registers (or replaces, by id) an OIDC identity provider `{id, issuer, audience, jwks, subjects?}`; 400 `VPC.0001`/`VPC.0002` when invalid |
+//! | `POST /_emulator/agencies` | 201; registers an agency `{domain_name, domain_id?, agency_name}` for `assume_role` |
+//! | `GET /_emulator/metadata` / `PUT /_emulator/metadata` | the metadata settings `{agency_bound, token_required}` (default `true`, `false`) / replaces them (200) |
 //! | `DELETE /_emulator/ports/{id}` | 204, the port is gone and left the sources of every session; 404 `VPC.1301` when unknown |
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::errors::ApiError;
+use super::identity::{Agency, IdentityProvider, MetadataSettings};
 use super::limits::LimitsConfig;
 use super::ports;
 use super::records::{Data, Port};
@@ -50,6 +54,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/_emulator/state", get(state))
         .route("/_emulator/ports", post(seed_port))
         .route("/_emulator/ports/{id}", delete(remove_port))
+        .route("/_emulator/identity-providers", post(add_idp))
+        .route("/_emulator/agencies", post(add_agency))
+        .route("/_emulator/metadata", get(metadata).put(set_metadata))
 }
 
 fn admin_error(e: &ApiError) -> Response {
@@ -115,6 +122,7 @@ async fn reset(State(st): State<Arc<AppState>>) -> Response {
     st.calls.clear();
     st.faults.clear();
     st.limits.restore();
+    st.identity.reset();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -146,4 +154,45 @@ async fn remove_port(State(st): State<Arc<AppState>>, Path(id): Path<String>) ->
         }
         Err(e) => admin_error(&e),
     }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("invalid {what}: {e}")))
+}
+
+async fn add_idp(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let idp: IdentityProvider = match parse("identity provider", &body) {
+        Ok(v) => v,
+        Err(e) => return admin_error(&e),
+    };
+    let answer = json!({"id": idp.id, "issuer": idp.issuer, "audience": idp.audience,
+                        "subjects": idp.subjects});
+    match st.identity.add_idp(idp) {
+        Ok(()) => (StatusCode::CREATED, Json(answer)).into_response(),
+        Err(e) => admin_error(&e),
+    }
+}
+
+async fn add_agency(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let agency: Agency = match parse("agency", &body) {
+        Ok(v) => v,
+        Err(e) => return admin_error(&e),
+    };
+    match st.identity.add_agency(agency.clone()) {
+        Ok(()) => (StatusCode::CREATED, Json(agency)).into_response(),
+        Err(e) => admin_error(&e),
+    }
+}
+
+async fn metadata(State(st): State<Arc<AppState>>) -> Response {
+    Json(st.identity.metadata()).into_response()
+}
+
+async fn set_metadata(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let settings: MetadataSettings = match parse("metadata settings", &body) {
+        Ok(v) => v,
+        Err(e) => return admin_error(&e),
+    };
+    st.identity.set_metadata(settings);
+    Json(settings).into_response()
 }

@@ -20,7 +20,8 @@
 //! queue, limits), [`limits`] (rate limit per project and latency), [`auth`] (signature
 //! verification), [`store`] (persistence), [`records`] (the stored record types and [`Data`]),
 //! [`sessions`], [`filters`], [`rules`] (the operations), [`ports`] (the port reads over ports
-//! seeded through the admin API), [`validate`] (field rules), [`list`]
+//! seeded through the admin API), [`identity`] (ECS metadata, IAM federation and assume-role,
+//! temporary credentials), [`validate`] (field rules), [`list`]
 //! (query filters, pagination), [`errors`] (the error-code table).
 //!
 //! Module dependencies (`A → B`: A uses B; unit tests included). The graph is acyclic, and the
@@ -28,10 +29,11 @@
 //!
 //! ```text
 //! mod (this file) → server, state, store, auth, limits
-//! server   → admin, state, store, records, sessions, filters, rules, ports, list, validate,
-//!            errors, limits
-//! admin    → state, records, ports, errors, limits
-//! state    → auth, store, errors, limits
+//! server   → admin, state, store, records, sessions, filters, rules, ports, identity, auth,
+//!            list, validate, errors, limits
+//! admin    → state, records, ports, identity, errors, limits
+//! state    → auth, store, identity, errors, limits
+//! identity → errors            (jwt: the jsonwebtoken crate)
 //! sessions → records, list, validate, errors
 //! filters  → records, list, validate, errors
 //! rules    → records, list, validate, errors
@@ -49,6 +51,7 @@ pub mod admin;
 pub mod auth;
 pub mod errors;
 pub mod filters;
+pub mod identity;
 pub mod limits;
 pub mod list;
 pub mod ports;
@@ -92,6 +95,9 @@ pub struct EmulatorConfig {
     /// Refuse (400 `VPC.1005`) a session create or add-sources naming a port that was not seeded
     /// (`--check-ports`; off by default so setups without seeded ports keep working).
     pub check_ports: bool,
+    /// `--credential-lifetime`: the longest any issued temporary credential lives (`None`: as
+    /// asked, e.g. `duration_seconds`).
+    pub credential_lifetime: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -104,6 +110,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("state_file", &self.state_file)
             .field("limits", &self.limits)
             .field("check_ports", &self.check_ports)
+            .field("credential_lifetime", &self.credential_lifetime)
             .finish()
     }
 }
@@ -122,6 +129,7 @@ impl EmulatorConfig {
             state_file: None,
             limits: LimitsConfig::default(),
             check_ports: false,
+            credential_lifetime: None,
         }
     }
 
@@ -158,6 +166,7 @@ impl EmulatorConfig {
             faults: Faults::default(),
             limits: Limits::new(self.limits),
             check_ports: self.check_ports,
+            identity: identity::Identity::new(self.credential_lifetime),
         }))
     }
 }

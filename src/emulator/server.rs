@@ -8,6 +8,11 @@
 //! `APIGW.0302`) → operation → JSON answer with `request_id` in the body and `X-Request-Id` as a
 //! header → call log. Every answer except a 204 has a JSON body, whatever was sent.
 //!
+//! The identity paths (`/meta-data/...`, `/openstack/...`, `/v3.0/...`, `/v3/projects`; see
+//! [`super::identity`]) go through the same pipeline (logged, fault-injectable) but are not
+//! throttled, and are answered as the identity side builds them (IAM's `201` with
+//! `X-Subject-Token`, the metadata token as plain text).
+//!
 //! Like the gateway, throttling comes first: an unsigned call or one for a foreign project also
 //! takes a token of that project's bucket. Latency is added to throttled calls too.
 //!
@@ -34,7 +39,9 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use super::admin;
+use super::auth::{Signed, TemporarySecret};
 use super::errors::{self, ApiError};
+use super::identity;
 use super::list::ListQuery;
 use super::records::Session;
 use super::state::{AppState, CallRecord, FaultSpec};
@@ -76,6 +83,8 @@ async fn admin_method_not_allowed() -> Response {
 /// What the pipeline decided to answer.
 enum Outcome {
     Answer(StatusCode, Option<Value>),
+    /// An identity answer, sent as built (headers, plain-text or JSON body).
+    Identity(identity::Reply),
     Error(ApiError, Option<u64>),
     Drop,
 }
@@ -84,6 +93,7 @@ impl Outcome {
     fn status(&self) -> u16 {
         match self {
             Outcome::Answer(s, _) => s.as_u16(),
+            Outcome::Identity(r) => r.status.as_u16(),
             Outcome::Error(e, _) => e.status.as_u16(),
             Outcome::Drop => 0,
         }
@@ -92,6 +102,7 @@ impl Outcome {
     fn into_response(self, request_id: &str) -> Response {
         let (status, body, retry_after) = match self {
             Outcome::Answer(s, b) => (s, b, None),
+            Outcome::Identity(reply) => return identity_response(reply, request_id),
             Outcome::Error(e, retry) => (e.status, Some(e.body(request_id)), retry),
             Outcome::Drop => {
                 let e = ApiError::new(
@@ -130,6 +141,30 @@ impl Outcome {
     }
 }
 
+/// An identity answer as built, plus `X-Request-Id`.
+fn identity_response(reply: identity::Reply, request_id: &str) -> Response {
+    let (bytes, content_type) = match reply.body {
+        identity::ReplyBody::Json(v) => (
+            serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec()),
+            "application/json",
+        ),
+        identity::ReplyBody::Text(t) => (t.into_bytes(), "text/plain"),
+    };
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = reply.status;
+    let headers = r.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for (name, value) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    r
+}
+
 async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -163,7 +198,8 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
             (Outcome::Error(e, None), Value::Null)
         }
         Ok(bytes) => {
-            let logged = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let mut logged = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            identity::redact_logged(&path, &mut logged);
             let admitted = path_project(&path)
                 .map_or(Ok(()), |project| st.limits.admit(&project, Instant::now()));
             let outcome = match admitted {
@@ -201,9 +237,15 @@ async fn process(
     if let Some(ms) = fault.as_ref().and_then(|f| f.delay_ms) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let run = || match handle(st, method, path, query, headers, body) {
-        Ok((status, value)) => Outcome::Answer(status, value),
-        Err(e) => Outcome::Error(e, None),
+    let run = || match identity::Route::parse(method, path) {
+        Some(route) => match handle_identity(st, route, method, path, query, headers, body) {
+            Ok(reply) => Outcome::Identity(reply),
+            Err(e) => Outcome::Error(e, None),
+        },
+        None => match handle(st, method, path, query, headers, body) {
+            Ok((status, value)) => Outcome::Answer(status, value),
+            Err(e) => Outcome::Error(e, None),
+        },
     };
     match fault {
         Some(f) if f.fails() => {
@@ -268,6 +310,9 @@ struct Route {
 /// The project id of a `/v3/{project_id}/...` path (decoded; the key of the rate limit), whether
 /// or not the rest of the path is an API.
 fn path_project(path: &str) -> Option<String> {
+    if identity::Route::is_identity_path(path) {
+        return None;
+    }
     let project = path.strip_prefix("/v3/")?.split('/').next()?;
     decode_segment(project)
 }
@@ -342,23 +387,7 @@ fn handle(
     body: &[u8],
 ) -> Handled {
     let route = Route::parse(method, path).ok_or_else(ApiError::no_such_api)?;
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    st.verifier.verify(
-        method.as_str(),
-        path,
-        query,
-        &header_pairs,
-        body,
-        Utc::now(),
-    )?;
+    verify_signature(st, method, path, query, headers, body)?;
     if route.project != st.project_id {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -370,6 +399,68 @@ fn handle(
         ));
     }
     dispatch(st, &route, query, body)
+}
+
+/// AK/SK verification with the permanent credentials and the temporary ones the identity side
+/// issued (401 `APIGW.0301`); the access key on success.
+fn verify_signature(
+    st: &AppState,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let req = Signed {
+        method: method.as_str(),
+        path,
+        query,
+        headers: &header_pairs,
+        body,
+    };
+    st.verifier.verify_with(&req, Utc::now(), |ak| {
+        st.identity.credential(ak).map(|t| TemporarySecret {
+            secret: t.secret,
+            security_token: t.security_token,
+            expires_at: t.expires_at,
+        })
+    })
+}
+
+/// The identity side: metadata, IAM and projects paths.
+fn handle_identity(
+    st: &AppState,
+    route: identity::Route,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<identity::Reply, ApiError> {
+    use identity::{Route as R, iam, metadata};
+    let now = Utc::now();
+    let id = &st.identity;
+    match route {
+        R::MetadataToken => metadata::token(id, headers, now),
+        R::MetadataSecurityKey => metadata::security_key(id, headers, now),
+        R::IdTokenTokens => iam::id_token_tokens(id, headers, body, now),
+        R::SecurityTokens => iam::security_tokens(id, headers, body, now, || {
+            verify_signature(st, method, path, query, headers, body)
+        }),
+        R::Projects => {
+            verify_signature(st, method, path, query, headers, body)?;
+            Ok(iam::projects(&st.project_id, query))
+        }
+    }
 }
 
 fn ok(v: Value) -> Handled {
