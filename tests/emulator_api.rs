@@ -1,7 +1,10 @@
 //! The emulator over HTTP: validation edges, pagination, referential integrity, authentication
 //! failures, persistence across a restart of the binary, the admin API and faults, throttling and
-//! latency (`--rate-limit`, `--latency`, `/_emulator/limits`), plus property
-//! tests (the verifier against the client's signer; arbitrary input never breaks the router).
+//! latency (`--rate-limit`, `--latency`, `/_emulator/limits`), ports (seeded through the admin
+//! API, listed, removed from sessions, `--check-ports`), the identity side (ID token checks,
+//! temporary credentials and their security token and expiry, assume-role, metadata), plus
+//! property tests (the verifier against the client's signer; arbitrary input never breaks the
+//! router).
 
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
@@ -2255,13 +2258,49 @@ async fn seeded_ports_persist_in_the_state_file() {
 }
 
 #[test]
-fn check_ports_flag_is_documented() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
-        .arg("--help")
-        .output()
-        .expect("run --help");
-    let help = String::from_utf8_lossy(&out.stdout);
+fn port_and_identity_flags_are_documented_and_checked() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
+            .args(args)
+            .output()
+            .expect("run the emulator")
+    };
+    let help = run(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--check-ports"), "{help}");
+    assert!(help.contains("--credential-lifetime <DURATION>"), "{help}");
+    for bad in ["0s", "soon", "5 parsecs"] {
+        let out = run(&[
+            "--project-id",
+            "p",
+            "--credential",
+            "AK:SK",
+            "--credential-lifetime",
+            bad,
+        ]);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--credential-lifetime"), "{bad}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn credential_lifetime_flag_caps_issued_credentials() {
+    let child = Child::start(&["--credential-lifetime", "90s"]).await;
+    let api = Api::new(child.url.clone());
+    let before = Utc::now();
+    let r = api
+        .unsigned("GET", "/openstack/latest/securitykey", &[], None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let at = r.body["credential"]["expires_at"]
+        .as_str()
+        .expect("expires_at");
+    let at = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S%.6fZ")
+        .expect("IAM time")
+        .and_utc();
+    let secs = (at - before).num_seconds();
+    assert!((89..=91).contains(&secs), "{secs}");
 }
 
 // ----- identity ----------------------------------------------------------------------------------
