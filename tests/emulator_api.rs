@@ -2125,6 +2125,16 @@ async fn port_calls_are_signed_logged_and_fault_injectable() {
         .await;
     api.ports("GET", "", None).await.expect(503, "VPC.9999");
     api.ports("GET", "", None).await.expect(200, "");
+    // Port calls share the project's rate-limit bucket.
+    let limits = json!({"rate_limit": {"rps": 0.5, "burst": 1}});
+    api.admin(reqwest::Method::PUT, "limits", Some(limits))
+        .await;
+    api.ports("GET", "/port-a", None).await.expect(200, "");
+    api.ports("GET", "/port-a", None)
+        .await
+        .expect(429, "APIGW.0308");
+    api.admin(reqwest::Method::PUT, "limits", Some(json!({})))
+        .await;
     let calls = api.calls().await;
     let port_calls: Vec<u64> = calls
         .iter()

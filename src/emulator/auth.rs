@@ -370,4 +370,48 @@ mod tests {
         let v = Verifier::new(&[("AK".into(), "very-secret".into())]);
         assert!(!format!("{v:?}").contains("very-secret"));
     }
+
+    #[test]
+    fn temporary_credentials_need_their_signed_token_before_expiry() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 21, 59, 35).unwrap();
+        let temp = TemporarySecret {
+            secret: "tmp-secret".into(),
+            security_token: "tok".into(),
+            expires_at: now + TimeDelta::seconds(60),
+        };
+        let sign = |token: Option<&str>| {
+            let mut creds = Credentials::new("TMPAK", "tmp-secret");
+            creds.security_token = token.map(String::from);
+            let mut h = vec![("Host".to_string(), "h".to_string())];
+            Signer::new(creds).sign("GET", "/v3/p/ports", "", &mut h, b"", now);
+            h
+        };
+        let verifier = Verifier::new(&[("AK".into(), "SK".into())]);
+        let check = |h: &[(String, String)], at: DateTime<Utc>| {
+            let req = Signed {
+                method: "GET",
+                path: "/v3/p/ports",
+                query: "",
+                headers: h,
+                body: b"",
+            };
+            verifier.verify_with(&req, at, |ak| (ak == "TMPAK").then(|| temp.clone()))
+        };
+        assert_eq!(check(&sign(Some("tok")), now).unwrap(), "TMPAK");
+        let cases = [
+            (sign(None), now, "missing"),
+            (sign(Some("other")), now, "does not match"),
+            (sign(Some("tok")), now + TimeDelta::seconds(60), "expired"),
+        ];
+        for (h, at, why) in cases {
+            let e = check(&h, at).unwrap_err();
+            assert_eq!(e.code, "APIGW.0301");
+            assert!(e.msg.contains(why), "{why}: {}", e.msg);
+        }
+        // The token sent but not signed does not count.
+        let mut h = sign(None);
+        h.push(("X-Security-Token".into(), "tok".into()));
+        assert!(check(&h, now).unwrap_err().msg.contains("does not match"));
+        assert!(!same_bytes(b"tok", b"to") && same_bytes(b"tok", b"tok"));
+    }
 }
