@@ -573,6 +573,19 @@ def main(argv):
         check(any(x["query"].count("private_ips=") == 2 for x in calls), "private_ips sent as repeated keys")
         check(all(x["path"].startswith(f"/v3/{project_id}/ports") for x in calls), "ports path under /v3/{project}")
 
+    # ---- project id looked up through IAM (GET /v3/projects?name=REGION, signed) --------------
+    def project_lookup():
+        from huaweicloudsdkcore.region.region import Region
+
+        creds = BasicCredentials(ak, sk).with_iam_endpoint(url)
+        lc = VpcClient.new_builder().with_credentials(creds).with_region(Region("emu-region-1", url)).build()
+        l = lc.list_traffic_mirror_sessions(ListTrafficMirrorSessionsRequest(limit=1))
+        check(creds.project_id == project_id, f"project id from IAM: {creds.project_id}")
+        check(l.page_info is not None, "list with the looked-up project id")
+        lookups = [x for x in admin_calls(url) if x["path"] == "/v3/projects"]
+        check(lookups and lookups[-1]["query"] == "name=emu-region-1" and lookups[-1]["status"] == 200,
+              f"signed project lookup: {lookups}")
+
     # ---- deletes -------------------------------------------------------------------------------
     def deletes():
         for sid in (st["session"], st["session2"], st["session3"]):
@@ -603,6 +616,7 @@ def main(argv):
         ("authentication: wrong SK, unknown AK, foreign project", authentication),
         ("wire format seen by the emulator", wire),
         ("ports: list with filters and paging, show, list by tags", ports),
+        ("project id looked up through IAM", project_lookup),
         ("deletes", deletes),
     ]:
         step(name, fn)
