@@ -686,6 +686,48 @@ fn invalid_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             ),
             vec!["spec.endpoint", "without a path or query"],
         ),
+        (
+            "ProviderConfig namespaceSelector with an unknown operator",
+            with(
+                provider(),
+                "/spec/namespaceSelector",
+                json!({"matchExpressions": [{"key": "team", "operator": "Like", "values": ["a"]}]}),
+            ),
+            vec![
+                "spec.namespaceSelector",
+                "In, NotIn, Exists or DoesNotExist",
+            ],
+        ),
+        (
+            "ProviderConfig namespaceSelector In without values",
+            with(
+                provider(),
+                "/spec/namespaceSelector",
+                json!({"matchExpressions": [{"key": "team", "operator": "In"}]}),
+            ),
+            vec!["spec.namespaceSelector", "In and NotIn need values"],
+        ),
+        (
+            "ProviderConfig namespaceSelector Exists with values",
+            with(
+                provider(),
+                "/spec/namespaceSelector",
+                json!({"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["a"]}]}),
+            ),
+            vec![
+                "spec.namespaceSelector",
+                "Exists and DoesNotExist take none",
+            ],
+        ),
+        (
+            "ProviderConfig namespaceSelector expression without a key",
+            with(
+                provider(),
+                "/spec/namespaceSelector",
+                json!({"matchExpressions": [{"operator": "Exists"}]}),
+            ),
+            vec!["spec.namespaceSelector.matchExpressions[0].key", "Required"],
+        ),
     ]
 }
 
@@ -822,6 +864,15 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         "/spec/endpoint",
         json!("https://vpc.example.com:8443"),
     );
+    let fenced_provider = with(
+        with(provider(), "/metadata/name", json!(format!("{ns}-fenced"))),
+        "/spec/namespaceSelector",
+        json!({"matchLabels": {"team": "a"}, "matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["dev", "prod"]},
+            {"key": "locked", "operator": "DoesNotExist"},
+            {"key": "mirror", "operator": "Exists", "values": []},
+            {"key": "tier", "operator": "NotIn", "values": ["db"]}]}),
+    );
 
     let valid = [
         session(),
@@ -836,6 +887,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         empty_filter,
         emulator_provider.clone(),
         https_port_provider,
+        fenced_provider,
     ];
     for manifest in &valid {
         if let Some(message) = create_rejection(&client, &ns, manifest).await {
@@ -920,7 +972,20 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         .expect("name");
     let pc = providers.get(pc_name).await.expect("provider config");
     assert_eq!(pc.spec.endpoint_url(), "http://127.0.0.1:8080");
-    for name in [pc_name.to_string(), format!("{ns}-https")] {
+    let fenced = providers
+        .get(&format!("{ns}-fenced"))
+        .await
+        .expect("fenced provider config");
+    let selector = fenced
+        .spec
+        .namespace_selector
+        .expect("namespaceSelector kept");
+    assert_eq!(selector.match_expressions.map(|e| e.len()), Some(4));
+    for name in [
+        pc_name.to_string(),
+        format!("{ns}-https"),
+        format!("{ns}-fenced"),
+    ] {
         providers
             .delete(&name, &Default::default())
             .await
