@@ -1293,6 +1293,41 @@ fn document_kinds(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// The ProviderConfigs of `deploy/examples/`: one per credentials source (`Secret`, the default
+/// with a `secretRef`; `InstanceMetadata`; `WorkloadIdentity`) and one that assumes an agency,
+/// each fenced by a `namespaceSelector` (without one every namespace may use the account).
+#[test]
+fn the_examples_show_every_credentials_source_each_with_a_namespace_selector() {
+    use serde::Deserialize;
+    let mut sources = std::collections::BTreeSet::new();
+    let mut assumes = false;
+    for file in example_files() {
+        let text = std::fs::read_to_string(&file).expect("read example");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc = Value::deserialize(doc).expect("example YAML");
+            if doc["kind"] != "ProviderConfig" {
+                continue;
+            }
+            let credentials = &doc["spec"]["credentials"];
+            let source = credentials["source"].as_str().unwrap_or("Secret");
+            sources.insert(source.to_string());
+            assumes |= credentials["assumeAgency"]["agencyName"].is_string()
+                && credentials["assumeAgency"]["domainName"].is_string();
+            assert!(
+                doc["spec"]["namespaceSelector"].is_object(),
+                "{}: a ProviderConfig without spec.namespaceSelector",
+                file.display()
+            );
+        }
+    }
+    let all: std::collections::BTreeSet<String> =
+        ["InstanceMetadata", "Secret", "WorkloadIdentity"]
+            .map(String::from)
+            .into();
+    assert_eq!(sources, all);
+    assert!(assumes, "no example with credentials.assumeAgency");
+}
+
 /// Each example, as written, passes `kubectl apply --server-side --dry-run=server` with the CRDs
 /// installed: every document of every file is accepted, the three kinds among them.
 async fn every_example_passes_a_server_side_dry_run(version: Version) {
