@@ -11,7 +11,10 @@
 //!   per-object bookkeeping (backoff, converged generation, replaced copies, delete refusals).
 //! - [`inventory`]: the per-account cloud snapshot (one LIST per resync interval).
 //! - [`metered`]: the one wrapper every cloud call goes through, counting it.
-//! - [`providers`]: the ProviderConfig reconciler and the registry of ready cloud clients.
+//! - [`providers`]: the ProviderConfig reconciler and the registry of ready cloud clients (which
+//!   also refuses objects in namespaces a ProviderConfig's `spec.namespaceSelector` does not match).
+//! - [`fence`]: the Namespace watch behind that refusal; a relabel or a selector change wakes the
+//!   objects it concerns.
 //! - [`object`], [`wait`], [`error`], [`events`], [`claims`]: what the kinds share (API-server
 //!   writes, waits, step errors, events, who claims which cloud id).
 //! - [`budget`], [`leader`]: the account's API budget and leader election.
@@ -19,8 +22,8 @@
 //!
 //! Nothing in this file is imported back by the modules above: they import from each other's
 //! files, and the re-exports here only keep the public paths. [`run`] wires them: three kube-runtime
-//! controllers (sessions, filters, ProviderConfigs) and the resync loop, on one runtime, stopping
-//! together on SIGTERM / Ctrl-C.
+//! controllers (sessions, filters, ProviderConfigs), the namespace fence and the resync loop, on
+//! one runtime, stopping together on SIGTERM / Ctrl-C.
 
 pub mod backoff;
 pub mod budget;
