@@ -87,7 +87,7 @@ pub async fn run(ctx: Arc<Context>, selectors: UnboundedReceiver<Change>, wake: 
     let api = Api::<PartialObjectMeta<Namespace>>::all(ctx.client.clone());
     let namespaces = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watched(&ctx.config.namespace)).default_backoff(),
     )
     .touched_objects()
     .filter_map(|ns| {
@@ -117,6 +117,15 @@ pub async fn run(ctx: Arc<Context>, selectors: UnboundedReceiver<Change>, wake: 
             }
             _ => {}
         }
+    }
+}
+
+/// The Namespaces to watch: with `--namespace`, that one only (the operator reconciles nothing
+/// elsewhere), else all.
+fn watched(only: &Option<String>) -> watcher::Config {
+    match only {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
     }
 }
 
