@@ -136,6 +136,15 @@ async fn a_namespace_outside_the_selector_is_refused_until_relabelled_without_a_
         assert!(note.contains(part), "event note lacks {part:?}: {note}");
     }
     assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
+    // One per occurrence: the filter's refusal is its own event, the session's is told once.
+    let told = env.events_about(&env.ns, "s").await;
+    let refusals = told
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("ProviderConfigNotAllowed"))
+        .count();
+    assert_eq!(refusals, 1, "{told:#?}");
+    env.wait_event(&env.ns, "f", "ProviderConfigNotAllowed")
+        .await;
     let calls = env.calls().await;
     assert!(
         only_account_lists(&calls),
