@@ -686,6 +686,48 @@ fn invalid_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             ),
             vec!["spec.endpoint", "without a path or query"],
         ),
+        (
+            "ProviderConfig namespaceSelector with an unknown operator",
+            with(
+                provider(),
+                "/spec/namespaceSelector",
+                json!({"matchExpressions": [{"key": "team", "operator": "Like", "values": ["a"]}]}),
+            ),
+            vec![
+                "spec.namespaceSelector",
+                "In, NotIn, Exists or DoesNotExist",
+            ],
+        ),
+        (
+            "ProviderConfig namespaceSelector In without values",
+            with(
+                provider(),
+                "/spec/namespaceSelector",
+                json!({"matchExpressions": [{"key": "team", "operator": "In"}]}),
+            ),
+            vec!["spec.namespaceSelector", "In and NotIn need values"],
+        ),
+        (
+            "ProviderConfig namespaceSelector Exists with values",
+            with(
+                provider(),
+                "/spec/namespaceSelector",
+                json!({"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["a"]}]}),
+            ),
+            vec![
+                "spec.namespaceSelector",
+                "Exists and DoesNotExist take none",
+            ],
+        ),
+        (
+            "ProviderConfig namespaceSelector expression without a key",
+            with(
+                provider(),
+                "/spec/namespaceSelector",
+                json!({"matchExpressions": [{"operator": "Exists"}]}),
+            ),
+            vec!["spec.namespaceSelector.matchExpressions[0].key", "Required"],
+        ),
     ]
 }
 
@@ -822,6 +864,15 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         "/spec/endpoint",
         json!("https://vpc.example.com:8443"),
     );
+    let fenced_provider = with(
+        with(provider(), "/metadata/name", json!(format!("{ns}-fenced"))),
+        "/spec/namespaceSelector",
+        json!({"matchLabels": {"team": "a"}, "matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["dev", "prod"]},
+            {"key": "locked", "operator": "DoesNotExist"},
+            {"key": "mirror", "operator": "Exists", "values": []},
+            {"key": "tier", "operator": "NotIn", "values": ["db"]}]}),
+    );
 
     let valid = [
         session(),
@@ -836,6 +887,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         empty_filter,
         emulator_provider.clone(),
         https_port_provider,
+        fenced_provider,
     ];
     for manifest in &valid {
         if let Some(message) = create_rejection(&client, &ns, manifest).await {
@@ -920,7 +972,20 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         .expect("name");
     let pc = providers.get(pc_name).await.expect("provider config");
     assert_eq!(pc.spec.endpoint_url(), "http://127.0.0.1:8080");
-    for name in [pc_name.to_string(), format!("{ns}-https")] {
+    let fenced = providers
+        .get(&format!("{ns}-fenced"))
+        .await
+        .expect("fenced provider config");
+    let selector = fenced
+        .spec
+        .namespace_selector
+        .expect("namespaceSelector kept");
+    assert_eq!(selector.match_expressions.map(|e| e.len()), Some(4));
+    for name in [
+        pc_name.to_string(),
+        format!("{ns}-https"),
+        format!("{ns}-fenced"),
+    ] {
         providers
             .delete(&name, &Default::default())
             .await
@@ -1226,6 +1291,41 @@ fn document_kinds(path: &std::path::Path) -> Vec<String> {
         .filter(|d| !d.is_null())
         .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
         .collect()
+}
+
+/// The ProviderConfigs of `deploy/examples/`: one per credentials source (`Secret`, the default
+/// with a `secretRef`; `InstanceMetadata`; `WorkloadIdentity`) and one that assumes an agency,
+/// each fenced by a `namespaceSelector` (without one every namespace may use the account).
+#[test]
+fn the_examples_show_every_credentials_source_each_with_a_namespace_selector() {
+    use serde::Deserialize;
+    let mut sources = std::collections::BTreeSet::new();
+    let mut assumes = false;
+    for file in example_files() {
+        let text = std::fs::read_to_string(&file).expect("read example");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc = Value::deserialize(doc).expect("example YAML");
+            if doc["kind"] != "ProviderConfig" {
+                continue;
+            }
+            let credentials = &doc["spec"]["credentials"];
+            let source = credentials["source"].as_str().unwrap_or("Secret");
+            sources.insert(source.to_string());
+            assumes |= credentials["assumeAgency"]["agencyName"].is_string()
+                && credentials["assumeAgency"]["domainName"].is_string();
+            assert!(
+                doc["spec"]["namespaceSelector"].is_object(),
+                "{}: a ProviderConfig without spec.namespaceSelector",
+                file.display()
+            );
+        }
+    }
+    let all: std::collections::BTreeSet<String> =
+        ["InstanceMetadata", "Secret", "WorkloadIdentity"]
+            .map(String::from)
+            .into();
+    assert_eq!(sources, all);
+    assert!(assumes, "no example with credentials.assumeAgency");
 }
 
 /// Each example, as written, passes `kubectl apply --server-side --dry-run=server` with the CRDs

@@ -292,6 +292,13 @@ fn default_values_render_as_documented() {
         "the credentials Role"
     );
     assert_eq!(count(&objects, "ServiceMonitor"), 0, "off by default");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(
+        pod["volumes"].is_null(),
+        "no token volume by default: {pod:#}"
+    );
+    assert!(c["volumeMounts"].is_null(), "{c:#}");
+    assert_eq!(count(&objects, "ProviderConfig"), 0, "none by default");
 }
 
 #[test]
@@ -326,6 +333,42 @@ fn custom_values_land_where_the_operator_reads_them() {
         "30s"
     );
     assert_service_monitor(only(&objects, "ServiceMonitor"));
+    assert_workload_identity_token(deployment);
+    assert_provider_config(only(&objects, "ProviderConfig"));
+}
+
+/// `workloadIdentity` of `values-custom.yaml`: a projected token with its audience and lifetime,
+/// mounted read-only where `spec.credentials.workloadIdentity.tokenFile` points by default.
+fn assert_workload_identity_token(deployment: &Value) {
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "workload-identity-token", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "sts.example.test",
+                                     "expirationSeconds": 7200, "path": "token"}}]}}])
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        json!([{"name": "workload-identity-token", "readOnly": true,
+                "mountPath": "/var/run/secrets/vpc.hwcloud.dev/serviceaccount"}])
+    );
+}
+
+/// `providerConfigs` of `values-custom.yaml`: the ProviderConfig with its labels, its
+/// `namespaceSelector` and the rest of its spec as given.
+fn assert_provider_config(pc: &Value) {
+    assert_eq!(pc["metadata"]["name"], "team-a-account");
+    assert_eq!(pc["metadata"]["labels"]["env"], "test");
+    assert_eq!(
+        pc["spec"]["namespaceSelector"],
+        json!({"matchLabels": {"team": "a"}, "matchExpressions": [
+            {"key": "vpc.hwcloud.dev/mirroring", "operator": "Exists"}]})
+    );
+    assert_eq!(pc["spec"]["region"], "cn-north-4");
+    assert_eq!(
+        pc["spec"]["credentials"]["secretRef"],
+        json!({"namespace": "tmo-system", "name": "hwcloud-credentials"})
+    );
 }
 
 /// The ServiceMonitor of `values-custom.yaml`: its namespace and labels, selecting the metrics
@@ -421,6 +464,24 @@ fn bad_input_fails_the_render() {
     assert!(!out.status.success(), "an unknown log format rendered");
     assert!(
         stderr.contains(r#"operator.logFormat must be "json" or "text", not "xml""#),
+        "{stderr}"
+    );
+    let out = helm(&[
+        "template",
+        RELEASE,
+        CHART,
+        "--set",
+        "workloadIdentity.enabled=true",
+        "--set",
+        "workloadIdentity.audience=",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a token without an audience rendered"
+    );
+    assert!(
+        stderr.contains("workloadIdentity.audience is required"),
         "{stderr}"
     );
     let out = helm(&["template", RELEASE, CHART, "--kube-version", "1.29.9"]);
@@ -542,15 +603,37 @@ async fn the_kustomize_install_passes_a_server_side_dry_run_on_the_oldest() {
     the_kustomize_install_passes_a_server_side_dry_run(Version::Oldest).await;
 }
 
-/// The kustomize install the README gives (`kubectl kustomize --load-restrictor LoadRestrictionsNone
-/// deploy/kustomize/default`, with the built-in kustomize of that version's kubectl) passes the
+/// The kustomize installs the README gives (`kubectl kustomize --load-restrictor LoadRestrictionsNone
+/// deploy/kustomize/default`, and `deploy/kustomize/workload-identity`, which adds the projected
+/// token of keyless credentials), with the built-in kustomize of that version's kubectl, pass the
 /// same server-side dry run: every object, its namespace made first as `kubectl apply` of the whole
 /// render would.
 async fn the_kustomize_install_passes_a_server_side_dry_run(version: Version) {
     let (cp, _) = dry_run_cluster(version).await;
     let client = cp.client().await;
     support::ensure_namespace(&client, "traffic-mirror-system").await;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kustomize/default");
+    let plain = kustomize_dry_run(cp, version, "default");
+    let pod = &only(&plain, "Deployment")["spec"]["template"]["spec"];
+    assert!(pod["volumes"].is_null(), "no token volume: {pod:#}");
+    let keyless = kustomize_dry_run(cp, version, "workload-identity");
+    let pod = &only(&keyless, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "workload-identity-token", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "vpc.hwcloud.dev",
+                                     "expirationSeconds": 3600, "path": "token"}}]}}])
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        json!([{"name": "workload-identity-token", "readOnly": true,
+                "mountPath": "/var/run/secrets/vpc.hwcloud.dev/serviceaccount"}])
+    );
+}
+
+/// Renders `deploy/kustomize/<overlay>` and dry-runs it on `cp`; returns the rendered objects.
+fn kustomize_dry_run(cp: &support::ControlPlane, version: Version, overlay: &str) -> Vec<Value> {
+    let dir = format!("{}/deploy/kustomize/{overlay}", env!("CARGO_MANIFEST_DIR"));
+    let dir = dir.as_str();
     let out = cp.kubectl(&[
         "kustomize",
         "--load-restrictor",
@@ -579,7 +662,7 @@ async fn the_kustomize_install_passes_a_server_side_dry_run(version: Version) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{version:?}: kustomize dry run rejected:\n{stdout}{}",
+        "{version:?}: kustomize dry run of {overlay} rejected:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let applied = stdout
@@ -589,8 +672,9 @@ async fn the_kustomize_install_passes_a_server_side_dry_run(version: Version) {
     assert_eq!(
         applied,
         objects.len(),
-        "{version:?}: every object:\n{stdout}"
+        "{version:?}: every object of {overlay}:\n{stdout}"
     );
+    objects
 }
 
 /// The shared control plane of `version` with the operator's CRDs, the stand-in ServiceMonitor CRD

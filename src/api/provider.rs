@@ -1,6 +1,7 @@
 //! `ProviderConfig`: where and as whom the operator talks to Huawei Cloud (region, project,
 //! endpoint and the Secret holding the AK/SK). Cluster-scoped, shared by many resources.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +101,25 @@ pub struct ProviderConfigSpec {
     /// `{qps: 8, burst: 8}`.
     #[serde(default)]
     pub rate_limit: RateLimit,
+
+    /// Which namespaces' TrafficMirrorSessions and TrafficMirrorFilters may use this ProviderConfig
+    /// (a standard label selector on the Namespace: `matchLabels` and `matchExpressions` with `In`,
+    /// `NotIn`, `Exists`, `DoesNotExist`). An object in any other namespace gets `Ready=False`, reason
+    /// `ProviderConfigNotAllowed`, and makes no cloud call. Optional; absent means every namespace,
+    /// which is unsafe on a shared cluster (anyone who may create a TrafficMirrorSession anywhere may
+    /// then mirror traffic with this account). An empty selector (`{}`) also matches every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(NAMESPACE_SELECTOR_RULE).message(
+        "spec.namespaceSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist; In and NotIn need values, Exists and DoesNotExist take none"
+    ))]
+    pub namespace_selector: Option<LabelSelector>,
 }
+
+/// The label selector operators Kubernetes knows, and their values rule (the API server does not
+/// check a CRD's LabelSelector, so an unknown operator would otherwise reach the operator).
+const NAMESPACE_SELECTOR_RULE: &str = "!has(self.matchExpressions) || self.matchExpressions.all(e, \
+     (e.operator in ['In', 'NotIn'] && has(e.values) && size(e.values) > 0) || \
+     (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))";
 
 /// A token-bucket budget for cloud calls.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
@@ -208,6 +227,7 @@ mod tests {
                 },
             },
             rate_limit: RateLimit::default(),
+            namespace_selector: None,
         }
     }
 

@@ -45,6 +45,9 @@ pub mod reason {
     pub const DELETING: &str = "Deleting";
     /// The referenced ProviderConfig is missing or not ready.
     pub const PROVIDER_CONFIG_NOT_READY: &str = "ProviderConfigNotReady";
+    /// The referenced ProviderConfig's `spec.namespaceSelector` does not match the object's
+    /// namespace: it makes no cloud call until the namespace is labelled to match.
+    pub const PROVIDER_CONFIG_NOT_ALLOWED: &str = "ProviderConfigNotAllowed";
     /// The referenced TrafficMirrorFilter is missing or has no cloud id yet.
     pub const FILTER_NOT_READY: &str = "FilterNotReady";
     /// A same-named cloud session exists that this object did not create.
@@ -79,8 +82,9 @@ pub mod reason {
 
     /// `Ready=False` reasons that only a human can clear (a spec, cloud or Secret change): they
     /// make the object `Stalled` rather than `Reconciling`.
-    pub const TERMINAL: [&str; 10] = [
+    pub const TERMINAL: [&str; 11] = [
         NAME_CONFLICT,
+        PROVIDER_CONFIG_NOT_ALLOWED,
         ALREADY_MANAGED,
         ID_MISMATCH,
         DRIFTED,

@@ -11,7 +11,10 @@
 //!   per-object bookkeeping (backoff, converged generation, replaced copies, delete refusals).
 //! - [`inventory`]: the per-account cloud snapshot (one LIST per resync interval).
 //! - [`metered`]: the one wrapper every cloud call goes through, counting it.
-//! - [`providers`]: the ProviderConfig reconciler and the registry of ready cloud clients.
+//! - [`providers`]: the ProviderConfig reconciler and the registry of ready cloud clients (which
+//!   also refuses objects in namespaces a ProviderConfig's `spec.namespaceSelector` does not match).
+//! - [`fence`]: the Namespace watch behind that refusal; a relabel or a selector change wakes the
+//!   objects it concerns.
 //! - [`object`], [`wait`], [`error`], [`events`], [`claims`]: what the kinds share (API-server
 //!   writes, waits, step errors, events, who claims which cloud id).
 //! - [`budget`], [`leader`]: the account's API budget and leader election.
@@ -19,8 +22,8 @@
 //!
 //! Nothing in this file is imported back by the modules above: they import from each other's
 //! files, and the re-exports here only keep the public paths. [`run`] wires them: three kube-runtime
-//! controllers (sessions, filters, ProviderConfigs) and the resync loop, on one runtime, stopping
-//! together on SIGTERM / Ctrl-C.
+//! controllers (sessions, filters, ProviderConfigs), the namespace fence and the resync loop, on
+//! one runtime, stopping together on SIGTERM / Ctrl-C.
 
 pub mod backoff;
 pub mod budget;
@@ -31,6 +34,7 @@ mod context;
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod fence;
 pub mod filter;
 pub mod intent;
 pub mod inventory;
@@ -159,12 +163,20 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     info!(?config, "starting controllers");
     let (session_tx, session_rx) = mpsc::unbounded();
     let (filter_tx, filter_rx) = mpsc::unbounded();
-    let (session_run, filter_run) = object_controllers(&ctx, session_rx, filter_rx);
-    let provider_controller = providers::run_controller(ctx.clone());
+    let (fence_tx, fence_rx) = mpsc::unbounded();
+    let (wake, session_fenced, filter_fenced) = fence_wakers();
+    let (session_run, filter_run) = object_controllers(
+        &ctx,
+        (session_rx, session_fenced),
+        (filter_rx, filter_fenced),
+    );
+    let provider_controller = providers::run_controller(ctx.clone(), fence_tx);
+    let fence = fence::run(ctx.clone(), fence_rx, wake);
     let resync = resync_loop(ctx.clone(), vec![session_tx, filter_tx]);
     tokio::select! {
         _ = async { tokio::join!(session_run, filter_run, provider_controller) } => {}
         _ = resync => {}
+        _ = fence => {}
     }
     info!("controllers stopped");
     if let Some((_task, release_tx, done_rx)) = election {
@@ -174,13 +186,26 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     }
 }
 
+/// The channels through which the namespace fence ([`fence::run`]) wakes sessions and filters.
+type Fenced<K> = mpsc::UnboundedReceiver<ObjectRef<K>>;
+
+fn fence_wakers() -> (
+    fence::Wake,
+    Fenced<TrafficMirrorSession>,
+    Fenced<TrafficMirrorFilter>,
+) {
+    let (sessions, session_rx) = mpsc::unbounded();
+    let (filters, filter_rx) = mpsc::unbounded();
+    (fence::Wake { sessions, filters }, session_rx, filter_rx)
+}
+
 /// The session and filter controllers, each also watching the other kind (a filter's change wakes
-/// the sessions that reference it; a session's change wakes the filter it uses), and each
-/// reconciling everything when its resync channel fires.
+/// the sessions that reference it; a session's change wakes the filter it uses), each reconciling
+/// everything when its resync channel fires, and the objects the namespace fence names.
 fn object_controllers(
     ctx: &Arc<Context>,
-    session_rx: mpsc::UnboundedReceiver<()>,
-    filter_rx: mpsc::UnboundedReceiver<()>,
+    (session_rx, session_fenced): (mpsc::UnboundedReceiver<()>, Fenced<TrafficMirrorSession>),
+    (filter_rx, filter_fenced): (mpsc::UnboundedReceiver<()>, Fenced<TrafficMirrorFilter>),
 ) -> (
     impl std::future::Future<Output = ()> + use<>,
     impl std::future::Future<Output = ()> + use<>,
@@ -205,6 +230,7 @@ fn object_controllers(
     .with_config(concurrency.clone())
     .reconcile_all_on(session_rx)
     .reconcile_on(session_woken)
+    .reconcile_on(session_fenced)
     .shutdown_on_signal()
     .run(
         driver::reconcile::<TrafficMirrorSession>,
@@ -220,6 +246,7 @@ fn object_controllers(
     .with_config(concurrency)
     .reconcile_all_on(filter_rx)
     .reconcile_on(filter_woken)
+    .reconcile_on(filter_fenced)
     .shutdown_on_signal()
     .run(
         driver::reconcile::<TrafficMirrorFilter>,

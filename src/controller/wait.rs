@@ -101,6 +101,19 @@ pub enum Unavailable {
     /// It is being deleted: it serves the objects that already have something in the cloud (so
     /// their deletion can clean up) but takes no new users.
     Deleting,
+    /// Its `spec.namespaceSelector` does not match the object's namespace: it serves nothing
+    /// there, not even a deletion (reason `ProviderConfigNotAllowed`).
+    NotAllowed {
+        /// The object's namespace.
+        namespace: String,
+        /// The selector, as people write it (`team=a`).
+        selector: String,
+    },
+    /// It has a `spec.namespaceSelector` and the operator has not read the namespace's labels yet.
+    NamespaceNotRead {
+        /// The object's namespace.
+        namespace: String,
+    },
 }
 
 impl Unavailable {
@@ -125,6 +138,44 @@ impl Unavailable {
                 "ProviderConfig {name:?} is being deleted and takes no new users: set \
                  spec.providerConfigRef.name to another ProviderConfig (`kubectl get tmpc`)"
             ),
+            Unavailable::NotAllowed {
+                namespace,
+                selector,
+            } => format!(
+                "ProviderConfig {name:?} may not be used from namespace {namespace:?}: its \
+                 spec.namespaceSelector ({selector}) does not match the namespace's labels; label \
+                 the namespace to match (`kubectl label namespace {namespace} ...`), or set \
+                 spec.providerConfigRef.name to a ProviderConfig this namespace may use"
+            ),
+            Unavailable::NamespaceNotRead { namespace } => format!(
+                "ProviderConfig {name:?} has a spec.namespaceSelector and the operator has not \
+                 read the labels of namespace {namespace:?} yet; looking again when it has"
+            ),
+        }
+    }
+
+    /// The condition reason: a namespace the selector refuses has its own, so it can be told
+    /// apart from a ProviderConfig that is merely not ready.
+    fn reason(&self) -> &'static str {
+        match self {
+            Unavailable::NotAllowed { .. } => reason::PROVIDER_CONFIG_NOT_ALLOWED,
+            _ => reason::PROVIDER_CONFIG_NOT_READY,
+        }
+    }
+
+    /// The ways out of a deletion that waits for this ProviderConfig.
+    fn deletion_way_out(&self, noun: &str) -> String {
+        let orphan = format!(
+            "set spec.deletionPolicy: Orphan to leave the {noun} in place and finish the deletion"
+        );
+        match self {
+            Unavailable::NotAllowed { .. } => format!(
+                ". The {noun} cannot be deleted from this namespace: label the namespace to match \
+                 the selector, or {orphan}"
+            ),
+            _ => format!(
+                ". The {noun} cannot be deleted without it: restore the ProviderConfig, or {orphan}"
+            ),
         }
     }
 }
@@ -135,13 +186,10 @@ impl Unavailable {
 pub fn provider_not_ready(name: &str, why: &Unavailable, noun: &str, deleting: bool) -> Wait {
     let mut message = why.describe(name);
     if deleting {
-        message.push_str(&format!(
-            ". The {noun} cannot be deleted without it: restore the ProviderConfig, or set \
-             spec.deletionPolicy: Orphan to leave the {noun} in place and finish the deletion"
-        ));
+        message.push_str(&why.deletion_way_out(noun));
     }
     Wait {
-        reason: reason::PROVIDER_CONFIG_NOT_READY,
+        reason: why.reason(),
         message,
         retry: Retry::Dependency,
     }

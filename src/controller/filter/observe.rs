@@ -86,9 +86,11 @@ fn unread(
         created,
     );
     let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
-    let (provider, provider_unavailable) = ctx
-        .providers
-        .serve(&d.spec.provider_config_ref.name, new_user);
+    let (provider, provider_unavailable) = ctx.providers.serve(
+        &d.spec.provider_config_ref.name,
+        &obj.namespace().unwrap_or_default(),
+        new_user,
+    );
     let o = Observed {
         provider_unavailable,
         cloud: CloudState::NotRead,

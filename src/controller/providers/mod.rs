@@ -15,6 +15,7 @@
 
 pub mod check;
 pub mod error;
+pub mod namespaces;
 mod reconcile;
 pub mod registry;
 pub mod usage;
@@ -30,9 +31,11 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use super::context::Context;
+use super::fence::Change;
 use crate::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
 pub use check::CheckError;
 pub use error::ProviderError;
+use futures::channel::mpsc::UnboundedSender;
 pub use reconcile::{KIND, ProviderContext, error_policy, reconcile};
 pub use registry::{Deleted, Provider, Registry};
 pub use usage::FINALIZER;
@@ -96,7 +99,10 @@ where
 /// watched too, so editing the credentials re-checks every ProviderConfig that references them; sessions and filters are
 /// watched into the usage index, and a change of anyone's references re-runs the ProviderConfigs
 /// (so the last user's deletion releases a ProviderConfig that waits for it, without polling).
-pub async fn run_controller(ctx: Arc<Context>) {
+///
+/// Every ProviderConfig the cache takes in is also told to `fence` (its `spec.namespaceSelector`),
+/// after the cache holds it, so the objects a new selector lets in or shuts out look again at once.
+pub async fn run_controller(ctx: Arc<Context>, fence: UnboundedSender<Change>) {
     let pctx = Arc::new(ProviderContext {
         ctx: ctx.clone(),
         usage: Mutex::new(UsageIndex::default()),
@@ -108,7 +114,7 @@ pub async fn run_controller(ctx: Arc<Context>) {
         wc = wc.labels(sel);
     }
     let (store, writer) = reflector::store();
-    let controller = Controller::for_stream(spec_changes(writer, api, wc), store.clone());
+    let controller = Controller::for_stream(spec_changes(writer, api, wc, fence), store.clone());
     ctx.providers.attach(store.clone());
     // Only the credentials namespace: the operator's Role grants Secrets there and nowhere else.
     let secrets: Api<Secret> =
@@ -137,9 +143,16 @@ fn spec_changes(
     writer: reflector::store::Writer<ProviderConfig>,
     api: Api<ProviderConfig>,
     wc: watcher::Config,
+    fence: UnboundedSender<Change>,
 ) -> impl Stream<Item = Result<ProviderConfig, watcher::Error>> + Send + 'static {
     reflector::reflector(writer, watcher(api, wc).default_backoff())
         .applied_objects()
+        .inspect(move |pc| {
+            if let Ok(pc) = pc {
+                let selector = pc.spec.namespace_selector.clone();
+                let _ = fence.unbounded_send(Change::ProviderConfig(pc.name_any(), selector));
+            }
+        })
         .predicate_filter(predicates::generation, PredicateConfig::default())
 }
 

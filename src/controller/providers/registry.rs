@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::super::budget::{self, Budget};
 use super::super::inventory::{Inventory, Known, Listed};
 use super::super::metered::metered;
 use super::super::wait::Unavailable;
+use super::namespaces::{self, Admits};
 use crate::api::{ProviderConfig, RateLimit};
 use crate::cloud::{CloudError, VpcClient};
 use crate::telemetry::Metrics;
@@ -146,6 +149,8 @@ pub struct Registry {
     /// The ProviderConfig controller's cache: a provider whose ProviderConfig was deleted stops being
     /// served (kube-runtime does not reconcile deleted objects, so the registry asks the cache).
     live: OnceLock<Store<ProviderConfig>>,
+    /// The Namespaces' labels (metadata only), for `spec.namespaceSelector`.
+    namespaces: OnceLock<Store<PartialObjectMeta<Namespace>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -168,20 +173,29 @@ impl Registry {
         }
     }
 
-    /// The provider that serves an object using ProviderConfig `name`, or why none can (exactly one
-    /// of the two is `Some`: the pair is what an observation records). `new_user`:
-    /// the object has nothing in the cloud yet (no id, no create in flight). A ProviderConfig being
-    /// deleted serves only objects that have something there (so their own deletion can clean up)
-    /// and takes no new users, or its deletion would wait on objects it should never have served.
+    /// The provider that serves an object in `namespace` using ProviderConfig `name`, or why none
+    /// can (exactly one of the two is `Some`: the pair is what an observation records). `new_user`:
+    /// the object has nothing in the cloud yet (no id, no create in flight). A ProviderConfig whose
+    /// `spec.namespaceSelector` does not match the namespace serves nothing there, not even a
+    /// deletion (every session, filter and anything that builds them observes through here, so
+    /// this one check fences them all). A ProviderConfig being deleted serves only objects that
+    /// have something there (so their own deletion can clean up) and takes no new users, or its
+    /// deletion would wait on objects it should never have served.
     pub fn serve(
         &self,
         name: &str,
+        namespace: &str,
         new_user: bool,
     ) -> (Option<Arc<Provider>>, Option<Unavailable>) {
         let live = self
             .live
             .get()
             .map(|store| store.get(&ObjectRef::new(name)));
+        if let Some(Some(pc)) = &live
+            && let Some(why) = self.refuses(pc, namespace)
+        {
+            return (None, Some(why));
+        }
         let deleting = matches!(&live, Some(Some(pc)) if pc.metadata.deletion_timestamp.is_some());
         if deleting && new_user {
             return (None, Some(Unavailable::Deleting));
@@ -219,6 +233,33 @@ impl Registry {
     /// Connects the registry to the ProviderConfig cache (once, at start).
     pub fn attach(&self, store: Store<ProviderConfig>) {
         let _ = self.live.set(store);
+    }
+
+    /// Connects the registry to the Namespace cache (once, at start).
+    pub fn attach_namespaces(&self, store: Store<PartialObjectMeta<Namespace>>) {
+        let _ = self.namespaces.set(store);
+    }
+
+    /// Why `pc` may not serve objects in `namespace` ([`namespaces::admits`]), if it may not.
+    fn refuses(&self, pc: &ProviderConfig, namespace: &str) -> Option<Unavailable> {
+        let selector = pc.spec.namespace_selector.as_ref()?;
+        let ns = self
+            .namespaces
+            .get()
+            .and_then(|store| store.get(&ObjectRef::new(namespace)));
+        let labels = ns
+            .as_ref()
+            .map(|n| n.metadata.labels.clone().unwrap_or_default());
+        match namespaces::admits(Some(selector), labels.as_ref()) {
+            Admits::Yes => None,
+            Admits::No { selector } => Some(Unavailable::NotAllowed {
+                namespace: namespace.to_string(),
+                selector,
+            }),
+            Admits::Unknown => Some(Unavailable::NamespaceNotRead {
+                namespace: namespace.to_string(),
+            }),
+        }
     }
 
     fn is_live(&self, name: &str) -> bool {

@@ -58,9 +58,11 @@ pub async fn observe(
         created,
     );
     let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
-    let (provider, provider_unavailable) = ctx
-        .providers
-        .serve(&d.spec.provider_config_ref.name, new_user);
+    let (provider, provider_unavailable) = ctx.providers.serve(
+        &d.spec.provider_config_ref.name,
+        &obj.namespace().unwrap_or_default(),
+        new_user,
+    );
     let mut o = Observed {
         provider_unavailable,
         filter: FilterState::NotRead,

@@ -344,3 +344,70 @@ fn confirming_and_cleanup_conflicts_say_what_happens_next() {
         w.message
     );
 }
+
+#[test]
+fn a_refused_namespace_has_its_own_reason_and_names_the_ways_out() {
+    let why = Unavailable::NotAllowed {
+        namespace: "team-b".into(),
+        selector: "team=a".into(),
+    };
+    let apply = provider_not_ready("shared", &why, "cloud session", false);
+    assert_eq!(apply.reason, reason::PROVIDER_CONFIG_NOT_ALLOWED);
+    for part in [
+        "\"shared\"",
+        "\"team-b\"",
+        "(team=a)",
+        "kubectl label namespace team-b",
+    ] {
+        assert!(apply.message.contains(part), "{part}: {}", apply.message);
+    }
+    assert!(!apply.message.contains("Orphan"), "{}", apply.message);
+    let delete = provider_not_ready("shared", &why, "cloud session", true);
+    for part in [
+        "label the namespace to match",
+        "spec.deletionPolicy: Orphan",
+    ] {
+        assert!(delete.message.contains(part), "{part}: {}", delete.message);
+    }
+    assert!(
+        !delete.message.contains("restore the ProviderConfig"),
+        "{}",
+        delete.message
+    );
+    // Labels not read yet: a short wait, not a refusal.
+    let unread = Unavailable::NamespaceNotRead {
+        namespace: "team-b".into(),
+    };
+    let w = provider_not_ready("shared", &unread, "cloud filter", false);
+    assert_eq!(
+        (w.reason, w.retry),
+        (reason::PROVIDER_CONFIG_NOT_READY, Retry::Dependency)
+    );
+}
+
+#[test]
+fn a_refused_object_with_a_cloud_id_keeps_the_orphan_way_out() {
+    let why = Unavailable::NotAllowed {
+        namespace: "team-b".into(),
+        selector: "team=a".into(),
+    };
+    let facts = |keep| CleanupFacts {
+        keep,
+        known_id: Some("s-1"),
+        intent: None,
+        provider: ("shared", Some(&why)),
+        noun: "cloud session",
+        blocked: None,
+    };
+    let never = |_: &CreateIntent| -> Resolution<CloudSession> { Resolution::CreateAgain };
+    assert_eq!(
+        cleanup(facts(true), never),
+        Cleanup::Release {
+            orphaned: Some("s-1".into())
+        }
+    );
+    match cleanup(facts(false), never) {
+        Cleanup::Wait(w) => assert_eq!(w.reason, reason::PROVIDER_CONFIG_NOT_ALLOWED),
+        other => panic!("{other:?}"),
+    }
+}

@@ -6,7 +6,7 @@
 --  1. no status, or status.observedGeneration missing or < metadata.generation: Progressing
 --  2. no Ready condition, or its observedGeneration < metadata.generation: Progressing
 --  3. Ready=False with a terminal reason (NameConflict, AlreadyManaged, Drifted, SessionNotFound,
---     FilterNotFound, SessionIdRequired, SecretInvalid): Degraded
+--     FilterNotFound, SessionIdRequired, SecretInvalid, ProviderConfigNotAllowed): Degraded
 --  4. Synced=False with a reason that is not a wait (a cloud error code, Timeout, ConnectionFailed,
 --     KubernetesError, a terminal reason, any reason unknown to this script): Degraded
 --  5. Ready=True: Healthy
@@ -22,6 +22,7 @@ local waits = {
 local terminal = {
   NameConflict = true, AlreadyManaged = true, Drifted = true, SessionNotFound = true,
   FilterNotFound = true, SessionIdRequired = true, SecretInvalid = true,
+  ProviderConfigNotAllowed = true,
 }
 
 local function condition(status, type)
