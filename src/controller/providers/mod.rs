@@ -17,6 +17,7 @@ pub mod check;
 pub mod error;
 mod reconcile;
 pub mod registry;
+mod source;
 pub mod usage;
 
 use std::sync::{Arc, Mutex};
@@ -183,8 +184,10 @@ fn users_of_secret(
         .state()
         .into_iter()
         .filter(|pc| {
-            let r = &pc.spec.credentials.secret_ref;
-            r.namespace == ns && r.name == name
+            pc.spec
+                .credentials
+                .secret()
+                .is_some_and(|r| r.namespace == ns && r.name == name)
         })
         .map(|pc| ObjectRef::from_obj(&*pc))
         .collect()
