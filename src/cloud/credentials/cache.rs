@@ -145,13 +145,62 @@ impl Refreshing {
     /// the cooldown: the refused credential is no use while it lasts.
     pub fn invalidate(&self, used: &Credentials) {
         let mut state = self.state();
-        if state
-            .current
-            .as_ref()
-            .is_some_and(|(c, _)| c.access_key == used.access_key)
-        {
+        if state.current.as_ref().is_some_and(|(c, _)| **c == *used) {
             state.current = None;
             state.failure = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A cache whose refresh really fails: assuming an agency at a port nobody listens on.
+    fn unreachable(cooldown: Duration) -> (Arc<Refreshing>, Arc<AtomicUsize>) {
+        let refreshes = Arc::new(AtomicUsize::new(0));
+        let counted = refreshes.clone();
+        let assume = AssumeAgency::new("http://127.0.0.1:9", "agency", "domain", 900).unwrap();
+        let cache = Refreshing::new(
+            Base::Static(Credentials::new("AK", "SK")),
+            Some(assume),
+            cooldown,
+        )
+        .observed(Arc::new(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }));
+        (Arc::new(cache), refreshes)
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_refresh_and_the_cooldown_holds() {
+        let (cache, refreshes) = unreachable(Duration::from_secs(60));
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.current().await })
+            })
+            .collect();
+        for c in callers {
+            let e = c.await.unwrap().unwrap_err();
+            assert_eq!(e.reason(), "IAMUnreachable", "{e}");
+        }
+        assert_eq!(
+            refreshes.load(Ordering::SeqCst),
+            1,
+            "one refresh for 8 callers"
+        );
+        // Within the cooldown the failure is answered again without asking.
+        assert!(cache.current().await.is_err());
+        assert_eq!(refreshes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn after_the_cooldown_the_source_is_asked_again() {
+        let (cache, refreshes) = unreachable(Duration::ZERO);
+        assert!(cache.current().await.is_err());
+        assert!(cache.current().await.is_err());
+        assert_eq!(refreshes.load(Ordering::SeqCst), 2);
     }
 }
