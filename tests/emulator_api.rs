@@ -1965,3 +1965,853 @@ proptest! {
         }
     }
 }
+
+// ----- ports -------------------------------------------------------------------------------------
+
+impl Api {
+    /// Signed call to `/v3/{project}/ports{target}` (the port API is not under `/vpc`).
+    async fn ports(&self, method: &str, target: &str, body: Option<Value>) -> Reply {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let full = format!("/v3/{PROJECT}/ports{target}");
+        self.raw(method, &full, &bytes, Utc::now(), |_| {})
+            .await
+            .expect("request")
+    }
+
+    async fn seed_port(&self, id: &str, ip: &str, tags: Value) -> Reply {
+        let port = json!({
+            "id": id, "name": format!("nic-{id}"), "device_id": format!("server-{id}"),
+            "device_owner": "compute:az1", "vpc_id": "vpc-1",
+            "private_ips": [{"subnet_cidr_id": "subnet-1", "ip_address": ip}],
+            "tags": tags, "zone_id": "az1"
+        });
+        self.admin(reqwest::Method::POST, "ports", Some(port)).await
+    }
+
+    async fn unseed_port(&self, id: &str) -> Reply {
+        self.admin(reqwest::Method::DELETE, &format!("ports/{id}"), None)
+            .await
+    }
+}
+
+fn ids_of(list: &Value, key: &str, id_key: &str) -> Vec<String> {
+    list[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} array in {list}"))
+        .iter()
+        .map(|p| p[id_key].as_str().expect("id").to_string())
+        .collect()
+}
+
+async fn seed_three_ports(api: &Api) {
+    for (id, ip, tags) in [
+        (
+            "port-a",
+            "10.0.0.1",
+            json!([{"key": "role", "value": "web"}]),
+        ),
+        (
+            "port-b",
+            "10.0.0.2",
+            json!([{"key": "role", "value": "db"}]),
+        ),
+        ("port-c", "10.0.0.3", json!([])),
+    ] {
+        let r = api.seed_port(id, ip, tags).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn ports_are_listed_filtered_paged_and_shown() {
+    let (_emu, api) = start().await;
+    seed_three_ports(&api).await;
+    let r = api.ports("GET", "?device_id=server-port-b", None).await;
+    r.expect(200, "");
+    assert_eq!(ids_of(&r.body, "ports", "id"), ["port-b"]);
+    assert_eq!(
+        r.body["ports"][0]["zone_id"], "az1",
+        "seeded extra fields are answered"
+    );
+    assert_eq!(r.body["ports"][0]["status"], "ACTIVE");
+    let by_ip = "?private_ips=ip_address%3D10.0.0.1&private_ips=ip_address%3D10.0.0.3&vpc_id=vpc-1";
+    let r = api.ports("GET", by_ip, None).await;
+    assert_eq!(ids_of(&r.body, "ports", "id"), ["port-a", "port-c"]);
+    let r = api.ports("GET", "?vpc_id=vpc-2", None).await;
+    assert_eq!(r.body["page_info"], json!({"current_count": 0}));
+    // Paging by marker.
+    let r = api.ports("GET", "?limit=2", None).await;
+    assert_eq!(ids_of(&r.body, "ports", "id"), ["port-a", "port-b"]);
+    assert_eq!(
+        r.body["page_info"],
+        json!({"previous_marker": "port-a", "current_count": 2, "next_marker": "port-b"})
+    );
+    let r = api.ports("GET", "?limit=2&marker=port-b", None).await;
+    assert_eq!(ids_of(&r.body, "ports", "id"), ["port-c"]);
+    assert!(r.body["page_info"].get("next_marker").is_none());
+    api.ports("GET", "?marker=nope", None)
+        .await
+        .expect(400, "VPC.0002");
+    // Show.
+    let r = api.ports("GET", "/port-a", None).await;
+    r.expect(200, "");
+    assert_eq!(r.body["port"]["private_ips"][0]["ip_address"], "10.0.0.1");
+    assert!(r.body["request_id"].is_string());
+    api.ports("GET", "/port-z", None)
+        .await
+        .expect(404, "VPC.1301");
+    api.ports("DELETE", "/port-a", None)
+        .await
+        .expect(404, "APIGW.0101");
+}
+
+#[tokio::test]
+async fn ports_are_listed_by_tags() {
+    let (_emu, api) = start().await;
+    seed_three_ports(&api).await;
+    let path = "/resource-instances/filter";
+    let body = json!({"tags": [{"key": "role", "values": ["web", "db"]}]});
+    let r = api.ports("POST", path, Some(body)).await;
+    r.expect(200, "");
+    assert_eq!(
+        ids_of(&r.body, "resources", "resource_id"),
+        ["port-a", "port-b"]
+    );
+    assert_eq!(r.body["total_count"], 2);
+    assert_eq!(
+        r.body["resources"][1]["tags"],
+        json!([{"key": "role", "value": "db"}])
+    );
+    let any_role = json!({"tags": [{"key": "role", "values": []}]});
+    let r = api
+        .ports("POST", &format!("{path}?limit=1&offset=1"), Some(any_role))
+        .await;
+    assert_eq!(ids_of(&r.body, "resources", "resource_id"), ["port-b"]);
+    assert_eq!(r.body["total_count"], 2);
+    let both = json!({"tags": [{"key": "role", "values": ["web"]}, {"key": "env", "values": []}]});
+    let r = api.ports("POST", path, Some(both)).await;
+    assert_eq!(r.body["total_count"], 0);
+    let dup = json!({"tags": [{"key": "role", "values": []}, {"key": "role", "values": []}]});
+    api.ports("POST", path, Some(dup))
+        .await
+        .expect(400, "VPC.0002");
+}
+
+#[tokio::test]
+async fn port_calls_are_signed_logged_and_fault_injectable() {
+    let (_emu, api) = start().await;
+    seed_three_ports(&api).await;
+    let unsigned = api
+        .raw(
+            "GET",
+            &format!("/v3/{PROJECT}/ports"),
+            b"",
+            Utc::now(),
+            |h| h.retain(|(n, _)| n != "Authorization"),
+        )
+        .await
+        .expect("request");
+    unsigned.expect(401, "APIGW.0301");
+    let foreign = Api::new(api.url.clone());
+    foreign
+        .raw("GET", "/v3/otherproject/ports", b"", Utc::now(), |_| {})
+        .await
+        .expect("request")
+        .expect(403, "APIGW.0302");
+    api.fault(json!({"path_contains": "/ports", "status": 503, "times": 1}))
+        .await;
+    api.ports("GET", "", None).await.expect(503, "VPC.9999");
+    api.ports("GET", "", None).await.expect(200, "");
+    let calls = api.calls().await;
+    let port_calls: Vec<u64> = calls
+        .iter()
+        .filter(|c| c["path"].as_str().is_some_and(|p| p.ends_with("/ports")))
+        .map(|c| c["status"].as_u64().expect("status"))
+        .collect();
+    assert_eq!(port_calls, [401, 403, 503, 200], "{calls:?}");
+}
+
+#[tokio::test]
+async fn removing_a_port_removes_it_from_every_sessions_sources() {
+    let (_emu, api) = start().await;
+    seed_three_ports(&api).await;
+    let fid = api.filter("f").await;
+    let mut sids = Vec::new();
+    for (name, sources) in [
+        ("s1", json!(["port-a", "port-b"])),
+        ("s2", json!(["port-a"])),
+    ] {
+        let mut body = session_body(&fid, name);
+        body["traffic_mirror_sources"] = sources;
+        let r = api.session(body).await;
+        r.expect(201, "");
+        sids.push(
+            r.body["traffic_mirror_session"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    assert_eq!(api.unseed_port("port-a").await.status, 204);
+    let sources = |r: &Reply| r.body["traffic_mirror_session"]["traffic_mirror_sources"].clone();
+    let s1 = api
+        .call(
+            "GET",
+            &format!("/traffic-mirror-sessions/{}", sids[0]),
+            None,
+        )
+        .await;
+    assert_eq!(sources(&s1), json!(["port-b"]));
+    let s2 = api
+        .call(
+            "GET",
+            &format!("/traffic-mirror-sessions/{}", sids[1]),
+            None,
+        )
+        .await;
+    assert_eq!(sources(&s2), json!([]));
+    api.ports("GET", "/port-a", None)
+        .await
+        .expect(404, "VPC.1301");
+    api.unseed_port("port-a").await.expect(404, "VPC.1301");
+    // The state dump has the ports; a reset clears them.
+    let state = api.admin(reqwest::Method::GET, "state", None).await;
+    assert_eq!(ids_of(&state.body, "ports", "id"), ["port-b", "port-c"]);
+    assert_eq!(
+        api.admin(reqwest::Method::POST, "reset", None).await.status,
+        204
+    );
+    let r = api.ports("GET", "", None).await;
+    assert_eq!(r.body["ports"], json!([]));
+    // An invalid port is refused by the admin API.
+    let bad = api
+        .admin(reqwest::Method::POST, "ports", Some(json!({"id": "x"})))
+        .await;
+    assert_eq!((bad.status, bad.code()), (400, "VPC.0001"), "{}", bad.body);
+}
+
+#[tokio::test]
+async fn check_ports_refuses_unknown_sources_only_when_asked() {
+    let mut cfg = config();
+    cfg.check_ports = true;
+    let emu = Emulator::start(cfg).await.expect("start");
+    let api = Api::new(emu.url());
+    seed_three_ports(&api).await;
+    let fid = api.filter("f").await;
+    let mut body = session_body(&fid, "s");
+    body["traffic_mirror_sources"] = json!(["port-a", "port-unknown"]);
+    let r = api.session(body.clone()).await;
+    r.expect(400, "VPC.1005");
+    assert!(
+        r.body["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("port-unknown")
+    );
+    body["traffic_mirror_sources"] = json!(["port-a"]);
+    let r = api.session(body.clone()).await;
+    r.expect(201, "");
+    let sid = r.body["traffic_mirror_session"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let add =
+        |sources: Value| json!({"traffic_mirror_session": {"traffic_mirror_sources": sources}});
+    let target = format!("/traffic-mirror-sessions/{sid}/add-sources");
+    api.call("PUT", &target, Some(add(json!(["port-unknown"]))))
+        .await
+        .expect(400, "VPC.1005");
+    api.call("PUT", &target, Some(add(json!(["port-b"]))))
+        .await
+        .expect(200, "");
+    let state = api.admin(reqwest::Method::GET, "state", None).await;
+    assert_eq!(
+        state.body["sessions"].as_array().expect("sessions").len(),
+        1
+    );
+
+    // Without the flag, unknown ports are still accepted.
+    let (_plain, api) = start().await;
+    let fid = api.filter("f").await;
+    body["traffic_mirror_filter_id"] = json!(fid);
+    body["traffic_mirror_sources"] = json!(["port-unknown"]);
+    api.session(body).await.expect(201, "");
+}
+
+#[tokio::test]
+async fn seeded_ports_persist_in_the_state_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.state_file = Some(dir.path().join("state.json"));
+    let first = Emulator::start(cfg.clone()).await.expect("start");
+    seed_three_ports(&Api::new(first.url())).await;
+    first.shutdown().await;
+    let second = Emulator::start(cfg).await.expect("restart");
+    let r = Api::new(second.url()).ports("GET", "", None).await;
+    assert_eq!(
+        ids_of(&r.body, "ports", "id"),
+        ["port-a", "port-b", "port-c"]
+    );
+}
+
+#[test]
+fn check_ports_flag_is_documented() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--check-ports"), "{help}");
+}
+
+// ----- identity ----------------------------------------------------------------------------------
+
+const ISSUER: &str = "https://oidc.cluster.example";
+const AUDIENCE: &str = "huaweicloud-iam";
+const SUBJECT: &str = "system:serviceaccount:mirror:operator";
+
+fn identity_fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/identity/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(path).expect("identity fixture")
+}
+
+/// An ID token signed with a fixture key; `claims` override the valid defaults.
+fn id_token(key: &str, claims: Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let now = Utc::now().timestamp();
+    let mut all =
+        json!({"iss": ISSUER, "aud": AUDIENCE, "sub": SUBJECT, "iat": now, "exp": now + 600});
+    if let (Value::Object(a), Value::Object(c)) = (&mut all, claims) {
+        a.extend(c);
+    }
+    let pem = identity_fixture(key);
+    let (alg, kid, key) = if key.starts_with("ec") {
+        let k = EncodingKey::from_ec_pem(&pem).expect("ec key");
+        (Algorithm::ES256, "ec-1", k)
+    } else {
+        let k = EncodingKey::from_rsa_pem(&pem).expect("rsa key");
+        (Algorithm::RS256, "rsa-1", k)
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &all, &key).expect("sign")
+}
+
+impl Api {
+    async fn register_idp(&self, subjects: Value) {
+        let jwks: Value = serde_json::from_slice(&identity_fixture("jwks.json")).expect("jwks");
+        let idp = json!({"id": "cce-oidc", "issuer": ISSUER, "audience": AUDIENCE, "jwks": jwks,
+                         "subjects": subjects});
+        let r = self
+            .admin(reqwest::Method::POST, "identity-providers", Some(idp))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    /// Unsigned request to an identity path.
+    async fn unsigned(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.http.request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+            format!("{}{path}", self.url),
+        );
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn exchange_id_token(&self, token: &str) -> Reply {
+        let body = json!({"auth": {"id_token": {"id": token}}});
+        self.unsigned(
+            "POST",
+            "/v3.0/OS-AUTH/id-token/tokens",
+            &[("X-Idp-Id", "cce-oidc")],
+            Some(body),
+        )
+        .await
+    }
+
+    async fn security_token_by_token(&self, subject_token: &str, duration: Option<u64>) -> Reply {
+        let mut token = json!({"id": subject_token});
+        if let Some(d) = duration {
+            token["duration_seconds"] = json!(d);
+        }
+        let body = json!({"auth": {"identity": {"methods": ["token"], "token": token}}});
+        self.unsigned(
+            "POST",
+            "/v3.0/OS-CREDENTIAL/securitytokens",
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    /// The full federated flow: a temporary credential.
+    async fn federated_credential(&self) -> Credentials {
+        let r = self
+            .exchange_id_token(&id_token("rsa-key.pem", json!({})))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let subject = header_str(&r, "x-subject-token");
+        let r = self.security_token_by_token(&subject, None).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        temporary_of(&r.body)
+    }
+
+    async fn list_sessions_with(&self, creds: Credentials) -> Reply {
+        let api = Api::new(self.url.clone()).with_signer(Signer::new(creds));
+        api.call("GET", "/traffic-mirror-sessions", None).await
+    }
+}
+
+fn header_str(r: &Reply, name: &str) -> String {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("header {name} in {:?}", r.headers))
+        .to_string()
+}
+
+fn temporary_of(body: &Value) -> Credentials {
+    let c = &body["credential"];
+    let mut creds = Credentials::new(
+        c["access"].as_str().expect("access"),
+        c["secret"].as_str().expect("secret"),
+    );
+    creds.security_token = Some(c["securitytoken"].as_str().expect("token").to_string());
+    creds
+}
+
+fn is_iam_time(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.6fZ").is_ok() && s.len() == 27
+    })
+}
+
+#[tokio::test]
+async fn federated_exchange_issues_credentials_the_vpc_api_accepts() {
+    let (_emu, api) = start().await;
+    api.register_idp(json!([])).await;
+    let r = api
+        .exchange_id_token(&id_token("rsa-key.pem", json!({})))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let subject = header_str(&r, "x-subject-token");
+    assert!(!header_str(&r, "x-request-id").is_empty());
+    assert_eq!(r.body["token"]["methods"], json!(["mapped"]));
+    assert_eq!(
+        r.body["token"]["user"]["OS-FEDERATION"]["identity_provider"]["id"],
+        "cce-oidc"
+    );
+    assert!(is_iam_time(&r.body["token"]["expires_at"]), "{}", r.body);
+    // ES256 tokens are accepted too.
+    let es = api
+        .exchange_id_token(&id_token("ec-key.pem", json!({})))
+        .await;
+    assert_eq!(es.status, 201, "{}", es.body);
+
+    // Omitted duration_seconds: 900 s.
+    let before = Utc::now();
+    let r = api.security_token_by_token(&subject, None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let expires = &r.body["credential"]["expires_at"];
+    assert!(is_iam_time(expires), "{}", r.body);
+    let at = chrono::NaiveDateTime::parse_from_str(
+        expires.as_str().expect("str"),
+        "%Y-%m-%dT%H:%M:%S%.6fZ",
+    )
+    .expect("time")
+    .and_utc();
+    let secs = (at - before).num_seconds();
+    assert!((899..=901).contains(&secs), "{secs}");
+    let creds = temporary_of(&r.body);
+    api.list_sessions_with(creds.clone()).await.expect(200, "");
+
+    // Without the security token, or with another one: the gateway's 401.
+    let mut without = creds.clone();
+    without.security_token = None;
+    let r = api.list_sessions_with(without).await;
+    r.expect(401, "APIGW.0301");
+    assert!(
+        r.body["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("X-Security-Token"),
+        "{}",
+        r.body
+    );
+    let mut other = creds;
+    other.security_token = Some("not-the-token".into());
+    api.list_sessions_with(other)
+        .await
+        .expect(401, "APIGW.0301");
+
+    // X-Auth-Token wins over the body; durations are checked.
+    let body = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": "bogus"}}}});
+    let path = "/v3.0/OS-CREDENTIAL/securitytokens";
+    let r = api
+        .unsigned("POST", path, &[("X-Auth-Token", &subject)], Some(body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let body = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": subject}}}});
+    let r = api
+        .unsigned("POST", path, &[("X-Auth-Token", "bogus")], Some(body))
+        .await;
+    r.expect(401, "IAM.0001");
+    api.security_token_by_token(&subject, Some(899))
+        .await
+        .expect(400, "IAM.0011");
+    api.security_token_by_token(&subject, Some(86_401))
+        .await
+        .expect(400, "IAM.0011");
+    api.security_token_by_token(&subject, Some(86_400))
+        .await
+        .expect(201, "");
+    api.security_token_by_token("unknown-token", None)
+        .await
+        .expect(401, "IAM.0001");
+
+    // The call log has the IAM calls, without the tokens.
+    let calls = api.calls().await;
+    let exchanges: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["path"] == "/v3.0/OS-AUTH/id-token/tokens")
+        .collect();
+    assert_eq!(exchanges.len(), 2);
+    assert_eq!(exchanges[0]["body"]["auth"]["id_token"]["id"], "***");
+    assert!(
+        !serde_json::to_string(&calls)
+            .expect("json")
+            .contains(&subject)
+    );
+}
+
+#[tokio::test]
+async fn id_tokens_are_verified_against_the_identity_provider() {
+    let (_emu, api) = start().await;
+    api.register_idp(json!([SUBJECT])).await;
+    let now = Utc::now().timestamp();
+    let cases = [
+        ("forged signature", id_token("other-rsa-key.pem", json!({}))),
+        (
+            "wrong audience",
+            id_token("rsa-key.pem", json!({"aud": "someone-else"})),
+        ),
+        (
+            "wrong issuer",
+            id_token("rsa-key.pem", json!({"iss": "https://evil.example"})),
+        ),
+        (
+            "expired",
+            id_token("rsa-key.pem", json!({"exp": now - 600})),
+        ),
+        (
+            "subject not allowed",
+            id_token("rsa-key.pem", json!({"sub": "system:serviceaccount:x:y"})),
+        ),
+    ];
+    for (what, token) in cases {
+        let r = api.exchange_id_token(&token).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (401, "IAM.0001"),
+            "{what}: {}",
+            r.body
+        );
+        assert!(r.headers.get("x-subject-token").is_none(), "{what}");
+    }
+    api.exchange_id_token(&id_token("rsa-key.pem", json!({})))
+        .await
+        .expect(201, "");
+    let body = json!({"auth": {"id_token": {"id": id_token("rsa-key.pem", json!({}))}}});
+    let path = "/v3.0/OS-AUTH/id-token/tokens";
+    api.unsigned(
+        "POST",
+        path,
+        &[("X-Idp-Id", "no-such-idp")],
+        Some(body.clone()),
+    )
+    .await
+    .expect(404, "IAM.0004");
+    api.unsigned("POST", path, &[], Some(body))
+        .await
+        .expect(400, "IAM.0011");
+    api.unsigned(
+        "POST",
+        path,
+        &[("X-Idp-Id", "cce-oidc")],
+        Some(json!({"auth": {}})),
+    )
+    .await
+    .expect(400, "IAM.0011");
+    // A JWKS that is not one is refused at registration.
+    let bad = json!({"id": "x", "issuer": ISSUER, "audience": AUDIENCE, "jwks": {"keys": [{"kty": "RSA"}]}});
+    let r = api
+        .admin(reqwest::Method::POST, "identity-providers", Some(bad))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[tokio::test]
+async fn temporary_credentials_stop_working_when_they_expire() {
+    let mut cfg = config();
+    cfg.credential_lifetime = Some(Duration::from_secs(2));
+    let emu = Emulator::start(cfg).await.expect("start");
+    let api = Api::new(emu.url());
+    api.register_idp(json!([])).await;
+    let creds = api.federated_credential().await;
+    api.list_sessions_with(creds.clone()).await.expect(200, "");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let expired = loop {
+        let r = api.list_sessions_with(creds.clone()).await;
+        if r.status != 200 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the 2 s credential still works after 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    expired.expect(401, "APIGW.0301");
+    assert!(
+        expired.body["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("expired"),
+        "{}",
+        expired.body
+    );
+}
+
+#[tokio::test]
+async fn assume_role_needs_a_signature_and_a_registered_agency() {
+    let (_emu, api) = start().await;
+    let agency =
+        json!({"domain_name": "acme", "domain_id": "acme-id", "agency_name": "mirror-ops"});
+    let r = api
+        .admin(reqwest::Method::POST, "agencies", Some(agency))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let assume = |domain_key: &str, domain: &str, agency: &str| {
+        json!({"auth": {"identity": {"methods": ["assume_role"],
+               "assume_role": {domain_key: domain, "agency_name": agency, "duration_seconds": 3600}}}})
+    };
+    let path = "/v3.0/OS-CREDENTIAL/securitytokens";
+    let signed = |api: &Api, body: Value| {
+        let bytes = body.to_string().into_bytes();
+        let api_url = api.url.clone();
+        let signer = Signer::new(Credentials::new(AK, SK));
+        async move {
+            Api::new(api_url)
+                .with_signer(signer)
+                .raw("POST", path, &bytes, Utc::now(), |_| {})
+                .await
+                .expect("request")
+        }
+    };
+    // Unsigned: IAM's 401.
+    api.unsigned(
+        "POST",
+        path,
+        &[],
+        Some(assume("domain_name", "acme", "mirror-ops")),
+    )
+    .await
+    .expect(401, "IAM.0001");
+    // Signed with the permanent credential, by domain name or id.
+    let r = signed(&api, assume("domain_name", "acme", "mirror-ops")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(is_iam_time(&r.body["credential"]["expires_at"]));
+    let temp = temporary_of(&r.body);
+    signed(&api, assume("domain_id", "acme-id", "mirror-ops"))
+        .await
+        .expect(201, "");
+    signed(&api, assume("domain_name", "acme", "other"))
+        .await
+        .expect(404, "IAM.0004");
+    // Signed with a temporary credential (chained), which needs its security token.
+    let chained = assume("domain_name", "acme", "mirror-ops")
+        .to_string()
+        .into_bytes();
+    let with_temp = Api::new(api.url.clone()).with_signer(Signer::new(temp.clone()));
+    let r = with_temp
+        .raw("POST", path, &chained, Utc::now(), |_| {})
+        .await
+        .expect("request");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut no_token = temp;
+    no_token.security_token = None;
+    let without = Api::new(api.url.clone()).with_signer(Signer::new(no_token));
+    let r = without
+        .raw("POST", path, &chained, Utc::now(), |_| {})
+        .await
+        .expect("request");
+    r.expect(401, "IAM.0001");
+    // The assumed credential works on the VPC API.
+    api.list_sessions_with(temporary_of(
+        &signed(&api, assume("domain_name", "acme", "mirror-ops"))
+            .await
+            .body,
+    ))
+    .await
+    .expect(200, "");
+}
+
+#[tokio::test]
+async fn metadata_serves_the_agency_credential_with_and_without_session_tokens() {
+    let (_emu, api) = start().await;
+    let key = "/openstack/latest/securitykey";
+    let token_path = "/meta-data/latest/api/token";
+    let ttl = [("X-Metadata-Token-Ttl-Seconds", "21600")];
+    // Default: agency bound, no tokens (the token path answers 404).
+    api.unsigned("PUT", token_path, &ttl, None)
+        .await
+        .expect(404, "METADATA.0404");
+    let r = api.unsigned("GET", key, &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        is_iam_time(&r.body["credential"]["expires_at"]),
+        "{}",
+        r.body
+    );
+    api.list_sessions_with(temporary_of(&r.body))
+        .await
+        .expect(200, "");
+
+    // Tokens required.
+    let settings = json!({"agency_bound": true, "token_required": true});
+    let r = api
+        .admin(reqwest::Method::PUT, "metadata", Some(settings.clone()))
+        .await;
+    assert_eq!((r.status, r.body.clone()), (200, settings));
+    let r = api.unsigned("GET", key, &[], None).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        !r.body
+            .to_string()
+            .contains("Please configure Cloud Service Agency first")
+    );
+    api.unsigned("GET", key, &[("X-Metadata-Token", "bogus")], None)
+        .await
+        .expect(401, "METADATA.0401");
+    api.unsigned("PUT", token_path, &[], None)
+        .await
+        .expect(400, "METADATA.0400");
+    let t = api.unsigned("PUT", token_path, &ttl, None).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let token = t.body.as_str().expect("plain-text token").to_string();
+    let r = api
+        .unsigned("GET", key, &[("X-Metadata-Token", &token)], None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // No agency bound: the real 401.
+    let settings = json!({"agency_bound": false, "token_required": false});
+    api.admin(reqwest::Method::PUT, "metadata", Some(settings))
+        .await;
+    let r = api.unsigned("GET", key, &[], None).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.body
+            .to_string()
+            .contains("Please configure Cloud Service Agency first"),
+        "{}",
+        r.body
+    );
+    // Reset restores the defaults.
+    api.admin(reqwest::Method::POST, "reset", None).await;
+    let r = api.admin(reqwest::Method::GET, "metadata", None).await;
+    assert_eq!(
+        r.body,
+        json!({"agency_bound": true, "token_required": false})
+    );
+}
+
+#[tokio::test]
+async fn identity_calls_are_logged_fault_injectable_and_not_throttled() {
+    let (_emu, api) = start().await;
+    api.register_idp(json!([])).await;
+    let limits = json!({"rate_limit": {"rps": 0.5, "burst": 1}});
+    api.admin(reqwest::Method::PUT, "limits", Some(limits))
+        .await;
+    api.fault(json!({"path_contains": "/v3.0/OS-CREDENTIAL", "status": 503, "times": 2}))
+        .await;
+    api.fault(json!({"path_contains": "/openstack/", "status": 503}))
+        .await;
+    let r = api
+        .exchange_id_token(&id_token("rsa-key.pem", json!({})))
+        .await;
+    let subject = header_str(&r, "x-subject-token");
+    api.security_token_by_token(&subject, None)
+        .await
+        .expect(503, "VPC.9999");
+    api.security_token_by_token(&subject, None)
+        .await
+        .expect(503, "VPC.9999");
+    api.security_token_by_token(&subject, None)
+        .await
+        .expect(201, "");
+    api.unsigned("GET", "/openstack/latest/securitykey", &[], None)
+        .await
+        .expect(503, "VPC.9999");
+    api.unsigned("GET", "/openstack/latest/securitykey", &[], None)
+        .await
+        .expect(200, "");
+    // Signed project lookup, never throttled (the bucket holds one call).
+    for _ in 0..3 {
+        let r = api
+            .raw(
+                "GET",
+                "/v3/projects?name=cn-north-4",
+                b"",
+                Utc::now(),
+                |_| {},
+            )
+            .await
+            .expect("request");
+        r.expect(200, "");
+        assert_eq!(r.body["projects"][0]["id"], PROJECT);
+    }
+    api.unsigned("GET", "/v3/projects", &[], None)
+        .await
+        .expect(401, "APIGW.0301");
+    let calls = api.calls().await;
+    let statuses: Vec<(String, u64)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().expect("path").to_string(),
+                c["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    let iam: Vec<u64> = statuses
+        .iter()
+        .filter(|(p, _)| p.contains("securitytokens"))
+        .map(|(_, s)| *s)
+        .collect();
+    assert_eq!(iam, [503, 503, 201]);
+    assert!(calls.iter().all(|c| c["throttled"] == false), "{calls:?}");
+}

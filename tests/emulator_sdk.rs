@@ -1,7 +1,9 @@
 //! Conformance of the emulator with the OFFICIAL Huawei Cloud Python SDK (`huaweicloudsdkvpc`,
 //! pinned in `tests/sdk/requirements.txt`): `tests/sdk/setup-venv.sh` creates or reuses a venv
 //! with the SDK, the emulator binary is started, and `tests/sdk/conformance.py` drives it through
-//! every traffic-mirror operation and the documented rejections with the SDK's own `VpcClient`.
+//! every traffic-mirror operation, the port reads and the documented rejections with the SDK's
+//! own `VpcClient`; `tests/sdk/identity.py` drives the SDK's federated and metadata credential
+//! flows against the emulator's identity side.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -89,6 +91,53 @@ fn official_python_sdk_conforms() {
     let last = stdout.lines().last().unwrap_or("");
     assert!(
         last.starts_with("conformance: ") && last.ends_with(" checks passed, 0 steps failed"),
+        "unexpected summary: {last:?}"
+    );
+}
+
+/// A valid ID token for the identity test, signed with the fixture RSA key (kid `rsa-1`).
+fn id_token(issuer: &str, audience: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pem = std::fs::read(root.join("tests/fixtures/identity/rsa-key.pem")).expect("key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = serde_json::json!({"iss": issuer, "aud": audience,
+        "sub": "system:serviceaccount:mirror:operator", "iat": now, "exp": now + 3600});
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let key = EncodingKey::from_rsa_pem(&pem).expect("rsa key");
+    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+}
+
+#[test]
+fn official_python_sdk_identity_flows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = sdk_python(root);
+    let emulator = Emulator::start();
+    let (issuer, audience) = ("https://oidc.cluster.example", "huaweicloud-iam");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    // The SDK trims the file, as a kubelet-projected token may end with a newline.
+    std::fs::write(&token_file, format!("{}\n", id_token(issuer, audience))).expect("token file");
+    let jwks = root.join("tests/fixtures/identity/jwks.json");
+    let out = Command::new(&python)
+        .arg(root.join("tests/sdk/identity.py"))
+        .args([emulator.url.as_str(), PROJECT])
+        .arg(&token_file)
+        .arg(&jwks)
+        .args([issuer, audience])
+        .output()
+        .expect("run identity.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "identity.py failed: {}", out.status);
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("identity: ") && last.ends_with(" checks passed, 0 steps failed"),
         "unexpected summary: {last:?}"
     );
 }

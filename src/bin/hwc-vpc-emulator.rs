@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use traffic_mirror_operator::emulator::{EmulatorConfig, Latency, LimitsConfig, RateLimit, serve};
 
-/// Emulates Huawei Cloud's VPC v3 traffic-mirror API (sessions, filters, filter rules) with AK/SK
-/// signature checks, for tests and local development.
+/// Emulates Huawei Cloud's VPC v3 traffic-mirror API (sessions, filters, filter rules) and port
+/// reads with AK/SK signature checks, plus the identity side (ECS metadata, IAM federation and
+/// assume-role, temporary credentials), for tests and local development.
 ///
 /// The API is served under /v3/{project_id}/vpc/. On a loopback address an unauthenticated admin
 /// API is served under /_emulator/ (calls, faults, limits, reset, state, healthz); see the
@@ -48,6 +49,26 @@ struct Cli {
     /// time with PUT /_emulator/limits.
     #[arg(long, value_name = "MS[:JITTER_MS]", value_parser = parse_latency)]
     latency: Option<Latency>,
+
+    /// Refuse a session create or add-sources that names a port not seeded through
+    /// POST /_emulator/ports (400 VPC.1005), as the real API refuses an unknown port. Off by
+    /// default, so setups without seeded ports keep working.
+    #[arg(long)]
+    check_ports: bool,
+
+    /// Cap the lifetime of every temporary credential the identity side issues (IAM
+    /// securitytokens, the metadata security key), e.g. 2s, 15m, 1h. Default: as asked
+    /// (duration_seconds, 900 when omitted; 24h for the metadata credential).
+    #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+    credential_lifetime: Option<std::time::Duration>,
+}
+
+fn parse_lifetime(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("the lifetime must be longer than 0".to_owned()),
+        Err(e) => Err(format!("expected a duration such as 2s, 15m or 1h: {e}")),
+    }
 }
 
 fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
@@ -112,6 +133,8 @@ async fn main() -> ExitCode {
             rate_limit: cli.rate_limit,
             latency: cli.latency,
         },
+        check_ports: cli.check_ports,
+        credential_lifetime: cli.credential_lifetime,
     };
     let (addr, serving) = match serve(cfg, shutdown_signal()).await {
         Ok(v) => v,

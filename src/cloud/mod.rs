@@ -8,6 +8,7 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod models;
+pub mod ports;
 pub mod signer;
 
 pub use client::{ClientConfig, VpcClient};

@@ -3,8 +3,9 @@
 //!
 //! The verifier uses exactly the headers named in `SignedHeaders` (never a fixed list), requires
 //! `x-sdk-date` among them, rejects an `X-Sdk-Date` more than 15 minutes from its clock and
-//! compares signatures in constant time. Every failure is a 401 `APIGW.0301` whose message says
-//! which check failed.
+//! compares signatures in constant time. Temporary credentials (issued by the identity side)
+//! are accepted with their `X-Security-Token` until they expire. Every failure is a 401
+//! `APIGW.0301` whose message says which check failed.
 
 use std::collections::HashMap;
 
@@ -47,7 +48,8 @@ impl Verifier {
     }
 
     /// Verify a request as received: `path` and `query` exactly as on the wire (query without
-    /// `?`), all received headers. Returns the access key on success.
+    /// `?`), all received headers. Returns the access key on success. Only the permanent
+    /// credentials are accepted.
     pub fn verify(
         &self,
         method: &str,
@@ -57,51 +59,147 @@ impl Verifier {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<String, ApiError> {
+        let req = Signed {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
+        self.verify_with(&req, now, |_| None)
+    }
+
+    /// [`Self::verify`], also accepting the temporary credentials `temporary` knows (looked up
+    /// by access key): then `X-Security-Token` must be the credential's token and the credential
+    /// must not have expired (401 `APIGW.0301` otherwise, as at the gateway).
+    pub fn verify_with(
+        &self,
+        req: &Signed<'_>,
+        now: DateTime<Utc>,
+        temporary: impl Fn(&str) -> Option<TemporarySecret>,
+    ) -> Result<String, ApiError> {
+        let headers = req.headers;
         let authorization = header(headers, signer::HEADER_AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("the Authorization header is missing"))?;
         let auth = signer::parse_authorization(authorization).map_err(|e| {
             ApiError::unauthorized(format!("the Authorization header is malformed: {e}"))
         })?;
-        let secret = self
-            .secrets
-            .get(&auth.access)
-            .ok_or_else(|| ApiError::unauthorized("the access key is not valid"))?;
+        let temp = match self.secrets.get(&auth.access) {
+            Some(_) => None,
+            None => Some(
+                temporary(&auth.access)
+                    .ok_or_else(|| ApiError::unauthorized("the access key is not valid"))?,
+            ),
+        };
+        let secret = match &temp {
+            Some(t) => t.secret.as_str(),
+            None => self.secrets.get(&auth.access).map_or("", String::as_str),
+        };
         let signed: Vec<String> = auth
             .signed_headers
             .iter()
             .map(|h| h.to_ascii_lowercase())
             .collect();
-        let sdk_date = header(headers, signer::HEADER_SDK_DATE)
-            .ok_or_else(|| ApiError::unauthorized("the X-Sdk-Date header is missing"))?
-            .trim();
-        if !signed.iter().any(|h| h == "x-sdk-date") {
-            return Err(ApiError::unauthorized(
-                "x-sdk-date must be one of the SignedHeaders",
-            ));
-        }
-        if let Some(absent) = signed.iter().find(|h| header(headers, h).is_none()) {
-            return Err(ApiError::unauthorized(format!(
-                "signed header {absent} is not in the request"
-            )));
-        }
-        let date = NaiveDateTime::parse_from_str(sdk_date, signer::SDK_DATE_FORMAT)
-            .map_err(|_| {
-                ApiError::unauthorized("X-Sdk-Date is malformed (expected YYYYMMDDThhmmssZ)")
-            })?
-            .and_utc();
-        if (now - date).abs() > MAX_CLOCK_SKEW {
-            return Err(ApiError::unauthorized(
-                "X-Sdk-Date is more than 15 minutes away from the server time",
-            ));
-        }
-        let canonical = signer::canonical_request(method, path, query, headers, &signed, body);
+        let sdk_date = check_date(headers, &signed, now)?;
+        let canonical =
+            signer::canonical_request(req.method, req.path, req.query, headers, &signed, req.body);
         let to_sign = signer::string_to_sign(sdk_date, &canonical);
-        if signer::verify_signature(secret, &to_sign, &auth.signature) {
-            Ok(auth.access)
-        } else {
-            Err(ApiError::unauthorized("verify aksk signature fail"))
+        if !signer::verify_signature(secret, &to_sign, &auth.signature) {
+            return Err(ApiError::unauthorized("verify aksk signature fail"));
         }
+        if let Some(t) = &temp {
+            check_security_token(headers, &signed, t, now)?;
+        }
+        Ok(auth.access)
     }
+}
+
+/// A request as received, for [`Verifier::verify_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path as on the wire.
+    pub path: &'a str,
+    /// Query as on the wire, without `?`.
+    pub query: &'a str,
+    /// Every received header.
+    pub headers: &'a [(String, String)],
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// What the verifier needs of a temporary credential.
+#[derive(Clone)]
+pub struct TemporarySecret {
+    /// Secret key.
+    pub secret: String,
+    /// The security token that must come with it.
+    pub security_token: String,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `X-Sdk-Date`: present, signed, well-formed and within [`MAX_CLOCK_SKEW`]; every signed header
+/// present.
+fn check_date<'a>(
+    headers: &'a [(String, String)],
+    signed: &[String],
+    now: DateTime<Utc>,
+) -> Result<&'a str, ApiError> {
+    let sdk_date = header(headers, signer::HEADER_SDK_DATE)
+        .ok_or_else(|| ApiError::unauthorized("the X-Sdk-Date header is missing"))?
+        .trim();
+    if !signed.iter().any(|h| h == "x-sdk-date") {
+        return Err(ApiError::unauthorized(
+            "x-sdk-date must be one of the SignedHeaders",
+        ));
+    }
+    if let Some(absent) = signed.iter().find(|h| header(headers, h).is_none()) {
+        return Err(ApiError::unauthorized(format!(
+            "signed header {absent} is not in the request"
+        )));
+    }
+    let date = NaiveDateTime::parse_from_str(sdk_date, signer::SDK_DATE_FORMAT)
+        .map_err(|_| ApiError::unauthorized("X-Sdk-Date is malformed (expected YYYYMMDDThhmmssZ)"))?
+        .and_utc();
+    if (now - date).abs() > MAX_CLOCK_SKEW {
+        return Err(ApiError::unauthorized(
+            "X-Sdk-Date is more than 15 minutes away from the server time",
+        ));
+    }
+    Ok(sdk_date)
+}
+
+/// Equality without an early exit on the first differing byte (the length is not secret).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A temporary credential's call: its security token sent (and signed), and not expired.
+fn check_security_token(
+    headers: &[(String, String)],
+    signed: &[String],
+    t: &TemporarySecret,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let sent = header(headers, signer::HEADER_SECURITY_TOKEN).ok_or_else(|| {
+        ApiError::unauthorized("the X-Security-Token header is missing (temporary access key)")
+    })?;
+    let is_signed = signed.iter().any(|h| h == "x-security-token");
+    let same = same_bytes(sent.trim().as_bytes(), t.security_token.as_bytes());
+    if !is_signed || !same {
+        return Err(ApiError::unauthorized(
+            "the security token does not match the temporary access key",
+        ));
+    }
+    if now >= t.expires_at {
+        return Err(ApiError::unauthorized(format!(
+            "the security token has expired, expires_at: {}",
+            t.expires_at.to_rfc3339()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

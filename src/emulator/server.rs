@@ -8,6 +8,11 @@
 //! `APIGW.0302`) → operation → JSON answer with `request_id` in the body and `X-Request-Id` as a
 //! header → call log. Every answer except a 204 has a JSON body, whatever was sent.
 //!
+//! The identity paths (`/meta-data/...`, `/openstack/...`, `/v3.0/...`, `/v3/projects`; see
+//! [`super::identity`]) go through the same pipeline (logged, fault-injectable) but are not
+//! throttled, and are answered as the identity side builds them (IAM's `201` with
+//! `X-Subject-Token`, the metadata token as plain text).
+//!
 //! Like the gateway, throttling comes first: an unsigned call or one for a foreign project also
 //! takes a token of that project's bucket. Latency is added to throttled calls too.
 //!
@@ -34,13 +39,15 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use super::admin;
+use super::auth::{Signed, TemporarySecret};
 use super::errors::{self, ApiError};
+use super::identity;
 use super::list::ListQuery;
 use super::records::Session;
 use super::state::{AppState, CallRecord, FaultSpec};
 use super::store::Store;
 use super::validate::Fields;
-use super::{filters, rules, sessions};
+use super::{filters, ports, rules, sessions};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -76,6 +83,8 @@ async fn admin_method_not_allowed() -> Response {
 /// What the pipeline decided to answer.
 enum Outcome {
     Answer(StatusCode, Option<Value>),
+    /// An identity answer, sent as built (headers, plain-text or JSON body).
+    Identity(identity::Reply),
     Error(ApiError, Option<u64>),
     Drop,
 }
@@ -84,6 +93,7 @@ impl Outcome {
     fn status(&self) -> u16 {
         match self {
             Outcome::Answer(s, _) => s.as_u16(),
+            Outcome::Identity(r) => r.status.as_u16(),
             Outcome::Error(e, _) => e.status.as_u16(),
             Outcome::Drop => 0,
         }
@@ -92,6 +102,7 @@ impl Outcome {
     fn into_response(self, request_id: &str) -> Response {
         let (status, body, retry_after) = match self {
             Outcome::Answer(s, b) => (s, b, None),
+            Outcome::Identity(reply) => return identity_response(reply, request_id),
             Outcome::Error(e, retry) => (e.status, Some(e.body(request_id)), retry),
             Outcome::Drop => {
                 let e = ApiError::new(
@@ -130,6 +141,30 @@ impl Outcome {
     }
 }
 
+/// An identity answer as built, plus `X-Request-Id`.
+fn identity_response(reply: identity::Reply, request_id: &str) -> Response {
+    let (bytes, content_type) = match reply.body {
+        identity::ReplyBody::Json(v) => (
+            serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec()),
+            "application/json",
+        ),
+        identity::ReplyBody::Text(t) => (t.into_bytes(), "text/plain"),
+    };
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = reply.status;
+    let headers = r.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for (name, value) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    r
+}
+
 async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -163,7 +198,8 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
             (Outcome::Error(e, None), Value::Null)
         }
         Ok(bytes) => {
-            let logged = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let mut logged = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            identity::redact_logged(&path, &mut logged);
             let admitted = path_project(&path)
                 .map_or(Ok(()), |project| st.limits.admit(&project, Instant::now()));
             let outcome = match admitted {
@@ -201,9 +237,15 @@ async fn process(
     if let Some(ms) = fault.as_ref().and_then(|f| f.delay_ms) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let run = || match handle(st, method, path, query, headers, body) {
-        Ok((status, value)) => Outcome::Answer(status, value),
-        Err(e) => Outcome::Error(e, None),
+    let run = || match identity::Route::parse(method, path) {
+        Some(route) => match handle_identity(st, route, method, path, query, headers, body) {
+            Ok(reply) => Outcome::Identity(reply),
+            Err(e) => Outcome::Error(e, None),
+        },
+        None => match handle(st, method, path, query, headers, body) {
+            Ok((status, value)) => Outcome::Answer(status, value),
+            Err(e) => Outcome::Error(e, None),
+        },
     };
     match fault {
         Some(f) if f.fails() => {
@@ -241,6 +283,7 @@ enum Collection {
     Sessions,
     Filters,
     Rules,
+    Ports,
 }
 
 /// The operation a method and path ask for.
@@ -253,6 +296,8 @@ enum Op {
     Delete(String),
     AddSources(String),
     RemoveSources(String),
+    /// `POST /v3/{project}/ports/resource-instances/filter` (`ListPortsByTags`).
+    ByTags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +310,9 @@ struct Route {
 /// The project id of a `/v3/{project_id}/...` path (decoded; the key of the rate limit), whether
 /// or not the rest of the path is an API.
 fn path_project(path: &str) -> Option<String> {
+    if identity::Route::is_identity_path(path) {
+        return None;
+    }
     let project = path.strip_prefix("/v3/")?.split('/').next()?;
     decode_segment(project)
 }
@@ -277,6 +325,9 @@ fn decode_segment(s: &str) -> Option<String> {
 impl Route {
     fn parse(method: &Method, path: &str) -> Option<Self> {
         let segments: Vec<&str> = path.strip_prefix("/v3/")?.split('/').collect();
+        if let [project, "ports", rest @ ..] = segments.as_slice() {
+            return Self::parse_ports(method, project, rest);
+        }
         let [project, "vpc", collection, rest @ ..] = segments.as_slice() else {
             return None;
         };
@@ -308,6 +359,23 @@ impl Route {
     }
 }
 
+impl Route {
+    /// `/v3/{project}/ports...`: list, show, list by tags (the port API is not under `/vpc`).
+    fn parse_ports(method: &Method, project: &str, rest: &[&str]) -> Option<Self> {
+        let op = match (method.as_str(), rest) {
+            ("GET", []) => Op::List,
+            ("GET", [id]) => Op::Show(decode_segment(id)?),
+            ("POST", ["resource-instances", "filter"]) => Op::ByTags,
+            _ => return None,
+        };
+        Some(Self {
+            project: decode_segment(project)?,
+            collection: Collection::Ports,
+            op,
+        })
+    }
+}
+
 type Handled = Result<(StatusCode, Option<Value>), ApiError>;
 
 fn handle(
@@ -319,23 +387,7 @@ fn handle(
     body: &[u8],
 ) -> Handled {
     let route = Route::parse(method, path).ok_or_else(ApiError::no_such_api)?;
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    st.verifier.verify(
-        method.as_str(),
-        path,
-        query,
-        &header_pairs,
-        body,
-        Utc::now(),
-    )?;
+    verify_signature(st, method, path, query, headers, body)?;
     if route.project != st.project_id {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -347,6 +399,68 @@ fn handle(
         ));
     }
     dispatch(st, &route, query, body)
+}
+
+/// AK/SK verification with the permanent credentials and the temporary ones the identity side
+/// issued (401 `APIGW.0301`); the access key on success.
+fn verify_signature(
+    st: &AppState,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let req = Signed {
+        method: method.as_str(),
+        path,
+        query,
+        headers: &header_pairs,
+        body,
+    };
+    st.verifier.verify_with(&req, Utc::now(), |ak| {
+        st.identity.credential(ak).map(|t| TemporarySecret {
+            secret: t.secret,
+            security_token: t.security_token,
+            expires_at: t.expires_at,
+        })
+    })
+}
+
+/// The identity side: metadata, IAM and projects paths.
+fn handle_identity(
+    st: &AppState,
+    route: identity::Route,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<identity::Reply, ApiError> {
+    use identity::{Route as R, iam, metadata};
+    let now = Utc::now();
+    let id = &st.identity;
+    match route {
+        R::MetadataToken => metadata::token(id, headers, now),
+        R::MetadataSecurityKey => metadata::security_key(id, headers, now),
+        R::IdTokenTokens => iam::id_token_tokens(id, headers, body, now),
+        R::SecurityTokens => iam::security_tokens(id, headers, body, now, || {
+            verify_signature(st, method, path, query, headers, body)
+        }),
+        R::Projects => {
+            verify_signature(st, method, path, query, headers, body)?;
+            Ok(iam::projects(&st.project_id, query))
+        }
+    }
 }
 
 fn ok(v: Value) -> Handled {
@@ -369,11 +483,13 @@ fn dispatch(st: &AppState, route: &Route, query: &str, body: &[u8]) -> Handled {
         query,
         body,
         now: Utc::now(),
+        check_ports: st.check_ports,
     };
     match route.collection {
         Collection::Sessions => dispatch_sessions(&call, &route.op),
         Collection::Filters => dispatch_filters(&call, &route.op),
         Collection::Rules => dispatch_rules(&call, &route.op),
+        Collection::Ports => dispatch_ports(&call, &route.op),
     }
 }
 
@@ -384,6 +500,19 @@ struct Call<'a> {
     query: &'a str,
     body: &'a [u8],
     now: DateTime<Utc>,
+    /// `--check-ports`: session sources must be existing ports.
+    check_ports: bool,
+}
+
+impl Call<'_> {
+    /// With `--check-ports`, 400 `VPC.1005` unless every source the body names is a port.
+    fn require_source_ports(&self, d: &super::records::Data, f: &Fields) -> Result<(), ApiError> {
+        if !self.check_ports {
+            return Ok(());
+        }
+        let sources = f.string_list("traffic_mirror_sources")?.unwrap_or_default();
+        d.require_ports(self.project, &f.path("traffic_mirror_sources"), &sources)
+    }
 }
 
 /// `traffic-mirror-sessions`: list, create, show, update, delete, add- and remove-sources.
@@ -401,7 +530,11 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
         }
         Op::Create => {
             let f = Fields::parse(c.body, w)?;
-            created(one(store.mutate(|d| sessions::create(d, p, &f, now))?))
+            created(one(store.mutate(|d| {
+                let s = sessions::create(d, p, &f, now)?;
+                c.require_source_ports(d, &f)?;
+                Ok(s)
+            })?))
         }
         Op::Show(id) => ok(one(store.read(|d| sessions::get(d, p, id).cloned())?)),
         Op::Update(id) => {
@@ -414,9 +547,11 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
         }
         Op::AddSources(id) => {
             let f = Fields::parse(c.body, w)?;
-            ok(one(
-                store.mutate(|d| sessions::add_sources(d, p, id, &f, now))?
-            ))
+            ok(one(store.mutate(|d| {
+                let s = sessions::add_sources(d, p, id, &f, now)?;
+                c.require_source_ports(d, &f)?;
+                Ok(s)
+            })?))
         }
         Op::RemoveSources(id) => {
             let f = Fields::parse(c.body, w)?;
@@ -424,6 +559,7 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
                 store.mutate(|d| sessions::remove_sources(d, p, id, &f, now))?
             ))
         }
+        Op::ByTags => Err(ApiError::no_such_api()),
     }
 }
 
@@ -464,7 +600,7 @@ fn dispatch_filters(c: &Call<'_>, op: &Op) -> Handled {
             store.mutate(|d| filters::delete(d, p, id))?;
             no_content()
         }
-        Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
+        Op::AddSources(_) | Op::RemoveSources(_) | Op::ByTags => Err(ApiError::no_such_api()),
     }
 }
 
@@ -498,7 +634,30 @@ fn dispatch_rules(c: &Call<'_>, op: &Op) -> Handled {
             store.mutate(|d| rules::delete(d, p, id))?;
             no_content()
         }
-        Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
+        Op::AddSources(_) | Op::RemoveSources(_) | Op::ByTags => Err(ApiError::no_such_api()),
+    }
+}
+
+/// `ports`: list (filters, `limit`/`marker`), show, list by tags (`limit`/`offset`).
+fn dispatch_ports(c: &Call<'_>, op: &Op) -> Handled {
+    let (store, p) = (c.store, c.project);
+    match op {
+        Op::List => {
+            let q = ListQuery::parse(c.query, ports::LIST_FILTERS)?;
+            let v = store.read(|d| {
+                let (page, info) = q.page(&ports::all(d, p))?;
+                Ok::<_, ApiError>(json!({ ports::LIST_KEY: page, "page_info": info }))
+            })?;
+            ok(v)
+        }
+        Op::Show(id) => {
+            ok(json!({ ports::WRAPPER: store.read(|d| ports::get(d, p, id).cloned())? }))
+        }
+        Op::ByTags => {
+            let q = ports::TagQuery::parse(c.body, c.query)?;
+            ok(store.read(|d| q.answer(&ports::all(d, p))))
+        }
+        _ => Err(ApiError::no_such_api()),
     }
 }
 
@@ -666,6 +825,17 @@ mod tests {
                 "{m} {path}"
             );
         }
+        for (m, path, op) in [
+            ("GET", "/v3/p/ports", Op::List),
+            ("GET", "/v3/p/ports/a%2Db", Op::Show("a-b".into())),
+            ("POST", "/v3/p/ports/resource-instances/filter", Op::ByTags),
+        ] {
+            let r = Route::parse(&Method::from_bytes(m.as_bytes()).unwrap(), path).unwrap();
+            assert_eq!(
+                (r.project.as_str(), r.collection, r.op),
+                ("p", Collection::Ports, op)
+            );
+        }
         for (m, path) in [
             ("POST", format!("{p}/traffic-mirror-sessions/a/add-sources")),
             ("PUT", format!("{p}/traffic-mirror-filters/a/add-sources")),
@@ -675,6 +845,10 @@ mod tests {
             ("GET", "/v3//vpc/traffic-mirror-sessions".to_string()),
             ("GET", "/v2/p/vpc/traffic-mirror-sessions".to_string()),
             ("GET", "/".to_string()),
+            ("POST", "/v3/p/ports".to_string()),
+            ("DELETE", "/v3/p/ports/a".to_string()),
+            ("GET", "/v3/p/vpc/ports".to_string()),
+            ("GET", "/v3/p/ports/resource-instances/filter".to_string()),
         ] {
             assert!(
                 Route::parse(&Method::from_bytes(m.as_bytes()).unwrap(), &path).is_none(),

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::auth::Verifier;
 use super::errors::ApiError;
+use super::identity::Identity;
 use super::limits::Limits;
 use super::store::Store;
 
@@ -29,6 +30,10 @@ pub struct AppState {
     pub faults: Faults,
     /// Rate limit (token bucket per project) and latency of API calls.
     pub limits: Limits,
+    /// `--check-ports`: a session create or add-sources naming an unknown port is refused.
+    pub check_ports: bool,
+    /// The identity side: providers, agencies, metadata settings, issued credentials.
+    pub identity: Identity,
 }
 
 /// One API call as the emulator saw it.
