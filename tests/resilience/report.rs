@@ -185,6 +185,7 @@ pub fn print(figures: &Value) {
          faults injected: {} ({} calls targeted, {} unused)\n\
          operator kills: {} | kube-apiserver restarts: {} | emulator restarts: {}\n\
          cloud calls: {} (bound {}), {} failed or dropped\n\
+         credentials: {}, identity calls {} (bound {})\n\
          violations: {}\n\
          ============================",
         f["run"]["seed"],
@@ -206,6 +207,9 @@ pub fn print(figures: &Value) {
         f["calls"]["total"],
         f["calls"]["bound"],
         f["calls"]["failed_or_dropped"],
+        f["run"]["credentials"],
+        f["run"]["identity_calls"],
+        f["run"]["identity_bound"],
         f["violations"],
     );
     println!(
