@@ -234,6 +234,92 @@ async fn workload_identity_sessions_converge_through_expiries_with_bounded_iam_c
     assert_log_has_no(&env, &[token.trim()]);
 }
 
+/// The calls after the first one answered 401, as `METHOD path-suffix status` words.
+fn after_first_401(calls: &[Value]) -> Vec<String> {
+    let words = calls.iter().map(|c| {
+        let path = c["path"].as_str().unwrap_or("");
+        let tail = path.rsplit('/').next().unwrap_or("");
+        format!(
+            "{} {tail} {}",
+            c["method"].as_str().unwrap_or("?"),
+            c["status"]
+        )
+    });
+    words
+        .skip_while(|w| !w.ends_with(" 401"))
+        .collect::<Vec<_>>()
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_and_retries_once() {
+    // Credentials that live long enough (900 s): no refresh but the one the 401 forces.
+    let env = Env::builder("cred-401").build().await;
+    let provider = identity_provider(&cluster_jwks(&env.client).await);
+    register_identity_provider(&env.emu().url, &provider).await;
+    let token_file = TokenFile::in_dir(env.dir.path());
+    token_file.write(&token(&env, AUDIENCE).await);
+    use_credentials(&env, workload_identity_credentials(&token_file)).await;
+    let mut env = env;
+    env.start_operator();
+    wait_pc_ready(&env, "True", |r| r == "CredentialsValid").await;
+    session(&env, "s", 0).await;
+    let s = env.wait_ready::<TrafficMirrorSession>("s").await;
+    let id = s.status.and_then(|st| st.session_id).expect("session id");
+    for (times, priority) in [(1, 31), (2, 32)] {
+        env.clear_calls().await;
+        env.emu()
+            .fault(json!({"method": "PUT", "path_contains": id, "status": 401,
+                          "error_code": "APIGW.0301", "error_msg": "security token expired",
+                          "times": times}))
+            .await;
+        let patch = json!({"spec": {"priority": priority}});
+        env.sessions()
+            .patch("s", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("edit the session");
+        if times == 1 {
+            env.wait_until::<TrafficMirrorSession>("s", |s| {
+                s.status
+                    .as_ref()
+                    .and_then(|st| st.at_provider.as_ref())
+                    .is_some_and(|p| p.priority == priority)
+            })
+            .await;
+        } else {
+            // A 401 is terminal for the object (until its next spec change): it is reported.
+            env.wait_condition::<TrafficMirrorSession>("s", "Synced", "False", Some("APIGW_0301"))
+                .await;
+        }
+        let seen = after_first_401(&env.calls().await);
+        let exchanges = seen
+            .iter()
+            .filter(|w| w.starts_with("POST tokens "))
+            .count();
+        assert_eq!(exchanges, 1, "one refresh per 401, never a loop: {seen:?}");
+        if times == 1 {
+            // The refresh, then the same call once more, which succeeds.
+            assert_eq!(
+                seen[..4],
+                [
+                    format!("PUT {id} 401"),
+                    "POST tokens 201".to_string(),
+                    "POST securitytokens 201".to_string(),
+                    format!("PUT {id} 200"),
+                ],
+                "{seen:?}"
+            );
+        } else {
+            // The retry is refused too: reported as it is, not retried again.
+            assert_eq!(seen[3], format!("PUT {id} 401"), "{seen:?}");
+            assert_eq!(
+                seen.iter().filter(|w| w.starts_with("PUT ")).count(),
+                2,
+                "{seen:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_forged_token_and_a_wrong_audience_are_refused_and_reported_then_recover() {
     let (mut env, token_file) = workload_env("cred-refused").await;
