@@ -130,19 +130,27 @@ image-test: ## Build the image and check it: config, labels, no shell, static bi
 	bash tests/image/run.sh
 
 .PHONY: test
-test: fmt-check clippy crds-check argocd-health-test helm-test image-test test-only ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, Helm chart, the image, all tests.
+test: fmt-check clippy crds-check argocd-health-test helm-test image-test test-only resilience-workload-identity ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, Helm chart, the image, all tests.
 
 # The resilience suite (tests/resilience.rs; its short form also runs in `make test`): a churn of
 # sessions and filters under injected cloud faults, operator SIGKILLs and one restart each of the
-# kube-apiserver and the emulator, then the end-state checks. RESILIENCE_MINUTES (default 1.5) and
-# RESILIENCE_SEED (default random) reach the test through the environment:
+# kube-apiserver and the emulator, then the end-state checks. RESILIENCE_MINUTES (default 1.5),
+# RESILIENCE_SEED (default random) and RESILIENCE_CREDENTIALS (secret, the default, or
+# workload-identity: a WorkloadIdentity ProviderConfig and credentials expiring every 6 s) reach
+# the test through the environment:
 #   make resilience RESILIENCE_MINUTES=30 RESILIENCE_SEED=42
+#   make resilience RESILIENCE_CREDENTIALS=workload-identity
 .PHONY: resilience
 resilience: ## Churn under faults, kills and restarts, then check the end state (RESILIENCE_MINUTES=30, RESILIENCE_SEED=N).
 	@cp_dir="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
 	export TMO_CONTROL_PLANE_DIR="$$cp_dir"; \
 	echo "TMO_CONTROL_PLANE_DIR=$$TMO_CONTROL_PLANE_DIR"; \
 	set -x; $(CARGO) test --test resilience $(ARGS) -- --nocapture
+
+# The short run with workload identity that `make test` adds (under 2 minutes).
+.PHONY: resilience-workload-identity
+resilience-workload-identity: ## Short resilience run with WorkloadIdentity and 6 s credentials (part of `make test`).
+	@$(MAKE) --no-print-directory resilience RESILIENCE_CREDENTIALS=workload-identity RESILIENCE_MINUTES=0.75
 
 .PHONY: bench
 bench: ## Run the benchmarks (planner, session convergence, filters); figures go to benches/results/.

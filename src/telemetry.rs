@@ -86,6 +86,15 @@ pub struct CallLabel {
     pub outcome: String,
 }
 
+/// Label set: credential source and refresh outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabel {
+    /// `InstanceMetadata`, `WorkloadIdentity` or `Secret` (the latter only with `assumeAgency`).
+    pub source: String,
+    /// `success` or the failure's class (`refused`, `unreachable`, `token_file`, ...).
+    pub outcome: String,
+}
+
 /// Label set: the budget lane.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LaneLabel {
@@ -107,6 +116,8 @@ pub struct Metrics {
     pub cloud_calls: Family<CallLabel, Counter>,
     /// Cloud sessions in the last resync snapshot.
     pub managed_sessions: Gauge,
+    /// Refreshes of temporary credentials (metadata, IAM), per source and outcome.
+    pub credential_refreshes: Family<RefreshLabel, Counter>,
     /// Seconds cloud calls waited for the account's API budget, per lane.
     pub budget_wait: Family<LaneLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// 1 while this process holds the leader Lease (or runs without leader election), else 0.
@@ -176,8 +187,15 @@ impl Default for Metrics {
             "Cloud sessions in the last resync snapshot",
             managed_sessions.clone(),
         );
+        let credential_refreshes = Family::<RefreshLabel, Counter>::default();
+        registry.register(
+            "credential_refreshes",
+            "Refreshes of temporary cloud credentials, by source and outcome",
+            credential_refreshes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            credential_refreshes,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -217,6 +235,16 @@ impl Metrics {
         self.cloud_calls
             .get_or_create(&CallLabel {
                 operation: operation.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one refresh of temporary credentials.
+    pub fn credential_refreshed(&self, source: &str, outcome: &str) {
+        self.credential_refreshes
+            .get_or_create(&RefreshLabel {
+                source: source.to_string(),
                 outcome: outcome.to_string(),
             })
             .inc();

@@ -15,8 +15,8 @@ use kube::{Client, Resource};
 use serde_json::{Value, json};
 use support::Version;
 use traffic_mirror_operator::api::{
-    self, Action, DeletionPolicy, Direction, Ethertype, ManagementPolicy, Protocol, ProviderConfig,
-    SourceType, TargetType, TrafficMirrorFilter, TrafficMirrorSession,
+    self, Action, CredentialSourceKind, DeletionPolicy, Direction, Ethertype, ManagementPolicy,
+    Protocol, ProviderConfig, SourceType, TargetType, TrafficMirrorFilter, TrafficMirrorSession,
 };
 
 /// How long the API server may take to publish a CRD's schema to discovery and OpenAPI.
@@ -728,6 +728,80 @@ fn invalid_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             ),
             vec!["spec.namespaceSelector.matchExpressions[0].key", "Required"],
         ),
+        // --- ProviderConfig credential sources (docs/credentials.md)
+        (
+            "ProviderConfig source Secret without secretRef",
+            without(
+                with(provider(), "/spec/credentials/source", json!("Secret")),
+                "/spec/credentials/secretRef",
+            ),
+            vec!["spec.credentials.secretRef", "source is Secret"],
+        ),
+        (
+            "ProviderConfig WorkloadIdentity without workloadIdentity",
+            with(
+                provider(),
+                "/spec/credentials",
+                json!({"source": "WorkloadIdentity"}),
+            ),
+            vec!["spec.credentials.workloadIdentity.idpId"],
+        ),
+        (
+            "ProviderConfig WorkloadIdentity without idpId",
+            with(
+                provider(),
+                "/spec/credentials",
+                json!({"source": "WorkloadIdentity", "workloadIdentity": {"tokenFile": "/t"}}),
+            ),
+            vec!["spec.credentials.workloadIdentity.idpId", "Required"],
+        ),
+        (
+            "ProviderConfig WorkloadIdentity durationSeconds below 900",
+            with(
+                provider(),
+                "/spec/credentials",
+                json!({"source": "WorkloadIdentity",
+                    "workloadIdentity": {"idpId": "idp", "durationSeconds": 600}}),
+            ),
+            vec!["spec.credentials.workloadIdentity.durationSeconds"],
+        ),
+        (
+            "ProviderConfig workloadIdentity with source Secret",
+            with(
+                provider(),
+                "/spec/credentials/workloadIdentity",
+                json!({"idpId": "idp"}),
+            ),
+            vec!["spec.credentials.workloadIdentity", "only read"],
+        ),
+        (
+            "ProviderConfig unknown source",
+            with(provider(), "/spec/credentials/source", json!("Environment")),
+            vec!["spec.credentials.source"],
+        ),
+        (
+            "ProviderConfig instanceMetadata endpoint not a URL",
+            with(
+                provider(),
+                "/spec/credentials",
+                json!({"source": "InstanceMetadata", "instanceMetadata": {"endpoint": "metadata"}}),
+            ),
+            vec!["spec.credentials.instanceMetadata.endpoint"],
+        ),
+        (
+            "ProviderConfig assumeAgency without domainName",
+            with(
+                provider(),
+                "/spec/credentials/assumeAgency",
+                json!({"agencyName": "a"}),
+            ),
+            vec!["spec.credentials.assumeAgency.domainName", "Required"],
+        ),
+        (
+            "ProviderConfig iamEndpoint not a URL",
+            with(provider(), "/spec/iamEndpoint", json!("iam")),
+            vec!["spec.iamEndpoint"],
+        ),
     ]
 }
 
@@ -874,7 +948,21 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
             {"key": "tier", "operator": "NotIn", "values": ["db"]}]}),
     );
 
+    let workload_identity = with(
+        with(provider(), "/metadata/name", json!(format!("{ns}-wi"))),
+        "/spec/credentials",
+        json!({"source": "WorkloadIdentity", "workloadIdentity": {"idpId": "idp-1"},
+            "assumeAgency": {"agencyName": "mirror", "domainName": "other"}}),
+    );
+    let instance_metadata = with(
+        with(provider(), "/metadata/name", json!(format!("{ns}-imds"))),
+        "/spec/credentials",
+        json!({"source": "InstanceMetadata"}),
+    );
+
     let valid = [
+        workload_identity,
+        instance_metadata,
         session(),
         edge_values,
         low_edges,
@@ -981,10 +1069,33 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         .namespace_selector
         .expect("namespaceSelector kept");
     assert_eq!(selector.match_expressions.map(|e| e.len()), Some(4));
+    // A manifest without `source` (as written before it existed) reads as source Secret.
+    assert_eq!(pc.spec.credentials.source, CredentialSourceKind::Secret);
+    assert!(pc.spec.credentials.secret().is_some());
+    let wi = providers
+        .get(&format!("{ns}-wi"))
+        .await
+        .expect("workload identity provider config");
+    let w = wi
+        .spec
+        .credentials
+        .workload_identity
+        .as_ref()
+        .expect("workloadIdentity");
+    assert_eq!(
+        (w.token_file.as_str(), w.duration_seconds),
+        (
+            "/var/run/secrets/vpc.hwcloud.dev/serviceaccount/token",
+            3600
+        ),
+        "defaults filled in by the API server"
+    );
     for name in [
         pc_name.to_string(),
         format!("{ns}-https"),
         format!("{ns}-fenced"),
+        format!("{ns}-wi"),
+        format!("{ns}-imds"),
     ] {
         providers
             .delete(&name, &Default::default())

@@ -237,7 +237,12 @@ async fn json_logs_carry_the_object_and_no_secret_and_metrics_match_the_docs() {
     );
     let missing: Vec<_> = documented
         .iter()
-        .filter(|n| !declared.contains(n) && n.as_str() != "tmo_reconcile_errors")
+        // Refreshes only exist with a temporary-credential source (not this test's Secret).
+        .filter(|n| {
+            !declared.contains(n)
+                && n.as_str() != "tmo_reconcile_errors"
+                && n.as_str() != "tmo_credential_refreshes"
+        })
         .collect();
     assert!(missing.is_empty(), "documented but not served: {missing:?}");
 }
@@ -425,6 +430,19 @@ async fn metric_labels_and_values_match_the_docs() {
     pcs.create(&PostParams::default(), &manifest)
         .await
         .expect("create the broken provider config");
+    // A metadata source nobody answers: its failed refreshes are counted.
+    let no_metadata: ProviderConfig = serde_json::from_value(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "ProviderConfig",
+        "metadata": {"name": format!("{broken}-imds"), "labels": {support::operator::SELECTOR_LABEL: env.ns}},
+        "spec": {"region": "emulated-1", "projectId": support::operator::PROJECT,
+                 "endpoint": env.account.emu.url,
+                 "credentials": {"source": "InstanceMetadata",
+                                 "instanceMetadata": {"endpoint": "http://127.0.0.1:9"}}},
+    }))
+    .expect("provider config manifest");
+    pcs.create(&PostParams::default(), &no_metadata)
+        .await
+        .expect("create the metadata provider config");
     let op = operator(&env, "json");
     let url = metrics_url(&op).await;
     create_filter_and_session(&env).await;
@@ -488,9 +506,11 @@ async fn metric_labels_and_values_match_the_docs() {
     problems.sort();
     problems.dedup();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    pcs.delete(&broken, &DeleteParams::default())
-        .await
-        .expect("delete the broken provider config");
+    for name in [broken.clone(), format!("{broken}-imds")] {
+        pcs.delete(&name, &DeleteParams::default())
+            .await
+            .expect("delete the broken provider configs");
+    }
 }
 
 #[test]

@@ -14,6 +14,11 @@
 //!   times). It is printed at the start and on failure; the same seed replays the same choices
 //!   (what the API server and the cloud answer under faults can still differ from run to run).
 //!
+//! - `RESILIENCE_CREDENTIALS` (default `secret`): `workload-identity` runs the operator with a
+//!   `WorkloadIdentity` ProviderConfig (a TokenRequest token of the test cluster, its JWKS
+//!   registered in the emulator) and credentials that expire every 6 s, so the churn also goes
+//!   through dozens of refreshes; the identity calls are checked against their own bound.
+//!
 //! The figures are printed as one block and written to `target/resilience/last-run.json`.
 
 mod support;
@@ -59,10 +64,45 @@ const CONVERGE: Duration = Duration::from_secs(90);
 /// Name of the cloud filter the test makes outside Kubernetes (sessions may use it by id).
 const BASE_FILTER: &str = "base-out-of-band";
 
+/// How long the emulator's temporary credentials live with `RESILIENCE_CREDENTIALS=workload-identity`.
+const SHORT_LIFETIME: Duration = Duration::from_secs(6);
+
+/// How the operator authenticates (`RESILIENCE_CREDENTIALS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CredentialMode {
+    /// A Secret with the account's AK/SK (`secret`, the default).
+    Secret,
+    /// `WorkloadIdentity` with short-lived credentials (`workload-identity`).
+    WorkloadIdentity,
+}
+
+impl CredentialMode {
+    fn from_env() -> CredentialMode {
+        match std::env::var("RESILIENCE_CREDENTIALS")
+            .as_deref()
+            .map(str::trim)
+        {
+            Err(_) | Ok("") | Ok("secret") => CredentialMode::Secret,
+            Ok("workload-identity") => CredentialMode::WorkloadIdentity,
+            Ok(other) => {
+                panic!("RESILIENCE_CREDENTIALS={other:?}: expected secret or workload-identity")
+            }
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            CredentialMode::Secret => "secret",
+            CredentialMode::WorkloadIdentity => "workload-identity",
+        }
+    }
+}
+
 /// The run's parameters.
 struct Settings {
     seed: u64,
     minutes: f64,
+    credentials: CredentialMode,
 }
 
 impl Settings {
@@ -83,7 +123,11 @@ impl Settings {
                 .unwrap_or_else(|_| panic!("RESILIENCE_SEED={v:?}: expected an unsigned integer")),
             Err(_) => rand::random(),
         };
-        Settings { seed, minutes }
+        Settings {
+            seed,
+            minutes,
+            credentials: CredentialMode::from_env(),
+        }
     }
 
     fn churn(&self) -> Duration {
@@ -115,8 +159,10 @@ impl Drop for SeedOnFailure {
 async fn churn_under_faults_and_restarts_converges() {
     let settings = Settings::from_env();
     println!(
-        "resilience: RESILIENCE_SEED={} RESILIENCE_MINUTES={}",
-        settings.seed, settings.minutes
+        "resilience: RESILIENCE_SEED={} RESILIENCE_MINUTES={} RESILIENCE_CREDENTIALS={}",
+        settings.seed,
+        settings.minutes,
+        settings.credentials.label()
     );
     let dir = tempfile::Builder::new()
         .prefix("tmo-resilience-")
@@ -132,10 +178,16 @@ async fn churn_under_faults_and_restarts_converges() {
     support::install_crds(&client).await;
     let ns = support::test_namespace(&client, "resilience").await;
     let resync = format!("{}s", RESYNC.as_secs());
-    let mut disruptor = chaos::Disruptor::new(&ns, &resync, dir.clone());
+    let lifetime = format!("{}s", SHORT_LIFETIME.as_secs());
+    let emulator_args: &[&str] = match settings.credentials {
+        CredentialMode::Secret => &[],
+        CredentialMode::WorkloadIdentity => &["--credential-lifetime", &lifetime],
+    };
+    let mut disruptor = chaos::Disruptor::new(&ns, &resync, dir.clone(), emulator_args);
     let base_filter_id = base_filter(&disruptor.emu.url).await;
     let pc = format!("pc-{ns}");
-    apply_provider(&client, &ns, &pc, &disruptor.emu.url).await;
+    let credentials = credentials(&client, &ns, &dir, &mut disruptor, settings.credentials).await;
+    apply_provider(&client, &ns, &pc, &disruptor.emu.url, credentials).await;
     disruptor.start_operator();
 
     let churn_rng = StdRng::seed_from_u64(settings.seed);
@@ -272,7 +324,12 @@ struct Finish<'a> {
 /// Counts the calls against the bound, prints the figures (and every violation with its object,
 /// cloud state and call slice), writes `last-run.json`, and fails on any violation.
 async fn finish(f: Finish<'_>) {
-    let calls = f.disruptor.all_calls().await;
+    let (identity, calls): (Vec<Value>, Vec<Value>) = f
+        .disruptor
+        .all_calls()
+        .await
+        .into_iter()
+        .partition(report::is_identity_call);
     let (sessions_names, filter_names) = f.churn.names();
     let objects = (sessions_names + filter_names) as u64;
     let (total, churned, converged) = f.timing;
@@ -285,6 +342,21 @@ async fn finish(f: Finish<'_>) {
     });
     let mut violations = run_violations(&f);
     violations.splice(0..0, f.violations);
+    let identity_bound = (f.settings.credentials == CredentialMode::WorkloadIdentity)
+        .then(|| report::identity_bound(&f.disruptor.stats, total, SHORT_LIFETIME));
+    if identity.len() as u64 > identity_bound.unwrap_or(0) {
+        violations.push(check::Violation {
+            subject: "identity calls".into(),
+            problem: format!(
+                "{} IAM/metadata calls, over the bound of {}",
+                identity.len(),
+                identity_bound.unwrap_or(0)
+            ),
+            object: Value::Null,
+            cloud: Value::Null,
+            needles: vec![],
+        });
+    }
     if calls.len() as u64 > bound.total {
         violations.push(check::Violation {
             subject: "cloud calls".into(),
@@ -310,6 +382,8 @@ async fn finish(f: Finish<'_>) {
         "session_names": sessions_names, "filter_names": filter_names,
         "sessions_at_end": sessions_at_end, "filters_at_end": filters_at_end,
         "resync_cycles": cycles,
+        "credentials": f.settings.credentials.label(),
+        "identity_calls": identity.len(), "identity_bound": identity_bound,
     });
     let figures = report::figures(
         run,
@@ -405,9 +479,30 @@ async fn base_filter(url: &str) -> String {
         .id
 }
 
+/// The ProviderConfig's `credentials` for `mode`: the Secret, or workload identity (a token file
+/// in `dir`, the cluster registered in the emulator as identity provider, again after its restart).
+async fn credentials(
+    client: &Client,
+    ns: &str,
+    dir: &std::path::Path,
+    disruptor: &mut chaos::Disruptor,
+    mode: CredentialMode,
+) -> Value {
+    use support::workload_identity as wi;
+    if mode == CredentialMode::Secret {
+        return json!({"secretRef": {"namespace": ns, "name": SECRET_NAME}});
+    }
+    let provider = wi::identity_provider(&wi::cluster_jwks(client).await);
+    wi::register_identity_provider(&disruptor.emu.url, &provider).await;
+    disruptor.identity_provider = Some(provider);
+    let token_file = wi::TokenFile::in_dir(dir);
+    token_file.write(&wi::service_account_token(client, ns, wi::AUDIENCE, 7200).await);
+    wi::workload_identity_credentials(&token_file)
+}
+
 /// The credentials Secret and the ProviderConfig `pc` (labelled for this namespace's operator)
-/// pointing at the emulator.
-async fn apply_provider(client: &Client, ns: &str, pc: &str, url: &str) {
+/// pointing at the emulator (for the VPC API and IAM), with `credentials`.
+async fn apply_provider(client: &Client, ns: &str, pc: &str, url: &str, credentials: Value) {
     let apply = PatchParams::apply(support::FIELD_MANAGER).force();
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": SECRET_NAME},
@@ -426,7 +521,8 @@ async fn apply_provider(client: &Client, ns: &str, pc: &str, url: &str) {
             "region": "emulated-1",
             "projectId": PROJECT,
             "endpoint": url,
-            "credentials": {"secretRef": {"namespace": ns, "name": SECRET_NAME}},
+            "iamEndpoint": url,
+            "credentials": credentials,
         }
     }))
     .expect("provider config manifest");

@@ -24,8 +24,10 @@ pub use filter::{
     Protocol, TrafficMirrorFilter, TrafficMirrorFilterSpec, TrafficMirrorFilterStatus, rule_key,
 };
 pub use provider::{
-    CredentialsSource, ProviderConfig, ProviderConfigSpec, ProviderConfigStatus, RateLimit,
-    SECRET_KEY_ACCESS_KEY, SECRET_KEY_SECRET_KEY, SECRET_KEY_SECURITY_TOKEN, SecretRef,
+    AssumeAgency, CredentialSourceKind, CredentialsSource, DEFAULT_DURATION_SECONDS,
+    DEFAULT_METADATA_ENDPOINT, DEFAULT_TOKEN_FILE, InstanceMetadataSource, ProviderConfig,
+    ProviderConfigSpec, ProviderConfigStatus, RateLimit, SECRET_KEY_ACCESS_KEY,
+    SECRET_KEY_SECRET_KEY, SECRET_KEY_SECURITY_TOKEN, SecretRef, WorkloadIdentitySource,
 };
 pub use session::{
     SessionObservation, SourceType, TargetType, TrafficMirrorSession, TrafficMirrorSessionSpec,

@@ -1,8 +1,10 @@
 //! `ProviderConfig`: where and as whom the operator talks to Huawei Cloud (region, project,
-//! endpoint and the Secret holding the AK/SK). Cluster-scoped, shared by many resources.
+//! endpoint and the credential source: a Secret holding the AK/SK, the node's agency or the pod's
+//! workload identity). Cluster-scoped, shared by many resources.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::Condition;
@@ -27,7 +29,7 @@ pub const SECRET_KEY_SECURITY_TOKEN: &str = "securityToken";
     shortname = "tmpc",
     category = "hwcloud",
     derive = "PartialEq",
-    doc = "Connection settings for Huawei Cloud: region, project, optional endpoint override and the Secret holding the AK/SK. Resources name it in spec.providerConfigRef.",
+    doc = "Connection settings for Huawei Cloud: region, project, optional endpoint override and the credential source (a Secret holding the AK/SK, the node agency or workload identity). Resources name it in spec.providerConfigRef.",
     printcolumn(
         name = "Region",
         type_ = "string",
@@ -95,6 +97,16 @@ pub struct ProviderConfigSpec {
     /// Where the access keys come from. Required.
     pub credentials: CredentialsSource,
 
+    /// Base URL of IAM, for the `WorkloadIdentity` exchange and `assumeAgency`. Optional; default
+    /// `https://iam.{region}.myhuaweicloud.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(
+        validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''")
+            .message("spec.iamEndpoint must be an http or https URL such as https://iam.cn-north-4.myhuaweicloud.com")
+    )]
+    pub iam_endpoint: Option<String>,
+
     /// The cloud API budget of this account, shared by every object that uses this ProviderConfig.
     /// The Huawei Cloud gateway throttles each user at about 10 requests/s (and the console,
     /// Terraform and CI jobs share that limit), so the default stays below it. Default:
@@ -154,13 +166,134 @@ fn default_burst() -> u32 {
     8
 }
 
-/// Where a ProviderConfig's access keys are read from.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+/// Where a ProviderConfig's access keys are read from: a Secret (permanent AK/SK), the node's
+/// agency (ECS metadata) or the pod's service-account token exchanged at IAM (OIDC federation);
+/// optionally followed by assuming an agency of another account. See docs/credentials.md.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("self.source != 'Secret' || has(self.secretRef)")
+        .message("spec.credentials.secretRef is required when spec.credentials.source is Secret")
+        .field_path(".secretRef"),
+    validation = Rule::new("self.source != 'WorkloadIdentity' || has(self.workloadIdentity)")
+        .message("spec.credentials.workloadIdentity.idpId is required when spec.credentials.source is WorkloadIdentity")
+        .field_path(".workloadIdentity"),
+    validation = Rule::new("self.source == 'WorkloadIdentity' || !has(self.workloadIdentity)")
+        .message("spec.credentials.workloadIdentity is only read when spec.credentials.source is WorkloadIdentity")
+        .field_path(".workloadIdentity"),
+    validation = Rule::new("self.source == 'InstanceMetadata' || !has(self.instanceMetadata)")
+        .message("spec.credentials.instanceMetadata is only read when spec.credentials.source is InstanceMetadata")
+        .field_path(".instanceMetadata")
+)]
+#[schemars(transform = super::schema::non_nullable)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSource {
+    /// Which source: `Secret` (the default), `InstanceMetadata` or `WorkloadIdentity`.
+    #[serde(default)]
+    pub source: CredentialSourceKind,
+
     /// A Secret with keys `accessKey`, `secretKey` and optionally `securityToken` (temporary
-    /// credentials). Required.
-    pub secret_ref: SecretRef,
+    /// credentials). Required when `source` is `Secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+
+    /// Settings of source `InstanceMetadata` (the agency bound to the node). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_metadata: Option<InstanceMetadataSource>,
+
+    /// Settings of source `WorkloadIdentity` (the pod's projected service-account token exchanged at
+    /// IAM). Required when `source` is `WorkloadIdentity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentitySource>,
+
+    /// On any source: use the credentials to assume this agency (usually of another account) and act
+    /// with the agency's temporary credentials. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_agency: Option<AssumeAgency>,
+}
+
+/// The kind of credential source.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CredentialSourceKind {
+    /// Permanent (or externally rotated) keys from `secretRef` (the default).
+    #[default]
+    Secret,
+    /// The node's agency credentials from the ECS metadata service.
+    InstanceMetadata,
+    /// The projected service-account token exchanged at IAM (OIDC federation).
+    WorkloadIdentity,
+}
+
+impl CredentialSourceKind {
+    /// The value as written in a manifest.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CredentialSourceKind::Secret => "Secret",
+            CredentialSourceKind::InstanceMetadata => "InstanceMetadata",
+            CredentialSourceKind::WorkloadIdentity => "WorkloadIdentity",
+        }
+    }
+}
+
+/// The default base URL of the ECS metadata service.
+pub const DEFAULT_METADATA_ENDPOINT: &str = "http://169.254.169.254";
+/// Where the Helm chart and kustomize mount the projected service-account token.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/vpc.hwcloud.dev/serviceaccount/token";
+/// The default validity asked for temporary credentials, in seconds (the IAM default is 900).
+pub const DEFAULT_DURATION_SECONDS: u32 = 3600;
+
+/// Settings of the `InstanceMetadata` source.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[schemars(transform = super::schema::non_nullable)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceMetadataSource {
+    /// Base URL of the metadata service (`http` or `https`). Optional; default
+    /// `http://169.254.169.254`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(
+        validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''")
+            .message("spec.credentials.instanceMetadata.endpoint must be an http or https URL such as http://169.254.169.254")
+    )]
+    pub endpoint: Option<String>,
+}
+
+/// Settings of the `WorkloadIdentity` source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentitySource {
+    /// Id of the IAM identity provider (type OpenID Connect) that trusts the cluster's
+    /// service-account issuer. Required.
+    #[schemars(length(min = 1, max = 128))]
+    pub idp_id: String,
+    /// Path of the projected service-account token, re-read on every exchange (the kubelet rotates
+    /// it). Default `/var/run/secrets/vpc.hwcloud.dev/serviceaccount/token`.
+    #[serde(default = "default_token_file")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub token_file: String,
+    /// Validity of the temporary credentials asked from IAM, 900-86400 seconds. Default 3600.
+    #[serde(default = "default_duration_seconds")]
+    #[schemars(range(min = 900, max = 86400), extend("format" = "int32"))]
+    pub duration_seconds: u32,
+}
+
+/// An agency to assume with the source's credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssumeAgency {
+    /// Name of the agency. Required.
+    #[schemars(length(min = 1, max = 64))]
+    pub agency_name: String,
+    /// Name of the account (domain) that owns the agency. Required.
+    #[schemars(length(min = 1, max = 64))]
+    pub domain_name: String,
+}
+
+fn default_token_file() -> String {
+    DEFAULT_TOKEN_FILE.to_string()
+}
+
+fn default_duration_seconds() -> u32 {
+    DEFAULT_DURATION_SECONDS
 }
 
 /// A reference to a Secret by namespace and name.
@@ -208,6 +341,36 @@ impl ProviderConfigSpec {
             _ => format!("https://vpc.{}.myhuaweicloud.com", self.region),
         }
     }
+
+    /// Base URL of IAM without a trailing slash: `iamEndpoint` when set, otherwise the regional IAM
+    /// endpoint.
+    pub fn iam_endpoint_url(&self) -> String {
+        match self.iam_endpoint.as_deref().map(str::trim) {
+            Some(e) if !e.is_empty() => e.trim_end_matches('/').to_string(),
+            _ => format!("https://iam.{}.myhuaweicloud.com", self.region),
+        }
+    }
+}
+
+impl CredentialsSource {
+    /// Credentials from a Secret (the source of every manifest written before `source` existed).
+    pub fn from_secret(secret_ref: SecretRef) -> Self {
+        CredentialsSource {
+            source: CredentialSourceKind::Secret,
+            secret_ref: Some(secret_ref),
+            instance_metadata: None,
+            workload_identity: None,
+            assume_agency: None,
+        }
+    }
+
+    /// The Secret to read, when the source is `Secret`.
+    pub fn secret(&self) -> Option<&SecretRef> {
+        match self.source {
+            CredentialSourceKind::Secret => self.secret_ref.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -220,12 +383,11 @@ mod tests {
             region: "cn-north-4".into(),
             project_id: "p1".into(),
             endpoint: endpoint.map(String::from),
-            credentials: CredentialsSource {
-                secret_ref: SecretRef {
-                    namespace: "ops".into(),
-                    name: "hwc".into(),
-                },
-            },
+            credentials: CredentialsSource::from_secret(SecretRef {
+                namespace: "ops".into(),
+                name: "hwc".into(),
+            }),
+            iam_endpoint: None,
             rate_limit: RateLimit::default(),
             namespace_selector: None,
         }
@@ -267,6 +429,7 @@ mod tests {
         );
         let mut with_default = v;
         with_default["rateLimit"] = json!({"qps": 8.0, "burst": 8});
+        with_default["credentials"]["source"] = json!("Secret");
         assert_eq!(serde_json::to_value(&parsed).unwrap(), with_default);
     }
 }

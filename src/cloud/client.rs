@@ -1,6 +1,8 @@
 //! Typed async client of the VPC v3 traffic-mirror API.
 //!
-//! Every request is signed (AK/SK) and sent once: the client never retries, it classifies failures
+//! Every request is signed (AK/SK) with the credential its [`CredentialProvider`] gives for that
+//! attempt, and sent once, except for one refresh and one retry (signed afresh) when temporary
+//! credentials are refused with a 401. Otherwise the client never retries: it classifies failures
 //! into [`CloudError`] and parses `Retry-After`, and the controller owns the retry policy.
 //! Turning an answer into a result is the pure [`decode_response`] / [`decode_empty`], so it can be
 //! tested (and fuzzed) without a network.
@@ -16,6 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use super::credentials::CredentialProvider;
+use super::credentials::expiry::refresh_on;
 use super::error::{CloudError, parse_retry_after};
 use super::models::{
     CreateFilterRequest, CreateRuleRequest, CreateSessionRequest, ErrorBody, FilterEnvelope,
@@ -48,6 +52,9 @@ pub struct ClientConfig {
     pub project_id: String,
     /// AK/SK (and token) used to sign. Redacted in `Debug`.
     pub credentials: Credentials,
+    /// Where to get the credential of each attempt instead of the fixed `credentials` (temporary
+    /// credentials of a refreshing source). `None`: sign with `credentials`.
+    pub provider: Option<CredentialProvider>,
     /// Timeout of a whole request, answer body included.
     pub timeout: Duration,
     /// Timeout of establishing the connection.
@@ -65,6 +72,7 @@ impl ClientConfig {
             endpoint: endpoint.into(),
             project_id: project_id.into(),
             credentials,
+            provider: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
@@ -73,6 +81,13 @@ impl ClientConfig {
     /// The public VPC endpoint of a region.
     pub fn default_endpoint(region: &str) -> String {
         format!("https://vpc.{region}.myhuaweicloud.com")
+    }
+
+    /// The same configuration signing with the credentials of `provider`, asked before each
+    /// attempt (the fixed `credentials` are then unused).
+    pub fn with_provider(mut self, provider: CredentialProvider) -> Self {
+        self.provider = Some(provider);
+        self
     }
 
     /// The same configuration with other timeouts.
@@ -92,7 +107,7 @@ struct Inner {
     /// `{endpoint path}/v3/{project}/vpc`, encoded, without trailing `/`.
     base_path: String,
     project_id: String,
-    signer: Signer,
+    credentials: CredentialProvider,
 }
 
 /// Client of the VPC v3 traffic-mirror API for one project. Cheap to clone (shared connection
@@ -107,7 +122,7 @@ impl fmt::Debug for VpcClient {
         f.debug_struct("VpcClient")
             .field("endpoint", &self.inner.origin)
             .field("project_id", &self.inner.project_id)
-            .field("credentials", self.inner.signer.credentials())
+            .field("credentials", &self.inner.credentials)
             .finish()
     }
 }
@@ -120,6 +135,20 @@ fn header_safe(what: &str, v: &str) -> Result<(), CloudError> {
         return Err(CloudError::InvalidConfig(format!(
             "{what} must be printable ASCII without spaces"
         )));
+    }
+    Ok(())
+}
+
+/// Refuses fixed credentials that cannot be signed with or sent (empty, or not a header value).
+fn check_credentials(c: &Credentials) -> Result<(), CloudError> {
+    header_safe("access key", &c.access_key)?;
+    if c.secret_key.is_empty() {
+        return Err(CloudError::InvalidConfig("secret key is empty".into()));
+    }
+    if let Some(t) = c.security_token.as_deref()
+        && !t.is_empty()
+    {
+        header_safe("security token", t)?;
     }
     Ok(())
 }
@@ -357,15 +386,13 @@ impl VpcClient {
         };
         let origin = format!("{}://{host}", url.scheme());
         header_safe("project id", &cfg.project_id)?;
-        header_safe("access key", &cfg.credentials.access_key)?;
-        if cfg.credentials.secret_key.is_empty() {
-            return Err(CloudError::InvalidConfig("secret key is empty".into()));
-        }
-        if let Some(t) = cfg.credentials.security_token.as_deref()
-            && !t.is_empty()
-        {
-            header_safe("security token", t)?;
-        }
+        let credentials = match cfg.provider {
+            Some(p) => p,
+            None => {
+                check_credentials(&cfg.credentials)?;
+                CredentialProvider::Static(Arc::new(cfg.credentials))
+            }
+        };
         let base_path = format!(
             "{}/v3/{}/vpc",
             url.path().trim_end_matches('/'),
@@ -385,9 +412,14 @@ impl VpcClient {
                 host,
                 base_path,
                 project_id: cfg.project_id,
-                signer: Signer::new(cfg.credentials),
+                credentials,
             }),
         })
+    }
+
+    /// Where this client's credentials come from (shared by its clones).
+    pub fn credentials(&self) -> &CredentialProvider {
+        &self.inner.credentials
     }
 
     /// The project this client acts in.
@@ -437,7 +469,8 @@ impl VpcClient {
         decode_response(status, &headers, &bytes)
     }
 
-    /// Send one signed request to `{origin}{under}/{resource}` and return the raw answer.
+    /// Send one signed request to `{origin}{under}/{resource}` and return the raw answer. A 401 to
+    /// temporary credentials refreshes them once and sends once more, signed afresh.
     async fn send_under(
         &self,
         under: &str,
@@ -455,26 +488,47 @@ impl VpcClient {
         let url = Url::parse(&raw)
             .map_err(|e| CloudError::InvalidRequest(format!("cannot build URL: {e}")))?;
         let body = body.unwrap_or_default();
+        let creds = inner.credentials.current().await?;
+        let answer = self.attempt(&method, &url, &body, &creds).await?;
+        if !refresh_on(answer.0, inner.credentials.is_refreshable()) {
+            return Ok(answer);
+        }
+        tracing::debug!(%method, path = url.path(), "temporary credentials refused (401): refreshing once");
+        inner.credentials.invalidate(&creds);
+        let fresh = inner.credentials.current().await?;
+        self.attempt(&method, &url, &body, &fresh).await
+    }
+
+    /// One attempt: sign with `creds` at the current time and send.
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: &[u8],
+        creds: &Credentials,
+    ) -> Result<(u16, HeaderMap, Vec<u8>), CloudError> {
+        let inner = &self.inner;
         let mut headers = vec![
             ("Content-Type".to_string(), "application/json".to_string()),
             ("Host".to_string(), inner.host.clone()),
             ("User-Agent".to_string(), USER_AGENT.to_string()),
             (HEADER_PROJECT_ID.to_string(), inner.project_id.clone()),
         ];
-        inner.signer.sign(
+        Signer::sign_with(
+            creds,
             method.as_str(),
             url.path(),
             url.query().unwrap_or(""),
             &mut headers,
-            &body,
+            body,
             chrono::Utc::now(),
         );
         let map = header_map(&headers)?;
         let started = Instant::now();
         let path = url.path().to_string();
-        let mut req = inner.http.request(method.clone(), url).headers(map);
+        let mut req = inner.http.request(method.clone(), url.clone()).headers(map);
         if !body.is_empty() {
-            req = req.body(body);
+            req = req.body(body.to_vec());
         }
         let result = async {
             let resp = req.send().await.map_err(transport_error)?;

@@ -2,7 +2,8 @@
 //!
 //! The client never retries; it only says what happened, so the controller can choose the policy:
 //! - retryable: HTTP 429 and 5xx, timeouts, connection failures (including a connection dropped
-//!   before the answer), and a 2xx answer whose body cannot be decoded (see [`CloudError::Decode`]);
+//!   before the answer), a 2xx answer whose body cannot be decoded (see [`CloudError::Decode`]),
+//!   and a credential source that failed (see [`CloudError::Credentials`]);
 //! - terminal: every other 4xx (the request itself is wrong, or not allowed, or the object is gone),
 //!   and invalid configuration or arguments.
 //!
@@ -64,6 +65,14 @@ pub enum CloudError {
     /// A call's arguments are unusable (e.g. an empty id) and were not sent.
     #[error("invalid cloud request: {0}")]
     InvalidRequest(String),
+    /// No credential to sign with: the ProviderConfig's credential source failed (the call was not
+    /// sent). Retryable: the object waits while the ProviderConfig's own check reports the
+    /// source's error in its status, and goes on once the source recovers.
+    #[error("the ProviderConfig's credentials are unavailable: {message}")]
+    Credentials {
+        /// The source's error (never a secret).
+        message: String,
+    },
 }
 
 fn rid(request_id: &Option<String>) -> String {
@@ -92,6 +101,14 @@ fn api_message(
     s
 }
 
+impl From<super::credentials::CredentialError> for CloudError {
+    fn from(e: super::credentials::CredentialError) -> Self {
+        CloudError::Credentials {
+            message: format!("{} ({})", e, e.reason()),
+        }
+    }
+}
+
 impl CloudError {
     /// Whether trying the same call again later may succeed (429, 5xx, timeouts, connection
     /// failures, undecodable 2xx answers).
@@ -101,6 +118,7 @@ impl CloudError {
             CloudError::Timeout { .. } | CloudError::Connect { .. } | CloudError::Decode { .. } => {
                 true
             }
+            CloudError::Credentials { .. } => true,
             CloudError::InvalidConfig(_) | CloudError::InvalidRequest(_) => false,
         }
     }
@@ -188,6 +206,7 @@ impl CloudError {
             CloudError::Decode { .. } => "InvalidResponse".into(),
             CloudError::InvalidConfig(_) => "InvalidConfig".into(),
             CloudError::InvalidRequest(_) => "InvalidRequest".into(),
+            CloudError::Credentials { .. } => "ProviderConfigNotReady".into(),
         }
     }
 
@@ -209,6 +228,7 @@ impl CloudError {
             CloudError::Decode { .. } => "decode",
             CloudError::InvalidConfig(_) => "invalid_config",
             CloudError::InvalidRequest(_) => "invalid_request",
+            CloudError::Credentials { .. } => "credentials",
         }
     }
 }

@@ -5,11 +5,13 @@
 //! failures ([`CloudError::is_retryable`]), leaving retry policy to the controller.
 
 pub mod client;
+pub mod credentials;
 pub mod error;
 pub mod models;
 pub mod ports;
 pub mod signer;
 
 pub use client::{ClientConfig, VpcClient};
+pub use credentials::{CredentialError, CredentialProvider};
 pub use error::CloudError;
 pub use signer::{Credentials, Signer};

@@ -332,6 +332,20 @@ impl Signer {
         body: &[u8],
         now: DateTime<Utc>,
     ) {
+        Self::sign_with(&self.credentials, method, path, query, headers, body, now);
+    }
+
+    /// [`Signer::sign`] with borrowed credentials (the client signs each attempt with the
+    /// credential current at that moment, without copying it).
+    pub fn sign_with(
+        credentials: &Credentials,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &mut Vec<(String, String)>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) {
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(HEADER_AUTHORIZATION));
         let has = |headers: &Vec<(String, String)>, name: &str| {
             headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -342,7 +356,7 @@ impl Signer {
                 now.format(SDK_DATE_FORMAT).to_string(),
             ));
         }
-        if let Some(token) = self.credentials.security_token.as_deref()
+        if let Some(token) = credentials.security_token.as_deref()
             && !token.is_empty()
             && !has(headers, HEADER_SECURITY_TOKEN)
         {
@@ -356,10 +370,10 @@ impl Signer {
         let signed = signed_header_names(headers);
         let creq = canonical_request(method, path, query, headers, &signed, body);
         let sts = string_to_sign(&sdk_date, &creq);
-        let sig = signature(&self.credentials.secret_key, &sts);
+        let sig = signature(&credentials.secret_key, &sts);
         headers.push((
             HEADER_AUTHORIZATION.to_string(),
-            authorization_header(&self.credentials.access_key, &signed, &sig),
+            authorization_header(&credentials.access_key, &signed, &sig),
         ));
     }
 }

@@ -142,15 +142,21 @@ pub struct Disruptor {
     /// What was done.
     pub stats: Stats,
     admin: reqwest::Client,
+    /// Extra flags of the emulator (kept across its restart).
+    emulator_args: Vec<String>,
+    /// The identity provider to register again after the emulator's restart (workload identity).
+    pub identity_provider: Option<Value>,
 }
 
 impl Disruptor {
     /// Starts the emulator (with `--state dir/emulator-state.json`); the operator is started by
     /// [`Disruptor::start_operator`].
-    pub fn new(ns: &str, resync: &str, dir: PathBuf) -> Disruptor {
+    pub fn new(ns: &str, resync: &str, dir: PathBuf, emulator_args: &[&str]) -> Disruptor {
         let state_file = dir.join("emulator-state.json");
         let state = state_file.display().to_string();
-        let emu = Emulator::start_with_args(PROJECT, &[(AK, SK)], &["--state", &state]);
+        let mut args = vec!["--state", &state];
+        args.extend(emulator_args);
+        let emu = Emulator::start_with_args(PROJECT, &[(AK, SK)], &args);
         Disruptor {
             emu,
             operator: None,
@@ -165,6 +171,8 @@ impl Disruptor {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("admin HTTP client"),
+            emulator_args: emulator_args.iter().map(|a| a.to_string()).collect(),
+            identity_provider: None,
         }
     }
 
@@ -245,10 +253,33 @@ impl Disruptor {
         let listen = self.emu.url.trim_start_matches("http://").to_string();
         self.emu.kill();
         let state = self.state_file.display().to_string();
-        let fresh = Emulator::start_on(&listen, PROJECT, &[(AK, SK)], &["--state", &state]);
+        let mut args = vec!["--state", state.as_str()];
+        args.extend(self.emulator_args.iter().map(String::as_str));
+        let fresh = Emulator::start_on(&listen, PROJECT, &[(AK, SK)], &args);
         // Dropping the old handle removes its scratch directory; the state file is elsewhere.
         drop(std::mem::replace(&mut self.emu, fresh));
         self.stats.emulator_restarts += 1;
+        self.register_identity_provider_again().await;
+    }
+
+    /// After a restart, the identity provider again (a 409 means the state file kept it).
+    async fn register_identity_provider_again(&self) {
+        let Some(provider) = &self.identity_provider else {
+            return;
+        };
+        let url = format!("{}/_emulator/identity-providers", self.emu.url);
+        let answer = self
+            .admin
+            .post(&url)
+            .json(provider)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = answer.status().as_u16();
+        assert!(
+            (200..300).contains(&status) || status == 409,
+            "POST {url}: {status}"
+        );
     }
 
     /// Calls the queued faults still wait for (`GET /_emulator/faults`, the `remaining` of each).

@@ -99,6 +99,31 @@ pub fn call_bound(i: &BoundInputs) -> Bound {
     }
 }
 
+/// Whether a logged call went to IAM or the metadata service (workload identity), not the VPC API.
+pub fn is_identity_call(call: &Value) -> bool {
+    let path = call["path"].as_str().unwrap_or("");
+    ["/v3.0/", "/openstack/", "/meta-data/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+/// The bound on identity calls with credentials living `lifetime`, over a run of `total`: two
+/// calls (id-token, securitytokens) per exchange, one exchange per 3/4 of a lifetime (the refresh
+/// margin is a quarter), plus one per operator start (a new process has no cache) and per emulator
+/// restart (its credentials may be gone: a 401 forces one), plus one per faulted call (a fault
+/// may hit an exchange, or fail a ProviderConfig check, whose next one starts a new cache), plus
+/// one.
+pub fn identity_bound(
+    x: &chaos::Stats,
+    total: std::time::Duration,
+    lifetime: std::time::Duration,
+) -> u64 {
+    let per_refresh = lifetime.as_secs_f64() * 0.75;
+    let refreshes = (total.as_secs_f64() / per_refresh).ceil() as u64;
+    let used_fault_calls = x.fault_calls.saturating_sub(x.fault_calls_unused);
+    2 * (refreshes + x.operator_starts + x.emulator_restarts + used_fault_calls + 1)
+}
+
 /// Calls by `METHOD collection` (e.g. `POST traffic-mirror-sessions`), and how many failed
 /// (status 0 = dropped, or ≥ 400).
 pub fn calls_by_kind(calls: &[Value]) -> (BTreeMap<String, u64>, u64) {
@@ -160,6 +185,7 @@ pub fn print(figures: &Value) {
          faults injected: {} ({} calls targeted, {} unused)\n\
          operator kills: {} | kube-apiserver restarts: {} | emulator restarts: {}\n\
          cloud calls: {} (bound {}), {} failed or dropped\n\
+         credentials: {}, identity calls {} (bound {})\n\
          violations: {}\n\
          ============================",
         f["run"]["seed"],
@@ -181,6 +207,9 @@ pub fn print(figures: &Value) {
         f["calls"]["total"],
         f["calls"]["bound"],
         f["calls"]["failed_or_dropped"],
+        f["run"]["credentials"],
+        f["run"]["identity_calls"],
+        f["run"]["identity_bound"],
         f["violations"],
     );
     println!(

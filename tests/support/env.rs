@@ -80,9 +80,16 @@ pub struct EnvBuilder {
     with_operator: bool,
     clear_calls: bool,
     wait: Duration,
+    emulator_args: Vec<String>,
 }
 
 impl EnvBuilder {
+    /// Extra flags of the account's emulator (e.g. `--credential-lifetime 4s`).
+    pub fn emulator_args(mut self, args: &[&str]) -> Self {
+        self.emulator_args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
     /// The operator's `--resync-interval` (default `2s`).
     pub fn resync(mut self, resync: &str) -> Self {
         self.resync = resync.into();
@@ -139,7 +146,9 @@ impl EnvBuilder {
         } else {
             ns.clone()
         };
-        let account = CloudAccount::create_with_credentials_in(&client, &ns, &home).await;
+        let emulator_args: Vec<&str> = self.emulator_args.iter().map(String::as_str).collect();
+        let account =
+            CloudAccount::create_with_emulator_args(&client, &ns, &home, &emulator_args).await;
         if self.clear_calls {
             account.emu.clear_calls().await;
         }
@@ -197,6 +206,7 @@ impl Env {
             with_operator: false,
             clear_calls: true,
             wait: WAIT,
+            emulator_args: vec![],
         }
     }
 

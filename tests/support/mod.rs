@@ -27,6 +27,7 @@ pub mod identity;
 pub mod operator;
 pub mod process;
 pub mod restart;
+pub mod workload_identity;
 
 use std::future::Future;
 use std::panic::Location;

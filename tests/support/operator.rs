@@ -57,7 +57,17 @@ impl CloudAccount {
         ns: &str,
         credentials_ns: &str,
     ) -> CloudAccount {
-        let emu = Emulator::start(PROJECT, &[(AK, SK)]);
+        CloudAccount::create_with_emulator_args(client, ns, credentials_ns, &[]).await
+    }
+
+    /// [`CloudAccount::create_with_credentials_in`] with extra flags for the emulator.
+    pub async fn create_with_emulator_args(
+        client: &Client,
+        ns: &str,
+        credentials_ns: &str,
+        emulator_args: &[&str],
+    ) -> CloudAccount {
+        let emu = Emulator::start_with_args(PROJECT, &[(AK, SK)], emulator_args);
         let cloud = VpcClient::new(ClientConfig::new(
             &emu.url,
             PROJECT,

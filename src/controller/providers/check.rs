@@ -1,6 +1,7 @@
-//! The credential check of a ProviderConfig, step by step: read the Secret (client required) →
-//! read the keys (no client required) → build the cloud client (no client required) → one cheap
-//! cloud call (`list sessions, limit=1`).
+//! The credential check of a ProviderConfig, step by step: read the Secret (client required, only
+//! for source `Secret`) → read the keys (no client required) → build the cloud client (no client
+//! required) → obtain credentials from the source (metadata or IAM, for refreshing sources) → one
+//! cheap cloud call (`list sessions, limit=1`).
 //!
 //! Each step fails with its own [`CheckError`] variant, so the condition reason, the retry decision
 //! and the message (which step, what to do) are decided in one place.
@@ -11,9 +12,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
 use super::registry::{Provider, fingerprint};
+use super::source;
 use crate::api::{
-    ProviderConfig, SECRET_KEY_ACCESS_KEY, SECRET_KEY_SECRET_KEY, SECRET_KEY_SECURITY_TOKEN,
+    ProviderConfig, ProviderConfigSpec, SECRET_KEY_ACCESS_KEY, SECRET_KEY_SECRET_KEY,
+    SECRET_KEY_SECURITY_TOKEN, SecretRef,
 };
+use crate::cloud::credentials::{CredentialError, CredentialProvider};
 use crate::cloud::models::ListSessionsQuery;
 use crate::cloud::signer::Credentials;
 use crate::cloud::{ClientConfig, CloudError, VpcClient};
@@ -26,6 +30,12 @@ const SECRET_RETRY: Duration = Duration::from_secs(10);
 /// How long to wait before a retryable credential check is tried again, when the cloud sent no
 /// `Retry-After`.
 const CLOUD_RETRY: Duration = Duration::from_secs(15);
+/// How long to wait before asking a failing credential source again: also when it refused (an
+/// identity provider or agency can be fixed on the cloud side, with nothing to watch here).
+const SOURCE_RETRY: Duration = Duration::from_secs(10);
+/// How often a ProviderConfig with a refreshing source is looked at, at most: its credentials
+/// can stop working between resyncs (IAM or metadata down, the token file gone).
+pub(super) const REFRESHING_RECHECK: Duration = Duration::from_secs(30);
 
 /// Why a ProviderConfig's credentials could not be checked, by step. The Display names the step and
 /// says what to do; it becomes the condition message.
@@ -89,6 +99,18 @@ pub enum CheckError {
     /// Step "build the client": the endpoint or the credentials are unusable.
     #[error("building the cloud client: {0}; fix spec.endpoint or the Secret")]
     ClientBuild(#[source] CloudError),
+    /// Step "obtain credentials": the metadata service or IAM did not give temporary credentials.
+    #[error(
+        "obtaining credentials from source {source_kind}: {source}; {}",
+        source_hint(source)
+    )]
+    Source {
+        /// `spec.credentials.source`.
+        source_kind: &'static str,
+        /// What the source's service answered (status and error code, never a secret).
+        #[source]
+        source: CredentialError,
+    },
     /// Step "check the credentials": the cheap cloud call failed.
     #[error(
         "checking the credentials (list sessions, limit=1) failed: {}{}",
@@ -114,6 +136,23 @@ fn present_keys(found: &[String]) -> String {
     }
 }
 
+/// What to do about a failing credential source.
+fn source_hint(e: &CredentialError) -> &'static str {
+    match e {
+        CredentialError::TokenFile { .. } => {
+            "check spec.credentials.workloadIdentity.tokenFile and the projected token volume; the operator retries"
+        }
+        CredentialError::NoAgency { .. } => "bind an agency to the node; the operator retries",
+        CredentialError::Refused {
+            status: 401 | 403, ..
+        } => {
+            "check the identity provider (its id, issuer, audience and keys) or the agency trust; the operator retries"
+        }
+        CredentialError::InvalidConfig(_) => "fix spec.credentials",
+        _ => "the operator retries",
+    }
+}
+
 /// What to do about a failed credential check, from its HTTP status.
 fn hint(e: &CloudError) -> &'static str {
     match e.status() {
@@ -135,6 +174,7 @@ impl CheckError {
             CheckError::SecretOutOfScope { .. } => reason::SECRET_OUT_OF_SCOPE.to_string(),
             CheckError::SecretUnreadable { .. } => reason::KUBERNETES_ERROR.to_string(),
             CheckError::ClientBuild(e) | CheckError::CredentialCheck { source: e } => e.reason(),
+            CheckError::Source { source, .. } => source.reason(),
         }
     }
 
@@ -146,6 +186,7 @@ impl CheckError {
             | CheckError::SecretUnreadable { .. } => "read_secret",
             CheckError::KeyMissing { .. } => "read_keys",
             CheckError::ClientBuild(_) => "build_client",
+            CheckError::Source { .. } => "obtain_credentials",
             CheckError::CredentialCheck { .. } => "check_credentials",
         }
     }
@@ -156,6 +197,7 @@ impl CheckError {
         match self {
             CheckError::SecretUnreadable { .. } => true,
             CheckError::CredentialCheck { source } => source.is_retryable(),
+            CheckError::Source { source, .. } => source.is_retryable(),
             CheckError::SecretOutOfScope { .. }
             | CheckError::SecretMissing { .. }
             | CheckError::KeyMissing { .. }
@@ -165,6 +207,9 @@ impl CheckError {
 
     /// When to check again, for retryable failures: at least the cloud's `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
+        if let CheckError::Source { .. } = self {
+            return Some(SOURCE_RETRY);
+        }
         if !self.is_retryable() {
             return None;
         }
@@ -227,8 +272,7 @@ fn key_names(secret: &Secret) -> Vec<String> {
 
 /// Refuses a Secret outside the credentials namespace before any API call (no client required):
 /// the operator has no right to read it, and saying so beats a bare 403.
-pub(super) fn in_scope(pc: &ProviderConfig, allowed: &str) -> Result<(), CheckError> {
-    let secret_ref = &pc.spec.credentials.secret_ref;
+pub(super) fn in_scope(secret_ref: &SecretRef, allowed: &str) -> Result<(), CheckError> {
     if secret_ref.namespace == allowed {
         return Ok(());
     }
@@ -240,9 +284,8 @@ pub(super) fn in_scope(pc: &ProviderConfig, allowed: &str) -> Result<(), CheckEr
 }
 
 /// Reads the Secret named by the ProviderConfig (client required).
-async fn read_secret(pc: &ProviderConfig, ctx: &Context) -> Result<Secret, CheckError> {
-    in_scope(pc, &ctx.config.credentials_namespace)?;
-    let secret_ref = &pc.spec.credentials.secret_ref;
+async fn read_secret(secret_ref: &SecretRef, ctx: &Context) -> Result<Secret, CheckError> {
+    in_scope(secret_ref, &ctx.config.credentials_namespace)?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &secret_ref.namespace);
     let mut secret = match secrets.get_opt(&secret_ref.name).await {
         Ok(Some(s)) => s,
@@ -266,35 +309,44 @@ async fn read_secret(pc: &ProviderConfig, ctx: &Context) -> Result<Secret, Check
     Ok(secret)
 }
 
+/// The Secret's keys when the source is `Secret` (client required), else `None`.
+async fn secret_keys(
+    pc: &ProviderConfig,
+    ctx: &Context,
+) -> Result<Option<Credentials>, CheckError> {
+    match pc.spec.credentials.secret() {
+        Some(secret_ref) => {
+            let secret = read_secret(secret_ref, ctx).await?;
+            credentials_from(&secret).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
 /// Builds and checks the client and registers the provider; `Ok(true)` when the provider was
 /// (re)registered (a new account), `Ok(false)` when the registered one was kept.
 pub(super) async fn check(pc: &ProviderConfig, ctx: &Context) -> Result<bool, CheckError> {
     let name = pc.name_any();
     let spec = &pc.spec;
-    let secret = read_secret(pc, ctx).await?;
-    let creds = credentials_from(&secret)?;
-    let endpoint = spec.endpoint_url();
-    let fp = fingerprint(&[
-        &endpoint,
-        &spec.project_id,
-        &creds.access_key,
-        &creds.secret_key,
-        creds.security_token.as_deref().unwrap_or(""),
-    ]);
+    let keys = secret_keys(pc, ctx).await?;
+    let parts = source::fingerprint_parts(spec, keys.as_ref());
+    let fp = fingerprint(&parts.iter().map(String::as_str).collect::<Vec<_>>());
+    let registered = ctx.providers.get(&name).filter(|p| p.fingerprint == fp);
     // Same account and a resync LIST succeeded recently: the credentials work; no extra call.
-    if let Some(p) = ctx.providers.get(&name)
-        && still_proven(&p, fp, ctx.config.resync_interval)
+    if let Some(p) = &registered
+        && still_proven(p, fp, ctx.config.resync_interval)
     {
+        obtain(spec, p.client.credentials()).await?;
         p.budget
             .reconfigure(spec.rate_limit.qps, spec.rate_limit.burst);
         return Ok(false);
     }
-    let client = VpcClient::new(ClientConfig::new(
-        endpoint.trim_end_matches('/'),
-        &spec.project_id,
-        creds,
-    ))
-    .map_err(CheckError::ClientBuild)?;
+    // The registered client keeps its cache of temporary credentials (no new exchange).
+    let client = match &registered {
+        Some(p) => p.client.clone(),
+        None => build_client(spec, keys, ctx)?,
+    };
+    obtain(spec, client.credentials()).await?;
     // The cheap check: one page of at most one session.
     let query = ListSessionsQuery {
         limit: Some(1),
@@ -323,6 +375,54 @@ pub(super) async fn check(pc: &ProviderConfig, ctx: &Context) -> Result<bool, Ch
         }
         Err(source) => Err(CheckError::CredentialCheck { source }),
     }
+}
+
+/// A client for `spec` signing with the source's credentials (no client required).
+fn build_client(
+    spec: &ProviderConfigSpec,
+    keys: Option<Credentials>,
+    ctx: &Context,
+) -> Result<VpcClient, CheckError> {
+    let source_kind = spec.credentials.source.as_str();
+    let provider =
+        source::provider(spec, keys, &ctx.metrics).map_err(|source| CheckError::Source {
+            source_kind,
+            source,
+        })?;
+    let endpoint = spec.endpoint_url();
+    let config = ClientConfig::new(
+        endpoint.trim_end_matches('/'),
+        &spec.project_id,
+        Credentials::new("", ""),
+    );
+    let config = match provider {
+        // Fixed keys are checked by the client as before (empty, unusable in a header).
+        CredentialProvider::Static(c) => ClientConfig {
+            credentials: (*c).clone(),
+            ..config
+        },
+        refreshing => config.with_provider(refreshing),
+    };
+    VpcClient::new(config).map_err(CheckError::ClientBuild)
+}
+
+/// Asks a refreshing source for its current credentials (cached while fresh), so a failing source
+/// shows as itself rather than as a failed cloud call.
+async fn obtain(
+    spec: &ProviderConfigSpec,
+    provider: &CredentialProvider,
+) -> Result<(), CheckError> {
+    if !provider.is_refreshable() {
+        return Ok(());
+    }
+    provider
+        .current()
+        .await
+        .map(|_| ())
+        .map_err(|source| CheckError::Source {
+            source_kind: spec.credentials.source.as_str(),
+            source,
+        })
 }
 
 /// Whether the registered provider was built from the same account and its last resync LIST is
@@ -494,8 +594,13 @@ mod tests {
             }
         }))
         .expect("provider config");
-        assert!(in_scope(&pc, "team-a").is_ok());
-        let e = in_scope(&pc, "tmo-system").unwrap_err();
+        let secret_ref = pc
+            .spec
+            .credentials
+            .secret()
+            .expect("source Secret by default");
+        assert!(in_scope(secret_ref, "team-a").is_ok());
+        let e = in_scope(secret_ref, "tmo-system").unwrap_err();
         assert_eq!(e.reason(), "SecretOutOfScope");
         assert_eq!(e.step(), "read_secret");
         assert!(!e.is_retryable());
@@ -506,5 +611,46 @@ mod tests {
         ] {
             assert!(e.to_string().contains(part), "{e} should contain {part}");
         }
+    }
+
+    #[test]
+    fn a_failing_source_names_itself_its_code_and_what_to_do() {
+        let refused = CheckError::Source {
+            source_kind: "WorkloadIdentity",
+            source: CredentialError::Refused {
+                service: crate::cloud::credentials::Service::Iam,
+                step: "id-token",
+                status: 401,
+                error_code: "IAM.0001".into(),
+                message: "invalid id token".into(),
+                request_id: None,
+            },
+        };
+        assert_eq!(refused.reason(), "IAM_0001");
+        assert_eq!(refused.step(), "obtain_credentials");
+        assert!(
+            !refused.is_retryable(),
+            "a refused token stalls until fixed"
+        );
+        assert_eq!(
+            refused.retry_after(),
+            Some(SOURCE_RETRY),
+            "but is asked again"
+        );
+        let shown = refused.to_string();
+        assert!(
+            shown.starts_with("obtaining credentials from source WorkloadIdentity: IAM id-token answered HTTP 401 IAM.0001")
+                && shown.contains("check the identity provider"),
+            "{shown}"
+        );
+        let missing = CheckError::Source {
+            source_kind: "WorkloadIdentity",
+            source: CredentialError::TokenFile {
+                path: "/t".into(),
+                message: "No such file".into(),
+            },
+        };
+        assert_eq!(missing.reason(), "TokenFileUnreadable");
+        assert!(missing.is_retryable());
     }
 }

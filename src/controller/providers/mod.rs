@@ -1,14 +1,16 @@
-//! ProviderConfig reconciler (client required): turns a `ProviderConfig` and its credentials Secret
-//! into a ready-to-use cloud client, checked with one cheap call, and shares it with the session
-//! reconciler through the [`Registry`]; keeps a ProviderConfig that objects still use from going away.
+//! ProviderConfig reconciler (client required): turns a `ProviderConfig` and its credential source
+//! (a Secret, the node's agency, workload identity; see `source`) into a ready-to-use cloud
+//! client, checked with one cheap call, and shares it with the session reconciler through the
+//! [`Registry`]; keeps a ProviderConfig that objects still use from going away.
 //!
-//! Pipeline ([`reconcile`]): finalizer step ([`usage::decide_finalizer`]) → read Secret → build
-//! client → check credentials (`list sessions, limit=1`) → register → write status. Each check step
+//! Pipeline ([`reconcile`]): finalizer step ([`usage::decide_finalizer`]) → read Secret (source
+//! `Secret`) → build client → obtain temporary credentials (other sources, cached) → check
+//! credentials (`list sessions, limit=1`) → register → write status. Each check step
 //! fails with its own [`CheckError`]; the reconciler's own Kubernetes writes fail with a
 //! [`ProviderError`]. It runs again whenever the ProviderConfig or its Secret changes, whenever a
 //! TrafficMirrorSession or TrafficMirrorFilter starts or stops referencing a ProviderConfig (watch
-//! events feeding the [`usage::UsageIndex`]), and once per resync interval so revoked credentials
-//! show up in `status`.
+//! events feeding the [`usage::UsageIndex`]), and once per resync interval (at least every 30 s
+//! with temporary credentials) so revoked credentials or a failing source show up in `status`.
 //!
 //! The ready accounts themselves ([`Provider`], [`Registry`]) live in [`registry`], which needs
 //! nothing of the reconcilers' shared state, so that state can hold the registry.
@@ -18,6 +20,7 @@ pub mod error;
 pub mod namespaces;
 mod reconcile;
 pub mod registry;
+mod source;
 pub mod usage;
 
 use std::sync::{Arc, Mutex};
@@ -196,8 +199,10 @@ fn users_of_secret(
         .state()
         .into_iter()
         .filter(|pc| {
-            let r = &pc.spec.credentials.secret_ref;
-            r.namespace == ns && r.name == name
+            pc.spec
+                .credentials
+                .secret()
+                .is_some_and(|r| r.namespace == ns && r.name == name)
         })
         .map(|pc| ObjectRef::from_obj(&*pc))
         .collect()

@@ -110,7 +110,11 @@ fn record_check(name: &str, checked: &Result<bool, CheckError>, ctx: &Context) -
                 // A newly ready account: fill its snapshot and wake every session waiting on it.
                 ctx.refresh_inventories_soon();
             }
-            Action::requeue(ctx.config.resync_interval)
+            let refreshing = ctx
+                .providers
+                .get(name)
+                .is_some_and(|p| p.client.credentials().is_refreshable());
+            Action::requeue(next_look(ctx.config.resync_interval, refreshing))
         }
         Err(e) => {
             if ctx.providers.remove(name) {
@@ -121,6 +125,16 @@ fn record_check(name: &str, checked: &Result<bool, CheckError>, ctx: &Context) -
             ctx.metrics.reconcile_failed(KIND, &e.reason());
             Action::requeue(e.retry_after().unwrap_or(ctx.config.resync_interval))
         }
+    }
+}
+
+/// When to look at a ready ProviderConfig again: once per resync interval, more often when its
+/// credentials are temporary (a source that starts failing shows within that time).
+fn next_look(resync: Duration, refreshing: bool) -> Duration {
+    if refreshing {
+        resync.min(check::REFRESHING_RECHECK)
+    } else {
+        resync
     }
 }
 
@@ -418,6 +432,14 @@ mod tests {
         let held = after(&Ok(false), Some("in use"));
         assert_eq!(told(&written(&ok), &held), [(false, "InUse".to_string())]);
         assert!(told(&written(&held), &held).is_empty());
+    }
+
+    #[test]
+    fn refreshing_sources_are_looked_at_more_often() {
+        let (five_min, ten_s) = (Duration::from_secs(300), Duration::from_secs(10));
+        assert_eq!(next_look(five_min, false), five_min);
+        assert_eq!(next_look(five_min, true), check::REFRESHING_RECHECK);
+        assert_eq!(next_look(ten_s, true), ten_s);
     }
 
     #[test]
