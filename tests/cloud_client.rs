@@ -772,3 +772,145 @@ fn update_rule_request_keeps_empty_strings_apart_from_absent() {
         serde_json::from_value(json!({"source_cidr_block": null})).expect("deserialize null");
     assert_eq!(absent, UpdateRuleRequest::default());
 }
+
+// ----- ports -------------------------------------------------------------------------------------
+
+use traffic_mirror_operator::cloud::ports::{PortQuery, TagFilter};
+
+impl Emulator {
+    /// Seed port `port-{i}` on server `server-{i}` with IP `10.1.{i/250}.{i%250}` and tag
+    /// `group={i%3}`.
+    async fn seed_port(&self, i: usize) {
+        let port = json!({
+            "id": format!("port-{i:03}"), "name": format!("nic-{i}"),
+            "device_id": format!("server-{i:03}"), "device_owner": "compute:az1",
+            "vpc_id": if i.is_multiple_of(2) { "vpc-even" } else { "vpc-odd" },
+            "private_ips": [{"subnet_cidr_id": "subnet-1", "ip_address": format!("10.1.{}.{}", i / 250, i % 250)}],
+            "tags": [{"key": "group", "value": (i % 3).to_string()}],
+            "instance_id": format!("server-{i:03}"), "instance_type": "ecs"
+        });
+        let r = self
+            .admin
+            .post(format!("{}/_emulator/ports", self.url))
+            .json(&port)
+            .send()
+            .await
+            .expect("POST port");
+        assert_eq!(r.status().as_u16(), 201);
+    }
+}
+
+fn port_ids(ports: &[traffic_mirror_operator::cloud::ports::Port]) -> Vec<String> {
+    ports.iter().map(|p| p.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn ports_are_listed_paged_shown_and_found_by_tags() {
+    let emu = Emulator::start();
+    for i in 0..30 {
+        emu.seed_port(i).await;
+    }
+    let c = emu.client();
+    // One page, then every page.
+    let q = PortQuery {
+        limit: Some(7),
+        ..PortQuery::default()
+    };
+    let page = c.list_ports_page(&q).await.expect("page");
+    assert_eq!(page.ports.len(), 7);
+    assert_eq!(page.page_info.next_marker.as_deref(), Some("port-006"));
+    let all = c.list_all_ports(&q).await.expect("all");
+    assert_eq!(all.len(), 30);
+    assert_eq!(port_ids(&all).iter().collect::<HashSet<_>>().len(), 30);
+    let lists = emu
+        .calls()
+        .await
+        .iter()
+        .filter(|x| x["method"] == "GET")
+        .count();
+    assert_eq!(lists, 1 + 5, "one page call, then 30/7 rounded up");
+    // Filters: device ids, private IPs, VPC.
+    let q = PortQuery {
+        device_id: vec!["server-003".into(), "server-004".into()],
+        ..PortQuery::default()
+    };
+    assert_eq!(
+        port_ids(&c.list_all_ports(&q).await.expect("by device")),
+        ["port-003", "port-004"]
+    );
+    let q = PortQuery {
+        private_ips: vec!["10.1.0.5".into(), "10.1.0.6".into()],
+        vpc_id: Some("vpc-even".into()),
+        ..PortQuery::default()
+    };
+    let found = c.list_all_ports(&q).await.expect("by ip");
+    assert_eq!(port_ids(&found), ["port-006"]);
+    assert_eq!(found[0].private_ips[0].ip_address, "10.1.0.6");
+    assert_eq!(
+        (found[0].device_owner.as_str(), found[0].vpc_id.as_str()),
+        ("compute:az1", "vpc-even")
+    );
+    // Show.
+    let p = c.show_port("port-010").await.expect("show");
+    assert_eq!(
+        (p.device_id.as_str(), p.status.as_str()),
+        ("server-010", "ACTIVE")
+    );
+    assert_eq!(p.tags[0].value, "1");
+    match c.show_port("port-999").await {
+        Err(CloudError::Api {
+            status: 404,
+            error_code,
+            ..
+        }) => assert_eq!(error_code, "VPC.1301"),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    // By tags: group 0 or 2, with details.
+    let tags = [TagFilter {
+        key: "group".into(),
+        values: vec!["0".into(), "2".into()],
+    }];
+    let tagged = c.list_ports_by_tags(&tags).await.expect("by tags");
+    assert_eq!(tagged.len(), 20);
+    assert!(
+        tagged
+            .iter()
+            .all(|p| p.tags[0].value != "1" && !p.device_id.is_empty())
+    );
+    let none = [TagFilter {
+        key: "nope".into(),
+        values: vec![],
+    }];
+    assert!(c.list_ports_by_tags(&none).await.expect("none").is_empty());
+}
+
+#[tokio::test]
+async fn port_errors_are_classified_like_other_calls() {
+    let emu = Emulator::start();
+    emu.seed_port(1).await;
+    let c = emu.client();
+    emu.fault(json!({"path_contains": "/ports", "status": 503}))
+        .await;
+    let e = c
+        .list_ports_page(&PortQuery::default())
+        .await
+        .expect_err("503");
+    assert!(e.is_retryable(), "{e}");
+    let bad = emu.client_with(Credentials::new(AK, "wrong"), Duration::from_secs(10));
+    let e = bad.show_port("port-001").await.expect_err("401");
+    assert!(
+        matches!(e, CloudError::Api { status: 401, .. }) && !e.is_retryable(),
+        "{e}"
+    );
+    assert!(matches!(
+        c.show_port("").await,
+        Err(CloudError::InvalidRequest(_))
+    ));
+    let calls = emu.calls().await;
+    assert!(
+        calls.iter().all(|x| x["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&format!("/v3/{PROJECT}/ports")))),
+        "{calls:?}"
+    );
+}

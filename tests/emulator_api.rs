@@ -1965,3 +1965,301 @@ proptest! {
         }
     }
 }
+
+// ----- ports -------------------------------------------------------------------------------------
+
+impl Api {
+    /// Signed call to `/v3/{project}/ports{target}` (the port API is not under `/vpc`).
+    async fn ports(&self, method: &str, target: &str, body: Option<Value>) -> Reply {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let full = format!("/v3/{PROJECT}/ports{target}");
+        self.raw(method, &full, &bytes, Utc::now(), |_| {})
+            .await
+            .expect("request")
+    }
+
+    async fn seed_port(&self, id: &str, ip: &str, tags: Value) -> Reply {
+        let port = json!({
+            "id": id, "name": format!("nic-{id}"), "device_id": format!("server-{id}"),
+            "device_owner": "compute:az1", "vpc_id": "vpc-1",
+            "private_ips": [{"subnet_cidr_id": "subnet-1", "ip_address": ip}],
+            "tags": tags, "zone_id": "az1"
+        });
+        self.admin(reqwest::Method::POST, "ports", Some(port)).await
+    }
+
+    async fn unseed_port(&self, id: &str) -> Reply {
+        self.admin(reqwest::Method::DELETE, &format!("ports/{id}"), None)
+            .await
+    }
+}
+
+fn ids_of(list: &Value, key: &str, id_key: &str) -> Vec<String> {
+    list[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} array in {list}"))
+        .iter()
+        .map(|p| p[id_key].as_str().expect("id").to_string())
+        .collect()
+}
+
+async fn seed_three_ports(api: &Api) {
+    for (id, ip, tags) in [
+        (
+            "port-a",
+            "10.0.0.1",
+            json!([{"key": "role", "value": "web"}]),
+        ),
+        (
+            "port-b",
+            "10.0.0.2",
+            json!([{"key": "role", "value": "db"}]),
+        ),
+        ("port-c", "10.0.0.3", json!([])),
+    ] {
+        let r = api.seed_port(id, ip, tags).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn ports_are_listed_filtered_paged_and_shown() {
+    let (_emu, api) = start().await;
+    seed_three_ports(&api).await;
+    let r = api.ports("GET", "?device_id=server-port-b", None).await;
+    r.expect(200, "");
+    assert_eq!(ids_of(&r.body, "ports", "id"), ["port-b"]);
+    assert_eq!(
+        r.body["ports"][0]["zone_id"], "az1",
+        "seeded extra fields are answered"
+    );
+    assert_eq!(r.body["ports"][0]["status"], "ACTIVE");
+    let by_ip = "?private_ips=ip_address%3D10.0.0.1&private_ips=ip_address%3D10.0.0.3&vpc_id=vpc-1";
+    let r = api.ports("GET", by_ip, None).await;
+    assert_eq!(ids_of(&r.body, "ports", "id"), ["port-a", "port-c"]);
+    let r = api.ports("GET", "?vpc_id=vpc-2", None).await;
+    assert_eq!(r.body["page_info"], json!({"current_count": 0}));
+    // Paging by marker.
+    let r = api.ports("GET", "?limit=2", None).await;
+    assert_eq!(ids_of(&r.body, "ports", "id"), ["port-a", "port-b"]);
+    assert_eq!(
+        r.body["page_info"],
+        json!({"previous_marker": "port-a", "current_count": 2, "next_marker": "port-b"})
+    );
+    let r = api.ports("GET", "?limit=2&marker=port-b", None).await;
+    assert_eq!(ids_of(&r.body, "ports", "id"), ["port-c"]);
+    assert!(r.body["page_info"].get("next_marker").is_none());
+    api.ports("GET", "?marker=nope", None)
+        .await
+        .expect(400, "VPC.0002");
+    // Show.
+    let r = api.ports("GET", "/port-a", None).await;
+    r.expect(200, "");
+    assert_eq!(r.body["port"]["private_ips"][0]["ip_address"], "10.0.0.1");
+    assert!(r.body["request_id"].is_string());
+    api.ports("GET", "/port-z", None)
+        .await
+        .expect(404, "VPC.1301");
+    api.ports("DELETE", "/port-a", None)
+        .await
+        .expect(404, "APIGW.0101");
+}
+
+#[tokio::test]
+async fn ports_are_listed_by_tags() {
+    let (_emu, api) = start().await;
+    seed_three_ports(&api).await;
+    let path = "/resource-instances/filter";
+    let body = json!({"tags": [{"key": "role", "values": ["web", "db"]}]});
+    let r = api.ports("POST", path, Some(body)).await;
+    r.expect(200, "");
+    assert_eq!(
+        ids_of(&r.body, "resources", "resource_id"),
+        ["port-a", "port-b"]
+    );
+    assert_eq!(r.body["total_count"], 2);
+    assert_eq!(
+        r.body["resources"][1]["tags"],
+        json!([{"key": "role", "value": "db"}])
+    );
+    let any_role = json!({"tags": [{"key": "role", "values": []}]});
+    let r = api
+        .ports("POST", &format!("{path}?limit=1&offset=1"), Some(any_role))
+        .await;
+    assert_eq!(ids_of(&r.body, "resources", "resource_id"), ["port-b"]);
+    assert_eq!(r.body["total_count"], 2);
+    let both = json!({"tags": [{"key": "role", "values": ["web"]}, {"key": "env", "values": []}]});
+    let r = api.ports("POST", path, Some(both)).await;
+    assert_eq!(r.body["total_count"], 0);
+    let dup = json!({"tags": [{"key": "role", "values": []}, {"key": "role", "values": []}]});
+    api.ports("POST", path, Some(dup))
+        .await
+        .expect(400, "VPC.0002");
+}
+
+#[tokio::test]
+async fn port_calls_are_signed_logged_and_fault_injectable() {
+    let (_emu, api) = start().await;
+    seed_three_ports(&api).await;
+    let unsigned = api
+        .raw(
+            "GET",
+            &format!("/v3/{PROJECT}/ports"),
+            b"",
+            Utc::now(),
+            |h| h.retain(|(n, _)| n != "Authorization"),
+        )
+        .await
+        .expect("request");
+    unsigned.expect(401, "APIGW.0301");
+    let foreign = Api::new(api.url.clone());
+    foreign
+        .raw("GET", "/v3/otherproject/ports", b"", Utc::now(), |_| {})
+        .await
+        .expect("request")
+        .expect(403, "APIGW.0302");
+    api.fault(json!({"path_contains": "/ports", "status": 503, "times": 1}))
+        .await;
+    api.ports("GET", "", None).await.expect(503, "VPC.9999");
+    api.ports("GET", "", None).await.expect(200, "");
+    let calls = api.calls().await;
+    let port_calls: Vec<u64> = calls
+        .iter()
+        .filter(|c| c["path"].as_str().is_some_and(|p| p.ends_with("/ports")))
+        .map(|c| c["status"].as_u64().expect("status"))
+        .collect();
+    assert_eq!(port_calls, [401, 403, 503, 200], "{calls:?}");
+}
+
+#[tokio::test]
+async fn removing_a_port_removes_it_from_every_sessions_sources() {
+    let (_emu, api) = start().await;
+    seed_three_ports(&api).await;
+    let fid = api.filter("f").await;
+    let mut sids = Vec::new();
+    for (name, sources) in [
+        ("s1", json!(["port-a", "port-b"])),
+        ("s2", json!(["port-a"])),
+    ] {
+        let mut body = session_body(&fid, name);
+        body["traffic_mirror_sources"] = sources;
+        let r = api.session(body).await;
+        r.expect(201, "");
+        sids.push(
+            r.body["traffic_mirror_session"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    assert_eq!(api.unseed_port("port-a").await.status, 204);
+    let sources = |r: &Reply| r.body["traffic_mirror_session"]["traffic_mirror_sources"].clone();
+    let s1 = api
+        .call(
+            "GET",
+            &format!("/traffic-mirror-sessions/{}", sids[0]),
+            None,
+        )
+        .await;
+    assert_eq!(sources(&s1), json!(["port-b"]));
+    let s2 = api
+        .call(
+            "GET",
+            &format!("/traffic-mirror-sessions/{}", sids[1]),
+            None,
+        )
+        .await;
+    assert_eq!(sources(&s2), json!([]));
+    api.ports("GET", "/port-a", None)
+        .await
+        .expect(404, "VPC.1301");
+    api.unseed_port("port-a").await.expect(404, "VPC.1301");
+    // The state dump has the ports; a reset clears them.
+    let state = api.admin(reqwest::Method::GET, "state", None).await;
+    assert_eq!(ids_of(&state.body, "ports", "id"), ["port-b", "port-c"]);
+    assert_eq!(
+        api.admin(reqwest::Method::POST, "reset", None).await.status,
+        204
+    );
+    let r = api.ports("GET", "", None).await;
+    assert_eq!(r.body["ports"], json!([]));
+    // An invalid port is refused by the admin API.
+    let bad = api
+        .admin(reqwest::Method::POST, "ports", Some(json!({"id": "x"})))
+        .await;
+    assert_eq!((bad.status, bad.code()), (400, "VPC.0001"), "{}", bad.body);
+}
+
+#[tokio::test]
+async fn check_ports_refuses_unknown_sources_only_when_asked() {
+    let mut cfg = config();
+    cfg.check_ports = true;
+    let emu = Emulator::start(cfg).await.expect("start");
+    let api = Api::new(emu.url());
+    seed_three_ports(&api).await;
+    let fid = api.filter("f").await;
+    let mut body = session_body(&fid, "s");
+    body["traffic_mirror_sources"] = json!(["port-a", "port-unknown"]);
+    let r = api.session(body.clone()).await;
+    r.expect(400, "VPC.1005");
+    assert!(
+        r.body["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("port-unknown")
+    );
+    body["traffic_mirror_sources"] = json!(["port-a"]);
+    let r = api.session(body.clone()).await;
+    r.expect(201, "");
+    let sid = r.body["traffic_mirror_session"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let add =
+        |sources: Value| json!({"traffic_mirror_session": {"traffic_mirror_sources": sources}});
+    let target = format!("/traffic-mirror-sessions/{sid}/add-sources");
+    api.call("PUT", &target, Some(add(json!(["port-unknown"]))))
+        .await
+        .expect(400, "VPC.1005");
+    api.call("PUT", &target, Some(add(json!(["port-b"]))))
+        .await
+        .expect(200, "");
+    let state = api.admin(reqwest::Method::GET, "state", None).await;
+    assert_eq!(
+        state.body["sessions"].as_array().expect("sessions").len(),
+        1
+    );
+
+    // Without the flag, unknown ports are still accepted.
+    let (_plain, api) = start().await;
+    let fid = api.filter("f").await;
+    body["traffic_mirror_filter_id"] = json!(fid);
+    body["traffic_mirror_sources"] = json!(["port-unknown"]);
+    api.session(body).await.expect(201, "");
+}
+
+#[tokio::test]
+async fn seeded_ports_persist_in_the_state_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.state_file = Some(dir.path().join("state.json"));
+    let first = Emulator::start(cfg.clone()).await.expect("start");
+    seed_three_ports(&Api::new(first.url())).await;
+    first.shutdown().await;
+    let second = Emulator::start(cfg).await.expect("restart");
+    let r = Api::new(second.url()).ports("GET", "", None).await;
+    assert_eq!(
+        ids_of(&r.body, "ports", "id"),
+        ["port-a", "port-b", "port-c"]
+    );
+}
+
+#[test]
+fn check_ports_flag_is_documented() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--check-ports"), "{help}");
+}

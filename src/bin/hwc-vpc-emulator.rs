@@ -48,6 +48,12 @@ struct Cli {
     /// time with PUT /_emulator/limits.
     #[arg(long, value_name = "MS[:JITTER_MS]", value_parser = parse_latency)]
     latency: Option<Latency>,
+
+    /// Refuse a session create or add-sources that names a port not seeded through
+    /// POST /_emulator/ports (400 VPC.1005), as the real API refuses an unknown port. Off by
+    /// default, so setups without seeded ports keep working.
+    #[arg(long)]
+    check_ports: bool,
 }
 
 fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
@@ -112,6 +118,7 @@ async fn main() -> ExitCode {
             rate_limit: cli.rate_limit,
             latency: cli.latency,
         },
+        check_ports: cli.check_ports,
     };
     let (addr, serving) = match serve(cfg, shutdown_signal()).await {
         Ok(v) => v,

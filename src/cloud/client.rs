@@ -124,7 +124,7 @@ fn header_safe(what: &str, v: &str) -> Result<(), CloudError> {
     Ok(())
 }
 
-fn check_id(kind: &str, id: &str) -> Result<String, CloudError> {
+pub(super) fn check_id(kind: &str, id: &str) -> Result<String, CloudError> {
     if id.is_empty() || id == "." || id == ".." {
         return Err(CloudError::InvalidRequest(format!(
             "invalid {kind} id {id:?}"
@@ -409,8 +409,45 @@ impl VpcClient {
         query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, HeaderMap, Vec<u8>), CloudError> {
+        self.send_under(&self.inner.base_path, method, resource, query, body)
+            .await
+    }
+
+    /// `/v3/{project}` (the base path without `/vpc`): ports live there, not under `/vpc`.
+    fn project_path(&self) -> &str {
+        let base = self.inner.base_path.as_str();
+        base.strip_suffix("/vpc").unwrap_or(base)
+    }
+
+    /// A signed call to `/v3/{project}/{resource}` decoded as `T` (the port API).
+    pub(super) async fn call_in_project<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        resource: &str,
+        query: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, CloudError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| CloudError::InvalidRequest(format!("cannot encode body: {e}")))?;
+        let (status, headers, bytes) = self
+            .send_under(self.project_path(), method, resource, query, body)
+            .await?;
+        decode_response(status, &headers, &bytes)
+    }
+
+    /// Send one signed request to `{origin}{under}/{resource}` and return the raw answer.
+    async fn send_under(
+        &self,
+        under: &str,
+        method: Method,
+        resource: &str,
+        query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, HeaderMap, Vec<u8>), CloudError> {
         let inner = &self.inner;
-        let mut raw = format!("{}{}/{}", inner.origin, inner.base_path, resource);
+        let mut raw = format!("{}{}/{}", inner.origin, under, resource);
         if !query.is_empty() {
             raw.push('?');
             raw.push_str(query);

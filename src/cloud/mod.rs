@@ -7,6 +7,7 @@
 pub mod client;
 pub mod error;
 pub mod models;
+pub mod ports;
 pub mod signer;
 
 pub use client::{ClientConfig, VpcClient};

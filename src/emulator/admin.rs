@@ -15,21 +15,25 @@
 //! | `GET /_emulator/limits` | 200, the [`LimitsConfig`] in force: `{"rate_limit": {rps, burst} \| null, "latency": {ms, jitter_ms} \| null}` |
 //! | `PUT /_emulator/limits` | 200 with the new config; replaces both parts (absent = `null` = off), refills every bucket; 400 `VPC.0001` when invalid |
 //! | `POST /_emulator/reset` | 204, clears data (and the state file), calls and faults; limits back to the command line's, buckets refilled |
-//! | `GET /_emulator/state` | 200, `{sessions, filters, rules}` as stored |
+//! | `GET /_emulator/state` | 200, `{sessions, filters, rules, ports}` as stored |
+//! | `POST /_emulator/ports` | 201 with the stored port; seeds (or replaces, by id) a port in the SDK's `Port` shape; 400 `VPC.0001`/`VPC.0002` when invalid |
+//! | `DELETE /_emulator/ports/{id}` | 204, the port is gone and left the sources of every session; 404 `VPC.1301` when unknown |
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use super::errors::ApiError;
 use super::limits::LimitsConfig;
-use super::records::Data;
+use super::ports;
+use super::records::{Data, Port};
 use super::state::{AppState, FaultSpec};
 
 /// The admin routes (mounted only on a loopback listener).
@@ -44,6 +48,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/_emulator/limits", get(limits).put(set_limits))
         .route("/_emulator/reset", post(reset))
         .route("/_emulator/state", get(state))
+        .route("/_emulator/ports", post(seed_port))
+        .route("/_emulator/ports/{id}", delete(remove_port))
 }
 
 fn admin_error(e: &ApiError) -> Response {
@@ -114,4 +120,30 @@ async fn reset(State(st): State<Arc<AppState>>) -> Response {
 
 async fn state(State(st): State<Arc<AppState>>) -> Response {
     Json(st.store.read(Data::clone)).into_response()
+}
+
+async fn seed_port(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let port: Port = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return admin_error(&ApiError::malformed(format!("invalid port: {e}"))),
+    };
+    let now = chrono::Utc::now();
+    match st
+        .store
+        .mutate(|d| ports::seed(d, &st.project_id, port, now))
+    {
+        Ok(p) => (StatusCode::CREATED, Json(p)).into_response(),
+        Err(e) => admin_error(&e),
+    }
+}
+
+async fn remove_port(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let now = chrono::Utc::now();
+    match st.store.mutate(|d| ports::remove(d, &id, now)) {
+        Ok(sessions) => {
+            tracing::info!(port = %id, ?sessions, "port removed");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => admin_error(&e),
+    }
 }

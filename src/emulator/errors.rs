@@ -14,6 +14,8 @@
 //! | 400 | `VPC.1002` | a session would have more than 10 sources |
 //! | 400 | `VPC.1003` | a source is listed twice, or is already in the session (add-sources) |
 //! | 400 | `VPC.1004` | remove-sources names a source that is not in the session |
+//! | 400 | `VPC.1005` | a source port does not exist (create, add-sources; only with `--check-ports`) |
+//! | 404 | `VPC.1301` | the port does not exist (show port) |
 //! | 404 | `VPC.1101` | the traffic mirror filter does not exist |
 //! | 400 | `VPC.1102` | the filter referenced by a session or rule does not exist |
 //! | 409 | `VPC.1103` | the filter is still used by a session and cannot be deleted |
@@ -48,6 +50,10 @@ pub const TOO_MANY_SOURCES: &str = "VPC.1002";
 pub const DUPLICATE_SOURCE: &str = "VPC.1003";
 /// Source not in the session.
 pub const SOURCE_NOT_IN_SESSION: &str = "VPC.1004";
+/// A source port does not exist (`--check-ports`).
+pub const SOURCE_PORT_NOT_FOUND: &str = "VPC.1005";
+/// The port does not exist.
+pub const PORT_NOT_FOUND: &str = "VPC.1301";
 /// The filter does not exist.
 pub const FILTER_NOT_FOUND: &str = "VPC.1101";
 /// The referenced filter does not exist.

@@ -35,6 +35,13 @@ pub trait Listable {
     fn id(&self) -> &str;
     /// The value of a filterable field in canonical string form (`None` when unset).
     fn field(&self, key: &str) -> Option<String>;
+    /// Whether the item matches one filter given with these (canonical) values: by default its
+    /// [`field`](Self::field) equals one of them; items with list-valued or prefix filters
+    /// (ports) override this.
+    fn field_matches(&self, key: &str, values: &[String]) -> bool {
+        self.field(key)
+            .is_some_and(|actual| values.contains(&actual))
+    }
 }
 
 /// A parsed list query.
@@ -86,10 +93,9 @@ impl ListQuery {
 
     /// Whether `item` matches every filter.
     pub fn matches<T: Listable>(&self, item: &T) -> bool {
-        self.filters.iter().all(|(key, values)| {
-            item.field(key)
-                .is_some_and(|actual| values.contains(&actual))
-        })
+        self.filters
+            .iter()
+            .all(|(key, values)| item.field_matches(key, values))
     }
 
     /// One page of the matching items of `all` (in order), and its `page_info`.

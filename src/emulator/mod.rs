@@ -1,7 +1,7 @@
 //! A faithful emulator of Huawei Cloud's VPC v3 traffic-mirror API (sessions, filters, filter
-//! rules), with AK/SK signature verification, optional persistence, the API gateway's throttling
-//! and latency (off by default), and an admin API for tests (call log, injected faults, limits,
-//! reset). No operator code: it only knows the cloud API.
+//! rules) and of its port reads, with AK/SK signature verification, optional persistence, the
+//! API gateway's throttling and latency (off by default), and an admin API for tests (call log,
+//! injected faults, limits, reset, seeded ports). No operator code: it only knows the cloud API.
 //!
 //! Run it as the `hwc-vpc-emulator` binary, or in-process:
 //!
@@ -19,7 +19,8 @@
 //! (admin API routes), [`state`] (the shared [`AppState`]: verifier, store, call log, fault
 //! queue, limits), [`limits`] (rate limit per project and latency), [`auth`] (signature
 //! verification), [`store`] (persistence), [`records`] (the stored record types and [`Data`]),
-//! [`sessions`], [`filters`], [`rules`] (the operations), [`validate`] (field rules), [`list`]
+//! [`sessions`], [`filters`], [`rules`] (the operations), [`ports`] (the port reads over ports
+//! seeded through the admin API), [`validate`] (field rules), [`list`]
 //! (query filters, pagination), [`errors`] (the error-code table).
 //!
 //! Module dependencies (`A → B`: A uses B; unit tests included). The graph is acyclic, and the
@@ -27,13 +28,14 @@
 //!
 //! ```text
 //! mod (this file) → server, state, store, auth, limits
-//! server   → admin, state, store, records, sessions, filters, rules, list, validate, errors,
-//!            limits
-//! admin    → state, records, errors, limits
+//! server   → admin, state, store, records, sessions, filters, rules, ports, list, validate,
+//!            errors, limits
+//! admin    → state, records, ports, errors, limits
 //! state    → auth, store, errors, limits
 //! sessions → records, list, validate, errors
 //! filters  → records, list, validate, errors
 //! rules    → records, list, validate, errors
+//! ports    → records, list, validate, errors
 //! store    → records, errors
 //! records  → errors
 //! list     → validate, errors
@@ -49,6 +51,7 @@ pub mod errors;
 pub mod filters;
 pub mod limits;
 pub mod list;
+pub mod ports;
 pub mod records;
 pub mod rules;
 pub mod server;
@@ -86,6 +89,9 @@ pub struct EmulatorConfig {
     /// Throttling and latency at start (both off by default); changeable at run time through
     /// `PUT /_emulator/limits`, and restored by `POST /_emulator/reset`.
     pub limits: LimitsConfig,
+    /// Refuse (400 `VPC.1005`) a session create or add-sources naming a port that was not seeded
+    /// (`--check-ports`; off by default so setups without seeded ports keep working).
+    pub check_ports: bool,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -97,6 +103,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("access_keys", &aks)
             .field("state_file", &self.state_file)
             .field("limits", &self.limits)
+            .field("check_ports", &self.check_ports)
             .finish()
     }
 }
@@ -114,6 +121,7 @@ impl EmulatorConfig {
             credentials,
             state_file: None,
             limits: LimitsConfig::default(),
+            check_ports: false,
         }
     }
 
@@ -149,6 +157,7 @@ impl EmulatorConfig {
             calls: CallLog::default(),
             faults: Faults::default(),
             limits: Limits::new(self.limits),
+            check_ports: self.check_ports,
         }))
     }
 }

@@ -25,6 +25,9 @@ pub struct Data {
     /// Traffic mirror filter rules.
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Ports (network interfaces), seeded through the admin API.
+    #[serde(default)]
+    pub ports: Vec<Port>,
 }
 
 impl Data {
@@ -44,6 +47,118 @@ impl Data {
             ))
         }
     }
+
+    /// 400 `VPC.1005` unless every id in `ids` is a port of `project` (sessions refer to ports
+    /// as their sources; checked only with `--check-ports`).
+    pub fn require_ports(
+        &self,
+        project: &str,
+        field: &str,
+        ids: &[String],
+    ) -> Result<(), ApiError> {
+        let known = |id: &String| {
+            self.ports
+                .iter()
+                .any(|p| p.project_id == project && &p.id == id)
+        };
+        match ids.iter().find(|id| !known(id)) {
+            None => Ok(()),
+            Some(id) => Err(ApiError::bad_request(
+                errors::SOURCE_PORT_NOT_FOUND,
+                format!("{field}: port {id} does not exist"),
+            )),
+        }
+    }
+}
+
+/// One private IP of a port (`PrivateIpInfo` in the SDK).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateIp {
+    /// The IPv4/IPv6 subnet the address is in.
+    #[serde(default)]
+    pub subnet_cidr_id: String,
+    /// The address.
+    pub ip_address: String,
+}
+
+/// A tag of a port (`ResponseTag` in the SDK).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortTag {
+    /// Tag key.
+    pub key: String,
+    /// Tag value (may be empty).
+    #[serde(default)]
+    pub value: String,
+}
+
+fn active() -> String {
+    "ACTIVE".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A port (network interface) in the SDK's `Port` shape. The fields the list filters use are
+/// typed; any other field a test seeds (`mac_address`, `zone_id`, `binding:vif_type`, ...) is
+/// kept in `extra` and answered as given, so seeded ports can carry the whole real shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Port {
+    /// Port id (the mirror source id).
+    pub id: String,
+    /// Owning project (the emulator's project when not seeded).
+    #[serde(default)]
+    pub project_id: String,
+    /// Name (may be empty).
+    #[serde(default)]
+    pub name: String,
+    /// Description (may be empty).
+    #[serde(default)]
+    pub description: String,
+    /// `ACTIVE` (default), `BUILD` or `DOWN`.
+    #[serde(default = "active")]
+    pub status: String,
+    /// Administrative state (default `true`).
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
+    /// The server (or other device) the port is attached to.
+    pub device_id: String,
+    /// `compute:<AZ>` for a server NIC.
+    pub device_owner: String,
+    /// The VPC of the port.
+    pub vpc_id: String,
+    /// The subnet (network) of the port.
+    #[serde(default)]
+    pub virsubnet_id: String,
+    /// MAC address.
+    #[serde(default)]
+    pub mac_address: String,
+    /// Private IPs.
+    pub private_ips: Vec<PrivateIp>,
+    /// Security group ids.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Instance id (e.g. the ECS id).
+    #[serde(default)]
+    pub instance_id: String,
+    /// Instance type.
+    #[serde(default)]
+    pub instance_type: String,
+    /// `binding:host_id`.
+    #[serde(default, rename = "binding:host_id")]
+    pub binding_host_id: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<PortTag>,
+    /// Creation time (set when seeded without one).
+    #[serde(default)]
+    pub created_at: String,
+    /// Last update time (set when seeded without one).
+    #[serde(default)]
+    pub updated_at: String,
+    /// Every other field, answered as seeded.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A traffic mirror session, as stored and as answered.

@@ -40,7 +40,7 @@ use super::records::Session;
 use super::state::{AppState, CallRecord, FaultSpec};
 use super::store::Store;
 use super::validate::Fields;
-use super::{filters, rules, sessions};
+use super::{filters, ports, rules, sessions};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -241,6 +241,7 @@ enum Collection {
     Sessions,
     Filters,
     Rules,
+    Ports,
 }
 
 /// The operation a method and path ask for.
@@ -253,6 +254,8 @@ enum Op {
     Delete(String),
     AddSources(String),
     RemoveSources(String),
+    /// `POST /v3/{project}/ports/resource-instances/filter` (`ListPortsByTags`).
+    ByTags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +280,9 @@ fn decode_segment(s: &str) -> Option<String> {
 impl Route {
     fn parse(method: &Method, path: &str) -> Option<Self> {
         let segments: Vec<&str> = path.strip_prefix("/v3/")?.split('/').collect();
+        if let [project, "ports", rest @ ..] = segments.as_slice() {
+            return Self::parse_ports(method, project, rest);
+        }
         let [project, "vpc", collection, rest @ ..] = segments.as_slice() else {
             return None;
         };
@@ -303,6 +309,23 @@ impl Route {
         Some(Self {
             project: decode_segment(project)?,
             collection,
+            op,
+        })
+    }
+}
+
+impl Route {
+    /// `/v3/{project}/ports...`: list, show, list by tags (the port API is not under `/vpc`).
+    fn parse_ports(method: &Method, project: &str, rest: &[&str]) -> Option<Self> {
+        let op = match (method.as_str(), rest) {
+            ("GET", []) => Op::List,
+            ("GET", [id]) => Op::Show(decode_segment(id)?),
+            ("POST", ["resource-instances", "filter"]) => Op::ByTags,
+            _ => return None,
+        };
+        Some(Self {
+            project: decode_segment(project)?,
+            collection: Collection::Ports,
             op,
         })
     }
@@ -369,11 +392,13 @@ fn dispatch(st: &AppState, route: &Route, query: &str, body: &[u8]) -> Handled {
         query,
         body,
         now: Utc::now(),
+        check_ports: st.check_ports,
     };
     match route.collection {
         Collection::Sessions => dispatch_sessions(&call, &route.op),
         Collection::Filters => dispatch_filters(&call, &route.op),
         Collection::Rules => dispatch_rules(&call, &route.op),
+        Collection::Ports => dispatch_ports(&call, &route.op),
     }
 }
 
@@ -384,6 +409,19 @@ struct Call<'a> {
     query: &'a str,
     body: &'a [u8],
     now: DateTime<Utc>,
+    /// `--check-ports`: session sources must be existing ports.
+    check_ports: bool,
+}
+
+impl Call<'_> {
+    /// With `--check-ports`, 400 `VPC.1005` unless every source the body names is a port.
+    fn require_source_ports(&self, d: &super::records::Data, f: &Fields) -> Result<(), ApiError> {
+        if !self.check_ports {
+            return Ok(());
+        }
+        let sources = f.string_list("traffic_mirror_sources")?.unwrap_or_default();
+        d.require_ports(self.project, &f.path("traffic_mirror_sources"), &sources)
+    }
 }
 
 /// `traffic-mirror-sessions`: list, create, show, update, delete, add- and remove-sources.
@@ -401,7 +439,11 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
         }
         Op::Create => {
             let f = Fields::parse(c.body, w)?;
-            created(one(store.mutate(|d| sessions::create(d, p, &f, now))?))
+            created(one(store.mutate(|d| {
+                let s = sessions::create(d, p, &f, now)?;
+                c.require_source_ports(d, &f)?;
+                Ok(s)
+            })?))
         }
         Op::Show(id) => ok(one(store.read(|d| sessions::get(d, p, id).cloned())?)),
         Op::Update(id) => {
@@ -414,9 +456,11 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
         }
         Op::AddSources(id) => {
             let f = Fields::parse(c.body, w)?;
-            ok(one(
-                store.mutate(|d| sessions::add_sources(d, p, id, &f, now))?
-            ))
+            ok(one(store.mutate(|d| {
+                let s = sessions::add_sources(d, p, id, &f, now)?;
+                c.require_source_ports(d, &f)?;
+                Ok(s)
+            })?))
         }
         Op::RemoveSources(id) => {
             let f = Fields::parse(c.body, w)?;
@@ -424,6 +468,7 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
                 store.mutate(|d| sessions::remove_sources(d, p, id, &f, now))?
             ))
         }
+        Op::ByTags => Err(ApiError::no_such_api()),
     }
 }
 
@@ -464,7 +509,7 @@ fn dispatch_filters(c: &Call<'_>, op: &Op) -> Handled {
             store.mutate(|d| filters::delete(d, p, id))?;
             no_content()
         }
-        Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
+        Op::AddSources(_) | Op::RemoveSources(_) | Op::ByTags => Err(ApiError::no_such_api()),
     }
 }
 
@@ -498,7 +543,30 @@ fn dispatch_rules(c: &Call<'_>, op: &Op) -> Handled {
             store.mutate(|d| rules::delete(d, p, id))?;
             no_content()
         }
-        Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
+        Op::AddSources(_) | Op::RemoveSources(_) | Op::ByTags => Err(ApiError::no_such_api()),
+    }
+}
+
+/// `ports`: list (filters, `limit`/`marker`), show, list by tags (`limit`/`offset`).
+fn dispatch_ports(c: &Call<'_>, op: &Op) -> Handled {
+    let (store, p) = (c.store, c.project);
+    match op {
+        Op::List => {
+            let q = ListQuery::parse(c.query, ports::LIST_FILTERS)?;
+            let v = store.read(|d| {
+                let (page, info) = q.page(&ports::all(d, p))?;
+                Ok::<_, ApiError>(json!({ ports::LIST_KEY: page, "page_info": info }))
+            })?;
+            ok(v)
+        }
+        Op::Show(id) => {
+            ok(json!({ ports::WRAPPER: store.read(|d| ports::get(d, p, id).cloned())? }))
+        }
+        Op::ByTags => {
+            let q = ports::TagQuery::parse(c.body, c.query)?;
+            ok(store.read(|d| q.answer(&ports::all(d, p))))
+        }
+        _ => Err(ApiError::no_such_api()),
     }
 }
 
@@ -666,6 +734,17 @@ mod tests {
                 "{m} {path}"
             );
         }
+        for (m, path, op) in [
+            ("GET", "/v3/p/ports", Op::List),
+            ("GET", "/v3/p/ports/a%2Db", Op::Show("a-b".into())),
+            ("POST", "/v3/p/ports/resource-instances/filter", Op::ByTags),
+        ] {
+            let r = Route::parse(&Method::from_bytes(m.as_bytes()).unwrap(), path).unwrap();
+            assert_eq!(
+                (r.project.as_str(), r.collection, r.op),
+                ("p", Collection::Ports, op)
+            );
+        }
         for (m, path) in [
             ("POST", format!("{p}/traffic-mirror-sessions/a/add-sources")),
             ("PUT", format!("{p}/traffic-mirror-filters/a/add-sources")),
@@ -675,6 +754,10 @@ mod tests {
             ("GET", "/v3//vpc/traffic-mirror-sessions".to_string()),
             ("GET", "/v2/p/vpc/traffic-mirror-sessions".to_string()),
             ("GET", "/".to_string()),
+            ("POST", "/v3/p/ports".to_string()),
+            ("DELETE", "/v3/p/ports/a".to_string()),
+            ("GET", "/v3/p/vpc/ports".to_string()),
+            ("GET", "/v3/p/ports/resource-instances/filter".to_string()),
         ] {
             assert!(
                 Route::parse(&Method::from_bytes(m.as_bytes()).unwrap(), &path).is_none(),

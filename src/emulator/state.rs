@@ -29,6 +29,8 @@ pub struct AppState {
     pub faults: Faults,
     /// Rate limit (token bucket per project) and latency of API calls.
     pub limits: Limits,
+    /// `--check-ports`: a session create or add-sources naming an unknown port is refused.
+    pub check_ports: bool,
 }
 
 /// One API call as the emulator saw it.

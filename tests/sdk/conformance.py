@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Conformance of hwc-vpc-emulator with the OFFICIAL Huawei Cloud Python SDK (huaweicloudsdkvpc).
 
-Drives a running emulator through every traffic-mirror operation with the SDK's own VpcClient
+Drives a running emulator through every traffic-mirror operation and the port reads (ListPorts,
+ShowPort, ListPortsByTags over ports seeded through the admin API) with the SDK's own VpcClient
 (v3), checks that every successful answer parses into the SDK's models with the right types, that
 documented rejections come back as ClientRequestException with the expected status, error code
 and request id, and that a badly signed request (wrong SK) and a foreign project are refused.
@@ -35,11 +36,17 @@ from huaweicloudsdkvpc.v3 import (
     DeleteTrafficMirrorFilterRequest,
     DeleteTrafficMirrorFilterRuleRequest,
     DeleteTrafficMirrorSessionRequest,
+    ListPortsByTagsRequest,
+    ListPortsByTagsRequestBody,
+    ListPortsRequest,
+    ListTag,
     ListTrafficMirrorFilterRulesRequest,
+    Match,
     ListTrafficMirrorFiltersRequest,
     ListTrafficMirrorSessionsRequest,
     RemoveSourcesFromTrafficMirrorSessionRequest,
     RemoveSourcesFromTrafficMirrorSessionRequestBody,
+    ShowPortRequest,
     ShowTrafficMirrorFilterRequest,
     ShowTrafficMirrorFilterRuleRequest,
     ShowTrafficMirrorSessionRequest,
@@ -174,6 +181,13 @@ def typed(obj, types, what):
     if hasattr(obj, "created_at"):
         check(is_timestamp(obj.created_at), f"{what}.created_at={obj.created_at!r}")
         check(is_timestamp(obj.updated_at), f"{what}.updated_at={obj.updated_at!r}")
+
+
+def admin_post(url, path, body):
+    req = urllib.request.Request(f"{url}/_emulator/{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, json.loads(r.read())
 
 
 def admin_calls(url):
@@ -506,6 +520,59 @@ def main(argv):
         lists = [x for x in calls if x["method"] == "GET" and "limit=2" in x["query"]]
         check(lists, "list query sent")
 
+    # ---- ports (seeded through the admin API) --------------------------------------------------
+    def ports():
+        for i in range(5):
+            status, _ = admin_post(url, "ports", {
+                "id": f"port-{i}", "name": f"nic-{i}", "device_id": f"server-{i}", "device_owner": "compute:az1",
+                "vpc_id": "vpc-a" if i < 4 else "vpc-b", "mac_address": f"fa:16:3e:00:00:0{i}",
+                "private_ips": [{"subnet_cidr_id": "subnet-1", "ip_address": f"192.168.0.{10 + i}"}],
+                "tags": [{"key": "role", "value": "web" if i % 2 == 0 else "db"}], "security_groups": ["sg-1"],
+                "admin_state_up": True, "zone_id": "az1"})
+            check(status == 201, f"seed port-{i}: {status}")
+        l = c.list_ports(ListPortsRequest(device_id=["server-1", "server-3"]))
+        check([p.id for p in l.ports] == ["port-1", "port-3"], f"device_id filter: {[p.id for p in l.ports]}")
+        p = l.ports[0]
+        check(p.private_ips[0].ip_address == "192.168.0.11" and p.private_ips[0].subnet_cidr_id == "subnet-1",
+              "private_ips parsed")
+        check(p.tags[0].key == "role" and p.tags[0].value == "db", "tags parsed")
+        check(p.device_owner == "compute:az1" and p.vpc_id == "vpc-a" and p.status == "ACTIVE", "port fields")
+        check(p.zone_id == "az1" and p.admin_state_up is True and p.security_groups == ["sg-1"], "extra fields")
+        check(p.created_at is not None, "created_at parsed as a datetime")
+        l = c.list_ports(ListPortsRequest(private_ips=["ip_address=192.168.0.12", "ip_address=192.168.0.14"]))
+        check([p.id for p in l.ports] == ["port-2", "port-4"], f"private_ips filter: {[p.id for p in l.ports]}")
+        l = c.list_ports(ListPortsRequest(private_ips=["ip_address=192.168.0.12", "ip_address=192.168.0.14"],
+                                          vpc_id=["vpc-a"]))
+        check([p.id for p in l.ports] == ["port-2"], "private_ips and vpc_id filters")
+        # Paging by marker.
+        seen, marker = [], None
+        while True:
+            l = c.list_ports(ListPortsRequest(limit=2, marker=marker))
+            seen += [p.id for p in l.ports]
+            check(l.page_info.current_count == len(l.ports), "current_count")
+            marker = l.page_info.next_marker
+            if not marker:
+                break
+        check(seen == [f"port-{i}" for i in range(5)], f"paged through every port: {seen}")
+        r = c.show_port(ShowPortRequest(port_id="port-4"))
+        check(r.port.id == "port-4" and r.port.vpc_id == "vpc-b" and r.port.mac_address == "fa:16:3e:00:00:04",
+              "show port")
+        rejects(lambda: c.show_port(ShowPortRequest(port_id="port-404")), 404, "VPC.1301", "show unknown port")
+        body = ListPortsByTagsRequestBody(tags=[ListTag(key="role", values=["web"])])
+        r = c.list_ports_by_tags(ListPortsByTagsRequest(body=body))
+        check(sorted(x.resource_id for x in r.resources) == ["port-0", "port-2", "port-4"] and r.total_count == 3,
+              f"by tags: {r}")
+        check(r.resources[0].tags[0].value == "web", "by tags: resource tags")
+        body = ListPortsByTagsRequestBody(tags=[ListTag(key="role", values=[])],
+                                          matches=[Match(key="resource_name", value="nic-3")])
+        r = c.list_ports_by_tags(ListPortsByTagsRequest(limit=10, offset=0, body=body))
+        check([x.resource_id for x in r.resources] == ["port-3"], "by tags and name")
+        r = c.list_ports_by_tags(ListPortsByTagsRequest(limit=2, offset=4, body=ListPortsByTagsRequestBody(tags=[])))
+        check([x.resource_id for x in r.resources] == ["port-4"] and r.total_count == 5, "by tags: offset paging")
+        calls = [x for x in admin_calls(url) if "/ports" in x["path"]]
+        check(any(x["query"].count("private_ips=") == 2 for x in calls), "private_ips sent as repeated keys")
+        check(all(x["path"].startswith(f"/v3/{project_id}/ports") for x in calls), "ports path under /v3/{project}")
+
     # ---- deletes -------------------------------------------------------------------------------
     def deletes():
         for sid in (st["session"], st["session2"], st["session3"]):
@@ -535,6 +602,7 @@ def main(argv):
         ("documented rejections", rejections),
         ("authentication: wrong SK, unknown AK, foreign project", authentication),
         ("wire format seen by the emulator", wire),
+        ("ports: list with filters and paging, show, list by tags", ports),
         ("deletes", deletes),
     ]:
         step(name, fn)
