@@ -96,15 +96,22 @@ pub fn resolve(node: &NodeFacts, vpc_id: Option<&str>, ports: &[PortFacts]) -> R
             &format!("no port has the address {ip} {scope}"),
             vec![],
         ),
-        many => unresolved(
-            reason::AMBIGUOUS,
-            &format!(
-                "{} ports have the address {ip} {scope} and the providerID names none of their servers; set spec.sources.vpcId",
-                many.len()
-            ),
-            many.iter().map(|p| p.id.clone()).collect(),
-        ),
+        many => ambiguous(ip, &scope, many),
     }
+}
+
+/// `Ambiguous`, naming the candidates sorted (the status must not change with the cloud's order).
+fn ambiguous(ip: &str, scope: &str, many: &[&PortFacts]) -> Resolution {
+    let mut candidates: Vec<String> = many.iter().map(|p| p.id.clone()).collect();
+    candidates.sort();
+    unresolved(
+        reason::AMBIGUOUS,
+        &format!(
+            "{} ports have the address {ip} {scope} and the providerID names none of their servers; set spec.sources.vpcId",
+            many.len()
+        ),
+        candidates,
+    )
 }
 
 fn unresolved(reason: &'static str, message: &str, candidates: Vec<String>) -> Resolution {
@@ -323,8 +330,8 @@ mod tests {
     #[test]
     fn ambiguous_lists_the_candidates() {
         let ports = [
-            port("p-1", "s1", "v1", "10.0.0.5"),
             port("p-2", "s2", "v2", "10.0.0.5"),
+            port("p-1", "s1", "v1", "10.0.0.5"),
         ];
         let Resolution::Unresolved { candidates, .. } =
             resolve(&node(Some("10.0.0.5"), None), None, &ports)
