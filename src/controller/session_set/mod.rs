@@ -110,7 +110,8 @@ async fn steps(set: &TrafficMirrorSessionSet, sc: &SetContext) -> Action {
     if status::changed(&current, &next)
         && let Err(e) = super::object::apply_status(&sets, set, &next).await
     {
-        debug!(set = %set.name_any(), error = %e, "status write failed");
+        let error = super::error::kube_cause(&e);
+        warn!(set = %set.name_any(), %error, "writing the set's status failed");
         write_failed = true;
     }
     match done {
