@@ -145,7 +145,7 @@ resilience: ## Churn under faults, kills and restarts, then check the end state 
 	set -x; $(CARGO) test --test resilience $(ARGS) -- --nocapture
 
 .PHONY: bench
-bench: ## Run the benchmarks (planner, session convergence, filters); figures go to benches/results/.
+bench: ## Run the benchmarks (planner, session convergence, filters, session sets); figures go to benches/results/.
 	@export TMO_CONTROL_PLANE_DIR="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
 	set -x; $(CARGO) bench $(ARGS)
 
