@@ -322,6 +322,14 @@ mod tests {
     }
 
     #[test]
+    fn the_name_rule_uses_max_set_name() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_string(&TrafficMirrorSessionSet::crd()).unwrap();
+        assert!(crd.contains(&format!("size(self.metadata.name) <= {MAX_SET_NAME}")));
+        assert!(crd.contains(&format!("at most {MAX_SET_NAME} characters")));
+    }
+
+    #[test]
     fn status_round_trips() {
         let status = TrafficMirrorSessionSetStatus {
             selected_ports: 3,

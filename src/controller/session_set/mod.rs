@@ -204,6 +204,11 @@ async fn select(set: &TrafficMirrorSessionSet, sc: &SetContext) -> Result<Select
             return Err(SetError::NodesNotSynced);
         }
         let all = sc.nodes.state();
+        let live: std::collections::HashSet<String> = all.iter().filter_map(|n| n.uid()).collect();
+        sc.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain_nodes(&live);
         let chosen = nodes::selected(&selector, all.iter().map(|n| &**n));
         let resolutions = resolve_nodes(set, sc, &chosen, vpc).await?;
         for (node, r) in resolutions {
