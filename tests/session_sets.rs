@@ -361,12 +361,16 @@ async fn a_scale_up_is_batched_into_one_add_sources_per_child() {
         ports.insert(seed_port(&env, &ip, "vpc-a", &format!("srv-b{i}"), json!([])).await);
     }
     env.clear_calls().await;
-    for i in 0..20 {
-        let ip = format!("10.2.0.{}", 10 + i);
-        nodes
-            .add(&format!("b{i}"), Some(&ip), json!({"mirror": "on"}))
-            .await;
-    }
+    // the 20 Nodes join at once, as a node pool scaling up does
+    let joins = (0..20).map(|i| {
+        let (nodes, ip) = (&nodes, format!("10.2.0.{}", 10 + i));
+        async move {
+            nodes
+                .add(&format!("b{i}"), Some(&ip), json!({"mirror": "on"}))
+                .await
+        }
+    });
+    futures::future::join_all(joins).await;
     support::wait_for(env.deadline(), || async {
         let c = children(&env, "big").await;
         let all: BTreeSet<String> = c.values().flatten().cloned().collect();
