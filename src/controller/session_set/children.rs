@@ -117,13 +117,25 @@ pub async fn apply(
     current: &[TrafficMirrorSession],
     plan: &SetPlan,
 ) -> Result<Applied, SetError> {
-    let mut done = Applied::default();
+    Ok(Applied {
+        created: create(api, set, plan).await?,
+        updated: update(api, set, current, plan).await?,
+        deleted: delete(api, current, plan).await?,
+    })
+}
+
+/// Creates the new children, each with its sources in the same POST.
+async fn create(
+    api: &Api<TrafficMirrorSession>,
+    set: &TrafficMirrorSessionSet,
+    plan: &SetPlan,
+) -> Result<usize, SetError> {
+    let pp = PostParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    };
     for (name, sources) in &plan.create {
         let child = new_child(set, name, sources);
-        let pp = PostParams {
-            field_manager: Some(MANAGER.to_string()),
-            ..Default::default()
-        };
         api.create(&pp, &child)
             .await
             .map_err(|source| SetError::CreateChild {
@@ -131,8 +143,22 @@ pub async fn apply(
                 source,
             })?;
         crate::failpoint::hit("sessionset-child-create-after");
-        done.created += 1;
     }
+    Ok(plan.create.len())
+}
+
+/// Patches the kept children whose spec is not the template with their planned sources.
+async fn update(
+    api: &Api<TrafficMirrorSession>,
+    set: &TrafficMirrorSessionSet,
+    current: &[TrafficMirrorSession],
+    plan: &SetPlan,
+) -> Result<usize, SetError> {
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    };
+    let mut updated = 0;
     for (name, sources) in &plan.keep {
         let want = child_spec(set, sources);
         let Some(child) = current.iter().find(|c| &c.name_any() == name) else {
@@ -141,18 +167,25 @@ pub async fn apply(
         if child.spec == want {
             continue;
         }
-        let pp = PatchParams {
-            field_manager: Some(MANAGER.to_string()),
-            ..Default::default()
-        };
         api.patch(name, &pp, &Patch::Merge(&spec_patch(&want)))
             .await
             .map_err(|source| SetError::UpdateChild {
                 name: name.clone(),
                 source,
             })?;
-        done.updated += 1;
+        updated += 1;
     }
+    Ok(updated)
+}
+
+/// Deletes the emptied children (the uid as a precondition: never a namesake made since); a child
+/// already gone counts as done.
+async fn delete(
+    api: &Api<TrafficMirrorSession>,
+    current: &[TrafficMirrorSession],
+    plan: &SetPlan,
+) -> Result<usize, SetError> {
+    let mut deleted = 0;
     for name in &plan.delete {
         let uid = current
             .iter()
@@ -166,7 +199,7 @@ pub async fn apply(
             ..Default::default()
         };
         match api.delete(name, &dp).await {
-            Ok(_) => done.deleted += 1,
+            Ok(_) => deleted += 1,
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(source) => {
                 return Err(SetError::DeleteChild {
@@ -176,7 +209,7 @@ pub async fn apply(
             }
         }
     }
-    Ok(done)
+    Ok(deleted)
 }
 
 /// Whether `child` is Ready for its current generation.
