@@ -272,7 +272,13 @@ fn add_source_calls(calls: &[Value]) -> usize {
 
 #[tokio::test]
 async fn sources_follow_nodes_joining_leaving_relabelled_and_being_removed() {
-    let env = Env::builder("tmset-nodes").with_operator().build().await;
+    // No resync within the test: every change must come from the Node watch (a relabelled-out or
+    // deleted Node wakes the set that selected it) and the children's watch.
+    let env = Env::builder("tmset-nodes")
+        .resync("10m")
+        .with_operator()
+        .build()
+        .await;
     let nodes = Nodes::new(&env);
     let on = json!({"mirror": "on"});
     let mut ports = Vec::new();
