@@ -151,3 +151,40 @@ fn error_policy(
 ) -> kube::runtime::controller::Action {
     kube::runtime::controller::Action::requeue(super::RETRY)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(labels: serde_json::Value, heartbeat: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1", "uid": "u1", "labels": labels},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat}]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_changes_the_sets_read_wake_them() {
+        let seen = Mutex::new(HashMap::new());
+        let first = node(json!({"mirror": "on"}), "2026-01-01T00:00:00Z");
+        let woke = |e| changed_nodes(&seen, e).map(|v| v.len());
+        assert_eq!(woke(watcher::Event::InitApply(first.clone())), Some(1));
+        let heartbeat = node(json!({"mirror": "on"}), "2026-01-01T00:00:10Z");
+        assert_eq!(woke(watcher::Event::Apply(heartbeat)), None, "a heartbeat");
+        let relabelled = node(json!({"mirror": "off"}), "2026-01-01T00:00:20Z");
+        assert_eq!(woke(watcher::Event::Apply(relabelled.clone())), Some(1));
+        let mut tainted = relabelled.clone();
+        tainted.spec = serde_json::from_value(
+            json!({"taints": [{"key": nodes::AUTOSCALER_TAINT, "effect": "NoSchedule"}]}),
+        )
+        .ok();
+        assert_eq!(woke(watcher::Event::Apply(tainted.clone())), Some(1));
+        assert_eq!(woke(watcher::Event::Delete(tainted)), Some(1));
+        assert_eq!(woke(watcher::Event::InitDone), None);
+    }
+}
