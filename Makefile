@@ -153,7 +153,7 @@ resilience-workload-identity: ## Short resilience run with WorkloadIdentity and 
 	@$(MAKE) --no-print-directory resilience RESILIENCE_CREDENTIALS=workload-identity RESILIENCE_MINUTES=0.75
 
 .PHONY: bench
-bench: ## Run the benchmarks (planner, session convergence, filters); figures go to benches/results/.
+bench: ## Run the benchmarks (planner, session convergence, filters, session sets); figures go to benches/results/.
 	@export TMO_CONTROL_PLANE_DIR="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
 	set -x; $(CARGO) bench $(ARGS)
 

@@ -28,7 +28,7 @@ if ! { [[ -f .dev/operator.pid ]] && kill -0 "$(cat .dev/operator.pid)" 2>/dev/n
 fi
 kubectl wait --for condition=Ready providerconfig/default --timeout 60s
 
-step "Applying deploy/examples/: filter web-filter (3 rules), session web-tap (references it by name)"
+step "Applying deploy/examples/: filter web-filter (3 rules), session web-tap (references it by name), set web-nodes"
 kubectl apply -f deploy/examples/
 # The session waits (Ready=False, FilterNotReady) until the filter is Ready, then is created at once.
 wait_ready tmf/web-filter 120
@@ -51,6 +51,45 @@ for c in calls:
 '
 kubectl get tms -n default -o wide
 
+# demo_node N: the Node demo-node-N (a plain object: no kubelet), labelled mirror=on, with its port
+# seeded in the emulator (in the example set's VPC), as a cloud would have it.
+demo_vpc="$(grep -m1 'vpcId:' deploy/examples/trafficmirrorsessionset.yaml | awk '{print $2}')"
+demo_node() {
+  local n="$1" ip="10.0.7.$((10 + $1))"
+  curl -fsS -X POST "$EMULATOR_URL/_emulator/ports" -H 'Content-Type: application/json' -d "{
+    \"id\": \"port-demo-node-$n\", \"vpc_id\": \"$demo_vpc\", \"device_id\": \"srv-demo-$n\",
+    \"device_owner\": \"compute:az1\", \"private_ips\": [{\"subnet_cidr_id\": \"subnet-demo\", \"ip_address\": \"$ip\"}]}" >/dev/null
+  kubectl apply -f - >/dev/null <<NODE
+{"apiVersion": "v1", "kind": "Node",
+ "metadata": {"name": "demo-node-$n", "labels": {"mirror": "on"}},
+ "spec": {"providerID": "huaweicloud://srv-demo-$n"},
+ "status": {"addresses": [{"type": "InternalIP", "address": "$ip"}]}}
+NODE
+}
+# wait_ports N: the set web-nodes selects N ports and is Ready for them.
+wait_ports() {
+  kubectl wait --for "jsonpath={.status.selectedPorts}=$1" tmset/web-nodes -n default --timeout 60s
+  wait_ready tmset/web-nodes 120
+}
+
+step "Three Nodes labelled mirror=on: the set web-nodes mirrors their ports through session web-nodes-0"
+for n in 1 2 3; do demo_node "$n"; done
+wait_ports 3
+kubectl get tmset,tms -n default
+
+step "A fourth Node joins: its port is added to web-nodes-0 (one add-sources)"
+curl -fsS -X DELETE "$EMULATOR_URL/_emulator/calls" >/dev/null
+demo_node 4
+wait_ports 4
+curl -fsS "$EMULATOR_URL/_emulator/calls" | python3 -c '
+import json, sys
+calls = json.load(sys.stdin)
+calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+for c in calls:
+    print("  %s %s -> %s  body: %s" % (c["method"], c["path"], c["status"], json.dumps(c["body"])))
+'
+kubectl get tmset -n default
+
 step "Done. Go on:"
 cat <<MSG
   . .dev/env                                   # KUBECONFIG, EMULATOR_URL, kubectl on PATH
@@ -59,6 +98,8 @@ cat <<MSG
   kubectl describe tms web-tap                 # conditions and events
   kubectl edit tms web-tap                     # change a field, watch one PUT happen
   kubectl edit tmf web-filter                  # change a rule field: one rule PUT with only it
+  kubectl describe tmset web-nodes             # the set: ports, sessions, unresolved Nodes
+  kubectl label node demo-node-2 mirror=off    # a Node leaves the set: its port leaves web-nodes-0
   curl -s \$EMULATOR_URL/_emulator/calls        # every cloud call the operator made
   tail -f .dev/operator.log                    # the operator's log
 Stop everything:  make dev-down

@@ -25,6 +25,7 @@ pub const ALL: &[&str] = &[
     "rule-update-after",
     "rule-delete-after",
     "filter-delete-after",
+    "sessionset-child-create-after",
 ];
 
 /// Aborts the process if `name` is armed (debug builds only).

@@ -1480,6 +1480,7 @@ async fn every_example_passes_a_server_side_dry_run(version: Version) {
         "ProviderConfig",
         "TrafficMirrorFilter",
         "TrafficMirrorSession",
+        "TrafficMirrorSessionSet",
     ] {
         assert!(kinds.iter().any(|k| k == kind), "no {kind} in {files:?}");
     }

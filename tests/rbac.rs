@@ -2,8 +2,9 @@
 //! `deploy/kustomize/base` (a token from the TokenRequest API, never an admin):
 //!
 //! - with every shipped grant, one workload (a ProviderConfig, a filter, a session that references
-//!   the filter by name and whose first two cloud creates fail, leader election on) ends Ready
-//!   with no request refused;
+//!   the filter by name and whose first cloud creates fail, leader election on, and two
+//!   TrafficMirrorSessionSets: one selecting a Node of the test, which makes a child, one whose
+//!   stray child it deletes) ends Ready with no request refused;
 //! - with any single (resource, verb) pair removed, the operator is refused exactly that request:
 //!   its log names it (`cannot <verb> resource "<resource>"`). Removing pairs rather than whole
 //!   rules is the stricter proof: every verb of every rule is needed, not just each rule. All the
@@ -20,7 +21,9 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
+use traffic_mirror_operator::api::{
+    ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession, TrafficMirrorSessionSet,
+};
 
 use support::Env;
 use support::identity::{self, Atom, Grants, RoleKind};
@@ -32,8 +35,9 @@ const WAIT: Duration = Duration::from_secs(90);
 const LEADER: [&str; 3] = ["--leader-elect=true", "--leader-elect-lease-duration", "3s"];
 
 /// One operator in its own namespace ([`Env`]), as an identity with `grants`, on the standard
-/// workload: the env's cloud account (whose first two session creates fail with a 500, so a
-/// Warning event repeats and its series is patched), a filter, a session, and the operator.
+/// workload: the env's cloud account (whose first four session creates fail with a 500, so a
+/// Warning event repeats and its series is patched), a filter, a session, two sets, and the
+/// operator.
 async fn start(prefix: &str, grants: &Grants) -> (Env, Operator) {
     let env = Env::builder(prefix)
         .resync("5m")
@@ -45,11 +49,14 @@ async fn start(prefix: &str, grants: &Grants) -> (Env, Operator) {
     env.account
         .emu
         .fault(
+            // Four failures over the three sessions created (`s`, and the sets' children `nodes-0`
+            // and `stray-0`): at least one of them fails twice, so a Warning event repeats.
             json!({"method": "POST", "path_contains": "traffic-mirror-sessions",
-                      "status": 500, "times": 2}),
+                      "status": 500, "times": 4}),
         )
         .await;
     apply_workload(&env.client, &env.ns, &env.account.pc).await;
+    apply_sets(&env).await;
     let op = env.operator_as(&kubeconfig);
     (env, op)
 }
@@ -90,6 +97,71 @@ async fn apply_workload(client: &Client, ns: &str, pc: &str) {
         .create(&PostParams::default(), &session)
         .await
         .expect("create the session");
+}
+
+/// The Node of `env`'s test (cluster-scoped, so named and labelled after the namespace), with a
+/// port for it in the emulator; the set `nodes` selecting it (its child is created: sessions
+/// create); the set `stray` (tags nothing matches) and a session it owns that it deletes (sessions
+/// delete). Both sets get a status (sets/status patch).
+async fn apply_sets(env: &Env) {
+    let ip = "10.250.0.1";
+    let body = json!({"id": format!("port-{}", env.ns), "vpc_id": "vpc-r", "device_id": "srv-r",
+        "device_owner": "compute:az1", "private_ips": [{"subnet_cidr_id": "s", "ip_address": ip}]});
+    let url = format!("{}/_emulator/ports", env.emu().url);
+    let status = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .expect("seed port")
+        .status();
+    assert!(status.is_success(), "seed port: {status}");
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+        "metadata": {"name": format!("{}-node", env.ns), "labels": {"tmo-test": env.ns}},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+    }))
+    .expect("node manifest");
+    Api::<k8s_openapi::api::core::v1::Node>::all(env.client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create the node");
+    let sets: Api<TrafficMirrorSessionSet> = env.api();
+    let template = json!({"trafficMirrorFilterRef": {"name": "f"}, "trafficMirrorTargetId": "eni-target",
+        "trafficMirrorTargetType": "eni", "priority": 20, "providerConfigRef": {"name": env.account.pc}});
+    for (name, sources) in [
+        (
+            "nodes",
+            json!({"nodeSelector": {"matchLabels": {"tmo-test": env.ns}}}),
+        ),
+        (
+            "stray",
+            json!({"portTags": [{"key": "none", "values": ["none"]}]}),
+        ),
+    ] {
+        let set: TrafficMirrorSessionSet = serde_json::from_value(json!({
+            "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSessionSet",
+            "metadata": {"name": name}, "spec": {"sources": sources, "sessionTemplate": template},
+        }))
+        .expect("set manifest");
+        sets.create(&PostParams::default(), &set)
+            .await
+            .expect("create the set");
+    }
+    let stray = sets.get("stray").await.expect("the stray set");
+    let child: TrafficMirrorSession = serde_json::from_value(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
+        "metadata": {"name": "stray-0", "labels": {"vpc.hwcloud.dev/session-set": "stray"},
+            "ownerReferences": [{"apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSessionSet",
+                "name": "stray", "uid": stray.metadata.uid, "controller": true}]},
+        "spec": {"trafficMirrorFilterRef": {"name": "f"}, "trafficMirrorSources": ["eni-stray"],
+            "trafficMirrorTargetId": "eni-target", "trafficMirrorTargetType": "eni", "priority": 21,
+            "providerConfigRef": {"name": env.account.pc}},
+    }))
+    .expect("stray child manifest");
+    env.sessions()
+        .create(&PostParams::default(), &child)
+        .await
+        .expect("create the stray child");
 }
 
 /// The `Ready` condition of an object's status as (status, reason, message).
@@ -135,6 +207,7 @@ async fn baseline(grants: &Grants) -> Result<(), String> {
     let (client, ns) = (&run.client, run.ns.as_str());
     let filters: Api<TrafficMirrorFilter> = Api::namespaced(client.clone(), ns);
     let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), ns);
+    let sets: Api<TrafficMirrorSessionSet> = Api::namespaced(client.clone(), ns);
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     support::wait_for(WAIT, || async {
         let pc = ready_pc(client, &run.account.pc).await?;
@@ -146,6 +219,9 @@ async fn baseline(grants: &Grants) -> Result<(), String> {
         (pc.0 == "True"
             && is_ready(&filters, "f").await
             && is_ready(&sessions, "s").await
+            && is_ready(&sets, "nodes").await
+            && is_ready(&sets, "stray").await
+            && sessions.get_opt("stray-0").await.ok()?.is_none()
             && repeated)
             .then_some(())
     })
@@ -183,7 +259,7 @@ async fn every_granted_verb_is_needed() {
     let grants = Grants::from_deploy();
     let atoms = grants.atoms();
     // The shipped set, so a rule added or dropped in deploy/ is noticed here.
-    assert_eq!(atoms.len(), 23, "{atoms:#?}");
+    assert_eq!(atoms.len(), 30, "{atoms:#?}");
     // One task, every run concurrent: a run is mostly waiting on its operator.
     let reduced = atoms.into_iter().map(|atom| without(&grants, atom));
     let (all, reduced) = futures::join!(baseline(&grants), futures::future::join_all(reduced));

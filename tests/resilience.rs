@@ -2,7 +2,8 @@
 //! delete, re-create under the same name) while the cloud misbehaves (429 and 500/503 bursts, 2 s
 //! of latency, dropped connections, answers lost after the write was applied), the operator is
 //! SIGKILLed at random moments and restarted, and the kube-apiserver and the emulator are each
-//! restarted once. Then, after the faults stop and one resync interval passes, the end state must
+//! restarted once; meanwhile a pool of Nodes joins, leaves and is relabelled under a
+//! TrafficMirrorSessionSet (`resilience/nodes.rs`). Then, after the faults stop and one resync interval passes, the end state must
 //! hold (see `resilience/check.rs`) and the cloud calls must stay under a bound derived from what
 //! was done (see `resilience/report.rs`); and kube-controller-manager, which lived through the
 //! API-server restart, must still finish a namespace deletion.
@@ -31,6 +32,8 @@ mod check;
 mod churn;
 #[path = "resilience/model.rs"]
 mod model;
+#[path = "resilience/nodes.rs"]
+mod nodes;
 #[path = "resilience/report.rs"]
 mod report;
 
@@ -189,6 +192,10 @@ async fn churn_under_faults_and_restarts_converges() {
     let credentials = credentials(&client, &ns, &dir, &mut disruptor, settings.credentials).await;
     apply_provider(&client, &ns, &pc, &disruptor.emu.url, credentials).await;
     disruptor.start_operator();
+    let node_rng = StdRng::seed_from_u64(settings.seed ^ 0x40de);
+    let url = disruptor.emu.url.clone();
+    let mut node_churn =
+        nodes::NodeChurn::setup(node_rng, &client, &ns, &pc, &base_filter_id, &url).await;
 
     let churn_rng = StdRng::seed_from_u64(settings.seed);
     let mut chaos_rng = StdRng::seed_from_u64(settings.seed.rotate_left(32) ^ 0x5eed);
@@ -197,6 +204,7 @@ async fn churn_under_faults_and_restarts_converges() {
     let start = Instant::now();
     tokio::join!(
         run_churn(&mut churn, start + settings.churn()),
+        run_node_churn(&mut node_churn, start + settings.churn()),
         disruptor.run(start, events)
     );
     let churned = start.elapsed();
@@ -221,8 +229,10 @@ async fn churn_under_faults_and_restarts_converges() {
         base_filter_id: &base_filter_id,
         timing: (start.elapsed(), churned, converged),
         dir: &dir,
+        node_ops: node_churn.total(),
     })
     .await;
+    node_churn.cleanup().await;
     controller_manager_survived(cp, &client).await;
 }
 
@@ -251,6 +261,14 @@ async fn run_churn(churn: &mut churn::Churn, until: Instant) {
         churn.step().await;
         let pause = churn.pause_ms(MAX_PAUSE_MS);
         tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// The Node churn, one operation after another with a pause, until `until`.
+async fn run_node_churn(nodes: &mut nodes::NodeChurn, until: Instant) {
+    while Instant::now() < until {
+        nodes.step().await;
+        tokio::time::sleep(Duration::from_millis(MAX_PAUSE_MS)).await;
     }
 }
 
@@ -286,7 +304,8 @@ async fn converge(
         let observed = check::observe(client, ns, disruptor.emu.state().await).await;
         let (world, violations) = match observed {
             Ok(world) => {
-                let v = check::violations(&world, base_filter_id);
+                let mut v = check::violations(&world, base_filter_id);
+                v.extend(nodes::violations(client, ns).await);
                 (Some(world), v)
             }
             Err(e) => (None, vec![unobservable(e)]),
@@ -319,6 +338,8 @@ struct Finish<'a> {
     /// Whole run, churn, convergence after the quiet interval.
     timing: (Duration, Duration, Duration),
     dir: &'a std::path::Path,
+    /// Node churn operations (join, leave, relabel) under the set.
+    node_ops: u64,
 }
 
 /// Counts the calls against the bound, prints the figures (and every violation with its object,
@@ -334,12 +355,28 @@ async fn finish(f: Finish<'_>) {
     let objects = (sessions_names + filter_names) as u64;
     let (total, churned, converged) = f.timing;
     let cycles = total.as_secs().div_ceil(RESYNC.as_secs()) + f.disruptor.stats.operator_starts;
-    let bound = report::call_bound(&report::BoundInputs {
+    let mut bound = report::call_bound(&report::BoundInputs {
         churn: &f.churn.stats,
         chaos: &f.disruptor.stats,
         objects,
         cycles,
     });
+    // The set: a Node operation costs at most a port lookup and a child's create, add/remove
+    // sources and delete; the children (at most POOL / MAX_SOURCES + 1) are objects like the others.
+    let children = (nodes::POOL / nodes::MAX_SOURCES + 1) as u64;
+    let restarts = f.disruptor.stats.operator_starts
+        + f.disruptor.stats.apiserver_restarts
+        + f.disruptor.stats.emulator_restarts;
+    for term in [
+        ("5 × Node operations".to_string(), 5 * f.node_ops),
+        (
+            "2 × set children × (resync cycles + restarts)".to_string(),
+            2 * children * (cycles + restarts),
+        ),
+    ] {
+        bound.total += term.1;
+        bound.terms.push(term);
+    }
     let mut violations = run_violations(&f);
     violations.splice(0..0, f.violations);
     let identity_bound = (f.settings.credentials == CredentialMode::WorkloadIdentity)
@@ -381,7 +418,7 @@ async fn finish(f: Finish<'_>) {
         "total_seconds": total.as_secs(), "converged_after_seconds": converged.as_secs_f64().round(),
         "session_names": sessions_names, "filter_names": filter_names,
         "sessions_at_end": sessions_at_end, "filters_at_end": filters_at_end,
-        "resync_cycles": cycles,
+        "resync_cycles": cycles, "node_operations": f.node_ops,
         "credentials": f.settings.credentials.label(),
         "identity_calls": identity.len(), "identity_bound": identity_bound,
     });

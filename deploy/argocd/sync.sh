@@ -7,7 +7,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 check=false
 [[ "${1:-}" == "--check" ]] && check=true
 group=vpc.hwcloud.dev
-kinds=(TrafficMirrorSession TrafficMirrorFilter ProviderConfig)
+kinds=(TrafficMirrorSession TrafficMirrorFilter TrafficMirrorSessionSet ProviderConfig)
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod provider;
 mod schema;
 pub mod session;
+pub mod session_set;
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,10 @@ pub use provider::{
 pub use session::{
     SessionObservation, SourceType, TargetType, TrafficMirrorSession, TrafficMirrorSessionSpec,
     TrafficMirrorSessionStatus,
+};
+pub use session_set::{
+    PortTag, SessionTemplate, SetSources, TrafficMirrorSessionSet, TrafficMirrorSessionSetSpec,
+    TrafficMirrorSessionSetStatus, UnresolvedSource,
 };
 
 /// The API group of every kind here.
@@ -72,6 +77,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ProviderConfig::crd(),
         TrafficMirrorFilter::crd(),
         TrafficMirrorSession::crd(),
+        TrafficMirrorSessionSet::crd(),
     ]
     .into_iter()
     .map(with_unwrapped_descriptions)
@@ -197,7 +203,8 @@ mod tests {
             [
                 "providerconfigs.vpc.hwcloud.dev.yaml",
                 "trafficmirrorfilters.vpc.hwcloud.dev.yaml",
-                "trafficmirrorsessions.vpc.hwcloud.dev.yaml"
+                "trafficmirrorsessions.vpc.hwcloud.dev.yaml",
+                "trafficmirrorsessionsets.vpc.hwcloud.dev.yaml"
             ]
         );
         for crd in crds() {
@@ -225,7 +232,7 @@ mod tests {
     fn stale_detection_names_changed_missing_and_extra_files() {
         let dir = tempfile::tempdir().unwrap();
         let written = write_crds(dir.path()).unwrap();
-        assert_eq!(written.len(), 3);
+        assert_eq!(written.len(), 4);
         assert!(stale_crd_files(dir.path()).unwrap().is_empty());
         std::fs::write(&written[0], "changed").unwrap();
         std::fs::remove_file(&written[1]).unwrap();
@@ -338,6 +345,7 @@ mod tests {
                 ("ProviderConfig".to_string(), Some(vec!["tmpc".to_string()])),
                 ("TrafficMirrorFilter".into(), Some(vec!["tmf".into()])),
                 ("TrafficMirrorSession".into(), Some(vec!["tms".into()])),
+                ("TrafficMirrorSessionSet".into(), Some(vec!["tmset".into()])),
             ]
         );
     }

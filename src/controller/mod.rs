@@ -5,6 +5,8 @@
 //!   generic over the [`driver::Kind`] trait; the conditions after a step are computed there once.
 //! - [`session`], [`filter`]: the kinds, one folder each laid out the same way: `mod.rs` (the
 //!   `Kind` implementation), `observe`, `decide`, `plan` (the pure planner), `execute`, `status`.
+//! - [`session_set`]: TrafficMirrorSessionSet, its own small reconciler (it has no cloud object: it
+//!   writes TrafficMirrorSession children), watching Nodes; `nodes`, `resolve`, `plan` are pure.
 //! - [`intent`], [`conditions`], [`backoff`]: pure decisions, unit- and property-tested; [`intent`]
 //!   also holds the cloud-id annotations, so no shared module imports a kind's folder.
 //! - [`Context`] (`context.rs`) and [`Ledger`] (`ledger.rs`): the state the reconcilers share and the
@@ -21,9 +23,9 @@
 //! - [`config`]: the settings ([`OperatorConfig`]) and the field manager name ([`MANAGER`]).
 //!
 //! Nothing in this file is imported back by the modules above: they import from each other's
-//! files, and the re-exports here only keep the public paths. [`run`] wires them: three kube-runtime
-//! controllers (sessions, filters, ProviderConfigs), the namespace fence and the resync loop, on
-//! one runtime, stopping together on SIGTERM / Ctrl-C.
+//! files, and the re-exports here only keep the public paths. [`run`] wires them: four kube-runtime
+//! controllers (sessions, filters, ProviderConfigs, session sets), the namespace fence and the
+//! resync loop, on one runtime, stopping together on SIGTERM / Ctrl-C.
 
 pub mod backoff;
 pub mod budget;
@@ -44,6 +46,7 @@ pub mod metered;
 pub mod object;
 pub mod providers;
 pub mod session;
+pub mod session_set;
 pub mod wait;
 
 use std::sync::{Arc, Mutex};
@@ -172,9 +175,10 @@ pub async fn run(client: Client, config: OperatorConfig, metrics: Metrics) {
     );
     let provider_controller = providers::run_controller(ctx.clone(), fence_tx);
     let fence = fence::run(ctx.clone(), fence_rx, wake);
+    let set_run = session_set::run_controller(ctx.clone());
     let resync = resync_loop(ctx.clone(), vec![session_tx, filter_tx]);
     tokio::select! {
-        _ = async { tokio::join!(session_run, filter_run, provider_controller) } => {}
+        _ = async { tokio::join!(session_run, filter_run, provider_controller, set_run) } => {}
         _ = resync => {}
         _ = fence => {}
     }

@@ -118,7 +118,7 @@ pub enum Unavailable {
 
 impl Unavailable {
     /// What is wrong with ProviderConfig `name`, in one sentence with the command to look closer.
-    fn describe(&self, name: &str) -> String {
+    pub fn describe(&self, name: &str) -> String {
         match self {
             Unavailable::Missing => format!(
                 "ProviderConfig {name:?} does not exist: create it, or set \
@@ -156,7 +156,7 @@ impl Unavailable {
 
     /// The condition reason: a namespace the selector refuses has its own, so it can be told
     /// apart from a ProviderConfig that is merely not ready.
-    fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             Unavailable::NotAllowed { .. } => reason::PROVIDER_CONFIG_NOT_ALLOWED,
             _ => reason::PROVIDER_CONFIG_NOT_READY,

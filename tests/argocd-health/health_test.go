@@ -22,7 +22,7 @@ const (
 	patchPath  = deployDir + "/argocd-cm-patch.yaml"
 )
 
-var kinds = []string{"TrafficMirrorSession", "TrafficMirrorFilter", "ProviderConfig"}
+var kinds = []string{"TrafficMirrorSession", "TrafficMirrorFilter", "TrafficMirrorSessionSet", "ProviderConfig"}
 
 type healthStatus struct {
 	Status  string `yaml:"status"`

@@ -19,7 +19,9 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use traffic_mirror_operator::api::{ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession};
+use traffic_mirror_operator::api::{
+    ProviderConfig, TrafficMirrorFilter, TrafficMirrorSession, TrafficMirrorSessionSet,
+};
 use traffic_mirror_operator::cloud::VpcClient;
 
 use super::operator::{CloudAccount, Operator};
@@ -62,6 +64,15 @@ impl Conditioned for TrafficMirrorSession {
 }
 
 impl Conditioned for TrafficMirrorFilter {
+    fn observed_generation(&self) -> Option<i64> {
+        self.status.as_ref().and_then(|s| s.observed_generation)
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
+impl Conditioned for TrafficMirrorSessionSet {
     fn observed_generation(&self) -> Option<i64> {
         self.status.as_ref().and_then(|s| s.observed_generation)
     }
