@@ -209,23 +209,30 @@ async fn baseline(grants: &Grants) -> Result<(), String> {
     let sessions: Api<TrafficMirrorSession> = Api::namespaced(client.clone(), ns);
     let sets: Api<TrafficMirrorSessionSet> = Api::namespaced(client.clone(), ns);
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    support::wait_for(WAIT, || async {
-        let pc = ready_pc(client, &run.account.pc).await?;
-        let repeated = events.list(&ListParams::default()).await.ok()?;
-        let repeated = repeated
-            .items
-            .iter()
-            .any(|e| e.series.as_ref().is_some_and(|s| s.count >= 2));
-        (pc.0 == "True"
-            && is_ready(&filters, "f").await
-            && is_ready(&sessions, "s").await
-            && is_ready(&sets, "nodes").await
-            && is_ready(&sets, "stray").await
-            && sessions.get_opt("stray-0").await.ok()?.is_none()
-            && repeated)
-            .then_some(())
-    })
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut missing = unmet(
+        client,
+        &run.account.pc,
+        (&filters, &sessions, &sets),
+        &events,
+    )
     .await;
+    while !missing.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(support::POLL_INTERVAL).await;
+        missing = unmet(
+            client,
+            &run.account.pc,
+            (&filters, &sessions, &sets),
+            &events,
+        )
+        .await;
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "the baseline never got there within {WAIT:?}; still missing: {missing:?}; log:\n{}",
+            log_of(&op)
+        ));
+    }
     let log = log_of(&op);
     if !log.contains("acquired the leader lease") {
         return Err(format!("the baseline operator never led:\n{log}"));
@@ -234,6 +241,47 @@ async fn baseline(grants: &Grants) -> Result<(), String> {
         return Err(format!("the shipped grants were refused something:\n{log}"));
     }
     Ok(())
+}
+
+/// What the baseline workload still lacks: each entry names one object or fact not there yet.
+async fn unmet(
+    client: &Client,
+    pc: &str,
+    (filters, sessions, sets): (
+        &Api<TrafficMirrorFilter>,
+        &Api<TrafficMirrorSession>,
+        &Api<TrafficMirrorSessionSet>,
+    ),
+    events: &Api<Event>,
+) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if !ready_pc(client, pc).await.is_some_and(|r| r.0 == "True") {
+        missing.push("ProviderConfig Ready");
+    }
+    if !is_ready(filters, "f").await {
+        missing.push("filter f Ready");
+    }
+    if !is_ready(sessions, "s").await {
+        missing.push("session s Ready");
+    }
+    if !is_ready(sets, "nodes").await {
+        missing.push("set nodes Ready");
+    }
+    if !is_ready(sets, "stray").await {
+        missing.push("set stray Ready");
+    }
+    if !matches!(sessions.get_opt("stray-0").await, Ok(None)) {
+        missing.push("stray child stray-0 deleted");
+    }
+    let repeated = events.list(&ListParams::default()).await.is_ok_and(|l| {
+        l.items
+            .iter()
+            .any(|e| e.series.as_ref().is_some_and(|s| s.count >= 2))
+    });
+    if !repeated {
+        missing.push("a repeated event");
+    }
+    missing
 }
 
 /// With `atom` removed: the operator's log shows the API server refusing exactly that.
