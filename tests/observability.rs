@@ -437,7 +437,7 @@ async fn metric_labels_and_values_match_the_docs() {
         "{metrics:?} {values:?}"
     );
     // Every family has a sample once the failure is counted and a call waited.
-    let samples = support::wait_for(WAIT, || async {
+    let (samples, scrape) = support::wait_for(WAIT, || async {
         let (_, text) = get(&format!("{url}/metrics")).await;
         let samples: Vec<_> = text.lines().filter_map(parse_sample).collect();
         let all = metrics.iter().all(|(name, _)| {
@@ -445,7 +445,7 @@ async fn metric_labels_and_values_match_the_docs() {
                 .iter()
                 .any(|(s, _)| s == name || s.strip_suffix("_count") == Some(name.as_str()))
         });
-        all.then_some(samples)
+        all.then_some((samples, text))
     })
     .await;
     let mut problems = Vec::new();
@@ -488,9 +488,32 @@ async fn metric_labels_and_values_match_the_docs() {
     problems.sort();
     problems.dedup();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    dashboard_and_alerts_match_the_scrape(&scrape);
     pcs.delete(&broken, &DeleteParams::default())
         .await
         .expect("delete the broken provider config");
+}
+
+/// The dashboard's and the alerts' PromQL against this scrape: tests/promtool's Go test parses each
+/// expression with Prometheus' parser and checks every metric and label it uses is in the scrape.
+fn dashboard_and_alerts_match_the_scrape(scrape: &str) {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("observability-scrape.txt");
+    std::fs::write(&path, scrape).expect("write the scrape");
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/promtool/run.sh"
+        ))
+        .args(["-run", "TestExpressions", "-v"])
+        .env("TMO_METRICS_SCRAPE", &path)
+        .output()
+        .expect("run tests/promtool/run.sh (needs go on PATH)");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && log.contains("--- PASS: TestExpressionsMatchALiveScrape"),
+        "the PromQL check failed:\n{log}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
