@@ -140,6 +140,12 @@ promtool-test: ## promtool check rules on deploy/prometheus/alerts.yaml + PromQL
 	set -x; "$$promtool_dir/promtool" check rules deploy/prometheus/alerts.yaml; \
 	bash tests/promtool/run.sh $(GO_TEST_ARGS)
 
+.PHONY: dashboard-picture
+dashboard-picture: ## Redraw docs/dashboard.svg from a test run (tests/observability.rs, needs the control plane).
+	@export TMO_CONTROL_PLANE_DIR="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
+	export TMO_WRITE_DASHBOARD_SVG=1; \
+	set -x; $(CARGO) test --test observability -- metric_labels_and_values_match_the_docs
+
 .PHONY: test
 test: fmt-check clippy crds-check argocd-health-test promtool-test helm-test image-test test-only ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, alerts and dashboard, Helm chart, the image, all tests.
 
