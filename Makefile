@@ -132,12 +132,14 @@ image-test: ## Build the image and check it: config, labels, no shell, static bi
 	bash tests/image/run.sh
 
 # The alerts and the dashboard (docs/observability.md): `promtool check rules` with promtool built
-# (once, cached like helm) from its pinned Go module, and every expression parsed with Prometheus'
-# PromQL parser. The check against a live /metrics runs in tests/observability.rs (test-only).
+# (once, cached like helm) from its pinned Go module, `promtool test rules` (each alert fires on the
+# series it should, after its `for`, and not on a healthy operator), and every expression parsed
+# with Prometheus' PromQL parser. The check against a live /metrics runs in tests/observability.rs (test-only).
 .PHONY: promtool-test
-promtool-test: ## promtool check rules on deploy/prometheus/alerts.yaml + PromQL parse of the dashboard and alerts.
+promtool-test: ## promtool check rules + test rules (tests/promtool/alerts_test.yaml) + PromQL parse of the dashboard and alerts.
 	@promtool_dir="$$($(PROMTOOL_BUILD) | tail -n 1)"; \
 	set -x; "$$promtool_dir/promtool" check rules deploy/prometheus/alerts.yaml; \
+	"$$promtool_dir/promtool" test rules tests/promtool/alerts_test.yaml; \
 	bash tests/promtool/run.sh $(GO_TEST_ARGS)
 
 .PHONY: dashboard-picture
