@@ -22,6 +22,8 @@ CONTROL_PLANE_BUILD := bash tests/control-plane/build.sh
 CONTROL_PLANE_OLDEST_BUILD := bash tests/control-plane-1.30/build.sh
 # tests/helm/go.mod (helm v3.22) needs Go >= 1.26 too: the GOTOOLCHAIN rule above covers it.
 HELM_BUILD := bash tests/helm/build.sh
+# promtool from the pinned github.com/prometheus/prometheus module (tests/promtool/go.mod), cached.
+PROMTOOL_BUILD := bash tests/promtool/build.sh
 SDK_VENV_SETUP_SCRIPT := tests/sdk/setup-venv.sh
 SDK_VENV_SETUP := bash $(SDK_VENV_SETUP_SCRIPT)
 CACHE_ROOT := $(or $(TMO_CACHE_DIR),$(HOME)/.cache/traffic-mirror-operator)
@@ -129,8 +131,25 @@ image: ## Build the OCI image with buildah (no Docker daemon); writes target/ima
 image-test: ## Build the image and check it: config, labels, no shell, static binary runs, Dockerfile matches.
 	bash tests/image/run.sh
 
+# The alerts and the dashboard (docs/observability.md): `promtool check rules` with promtool built
+# (once, cached like helm) from its pinned Go module, `promtool test rules` (each alert fires on the
+# series it should, after its `for`, and not on a healthy operator), and every expression parsed
+# with Prometheus' PromQL parser. The check against a live /metrics runs in tests/observability.rs (test-only).
+.PHONY: promtool-test
+promtool-test: ## promtool check rules + test rules (tests/promtool/alerts_test.yaml) + PromQL parse of the dashboard and alerts.
+	@promtool_dir="$$($(PROMTOOL_BUILD) | tail -n 1)"; \
+	set -x; "$$promtool_dir/promtool" check rules deploy/prometheus/alerts.yaml; \
+	"$$promtool_dir/promtool" test rules tests/promtool/alerts_test.yaml; \
+	bash tests/promtool/run.sh $(GO_TEST_ARGS)
+
+.PHONY: dashboard-picture
+dashboard-picture: ## Redraw docs/dashboard.svg from a test run (tests/observability.rs, needs the control plane).
+	@export TMO_CONTROL_PLANE_DIR="$$($(CONTROL_PLANE_BUILD) | tail -n 1)"; \
+	export TMO_WRITE_DASHBOARD_SVG=1; \
+	set -x; $(CARGO) test --test observability -- metric_labels_and_values_match_the_docs
+
 .PHONY: test
-test: fmt-check clippy crds-check argocd-health-test helm-test image-test test-only resilience-workload-identity ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, Helm chart, the image, all tests.
+test: fmt-check clippy crds-check argocd-health-test promtool-test helm-test image-test test-only resilience-workload-identity ## Everything CI checks: fmt, clippy, crds in sync, Argo CD health checks, alerts and dashboard, Helm chart, the image, all tests.
 
 # The resilience suite (tests/resilience.rs; its short form also runs in `make test`): a churn of
 # sessions and filters under injected cloud faults, operator SIGKILLs and one restart each of the
@@ -158,7 +177,7 @@ bench: ## Run the benchmarks (planner, session convergence, filters, session set
 	set -x; $(CARGO) bench $(ARGS)
 
 .PHONY: clean-cache
-clean-cache: ## Delete cached control-plane and helm builds (the current ones are kept) and old SDK venvs.
+clean-cache: ## Delete cached control-plane, helm and promtool builds (the current ones are kept) and old SDK venvs.
 	@# Never the current ones (a running test or dev cluster may use them); builds nothing. The venv
 	@# key mirrors tests/sdk/setup-venv.sh (sha256 of requirements.txt, 16 hex digits).
 	@keep_cp="$$($(CONTROL_PLANE_BUILD) --dir)"; \
@@ -170,6 +189,10 @@ clean-cache: ## Delete cached control-plane and helm builds (the current ones ar
 	keep_helm="$$($(HELM_BUILD) --dir)"; \
 	for d in "$(CACHE_ROOT)"/helm/*/; do \
 	  d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_helm" ]] || continue; echo "removing $$d"; rm -rf -- "$$d"; \
+	done; \
+	keep_promtool="$$($(PROMTOOL_BUILD) --dir)"; \
+	for d in "$(CACHE_ROOT)"/promtool/*/; do \
+	  d="$${d%/}"; [[ -d "$$d" && "$$d" != "$$keep_promtool" ]] || continue; echo "removing $$d"; rm -rf -- "$$d"; \
 	done; \
 	if [[ -f tests/sdk/requirements.txt ]]; then \
 	  keep_venv="$(CACHE_ROOT)/sdk-venv-$$(sha256sum tests/sdk/requirements.txt | cut -c1-16)"; \

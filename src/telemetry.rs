@@ -95,6 +95,31 @@ pub struct RefreshLabel {
     pub outcome: String,
 }
 
+/// Label set: a kind and the status of its objects' `Ready` condition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabel {
+    /// `TrafficMirrorSession`, `TrafficMirrorFilter` or `ProviderConfig`.
+    pub kind: String,
+    /// `True`, `False` or `Unknown` (no Ready condition yet counts as `Unknown`).
+    pub ready: String,
+}
+
+/// The values of [`ObjectLabel::ready`], each set at every scrape so a count that drops to 0 shows
+/// as 0 rather than vanishing.
+pub const READY_STATES: [&str; 3] = ["True", "False", "Unknown"];
+
+/// Counts the objects of one kind per Ready state, at scrape time (see [`Metrics::count_objects`]).
+pub type ObjectCounter =
+    Box<dyn Fn() -> std::collections::BTreeMap<&'static str, i64> + Send + Sync>;
+
+/// The resident set size in bytes from the text of `/proc/self/status` (its `VmRSS:` line, in kB);
+/// None where there is no such line (not Linux).
+pub fn resident_bytes(proc_status: &str) -> Option<i64> {
+    let line = proc_status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Label set: the budget lane.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LaneLabel {
@@ -124,6 +149,12 @@ pub struct Metrics {
     pub leader: Gauge,
     /// 1 once the session and filter caches have been filled from the API server, else 0.
     pub caches_synced: Gauge,
+    /// Objects per kind and Ready state, counted from the caches at each scrape.
+    pub objects: Family<ObjectLabel, Gauge>,
+    /// The process' resident memory, read at each scrape.
+    pub resident_memory: Gauge,
+    /// The per-kind counters [`Metrics::encode`] runs before it encodes.
+    counters: Arc<std::sync::Mutex<Vec<(String, ObjectCounter)>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -193,6 +224,7 @@ impl Default for Metrics {
             "Refreshes of temporary cloud credentials, by source and outcome",
             credential_refreshes.clone(),
         );
+        let (objects, resident_memory) = register_scraped(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             credential_refreshes,
@@ -204,8 +236,28 @@ impl Default for Metrics {
             budget_wait,
             leader,
             caches_synced,
+            objects,
+            resident_memory,
+            counters: Arc::default(),
         }
     }
+}
+
+/// The gauges set at scrape time: objects by kind and Ready state, and resident memory.
+fn register_scraped(registry: &mut Registry) -> (Family<ObjectLabel, Gauge>, Gauge) {
+    let objects = Family::<ObjectLabel, Gauge>::default();
+    registry.register(
+        "objects",
+        "Objects in the operator's caches by kind and Ready condition status",
+        objects.clone(),
+    );
+    let resident_memory = Gauge::default();
+    registry.register(
+        "resident_memory_bytes",
+        "Resident memory of the operator process",
+        resident_memory.clone(),
+    );
+    (objects, resident_memory)
 }
 
 impl Metrics {
@@ -264,8 +316,38 @@ impl Metrics {
         readiness(self.caches_synced.get() == 1, self.leader.get() == 1)
     }
 
+    /// Registers how to count the objects of `kind` per Ready state; every scrape runs it (a new
+    /// kind's controller calls this once with its cache).
+    pub fn count_objects(&self, kind: &str, counter: ObjectCounter) {
+        if let Ok(mut counters) = self.counters.lock() {
+            counters.push((kind.to_string(), counter));
+        }
+    }
+
+    /// Sets the scrape-time gauges: each registered kind's objects, and resident memory.
+    fn refresh_scraped(&self) {
+        if let Ok(counters) = self.counters.lock() {
+            for (kind, count) in counters.iter() {
+                let counts = count();
+                for ready in READY_STATES {
+                    let label = ObjectLabel {
+                        kind: kind.clone(),
+                        ready: ready.to_string(),
+                    };
+                    let n = counts.get(ready).copied().unwrap_or(0);
+                    self.objects.get_or_create(&label).set(n);
+                }
+            }
+        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(bytes) = resident_bytes(&status) {
+            self.resident_memory.set(bytes);
+        }
+    }
+
     /// The text exposition format for `/metrics`.
     pub fn encode(&self) -> String {
+        self.refresh_scraped();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -277,6 +359,39 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_bytes_reads_vm_rss() {
+        let cases = [
+            (
+                "Name:\tx\nVmRSS:\t   2048 kB\nThreads: 3\n",
+                Some(2048 * 1024),
+            ),
+            ("Name:\tx\n", None),
+            ("VmRSS:\tlots kB\n", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(resident_bytes(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn scrape_counts_objects_of_every_registered_kind() {
+        let m = Metrics::default();
+        m.count_objects(
+            "TrafficMirrorSession",
+            Box::new(|| [("True", 2), ("False", 1)].into_iter().collect()),
+        );
+        let text = m.encode();
+        for line in [
+            "tmo_objects{kind=\"TrafficMirrorSession\",ready=\"True\"} 2",
+            "tmo_objects{kind=\"TrafficMirrorSession\",ready=\"False\"} 1",
+            "tmo_objects{kind=\"TrafficMirrorSession\",ready=\"Unknown\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(text.contains("tmo_resident_memory_bytes "), "{text}");
+    }
 
     #[test]
     fn encodes_counted_metrics() {

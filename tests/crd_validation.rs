@@ -51,6 +51,7 @@ on_every_version!(
     kubectl_explain_shows_the_field_docs,
     every_example_passes_a_server_side_dry_run,
     crds_apply_without_warnings,
+    a_new_object_reads_as_not_reconciled_yet,
 );
 
 /// The examples users copy (`deploy/examples/`).
@@ -1583,4 +1584,60 @@ fn version_neutral_removes_only_the_server_wording() {
         version_neutral("spec.a: Invalid value: must be x"),
         version_neutral("spec.a: Invalid value: must be y")
     );
+}
+
+/// The Argo CD / kstatus fixtures of a freshly created object, one per kind: what
+/// tests/argocd-health checks reads Progressing / InProgress.
+const JUST_CREATED_FIXTURES: [(&str, &str); 3] = [
+    ("TrafficMirrorSession", "session-just-created.yaml"),
+    ("TrafficMirrorFilter", "filter-just-created.yaml"),
+    ("ProviderConfig", "providerconfig-just-created.yaml"),
+];
+
+/// The status of a kind's just-created fixture in tests/argocd-health/fixtures.
+fn just_created_fixture_status(kind: &str) -> Value {
+    let (_, file) = JUST_CREATED_FIXTURES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .expect("a fixture per kind");
+    let path = format!(
+        "{}/tests/argocd-health/fixtures/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("fixture readable");
+    let fixture: Value = serde_yaml::from_str(&text).expect("fixture is YAML");
+    fixture["status"].clone()
+}
+
+/// No early Current: an object just applied (even one whose manifest carries a status, which the
+/// status subresource drops) comes back from the API server, on create and on every read, with the
+/// CRD's pending status default `{observedGeneration: 0}` and generation 1, before any operator
+/// runs. That status is exactly the one of the just-created fixtures, which kstatus reads as
+/// InProgress and the Argo CD health check as Progressing (tests/argocd-health).
+async fn a_new_object_reads_as_not_reconciled_yet(version: Version) {
+    let (client, ns) = setup(version, "crd-pending").await;
+    let cluster_name = format!("{ns}-pending");
+    for manifest in [session(), filter(), provider()] {
+        let kind = manifest["kind"].as_str().unwrap_or_default().to_string();
+        let named = if kind == "ProviderConfig" {
+            with(manifest, "/metadata/name", json!(cluster_name))
+        } else {
+            manifest
+        };
+        let claimed = json!({"observedGeneration": 1, "conditions": []});
+        let named = with(named, "/status", claimed);
+        let api = dynamic_api(&client, &ns, &named);
+        let created = api
+            .create(&PostParams::default(), &to_dynamic(&named))
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: create: {e}"));
+        let name = created.meta().name.clone().expect("named");
+        let read = api.get(&name).await.expect("read back");
+        let want = json!({"observedGeneration": 0});
+        assert_eq!(want, just_created_fixture_status(&kind), "{kind}: fixture");
+        for (when, obj) in [("create", &created), ("get", &read)] {
+            assert_eq!(obj.data["status"], want, "{version:?} {kind} on {when}");
+            assert_eq!(obj.meta().generation, Some(1), "{kind} on {when}");
+        }
+    }
 }

@@ -41,6 +41,18 @@ const SERVICEMONITOR_CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/helm/servicemonitor-crd.yaml"
 );
+/// The stand-in PrometheusRule CRD for the dry run.
+const PROMETHEUSRULE_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/helm/prometheusrule-crd.yaml"
+);
+/// The alert rules (`deploy/prometheus/alerts.yaml`) the PrometheusRule must carry.
+const ALERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yaml");
+/// The dashboard (`deploy/grafana/`) the dashboard ConfigMap must carry.
+const DASHBOARD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/grafana/traffic-mirror-operator.json"
+);
 /// The Go module pinning helm, and the script that builds it.
 const HELM_MODULE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helm");
 /// Release name used by every rendering; the full name is `<release>-traffic-mirror-operator`.
@@ -299,6 +311,8 @@ fn default_values_render_as_documented() {
     );
     assert!(c["volumeMounts"].is_null(), "{c:#}");
     assert_eq!(count(&objects, "ProviderConfig"), 0, "none by default");
+    assert_eq!(count(&objects, "PrometheusRule"), 0, "off by default");
+    assert_eq!(count(&objects, "ConfigMap"), 0, "no dashboard by default");
 }
 
 #[test]
@@ -335,6 +349,8 @@ fn custom_values_land_where_the_operator_reads_them() {
     assert_service_monitor(only(&objects, "ServiceMonitor"));
     assert_workload_identity_token(deployment);
     assert_provider_config(only(&objects, "ProviderConfig"));
+    assert_prometheus_rule(only(&objects, "PrometheusRule"));
+    assert_dashboard(only(&objects, "ConfigMap"));
 }
 
 /// `workloadIdentity` of `values-custom.yaml`: a projected token with its audience and lifetime,
@@ -368,6 +384,56 @@ fn assert_provider_config(pc: &Value) {
     assert_eq!(
         pc["spec"]["credentials"]["secretRef"],
         json!({"namespace": "tmo-system", "name": "hwcloud-credentials"})
+    );
+}
+
+/// The PrometheusRule of `values-custom.yaml`: in the monitoring namespace with the `release` label,
+/// carrying exactly the groups of `deploy/prometheus/alerts.yaml`.
+fn assert_prometheus_rule(rule: &Value) {
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["namespace"], MONITORING_NAMESPACE);
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let text = std::fs::read_to_string(ALERTS).expect("deploy/prometheus/alerts.yaml");
+    let alerts: Value = serde_yaml::from_str(&text).expect("alerts.yaml is YAML");
+    assert_eq!(rule["spec"]["groups"], alerts["groups"]);
+    let chart_copy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/helm/traffic-mirror-operator/files/alerts.yaml"
+    );
+    assert_eq!(
+        std::fs::read_to_string(chart_copy).expect("the chart's copy"),
+        text,
+        "cp deploy/prometheus/alerts.yaml {chart_copy}"
+    );
+}
+
+/// The dashboard ConfigMap of `values-custom.yaml`: the sidecar label and folder annotation set
+/// there, and exactly the JSON of `deploy/grafana/`.
+fn assert_dashboard(config_map: &Value) {
+    assert_eq!(config_map["metadata"]["namespace"], MONITORING_NAMESPACE);
+    assert_eq!(config_map["metadata"]["labels"]["dashboards"], "platform");
+    assert_eq!(
+        config_map["metadata"]["annotations"]["grafana_folder"],
+        "Operators"
+    );
+    let text = std::fs::read_to_string(DASHBOARD).expect("the dashboard");
+    let want: Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let got: Value = config_map["data"]["traffic-mirror-operator.json"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .expect("the ConfigMap carries the dashboard JSON");
+    assert_eq!(got, want);
+    let chart_copy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/helm/traffic-mirror-operator/files/dashboard.json"
+    );
+    assert_eq!(
+        std::fs::read_to_string(chart_copy).expect("the chart's copy"),
+        text,
+        "cp {DASHBOARD} {chart_copy}"
     );
 }
 
@@ -691,6 +757,13 @@ async fn dry_run_cluster(version: Version) -> (&'static support::ControlPlane, S
         String::from_utf8_lossy(&out.stderr)
     );
     wait_established(&client, "servicemonitors.monitoring.coreos.com").await;
+    let out = cp.kubectl(&["apply", "--server-side", "--filename", PROMETHEUSRULE_CRD]);
+    assert!(
+        out.status.success(),
+        "apply {PROMETHEUSRULE_CRD}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_established(&client, "prometheusrules.monitoring.coreos.com").await;
     support::ensure_namespace(&client, MONITORING_NAMESPACE).await;
     let ns = support::test_namespace(&client, "helm-chart").await;
     (cp, ns)

@@ -455,15 +455,16 @@ async fn metric_labels_and_values_match_the_docs() {
         "{metrics:?} {values:?}"
     );
     // Every family has a sample once the failure is counted and a call waited.
-    let samples = support::wait_for(WAIT, || async {
+    let (samples, scrape) = support::wait_for(WAIT, || async {
         let (_, text) = get(&format!("{url}/metrics")).await;
+        let text = stamped(text);
         let samples: Vec<_> = text.lines().filter_map(parse_sample).collect();
         let all = metrics.iter().all(|(name, _)| {
             samples
                 .iter()
                 .any(|(s, _)| s == name || s.strip_suffix("_count") == Some(name.as_str()))
         });
-        all.then_some(samples)
+        all.then_some((samples, text))
     })
     .await;
     let mut problems = Vec::new();
@@ -506,11 +507,82 @@ async fn metric_labels_and_values_match_the_docs() {
     problems.sort();
     problems.dedup();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    dashboard_and_alerts_match_the_scrape(&scrape);
+    let (_, later) = get(&format!("{url}/metrics")).await;
+    draw_the_dashboard(&scrape, &stamped(later));
     for name in [broken.clone(), format!("{broken}-imds")] {
         pcs.delete(&name, &DeleteParams::default())
             .await
             .expect("delete the broken provider configs");
     }
+}
+
+/// A scrape with the time it was taken on its first line (`# scraped-at-ms <ms>`), for the
+/// dashboard drawing.
+fn stamped(text: String) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("# scraped-at-ms {now}\n{text}")
+}
+
+/// Draws the dashboard from two scrapes of this run (tests/promtool/draw_test.go: Prometheus' engine
+/// evaluates each panel's queries). The picture goes to the test's temporary directory, and to
+/// docs/dashboard.svg when TMO_WRITE_DASHBOARD_SVG=1 (`make dashboard-picture`).
+fn draw_the_dashboard(earlier: &str, later: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (a, b) = (dir.join("scrape-earlier.txt"), dir.join("scrape-later.txt"));
+    std::fs::write(&a, earlier).expect("write the earlier scrape");
+    std::fs::write(&b, later).expect("write the later scrape");
+    let svg = if std::env::var("TMO_WRITE_DASHBOARD_SVG").as_deref() == Ok("1") {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard.svg"))
+    } else {
+        dir.join("dashboard.svg")
+    };
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/promtool/run.sh"
+        ))
+        .args(["-run", "TestDrawDashboard", "-v", "-count=1"])
+        .env(
+            "TMO_METRICS_SCRAPES",
+            format!("{},{}", a.display(), b.display()),
+        )
+        .env("TMO_DASHBOARD_SVG", &svg)
+        .output()
+        .expect("run tests/promtool/run.sh (needs go on PATH)");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && log.contains("--- PASS: TestDrawDashboard"),
+        "drawing the dashboard failed:\n{log}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drawn = std::fs::read_to_string(&svg).expect("the picture");
+    assert!(drawn.contains("Objects by kind and Ready state"), "{drawn}");
+}
+
+/// The dashboard's and the alerts' PromQL against this scrape: tests/promtool's Go test parses each
+/// expression with Prometheus' parser and checks every metric and label it uses is in the scrape.
+fn dashboard_and_alerts_match_the_scrape(scrape: &str) {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("observability-scrape.txt");
+    std::fs::write(&path, scrape).expect("write the scrape");
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/promtool/run.sh"
+        ))
+        .args(["-run", "TestExpressions", "-v"])
+        .env("TMO_METRICS_SCRAPE", &path)
+        .output()
+        .expect("run tests/promtool/run.sh (needs go on PATH)");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && log.contains("--- PASS: TestExpressionsMatchALiveScrape"),
+        "the PromQL check failed:\n{log}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -71,7 +71,10 @@ pub enum CrdError {
 }
 
 /// Every CRD of the operator, in a stable order, with its descriptions unwrapped into paragraphs
-/// (see [`schema::unwrap_paragraphs`]) so `kubectl explain` shows no ragged lines.
+/// (see [`schema::unwrap_paragraphs`]) so `kubectl explain` shows no ragged lines, and with the
+/// pending status default (see [`schema::default_pending_status`]) so an object the operator has
+/// not reconciled yet reads as in progress to kstatus and Argo CD. A new kind gets both by being
+/// listed here.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     [
         ProviderConfig::crd(),
@@ -81,7 +84,36 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     ]
     .into_iter()
     .map(with_unwrapped_descriptions)
+    .map(with_pending_status_default)
     .collect()
+}
+
+/// The CRD with [`schema::default_pending_status`] applied to every version's schema; unchanged
+/// where a schema cannot make the round trip through JSON.
+fn with_pending_status_default(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        let has_status = version
+            .subresources
+            .as_ref()
+            .is_some_and(|s| s.status.is_some());
+        let Some(props) = version
+            .schema
+            .as_mut()
+            .and_then(|v| v.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let Ok(mut value) = serde_json::to_value(&*props) else {
+            continue;
+        };
+        if has_status
+            && schema::default_pending_status(&mut value)
+            && let Ok(defaulted) = serde_json::from_value(value)
+        {
+            *props = defaulted;
+        }
+    }
+    crd
 }
 
 /// The CRD with every schema description unwrapped ([`schema::unwrap_descriptions`]); unchanged if

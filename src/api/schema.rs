@@ -129,10 +129,64 @@ pub(crate) fn unwrap_descriptions(schema: &mut Value) {
     }
 }
 
+/// The status the API server gives an object nobody has written a status for:
+/// `{observedGeneration: 0}`.
+///
+/// A freshly applied object has no status (the status subresource drops any on create), and
+/// kstatus (Flux's `wait: true`) reads an object with neither `status.observedGeneration` nor
+/// conditions as Current, so a GitOps pipeline could move on before the operator has seen it.
+/// Generation starts at 1, so an observed generation of 0 is "not reconciled yet" to kstatus
+/// (InProgress) and to the Argo CD health check (Progressing). The API server applies a schema
+/// `default` when it reads an object from etcd, on both ends of the supported Kubernetes range, so
+/// this needs no webhook. The operator overwrites it with its first status write.
+pub(crate) const PENDING_STATUS: &str = r#"{"observedGeneration":0}"#;
+
+/// Sets [`PENDING_STATUS`] as the `default` of the root `status` property of a CRD version's
+/// `openAPIV3Schema`, when that property exists and declares `observedGeneration`. Returns whether
+/// it did; a kind whose status has no `observedGeneration` is left alone.
+pub(crate) fn default_pending_status(open_api_v3_schema: &mut Value) -> bool {
+    let Some(status) = open_api_v3_schema.pointer_mut("/properties/status") else {
+        return false;
+    };
+    if status.pointer("/properties/observedGeneration").is_none() {
+        return false;
+    }
+    let Ok(default) = serde_json::from_str::<Value>(PENDING_STATUS) else {
+        return false;
+    };
+    if let Value::Object(map) = status {
+        map.insert("default".into(), default);
+        return true;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn default_pending_status_sets_observed_generation_zero() {
+        let cases = [
+            (
+                json!({"properties": {"status": {"type": "object",
+                    "properties": {"observedGeneration": {"type": "integer"}}}}}),
+                Some(json!({"observedGeneration": 0})),
+            ),
+            (
+                json!({"properties": {"status": {"type": "object",
+                    "properties": {"phase": {"type": "string"}}}}}),
+                None,
+            ),
+            (json!({"properties": {"spec": {"type": "object"}}}), None),
+        ];
+        for (mut schema, want) in cases {
+            let applied = default_pending_status(&mut schema);
+            assert_eq!(applied, want.is_some(), "{schema}");
+            assert_eq!(schema.pointer("/properties/status/default"), want.as_ref());
+        }
+    }
 
     #[test]
     fn non_nullable_drops_null_from_types_and_any_of() {

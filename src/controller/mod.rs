@@ -44,6 +44,7 @@ pub mod leader;
 mod ledger;
 pub mod metered;
 pub mod object;
+pub mod object_counts;
 pub mod providers;
 pub mod session;
 pub mod session_set;
@@ -281,6 +282,12 @@ fn share_stores(
 ) {
     let _ = ctx.stores.sessions.set(sessions.clone());
     let _ = ctx.stores.filters.set(filters.clone());
+    object_counts::count_from_store(&ctx.metrics, session::KIND, sessions.clone(), |o| {
+        o.status.as_ref().map(|s| s.conditions.as_slice())
+    });
+    object_counts::count_from_store(&ctx.metrics, filter::KIND, filters.clone(), |o| {
+        o.status.as_ref().map(|s| s.conditions.as_slice())
+    });
     tokio::spawn(mark_synced(
         sessions.clone(),
         filters.clone(),

@@ -119,6 +119,9 @@ pub async fn run_controller(ctx: Arc<Context>, fence: UnboundedSender<Change>) {
     let (store, writer) = reflector::store();
     let controller = Controller::for_stream(spec_changes(writer, api, wc, fence), store.clone());
     ctx.providers.attach(store.clone());
+    super::object_counts::count_from_store(&ctx.metrics, reconcile::KIND, store.clone(), |o| {
+        o.status.as_ref().map(|s| s.conditions.as_slice())
+    });
     // Only the credentials namespace: the operator's Role grants Secrets there and nowhere else.
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &ctx.config.credentials_namespace);
