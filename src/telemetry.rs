@@ -64,7 +64,7 @@ pub fn readiness(caches_synced: bool, leader: bool) -> (u16, &'static str) {
 /// Label set: the kind being reconciled.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// `TrafficMirrorSession`, `TrafficMirrorFilter` or `ProviderConfig`.
+    /// `TrafficMirrorSession`, `TrafficMirrorFilter`, `ProviderConfig` or `TrafficMirrorSessionSet`.
     pub kind: String,
 }
 
@@ -98,7 +98,7 @@ pub struct RefreshLabel {
 /// Label set: a kind and the status of its objects' `Ready` condition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabel {
-    /// `TrafficMirrorSession`, `TrafficMirrorFilter` or `ProviderConfig`.
+    /// `TrafficMirrorSession`, `TrafficMirrorFilter`, `ProviderConfig` or `TrafficMirrorSessionSet`.
     pub kind: String,
     /// `True`, `False` or `Unknown` (no Ready condition yet counts as `Unknown`).
     pub ready: String,

@@ -17,6 +17,7 @@ use support::Version;
 use traffic_mirror_operator::api::{
     self, Action, CredentialSourceKind, DeletionPolicy, Direction, Ethertype, ManagementPolicy,
     Protocol, ProviderConfig, SourceType, TargetType, TrafficMirrorFilter, TrafficMirrorSession,
+    TrafficMirrorSessionSet,
 };
 
 /// How long the API server may take to publish a CRD's schema to discovery and OpenAPI.
@@ -96,6 +97,24 @@ fn ipv6_rule(field: &str, cidr: &str) -> Value {
     with(rule, &format!("/spec/rules/0/{field}"), json!(cidr))
 }
 
+/// A minimal valid TrafficMirrorSessionSet.
+fn session_set() -> Value {
+    json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1",
+        "kind": "TrafficMirrorSessionSet",
+        "metadata": {"name": "pending-set"},
+        "spec": {
+            "sources": {"nodeSelector": {"matchLabels": {"mirror": "on"}}},
+            "sessionTemplate": {
+                "trafficMirrorFilterId": "f-1",
+                "trafficMirrorTargetId": "eni-target",
+                "trafficMirrorTargetType": "eni",
+                "priority": 20
+            }
+        }
+    })
+}
+
 fn provider() -> Value {
     json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1",
@@ -156,6 +175,11 @@ fn dynamic_api(client: &Client, ns: &str, manifest: &Value) -> Api<DynamicObject
             client.clone(),
             ns,
             &ApiResource::erase::<TrafficMirrorFilter>(&()),
+        ),
+        Some("TrafficMirrorSessionSet") => Api::namespaced_with(
+            client.clone(),
+            ns,
+            &ApiResource::erase::<TrafficMirrorSessionSet>(&()),
         ),
         Some("ProviderConfig") => {
             Api::all_with(client.clone(), &ApiResource::erase::<ProviderConfig>(&()))
@@ -1588,8 +1612,9 @@ fn version_neutral_removes_only_the_server_wording() {
 
 /// The Argo CD / kstatus fixtures of a freshly created object, one per kind: what
 /// tests/argocd-health checks reads Progressing / InProgress.
-const JUST_CREATED_FIXTURES: [(&str, &str); 3] = [
+const JUST_CREATED_FIXTURES: [(&str, &str); 4] = [
     ("TrafficMirrorSession", "session-just-created.yaml"),
+    ("TrafficMirrorSessionSet", "sessionset-just-created.yaml"),
     ("TrafficMirrorFilter", "filter-just-created.yaml"),
     ("ProviderConfig", "providerconfig-just-created.yaml"),
 ];
@@ -1617,7 +1642,7 @@ fn just_created_fixture_status(kind: &str) -> Value {
 async fn a_new_object_reads_as_not_reconciled_yet(version: Version) {
     let (client, ns) = setup(version, "crd-pending").await;
     let cluster_name = format!("{ns}-pending");
-    for manifest in [session(), filter(), provider()] {
+    for manifest in [session(), filter(), provider(), session_set()] {
         let kind = manifest["kind"].as_str().unwrap_or_default().to_string();
         let named = if kind == "ProviderConfig" {
             with(manifest, "/metadata/name", json!(cluster_name))

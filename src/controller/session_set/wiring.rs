@@ -51,6 +51,12 @@ pub fn run_controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()
             .debounce(DEBOUNCE),
     );
     let set_store = controller.store();
+    crate::controller::object_counts::count_from_store(
+        &ctx.metrics,
+        super::KIND,
+        set_store.clone(),
+        |o| o.status.as_ref().map(|s| s.conditions.as_slice()),
+    );
     let mapper_sc = sc.clone();
     controller
         .owns(sessions, wc)
