@@ -255,7 +255,7 @@ async fn unmet(
     events: &Api<Event>,
 ) -> Vec<&'static str> {
     let mut missing = Vec::new();
-    if !ready_pc(client, pc).await.is_some_and(|r| r.0 == "True") {
+    if ready_pc(client, pc).await.is_none_or(|r| r.0 != "True") {
         missing.push("ProviderConfig Ready");
     }
     if !is_ready(filters, "f").await {
