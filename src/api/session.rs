@@ -88,8 +88,9 @@ pub struct TrafficMirrorSessionSpec {
 
     /// Ids of the elastic network interfaces (ENIs) whose traffic is mirrored: 1-100 distinct ids.
     /// The cloud's default quota is 10 per session; more needs a quota raised on request, and
-    /// without it the cloud refuses the create or add-sources (condition Ready=False, reason
-    /// CloudRejected, naming the cloud's error code).
+    /// without it the cloud refuses the create or add-sources: condition Synced=False with the
+    /// cloud's error code as its reason (e.g. VPC_1002), tried again after a spec change, not in a
+    /// loop.
     #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 64)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub traffic_mirror_sources: Vec<String>,
