@@ -271,8 +271,8 @@ fn invalid_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ),
         // --- sources
         (
-            "11 sources",
-            with(session(), "/spec/trafficMirrorSources", eni_ids(11)),
+            "101 sources",
+            with(session(), "/spec/trafficMirrorSources", eni_ids(101)),
             vec!["spec.trafficMirrorSources"],
         ),
         (
@@ -872,7 +872,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
         let m = with(m, "/spec/trafficMirrorFilterRef", json!({"name": "f"}));
         let m = with(m, "/spec/name", json!("会话-1"));
         let m = with(m, "/spec/description", json!("d".repeat(255)));
-        let m = with(m, "/spec/trafficMirrorSources", eni_ids(10));
+        let m = with(m, "/spec/trafficMirrorSources", eni_ids(100));
         let m = with(m, "/spec/trafficMirrorTargetType", json!("elb"));
         let m = with(m, "/spec/virtualNetworkId", json!(0));
         let m = with(m, "/spec/packetLength", json!(1460));
@@ -1040,7 +1040,7 @@ async fn valid_manifests_are_accepted_with_defaults_filled_in(version: Version) 
     let e = sessions.get("edges").await.expect("session edges");
     assert_eq!(e.spec.name.as_deref(), Some("会话-1"));
     assert_eq!(e.cloud_name(), "会话-1");
-    assert_eq!(e.spec.traffic_mirror_sources.len(), 10);
+    assert_eq!(e.spec.traffic_mirror_sources.len(), 100);
     assert_eq!(e.spec.traffic_mirror_target_type, TargetType::Elb);
     assert_eq!(e.spec.virtual_network_id, 0);
     assert_eq!(e.spec.packet_length, 1460);

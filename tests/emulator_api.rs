@@ -2864,3 +2864,92 @@ async fn identity_calls_are_logged_fault_injectable_and_not_throttled() {
     assert_eq!(iam, [503, 503, 201]);
     assert!(calls.iter().all(|c| c["throttled"] == false), "{calls:?}");
 }
+
+// ---- the per-session sources quota -----------------------------------------------------------
+
+/// `n` distinct ENI ids starting at `from`.
+fn enis(from: usize, n: usize) -> Value {
+    json!(
+        (from..from + n)
+            .map(|i| format!("eni-{i}"))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// Creates a session with `sources` through `api`; returns the reply.
+async fn session_with(api: &Api, fid: &str, name: &str, sources: Value) -> Reply {
+    let mut body = session_body(fid, name);
+    body["traffic_mirror_sources"] = sources;
+    api.session(body).await
+}
+
+#[tokio::test]
+async fn max_sources_per_session_flag_sets_the_quota_of_create_and_add_sources() {
+    // Default: the cloud's default quota, 10.
+    let plain = Child::start(&[]).await;
+    let api = Api::new(plain.url.clone());
+    let fid = api.filter("f").await;
+    let r = session_with(&api, &fid, "eleven", enis(0, 11)).await;
+    r.expect(400, "VPC.1002");
+    let msg = r.body["error_msg"].as_str().expect("msg");
+    assert!(msg.contains("at most 10 sources"), "{msg}");
+    session_with(&api, &fid, "ten", enis(0, 10))
+        .await
+        .expect(201, "");
+
+    // Raised to 20: 15 at create, then add-sources up to 20 and not one more.
+    let raised = Child::start(&["--max-sources-per-session", "20"]).await;
+    let api = Api::new(raised.url.clone());
+    let fid = api.filter("f").await;
+    let r = session_with(&api, &fid, "fifteen", enis(0, 15)).await;
+    r.expect(201, "");
+    let sid = r.body["traffic_mirror_session"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    session_with(&api, &fid, "too-many", enis(0, 21))
+        .await
+        .expect(400, "VPC.1002");
+    let add =
+        |sources: Value| json!({"traffic_mirror_session": {"traffic_mirror_sources": sources}});
+    let target = format!("/traffic-mirror-sessions/{sid}/add-sources");
+    let r = api.call("PUT", &target, Some(add(enis(15, 6)))).await;
+    r.expect(400, "VPC.1002");
+    let msg = r.body["error_msg"].as_str().expect("msg");
+    assert!(msg.contains("at most 20 sources"), "{msg}");
+    let r = api.call("PUT", &target, Some(add(enis(15, 5)))).await;
+    r.expect(200, "");
+    let held = r.body["traffic_mirror_session"]["traffic_mirror_sources"]
+        .as_array()
+        .expect("sources")
+        .len();
+    assert_eq!(held, 20);
+}
+
+#[tokio::test]
+async fn max_sources_per_session_flag_is_documented_and_refuses_nonsense() {
+    let run = |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_hwc-vpc-emulator"))
+            .args(args)
+            .output()
+    };
+    let help = run(&["--help"]).await.expect("run --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--max-sources-per-session <N>"), "{help}");
+    for bad in ["0", "many"] {
+        let args = [
+            "--project-id",
+            "p",
+            "--credential",
+            "A:S",
+            "--max-sources-per-session",
+            bad,
+        ];
+        let out = run(&args).await.expect("run");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--max-sources-per-session"), "{stderr}");
+        assert!(stderr.contains("at least 1"), "{bad}: {stderr}");
+    }
+}

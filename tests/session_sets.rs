@@ -645,3 +645,102 @@ fn strip_nulls(v: &mut Value) {
         m.values_mut().for_each(strip_nulls);
     }
 }
+
+/// A create POST for a traffic mirror session in the emulator's call log.
+fn is_session_create(c: &Value) -> bool {
+    c["method"] == "POST"
+        && c["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/traffic-mirror-sessions"))
+}
+
+#[tokio::test]
+async fn a_raised_quota_lets_a_set_fill_children_above_ten_sources() {
+    let env = Env::builder("tmset-quota")
+        .emulator_args(&["--max-sources-per-session", "20"])
+        .with_operator()
+        .build()
+        .await;
+    let nodes = Nodes::new(&env);
+    apply_set(&env, "wide", json!({"maxSourcesPerSession": 15})).await;
+    env.wait_ready::<TrafficMirrorSessionSet>("wide").await;
+    let mut ports = BTreeSet::new();
+    for i in 0..20 {
+        let ip = format!("10.3.0.{}", 10 + i);
+        ports.insert(seed_port(&env, &ip, "vpc-a", &format!("srv-q{i}"), json!([])).await);
+        nodes
+            .add(&format!("q{i}"), Some(&ip), json!({"mirror": "on"}))
+            .await;
+    }
+    // 20 Nodes under maxSourcesPerSession 15: two children, 15 + 5, holding every port once.
+    support::wait_for(env.deadline(), || async {
+        let c = children(&env, "wide").await;
+        let all: BTreeSet<String> = c.values().flatten().cloned().collect();
+        let mut sizes: Vec<usize> = c.values().map(BTreeSet::len).collect();
+        sizes.sort_unstable();
+        (all == ports && sizes == [5, 15]).then_some(())
+    })
+    .await;
+    let want = children(&env, "wide").await;
+    wait_mirrored(&env, "wide", &want).await;
+    let refused = env
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["status"].as_u64().is_some_and(|s| s >= 400))
+        .count();
+    assert_eq!(refused, 0, "the raised quota admits 15 sources");
+    nodes.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_session_above_the_default_quota_shows_the_cloud_refusal_without_retrying() {
+    let env = Env::builder("tmsess-quota")
+        .resync("2s")
+        .with_operator()
+        .build()
+        .await;
+    let sources: Vec<String> = (0..12).map(|i| format!("eni-q{i:02}")).collect();
+    env.create::<TrafficMirrorSession>(json!({
+        "apiVersion": "vpc.hwcloud.dev/v1alpha1", "kind": "TrafficMirrorSession",
+        "metadata": {"name": "twelve"},
+        "spec": {
+            "trafficMirrorFilterId": env.account.filter_id,
+            "trafficMirrorSources": sources,
+            "trafficMirrorTargetId": "eni-target",
+            "trafficMirrorTargetType": "eni",
+            "priority": 10,
+            "providerConfigRef": {"name": env.account.pc},
+        },
+    }))
+    .await;
+    // Admission takes 12 sources; the default-quota cloud refuses, and the condition names its code.
+    let o = env
+        .wait_condition::<TrafficMirrorSession>("twelve", "Synced", "False", Some("VPC_1002"))
+        .await;
+    let synced = o
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced"))
+        .cloned()
+        .expect("a Synced condition");
+    assert!(synced.message.contains("VPC.1002"), "{}", synced.message);
+    assert!(
+        synced.message.contains("at most 10 sources"),
+        "{}",
+        synced.message
+    );
+    // Two full resync cycles (2 s each) later, polled through the emulator's log: still one create.
+    env.wait_resyncs(2).await;
+    let creates = env
+        .calls()
+        .await
+        .into_iter()
+        .filter(is_session_create)
+        .count();
+    assert_eq!(creates, 1, "a refused create is not retried in a storm");
+    assert!(
+        cloud_sources(&env).await.is_empty(),
+        "the refused create made nothing"
+    );
+}

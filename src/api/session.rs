@@ -30,7 +30,7 @@ pub const NAME_PATTERN: &str = r"^[\p{L}\p{N}_.-]+$";
     shortname = "tms",
     category = "hwcloud",
     derive = "PartialEq",
-    doc = "A Huawei Cloud VPC traffic mirror session: copies the traffic of up to 10 source ENIs, selected by a traffic mirror filter, to a target ENI or private load balancer.",
+    doc = "A Huawei Cloud VPC traffic mirror session: copies the traffic of 1-100 source ENIs (10 under the cloud's default quota), selected by a traffic mirror filter, to a target ENI or private load balancer.",
     printcolumn(name = "Session-ID", type_ = "string", json_path = ".status.sessionId", description = "Id of the session in the cloud"),
     printcolumn(name = "Target-Type", type_ = "string", json_path = ".spec.trafficMirrorTargetType", description = "eni or elb"),
     printcolumn(name = "Priority", type_ = "integer", json_path = ".spec.priority", description = "Session priority (1-32766)"),
@@ -86,8 +86,12 @@ pub struct TrafficMirrorSessionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_mirror_filter_ref: Option<LocalObjectRef>,
 
-    /// Ids of the elastic network interfaces (ENIs) whose traffic is mirrored: 1-10 distinct ids.
-    #[schemars(length(min = 1, max = 10), inner(length(min = 1, max = 64)))]
+    /// Ids of the elastic network interfaces (ENIs) whose traffic is mirrored: 1-100 distinct ids.
+    /// The cloud's default quota is 10 per session; more needs a quota raised on request, and
+    /// without it the cloud refuses the create or add-sources: condition Synced=False with the
+    /// cloud's error code as its reason (e.g. VPC_1002), tried again after a spec change, not in a
+    /// loop.
+    #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 64)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub traffic_mirror_sources: Vec<String>,
 

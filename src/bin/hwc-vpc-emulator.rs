@@ -56,6 +56,12 @@ struct Cli {
     #[arg(long)]
     check_ports: bool,
 
+    /// The project's quota of sources per traffic mirror session: a create or add-sources that
+    /// would leave a session with more is refused (400 VPC.1002), as the cloud refuses one above
+    /// its quota. Default 10, the cloud's default quota; raise it to model a raised quota.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_max_sources)]
+    max_sources_per_session: usize,
+
     /// Cap the lifetime of every temporary credential the identity side issues (IAM
     /// securitytokens, the metadata security key), e.g. 2s, 15m, 1h. Default: as asked
     /// (duration_seconds, 900 when omitted; 24h for the metadata credential).
@@ -68,6 +74,13 @@ fn parse_lifetime(s: &str) -> Result<std::time::Duration, String> {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("the lifetime must be longer than 0".to_owned()),
         Err(e) => Err(format!("expected a duration such as 2s, 15m or 1h: {e}")),
+    }
+}
+
+fn parse_max_sources(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of sources, at least 1".to_owned()),
     }
 }
 
@@ -134,6 +147,7 @@ async fn main() -> ExitCode {
             latency: cli.latency,
         },
         check_ports: cli.check_ports,
+        max_sources_per_session: cli.max_sources_per_session,
         credential_lifetime: cli.credential_lifetime,
     };
     let (addr, serving) = match serve(cfg, shutdown_signal()).await {

@@ -95,6 +95,9 @@ pub struct EmulatorConfig {
     /// Refuse (400 `VPC.1005`) a session create or add-sources naming a port that was not seeded
     /// (`--check-ports`; off by default so setups without seeded ports keep working).
     pub check_ports: bool,
+    /// `--max-sources-per-session`: the project's quota of sources per session (default
+    /// [`sessions::DEFAULT_MAX_SOURCES`], the cloud's default quota; the cloud raises it on request).
+    pub max_sources_per_session: usize,
     /// `--credential-lifetime`: the longest any issued temporary credential lives (`None`: as
     /// asked, e.g. `duration_seconds`).
     pub credential_lifetime: Option<std::time::Duration>,
@@ -110,6 +113,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("state_file", &self.state_file)
             .field("limits", &self.limits)
             .field("check_ports", &self.check_ports)
+            .field("max_sources_per_session", &self.max_sources_per_session)
             .field("credential_lifetime", &self.credential_lifetime)
             .finish()
     }
@@ -129,6 +133,7 @@ impl EmulatorConfig {
             state_file: None,
             limits: LimitsConfig::default(),
             check_ports: false,
+            max_sources_per_session: sessions::DEFAULT_MAX_SOURCES,
             credential_lifetime: None,
         }
     }
@@ -149,6 +154,11 @@ impl EmulatorConfig {
                 "at least one credential is needed".into(),
             ));
         }
+        if self.max_sources_per_session == 0 {
+            return Err(EmulatorError::Config(
+                "max sources per session must be at least 1".into(),
+            ));
+        }
         if let Some((ak, _)) = self
             .credentials
             .iter()
@@ -166,6 +176,7 @@ impl EmulatorConfig {
             faults: Faults::default(),
             limits: Limits::new(self.limits),
             check_ports: self.check_ports,
+            max_sources_per_session: self.max_sources_per_session,
             identity: identity::Identity::new(self.credential_lifetime),
         }))
     }

@@ -484,6 +484,7 @@ fn dispatch(st: &AppState, route: &Route, query: &str, body: &[u8]) -> Handled {
         body,
         now: Utc::now(),
         check_ports: st.check_ports,
+        max_sources_per_session: st.max_sources_per_session,
     };
     match route.collection {
         Collection::Sessions => dispatch_sessions(&call, &route.op),
@@ -502,6 +503,8 @@ struct Call<'a> {
     now: DateTime<Utc>,
     /// `--check-ports`: session sources must be existing ports.
     check_ports: bool,
+    /// `--max-sources-per-session`: the project's quota of sources per session.
+    max_sources_per_session: usize,
 }
 
 impl Call<'_> {
@@ -531,7 +534,7 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
         Op::Create => {
             let f = Fields::parse(c.body, w)?;
             created(one(store.mutate(|d| {
-                let s = sessions::create(d, p, &f, now)?;
+                let s = sessions::create(d, p, &f, now, c.max_sources_per_session)?;
                 c.require_source_ports(d, &f)?;
                 Ok(s)
             })?))
@@ -548,7 +551,7 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
         Op::AddSources(id) => {
             let f = Fields::parse(c.body, w)?;
             ok(one(store.mutate(|d| {
-                let s = sessions::add_sources(d, p, id, &f, now)?;
+                let s = sessions::add_sources(d, p, id, &f, now, c.max_sources_per_session)?;
                 c.require_source_ports(d, &f)?;
                 Ok(s)
             })?))

@@ -20,8 +20,9 @@ use super::validate::{self, Fields};
 pub const WRAPPER: &str = "traffic_mirror_session";
 /// Wrapper key of list responses.
 pub const LIST_KEY: &str = "traffic_mirror_sessions";
-/// At most this many sources per session.
-pub const MAX_SOURCES: usize = 10;
+/// The default cap on sources per session: the cloud's default quota (raised on request, which the
+/// emulator models with `--max-sources-per-session`).
+pub const DEFAULT_MAX_SOURCES: usize = 10;
 /// Documented range of `virtual_network_id`.
 pub const VNI_RANGE: (i64, i64) = (0, 16_777_215);
 /// Documented range of `packet_length`.
@@ -116,10 +117,10 @@ fn check_source_ids(field: &str, sources: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn too_many_sources(field: &str) -> ApiError {
+fn too_many_sources(field: &str, max: usize) -> ApiError {
     ApiError::bad_request(
         errors::TOO_MANY_SOURCES,
-        format!("{field}: a traffic mirror session has at most {MAX_SOURCES} sources"),
+        format!("{field}: a traffic mirror session has at most {max} sources"),
     )
 }
 
@@ -182,12 +183,13 @@ impl Common {
     }
 }
 
-/// Create a session (201).
+/// Create a session (201) holding at most `max_sources` sources (the project's quota).
 pub fn create(
     data: &mut Data,
     project: &str,
     f: &Fields,
     now: DateTime<Utc>,
+    max_sources: usize,
 ) -> Result<Session, ApiError> {
     // Required fields first, in the documented order, so the first problem is reported.
     for key in [
@@ -204,8 +206,11 @@ pub fn create(
     }
     let sources = f.string_list("traffic_mirror_sources")?.unwrap_or_default();
     check_source_ids(&f.path("traffic_mirror_sources"), &sources)?;
-    if sources.len() > MAX_SOURCES {
-        return Err(too_many_sources(&f.path("traffic_mirror_sources")));
+    if sources.len() > max_sources {
+        return Err(too_many_sources(
+            &f.path("traffic_mirror_sources"),
+            max_sources,
+        ));
     }
     let c = Common::parse(data, project, f)?;
     let missing = |key: &str| ApiError::missing(&f.path(key));
@@ -314,13 +319,15 @@ fn requested_sources(f: &Fields) -> Result<Vec<String>, ApiError> {
     Ok(sources)
 }
 
-/// Add sources (200): each must be new, and the session keeps at most 10.
+/// Add sources (200): each must be new, and the session keeps at most `max_sources` (the project's
+/// quota).
 pub fn add_sources(
     data: &mut Data,
     project: &str,
     id: &str,
     f: &Fields,
     now: DateTime<Utc>,
+    max_sources: usize,
 ) -> Result<Session, ApiError> {
     get(data, project, id)?;
     let sources = requested_sources(f)?;
@@ -335,8 +342,8 @@ pub fn add_sources(
             format!("{field}: source {dup} is already in traffic mirror session {id}"),
         ));
     }
-    if s.traffic_mirror_sources.len() + sources.len() > MAX_SOURCES {
-        return Err(too_many_sources(&field));
+    if s.traffic_mirror_sources.len() + sources.len() > max_sources {
+        return Err(too_many_sources(&field, max_sources));
     }
     s.traffic_mirror_sources.extend(sources);
     s.updated_at = validate::timestamp(now);
@@ -405,7 +412,7 @@ mod tests {
     #[test]
     fn create_applies_documented_defaults() {
         let (mut d, fid) = with_filter();
-        let s = create(&mut d, P, &fields(minimal(&fid)), t(1)).unwrap();
+        let s = create(&mut d, P, &fields(minimal(&fid)), t(1), DEFAULT_MAX_SOURCES).unwrap();
         assert_eq!(s.virtual_network_id, 1);
         assert_eq!(s.packet_length, 96);
         assert!(!s.enabled);
@@ -429,7 +436,7 @@ mod tests {
         ] {
             let mut body = minimal(&fid);
             body.as_object_mut().unwrap().remove(key);
-            let e = create(&mut d, P, &fields(body), t(1)).unwrap_err();
+            let e = create(&mut d, P, &fields(body), t(1), DEFAULT_MAX_SOURCES).unwrap_err();
             assert_eq!(e.code, "VPC.0003", "{key}");
             assert!(e.msg.contains(key), "{key}: {}", e.msg);
         }
@@ -463,7 +470,7 @@ mod tests {
         for (key, value, code) in cases {
             let mut body = minimal(&fid);
             body[key] = value.clone();
-            let e = create(&mut d, P, &fields(body), t(1)).unwrap_err();
+            let e = create(&mut d, P, &fields(body), t(1), DEFAULT_MAX_SOURCES).unwrap_err();
             assert_eq!(e.code, code, "{key}={value}");
         }
         // Edges that are allowed, with numbers and booleans as strings (as the SDK may send).
@@ -474,7 +481,7 @@ mod tests {
         body["enabled"] = json!("true");
         body["traffic_mirror_sources"] =
             json!((0..10).map(|i| format!("eni-{i}")).collect::<Vec<_>>());
-        let s = create(&mut d, P, &fields(body), t(1)).unwrap();
+        let s = create(&mut d, P, &fields(body), t(1), DEFAULT_MAX_SOURCES).unwrap();
         assert_eq!(
             (s.virtual_network_id, s.packet_length, s.enabled),
             (0, 1460, true)
@@ -484,7 +491,7 @@ mod tests {
     #[test]
     fn update_changes_only_sent_fields_and_refreshes_updated_at() {
         let (mut d, fid) = with_filter();
-        let s = create(&mut d, P, &fields(minimal(&fid)), t(1)).unwrap();
+        let s = create(&mut d, P, &fields(minimal(&fid)), t(1), DEFAULT_MAX_SOURCES).unwrap();
         let u = update(
             &mut d,
             P,
@@ -509,16 +516,76 @@ mod tests {
     }
 
     #[test]
+    fn the_cap_is_the_quota_given_for_create_and_add_sources() {
+        let (mut d, fid) = with_filter();
+        let ids =
+            |r: std::ops::Range<usize>| -> Vec<String> { r.map(|i| format!("eni-{i}")).collect() };
+        let with_sources = |v: Vec<String>| {
+            let mut body = minimal(&fid);
+            body["traffic_mirror_sources"] = json!(v);
+            fields(body)
+        };
+        // (sources at create, cap, refused?)
+        for (n, cap, refused) in [
+            (11, 10, true),
+            (10, 10, false),
+            (15, 20, false),
+            (21, 20, true),
+        ] {
+            let got = create(&mut d, P, &with_sources(ids(0..n)), t(1), cap);
+            assert_eq!(got.is_err(), refused, "{n} sources under a cap of {cap}");
+            if let Err(e) = got {
+                assert_eq!((e.status.as_u16(), e.code.as_str()), (400, "VPC.1002"));
+                assert!(
+                    e.msg.contains(&format!("at most {cap} sources")),
+                    "{}",
+                    e.msg
+                );
+            }
+        }
+        let s = create(&mut d, P, &with_sources(ids(0..12)), t(1), 15).unwrap();
+        let add = |v: Vec<String>| fields(json!({ "traffic_mirror_sources": v }));
+        let e = add_sources(&mut d, P, &s.id, &add(ids(12..16)), t(2), 15).unwrap_err();
+        assert_eq!(e.code, "VPC.1002");
+        let u = add_sources(&mut d, P, &s.id, &add(ids(12..15)), t(2), 15).unwrap();
+        assert_eq!(u.traffic_mirror_sources.len(), 15);
+    }
+
+    #[test]
     fn add_and_remove_sources_enforce_membership_and_limit() {
         let (mut d, fid) = with_filter();
-        let s = create(&mut d, P, &fields(minimal(&fid)), t(1)).unwrap();
+        let s = create(&mut d, P, &fields(minimal(&fid)), t(1), DEFAULT_MAX_SOURCES).unwrap();
         let src = |v: Value| fields(json!({ "traffic_mirror_sources": v }));
-        let e = add_sources(&mut d, P, &s.id, &src(json!(["eni-1"])), t(2)).unwrap_err();
+        let e = add_sources(
+            &mut d,
+            P,
+            &s.id,
+            &src(json!(["eni-1"])),
+            t(2),
+            DEFAULT_MAX_SOURCES,
+        )
+        .unwrap_err();
         assert_eq!(e.code, "VPC.1003");
         let nine: Vec<String> = (2..11).map(|i| format!("eni-{i}")).collect();
-        let u = add_sources(&mut d, P, &s.id, &src(json!(nine)), t(2)).unwrap();
+        let u = add_sources(
+            &mut d,
+            P,
+            &s.id,
+            &src(json!(nine)),
+            t(2),
+            DEFAULT_MAX_SOURCES,
+        )
+        .unwrap();
         assert_eq!(u.traffic_mirror_sources.len(), 10);
-        let e = add_sources(&mut d, P, &s.id, &src(json!(["eni-99"])), t(2)).unwrap_err();
+        let e = add_sources(
+            &mut d,
+            P,
+            &s.id,
+            &src(json!(["eni-99"])),
+            t(2),
+            DEFAULT_MAX_SOURCES,
+        )
+        .unwrap_err();
         assert_eq!(e.code, "VPC.1002");
         let e = remove_sources(&mut d, P, &s.id, &src(json!(["eni-99"])), t(2)).unwrap_err();
         assert_eq!(e.code, "VPC.1004");
@@ -532,7 +599,7 @@ mod tests {
     #[test]
     fn other_projects_do_not_see_sessions() {
         let (mut d, fid) = with_filter();
-        let s = create(&mut d, P, &fields(minimal(&fid)), t(1)).unwrap();
+        let s = create(&mut d, P, &fields(minimal(&fid)), t(1), DEFAULT_MAX_SOURCES).unwrap();
         assert!(get(&d, "other", &s.id).is_err());
         assert!(all(&d, "other").is_empty());
         assert!(delete(&mut d, "other", &s.id).is_err());

@@ -32,6 +32,9 @@ pub struct AppState {
     pub limits: Limits,
     /// `--check-ports`: a session create or add-sources naming an unknown port is refused.
     pub check_ports: bool,
+    /// `--max-sources-per-session`: create and add-sources refuse a session above this many sources
+    /// (400 `VPC.1002`), the cloud's per-session quota.
+    pub max_sources_per_session: usize,
     /// The identity side: providers, agencies, metadata settings, issued credentials.
     pub identity: Identity,
 }

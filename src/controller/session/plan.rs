@@ -12,9 +12,22 @@ pub use super::super::events::FieldChange;
 use crate::api::TrafficMirrorSessionSpec;
 use crate::cloud::models::{CreateSessionRequest, TrafficMirrorSession, UpdateSessionRequest};
 
-/// The most sources one session may hold (the API's default quota); used to order add/remove calls so a
-/// swap of sources never needs more than the quota at once.
-pub const MAX_SOURCES: usize = 10;
+/// The cloud's default quota of sources per session; it is raised on request, and the operator cannot
+/// read it, so [`source_bound`] derives the bound it plans under from this and the spec.
+pub const DEFAULT_QUOTA: usize = 10;
+
+/// The most sources a session may hold while the operator changes it: `max(10, desired)`. A spec asking
+/// for N > 10 sources means the quota was raised to at least N (else the cloud refuses the create or
+/// add-sources anyway, and the refusal is shown), so N is a bound that is known to be allowed.
+pub fn source_bound(desired_sources: usize) -> usize {
+    DEFAULT_QUOTA.max(desired_sources)
+}
+
+/// Whether removals must go before additions: only when adding first would hold more than `bound`
+/// sources at once. Add-first is the default because it never leaves a wanted port unmirrored.
+pub fn removes_first(have: usize, adding: usize, bound: usize) -> bool {
+    have.saturating_add(adding) > bound
+}
 
 /// The session as the spec wants it in the cloud, with every default applied and references resolved.
 ///
@@ -117,7 +130,7 @@ pub struct Convergence {
     pub add_sources: Vec<String>,
     /// Sources to remove (observed minus desired), sorted.
     pub remove_sources: Vec<String>,
-    /// Whether removals go first: only when adding first would exceed [`MAX_SOURCES`].
+    /// Whether removals go first: only when adding first would exceed [`source_bound`].
     pub remove_first: bool,
 }
 
@@ -144,7 +157,8 @@ pub fn convergence(desired: &DesiredSession, observed: &TrafficMirrorSession) ->
         .filter(|s| !desired.traffic_mirror_sources.contains(s.as_str()))
         .map(|s| (*s).clone())
         .collect();
-    let remove_first = have.len() + add_sources.len() > MAX_SOURCES;
+    let bound = source_bound(desired.traffic_mirror_sources.len());
+    let remove_first = removes_first(have.len(), add_sources.len(), bound);
     Convergence {
         update,
         add_sources,
@@ -476,6 +490,51 @@ mod tests {
     }
 
     #[test]
+    fn the_bound_is_the_default_quota_or_the_desired_count() {
+        for (desired, bound) in [(1, 10), (10, 10), (11, 11), (15, 15), (100, 100)] {
+            assert_eq!(source_bound(desired), bound, "{desired} desired sources");
+        }
+    }
+
+    #[test]
+    fn removal_goes_first_only_when_adding_first_would_exceed_the_bound() {
+        // (have, adding, bound, removes first?)
+        let cases = [
+            (0, 10, 10, false),
+            (5, 5, 10, false),
+            (10, 1, 10, true),
+            (10, 10, 10, true),
+            (10, 5, 15, false),
+            (12, 4, 15, true),
+            (15, 0, 10, true),
+            (0, 0, 10, false),
+            (usize::MAX, 1, 10, true),
+        ];
+        for (have, adding, bound, want) in cases {
+            assert_eq!(
+                removes_first(have, adding, bound),
+                want,
+                "{have} + {adding} vs {bound}"
+            );
+        }
+    }
+
+    #[test]
+    fn above_ten_desired_sources_the_swap_adds_first_while_it_fits() {
+        let mut d = desired();
+        d.traffic_mirror_sources = (0..12).map(|i| format!("a{i}")).collect();
+        let o = observed_of(&d);
+        // 12 wanted: three swapped leave 12 + 3 = 15 > 12 at once, so removals go first.
+        d.traffic_mirror_sources = (3..15).map(|i| format!("a{i}")).collect();
+        assert!(convergence(&d, &o).remove_first);
+        // 15 wanted (a raised quota of at least 15): adding 3 first peaks at 15, which fits.
+        d.traffic_mirror_sources = (0..15).map(|i| format!("a{i}")).collect();
+        let c = convergence(&d, &o);
+        assert!(!c.remove_first);
+        assert_eq!(c.add_sources.len(), 3);
+    }
+
+    #[test]
     fn full_swap_at_quota_removes_first() {
         let mut d = desired();
         d.traffic_mirror_sources = (0..10).map(|i| format!("a{i}")).collect();
@@ -527,7 +586,7 @@ mod tests {
             "[a-z]{1,5}",
             "[a-z]{0,3}",
             prop::sample::select(vec!["f1", "f2"]),
-            prop::collection::btree_set("eni-[0-9]{1,2}", 1..=10),
+            prop::collection::btree_set("eni-[0-9]{1,2}", 1..=15),
             prop::sample::select(vec!["t1", "t2"]),
             prop::sample::select(vec!["eni", "elb"]),
             0i64..3,
@@ -565,13 +624,17 @@ mod tests {
             // Never a source both added and removed, never an empty field set in a PUT.
             for a in &c.add_sources { prop_assert!(!c.remove_sources.contains(a)); }
             if let Some(u) = &c.update { prop_assert!(!update_field_names(u).is_empty()); }
-            // Quota: following the chosen order never exceeds MAX_SOURCES.
+            // Quota: following the chosen order never holds more than max(10, desired) sources
+            // after any call, and removal goes first only when adding first would.
+            let have = o.traffic_mirror_sources.len();
+            let bound = source_bound(d.traffic_mirror_sources.len());
             let peak = if c.remove_first {
-                o.traffic_mirror_sources.len() - c.remove_sources.len() + c.add_sources.len()
+                (have - c.remove_sources.len()).max(have - c.remove_sources.len() + c.add_sources.len())
             } else {
-                o.traffic_mirror_sources.len() + c.add_sources.len()
+                (have + c.add_sources.len()).max(have + c.add_sources.len() - c.remove_sources.len())
             };
-            prop_assert!(peak <= MAX_SOURCES);
+            prop_assert!(peak <= bound, "peak {} above bound {}", peak, bound);
+            prop_assert_eq!(c.remove_first, have + c.add_sources.len() > bound);
         }
 
         /// Equal states plan nothing, whatever the values.
