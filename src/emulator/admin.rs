@@ -16,6 +16,8 @@
 //! | `PUT /_emulator/limits` | 200 with the new config; replaces both parts (absent = `null` = off), refills every bucket; 400 `VPC.0001` when invalid |
 //! | `POST /_emulator/reset` | 204, clears data (and the state file), calls and faults; limits back to the command line's, buckets refilled |
 //! | `GET /_emulator/state` | 200, `{sessions, filters, rules}` as stored |
+//! | `GET /_emulator/batch-rule-create` | 200, `{"enabled": bool}`: whether `BatchCreateTrafficMirrorFilterRules` is served |
+//! | `PUT /_emulator/batch-rule-create` | 200, sets it from `{"enabled": bool}`; off, the API answers 404 `APIGW.0101` (a reset turns it on) |
 
 use std::sync::Arc;
 
@@ -44,6 +46,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/_emulator/limits", get(limits).put(set_limits))
         .route("/_emulator/reset", post(reset))
         .route("/_emulator/state", get(state))
+        .route(
+            "/_emulator/batch-rule-create",
+            get(batch_rule_create).put(set_batch_rule_create),
+        )
 }
 
 fn admin_error(e: &ApiError) -> Response {
@@ -109,9 +115,26 @@ async fn reset(State(st): State<Arc<AppState>>) -> Response {
     st.calls.clear();
     st.faults.clear();
     st.limits.restore();
+    st.batch_rule_create.set(true);
     StatusCode::NO_CONTENT.into_response()
 }
 
 async fn state(State(st): State<Arc<AppState>>) -> Response {
     Json(st.store.read(Data::clone)).into_response()
+}
+
+async fn batch_rule_create(State(st): State<Arc<AppState>>) -> Response {
+    Json(json!({"enabled": st.batch_rule_create.enabled()})).into_response()
+}
+
+async fn set_batch_rule_create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let enabled = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("enabled").and_then(serde_json::Value::as_bool));
+    let Some(enabled) = enabled else {
+        let e = ApiError::malformed(r#"expected {"enabled": true|false}"#);
+        return admin_error(&e);
+    };
+    st.batch_rule_create.set(enabled);
+    Json(json!({"enabled": enabled})).into_response()
 }

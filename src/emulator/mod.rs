@@ -149,6 +149,7 @@ impl EmulatorConfig {
             calls: CallLog::default(),
             faults: Faults::default(),
             limits: Limits::new(self.limits),
+            batch_rule_create: Default::default(),
         }))
     }
 }

@@ -253,6 +253,8 @@ enum Op {
     Delete(String),
     AddSources(String),
     RemoveSources(String),
+    /// `POST traffic-mirror-filters/{id}/traffic-mirror-filter-rules/batch-create`.
+    BatchCreateRules(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +300,11 @@ impl Route {
             ("PUT", [id, "remove-sources"]) if collection == Collection::Sessions => {
                 Op::RemoveSources(decode_segment(id)?)
             }
+            ("POST", [id, "traffic-mirror-filter-rules", "batch-create"])
+                if collection == Collection::Filters =>
+            {
+                Op::BatchCreateRules(decode_segment(id)?)
+            }
             _ => return None,
         };
         Some(Self {
@@ -319,6 +326,9 @@ fn handle(
     body: &[u8],
 ) -> Handled {
     let route = Route::parse(method, path).ok_or_else(ApiError::no_such_api)?;
+    if matches!(route.op, Op::BatchCreateRules(_)) && !st.batch_rule_create.enabled() {
+        return Err(ApiError::no_such_api());
+    }
     let header_pairs: Vec<(String, String)> = headers
         .iter()
         .map(|(n, v)| {
@@ -424,6 +434,7 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
                 store.mutate(|d| sessions::remove_sources(d, p, id, &f, now))?
             ))
         }
+        Op::BatchCreateRules(_) => Err(ApiError::no_such_api()),
     }
 }
 
@@ -464,6 +475,14 @@ fn dispatch_filters(c: &Call<'_>, op: &Op) -> Handled {
             store.mutate(|d| filters::delete(d, p, id))?;
             no_content()
         }
+        Op::BatchCreateRules(id) => {
+            let items = rules::parse_batch(c.body)?;
+            let created = store.mutate(|d| rules::batch_create(d, p, id, &items, now))?;
+            Ok((
+                StatusCode::CREATED,
+                Some(json!({ rules::BATCH_KEY: created })),
+            ))
+        }
         Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
     }
 }
@@ -498,7 +517,9 @@ fn dispatch_rules(c: &Call<'_>, op: &Op) -> Handled {
             store.mutate(|d| rules::delete(d, p, id))?;
             no_content()
         }
-        Op::AddSources(_) | Op::RemoveSources(_) => Err(ApiError::no_such_api()),
+        Op::AddSources(_) | Op::RemoveSources(_) | Op::BatchCreateRules(_) => {
+            Err(ApiError::no_such_api())
+        }
     }
 }
 

@@ -29,6 +29,8 @@ pub struct AppState {
     pub faults: Faults,
     /// Rate limit (token bucket per project) and latency of API calls.
     pub limits: Limits,
+    /// Whether the batch rule create is served (else 404, as where the API is not deployed).
+    pub batch_rule_create: super::rules::BatchSwitch,
 }
 
 /// One API call as the emulator saw it.
