@@ -104,10 +104,9 @@ async fn create(
     desired: &DesiredFilter,
     progress: &mut Progress,
 ) -> Result<()> {
-    // Ready=False/Creating before the first call, and the id as soon as it is known (before the
-    // rules, which may take many calls), so the object is never blank while they run.
-    progress.obj =
-        crate::controller::driver::status::write_creating(ctx, api, &*progress.obj, None).await?;
+    // The id with Ready=False/Creating as soon as it is known (before the rules), so the object
+    // is not blank while they run; no `Creating` status before the filter POST (issue 21: a third
+    // write per create; a status subresource cannot be written in the intent's metadata write).
     let request = desired.create_request();
     let post = p.call(
         &ctx.metrics,
@@ -117,6 +116,7 @@ async fn create(
     let intent = CreateIntent::new(&desired.name, Utc::now());
     let target = (&PROTOCOL, &intent);
     let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
+    progress.recorded_failpoint = Some(PROTOCOL.failpoints[2]);
     p.filters.record(&created);
     let calls = FilterCalls {
         update: plan::filter_update(desired, &created),

@@ -40,6 +40,17 @@ fn known_id(obj: &TrafficMirrorSession) -> Option<String> {
     )
 }
 
+/// What the status records of a create ([`intent::settled_by_status`]).
+fn recorded_create(obj: &TrafficMirrorSession) -> intent::RecordedCreate<'_> {
+    let status = obj.status.as_ref();
+    let observed = status.and_then(|s| s.at_provider.as_ref());
+    intent::RecordedCreate {
+        id: status.and_then(|s| s.session_id.as_deref()),
+        observed_id: observed.map(|o| o.id.as_str()),
+        observed_created_at: observed.map(|o| o.created_at.as_str()),
+    }
+}
+
 /// Observes; also returns the ready provider (the cloud client `execute` uses).
 pub async fn observe(
     obj: &TrafficMirrorSession,
@@ -56,7 +67,8 @@ pub async fn observe(
         obj.annotations().get(INTENT_ANNOTATION).map(String::as_str),
         &obj.cloud_name(),
         created,
-    );
+    )
+    .filter(|i| !intent::settled_by_status(i, recorded_create(obj)));
     let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
     let (provider, provider_unavailable) = ctx
         .providers
