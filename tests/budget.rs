@@ -374,3 +374,34 @@ async fn a_bulk_reconcile_waiting_for_a_token_gives_way_to_an_edit() {
         "the edit waited {latency:?} for the bulk reconcile of its object"
     );
 }
+
+/// Issue 21, "no name LIST while the account is known": creates that find the account's snapshot
+/// stale (older than two resync intervals: a 1 s interval, and a backfill of 10 s under a budget
+/// of 2 calls/s, where the resync LIST waits in the bulk lane) share one refresh of the account's
+/// LIST pages instead of each paying a `LIST ?name=`.
+#[tokio::test]
+async fn creates_on_a_stale_snapshot_share_one_refresh_instead_of_a_name_list_each() {
+    let env = env("budget-nolist", "1s").await;
+    budget(&env, 2.0, 1).await;
+    let _op = env.operator();
+    env.emu().clear_calls().await;
+    for i in 0..20 {
+        apply(&env, &format!("s{i:02}")).await;
+    }
+    wait_ready(&env, 20).await;
+    let calls = env.calls().await;
+    let name_lists: Vec<&Value> = calls
+        .iter()
+        .filter(|c| {
+            c["method"] == "GET" && c["query"].as_str().is_some_and(|q| q.contains("name="))
+        })
+        .collect();
+    assert!(
+        name_lists.is_empty(),
+        "{} name LISTs: {name_lists:?}",
+        name_lists.len()
+    );
+    let posts = calls.iter().filter(|c| c["method"] == "POST").count();
+    assert_eq!(posts, 20);
+    assert_eq!(throttled(&env).await, 0);
+}
