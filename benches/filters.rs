@@ -4,8 +4,9 @@
 //!
 //! It measures what the design promises:
 //! - convergence: time from applying N filters until all are Ready=True, and the cloud calls it took
-//!   by method and kind (expected per filter: one POST of the filter and one POST per rule, 1 + 5
-//!   writes, after the crash-safe create's name search);
+//!   by method and kind (expected per filter: one POST of the filter and one batch POST of its
+//!   rules, `BatchCreateTrafficMirrorFilterRules`, after the crash-safe create's name search; with
+//!   `BENCH_RULES=n` each filter has n rules instead of 5);
 //! - steady state: cloud calls per resync cycle (one paginated LIST of sessions and one of filters
 //!   per account, whatever N; no writes, no per-filter GET), status writes and operator CPU;
 //! - the operator's memory (RSS when idle, peak and current with N filters).
