@@ -4,8 +4,9 @@
 //!
 //! It measures what the design promises:
 //! - convergence: time from applying N filters until all are Ready=True, and the cloud calls it took
-//!   by method and kind (expected per filter: one POST of the filter and one POST per rule, 1 + 5
-//!   writes, after the crash-safe create's name search);
+//!   by method and kind (expected per filter: one POST of the filter and one batch POST of its
+//!   rules, `BatchCreateTrafficMirrorFilterRules`, after the crash-safe create's name search; with
+//!   `BENCH_RULES=n` each filter has n rules instead of 5);
 //! - steady state: cloud calls per resync cycle (one paginated LIST of sessions and one of filters
 //!   per account, whatever N; no writes, no per-filter GET), status writes and operator CPU;
 //! - the operator's memory (RSS when idle, peak and current with N filters).
@@ -42,8 +43,18 @@ const RESYNC: &str = "5s";
 const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// Default number of filters (`BENCH_FILTERS`).
 const DEFAULT_FILTERS: usize = 100;
-/// Rules per filter.
+/// Rules per filter by default (`BENCH_RULES`).
 const RULES: usize = 5;
+
+/// Rules per filter: `BENCH_RULES` (e.g. 100, issue 21's "a new 100-rule filter costs ≤ 3 cloud
+/// calls": `BENCH_FILTERS=1 BENCH_RULES=100`), else [`RULES`].
+fn rules_per_filter() -> usize {
+    std::env::var("BENCH_RULES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=1000).contains(n))
+        .unwrap_or(RULES)
+}
 /// Resync cycles observed at steady state.
 const STEADY_CYCLES: usize = 3;
 /// Objects created in parallel while applying (as in `convergence`).
@@ -72,6 +83,9 @@ fn main() {
     if let Some(c) = &concurrency {
         command.push_str(&format!("BENCH_CONCURRENCY={c} "));
     }
+    if rules_per_filter() != RULES {
+        command.push_str(&format!("BENCH_RULES={} ", rules_per_filter()));
+    }
     command.push_str("cargo bench --bench filters");
     let info = common::RunInfo::capture(command);
 
@@ -84,11 +98,14 @@ fn main() {
     let report = runtime.block_on(run(cp, filters, concurrency));
     let text = report.render(&info);
     println!("{text}");
-    let name = if filters == DEFAULT_FILTERS {
+    let mut name = if filters == DEFAULT_FILTERS {
         "filters".to_string()
     } else {
         format!("filters-n{filters}")
     };
+    if rules_per_filter() != RULES {
+        name.push_str(&format!("-r{}", rules_per_filter()));
+    }
     match common::write_results(&name, &text) {
         Ok(path) => println!("written to {}", path.display()),
         Err(e) => eprintln!("could not write the results file: {e}"),
@@ -118,6 +135,11 @@ fn manifest(env: &e2e::Cluster, i: usize) -> TrafficMirrorFilter {
          "description": format!("everything else of filter {i}")},
     ]);
     debug_assert_eq!(rules.as_array().map(Vec::len), Some(RULES));
+    let rules = if rules_per_filter() == RULES {
+        rules
+    } else {
+        many_rules(rules_per_filter())
+    };
     serde_json::from_value(json!({
         "apiVersion": "vpc.hwcloud.dev/v1alpha1",
         "kind": "TrafficMirrorFilter",
@@ -129,6 +151,18 @@ fn manifest(env: &e2e::Cluster, i: usize) -> TrafficMirrorFilter {
         }
     }))
     .expect("filter manifest")
+}
+
+/// `n` rules (`BENCH_RULES`), alternately inbound and outbound, each at its own priority.
+fn many_rules(n: usize) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = (1..=n)
+        .map(|p| {
+            let direction = if p % 2 == 0 { "egress" } else { "ingress" };
+            json!({"direction": direction, "priority": p, "protocol": "TCP",
+                   "destinationPortRange": format!("{p}")})
+        })
+        .collect();
+    json!(rules)
 }
 
 /// Everything measured, rendered by [`Report::render`].
@@ -183,7 +217,10 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
     let (_, idle_rss_mib) = op.memory_mib();
 
     // --- Convergence ------------------------------------------------------------------------
-    eprintln!("filters: applying {n} filters of {RULES} rules...");
+    eprintln!(
+        "filters: applying {n} filters of {} rules...",
+        rules_per_filter()
+    );
     env.emu().clear_calls().await;
     let cpu_before = op.cpu_time();
     let api: Api<TrafficMirrorFilter> = env.api();
@@ -277,6 +314,7 @@ async fn run(cp: &'static support::ControlPlane, n: usize, concurrency: Option<S
 impl Report {
     fn render(&self, info: &common::RunInfo) -> String {
         let n = self.filters;
+        let rules = rules_per_filter();
         let cycles = self.steady_cycles as f64;
         let q = |v: &[Duration], p: f64| common::quantile(v, p).map_or("n/a".into(), ms);
         let mut s = String::from(
@@ -284,7 +322,7 @@ impl Report {
         );
         s.push_str(&info.markdown());
         s.push_str(&format!(
-            "- Setup: {n} TrafficMirrorFilters of {RULES} rules each (one ProviderConfig, no \
+            "- Setup: {n} TrafficMirrorFilters of {rules} rules each (one ProviderConfig, no \
              sessions), operator release build, `--resync-interval {RESYNC}`, `--concurrency {}`; \
              real etcd + kube-apiserver and the VPC emulator on the same machine\n\n",
             self.concurrency
@@ -322,7 +360,7 @@ impl Report {
                 "{} / {} (expected {n} / {})",
                 self.cloud_filters,
                 self.cloud_rules,
-                n * RULES
+                n * rules_per_filter()
             ),
         ]);
         t.row(vec![

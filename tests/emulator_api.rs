@@ -2953,3 +2953,90 @@ async fn max_sources_per_session_flag_is_documented_and_refuses_nonsense() {
         assert!(stderr.contains("at least 1"), "{bad}: {stderr}");
     }
 }
+
+/// `BatchCreateTrafficMirrorFilterRules`: every rule in one call (201, the rules in the order
+/// sent), all or nothing on one bad item (400 naming it, nothing stored), 404 `VPC.1101` for an
+/// unknown filter, and 404 `APIGW.0101` while the admin switch has it off (a reset turns it on).
+#[tokio::test]
+async fn batch_rule_create_is_all_or_nothing_and_can_be_switched_off() {
+    let (_emulator, api) = start().await;
+    let fid = api.filter("batch").await;
+    let path = format!("/traffic-mirror-filters/{fid}/traffic-mirror-filter-rules/batch-create");
+    let two = json!({"traffic_mirror_filter_rules": [
+        {"direction": "ingress", "priority": 1, "protocol": "tcp"},
+        {"direction": "egress", "priority": 2, "traffic_mirror_filter_id": fid},
+    ]});
+    let r = api.call("POST", &path, Some(two.clone())).await;
+    r.expect(201, "");
+    let made = r.body["traffic_mirror_filter_rules"]
+        .as_array()
+        .expect("rules");
+    assert_eq!(made.len(), 2, "{}", r.body);
+    assert_eq!(
+        (made[0]["direction"].as_str(), made[0]["protocol"].as_str()),
+        (Some("ingress"), Some("tcp"))
+    );
+    assert!(
+        made.iter()
+            .all(|m| m["traffic_mirror_filter_id"] == json!(fid))
+    );
+    let rules_now = || async {
+        let l = api
+            .call(
+                "GET",
+                &format!("/traffic-mirror-filter-rules?traffic_mirror_filter_id={fid}"),
+                None,
+            )
+            .await;
+        l.body["traffic_mirror_filter_rules"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(rules_now().await, 2);
+    // One bad item: nothing of the batch is stored, and the answer names the item.
+    let bad = json!({"traffic_mirror_filter_rules": [
+        {"direction": "ingress", "priority": 3},
+        {"direction": "ingress", "priority": 4, "protocol": "BOGUS"},
+    ]});
+    let r = api.call("POST", &path, Some(bad)).await;
+    r.expect(400, "VPC.0002");
+    let msg = r.body["error_msg"].as_str().unwrap_or("");
+    assert!(msg.starts_with("traffic_mirror_filter_rules[1]"), "{msg}");
+    assert_eq!(rules_now().await, 2, "all or nothing");
+    let r = api
+        .call(
+            "POST",
+            "/traffic-mirror-filters/nope/traffic-mirror-filter-rules/batch-create",
+            Some(two.clone()),
+        )
+        .await;
+    r.expect(404, "VPC.1101");
+    // Switched off: the gateway's 404 for an unknown API.
+    let off = api
+        .admin(
+            reqwest::Method::PUT,
+            "batch-rule-create",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (off.status, off.body.clone()),
+        (200, json!({"enabled": false}))
+    );
+    api.call("POST", &path, Some(two.clone()))
+        .await
+        .expect(404, "APIGW.0101");
+    assert_eq!(rules_now().await, 2);
+    assert_eq!(
+        api.admin(reqwest::Method::POST, "reset", None).await.status,
+        204
+    );
+    let on = api
+        .admin(reqwest::Method::GET, "batch-rule-create", None)
+        .await;
+    assert_eq!(
+        on.body,
+        json!({"enabled": true}),
+        "a reset turns it back on"
+    );
+}

@@ -196,11 +196,134 @@ async fn a_filter_with_rules_becomes_ready_with_ids() {
     );
     assert_eq!(cloud.ingress_rules.len() + cloud.egress_rules.len(), 3);
     assert_eq!(st.at_provider.expect("atProvider").id, id);
-    // One POST for the filter, one per rule, and nothing else written.
-    assert_eq!(
-        methods(&env.writes().await),
-        vec!["POST filter", "POST rule", "POST rule", "POST rule"]
+    // One POST for the filter, one batch POST for its rules, and nothing else written.
+    let writes = env.writes().await;
+    assert_eq!(methods(&writes), vec!["POST filter", "POST rule"]);
+    assert!(
+        writes[1]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/traffic-mirror-filter-rules/batch-create")),
+        "{writes:?}"
     );
+}
+
+/// `n` rules, half inbound and half outbound, each at its own priority.
+fn many_rules(n: i64) -> Value {
+    let rules: Vec<Value> = (1..=n)
+        .map(|i| {
+            let direction = if i % 2 == 0 { "egress" } else { "ingress" };
+            rule(
+                direction,
+                i,
+                json!({"destinationPortRange": format!("{i}")}),
+            )
+        })
+        .collect();
+    json!(rules)
+}
+
+/// Issue 21's target: a new 100-rule filter costs at most 3 cloud calls (the emulator's call log:
+/// a name LIST at most, the filter POST, one batch POST for the 100 rules).
+#[tokio::test]
+async fn a_new_hundred_rule_filter_costs_at_most_three_cloud_calls() {
+    let env = Env::builder("flt-batch").resync("5m").build().await;
+    let _op = env.operator();
+    apply_filter(&env, "big", many_rules(100), json!({})).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("big", "Ready", "True", Some("Available"))
+        .await;
+    assert_eq!(f.status.expect("status").rule_ids.len(), 100);
+    // The filter's calls; the account's own start-up reads (the ProviderConfig check and the
+    // sessions snapshot, both `traffic-mirror-sessions`) are not the filter's.
+    let calls: Vec<Value> = env
+        .calls()
+        .await
+        .into_iter()
+        .filter(|c| {
+            c["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("/traffic-mirror-filter"))
+        })
+        .collect();
+    let seen: Vec<String> = calls
+        .iter()
+        .map(|c| format!("{} {}?{}", c["method"], c["path"], c["query"]))
+        .collect();
+    assert!(calls.len() <= 3, "{} calls: {seen:#?}", calls.len());
+    assert_eq!(methods(&env.writes().await), ["POST filter", "POST rule"]);
+    let rules = env.emu().state().await["rules"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(rules, 100);
+}
+
+/// Where the endpoint lacks the batch API (404 `APIGW.0101`), the rules are created one by one in
+/// the same reconcile, and the account remembers it: the next filter never tries the batch.
+#[tokio::test]
+async fn without_the_batch_api_rules_are_created_one_by_one_and_that_is_remembered() {
+    let env = Env::builder("flt-nobatch").resync(RESYNC).build().await;
+    env.emu().set_batch_rule_create(false).await;
+    let _op = env.operator();
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    env.wait_condition::<TrafficMirrorFilter>("web", "Ready", "True", Some("Available"))
+        .await;
+    let writes = env.writes().await;
+    let statuses: Vec<u64> = writes.iter().filter_map(|c| c["status"].as_u64()).collect();
+    assert_eq!(
+        methods(&writes),
+        [
+            "POST filter",
+            "POST rule",
+            "POST rule",
+            "POST rule",
+            "POST rule"
+        ]
+    );
+    assert_eq!(statuses, [201, 404, 201, 201, 201], "{writes:?}");
+    env.emu().clear_calls().await;
+    apply_filter(&env, "db", three_rules(), json!({})).await;
+    env.wait_condition::<TrafficMirrorFilter>("db", "Ready", "True", Some("Available"))
+        .await;
+    let writes = env.writes().await;
+    assert_eq!(
+        methods(&writes),
+        ["POST filter", "POST rule", "POST rule", "POST rule"],
+        "no second try of the batch: {writes:?}"
+    );
+    assert!(writes.iter().all(|c| c["status"] == 201), "{writes:?}");
+}
+
+/// A batch refused for one bad rule creates none (all or nothing): the filter shows
+/// `Ready=False` with the cloud's code as the reason and its message, no rule ids, and the cloud
+/// holds the filter without rules. (Admission refuses every rule the emulator would, so the
+/// refusal is injected with the answer the emulator gives for a bad item.)
+#[tokio::test]
+async fn a_batch_refused_for_one_bad_rule_creates_none_and_the_filter_says_why() {
+    let env = Env::builder("flt-badbatch").resync(RESYNC).build().await;
+    let msg = "traffic_mirror_filter_rules[1]: traffic_mirror_filter_rules.protocol must be one of TCP, UDP, ICMP, ICMPV6, ALL";
+    env.emu()
+        .fault(json!({"path_contains": "batch-create", "status": 400,
+                      "error_code": "VPC.0002", "error_msg": msg, "times": 1000}))
+        .await;
+    let _op = env.operator();
+    apply_filter(&env, "web", three_rules(), json!({})).await;
+    let f = env
+        .wait_condition::<TrafficMirrorFilter>("web", "Ready", "False", Some("VPC_0002"))
+        .await;
+    let st = f.status.expect("status");
+    let ready = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert!(
+        ready.message.contains("traffic_mirror_filter_rules[1]"),
+        "{ready:?}"
+    );
+    assert!(st.rule_ids.is_empty(), "{st:?}");
+    let id = st.filter_id.expect("the filter itself was created");
+    let cloud = cloud_filter(&env, &id).await;
+    assert_eq!(cloud.ingress_rules.len() + cloud.egress_rules.len(), 0);
 }
 
 #[tokio::test]

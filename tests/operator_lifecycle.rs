@@ -1264,3 +1264,85 @@ async fn an_adopted_id_that_does_not_exist_is_read_once_and_its_deletion_deletes
         "a 404 is not reported as deleted: {events:#?}"
     );
 }
+
+/// Issue 21: a created session costs two API-server writes to its object: the finalizer with the
+/// create intent in one metadata write before the POST, and the status (with the cloud id) after
+/// it. Counted by a recording proxy in front of the API server (the `Created` event goes to the
+/// events API, not to the object, and is not counted).
+#[tokio::test]
+async fn a_created_session_costs_two_api_server_writes() {
+    let env = Env::builder("two-writes").resync("5m").build().await;
+    let recorder = support::api_recorder::ApiRecorder::start(support::control_plane());
+    let op = env.operator_as(&recorder.kubeconfig_for(&env.own_kubeconfig()));
+    apply(&env, "s", json!({})).await;
+    let o = env.wait_ready::<TrafficMirrorSession>("s").await;
+    let writes: Vec<_> = recorder
+        .writes()
+        .into_iter()
+        .filter(|r| r.path.contains("/trafficmirrorsessions/s"))
+        .collect();
+    let kinds: Vec<(&str, bool)> = writes
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.ends_with("/status")))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("PATCH", false), ("PATCH", true)],
+        "{writes:?}\nlog:\n{}",
+        op.logs()
+    );
+    // The first write carried both the finalizer and the intent; the intent stays as the durable
+    // record of the create, and the status holds the id.
+    assert!(
+        o.metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "vpc.hwcloud.dev/cleanup")
+    );
+    let annotations = o.metadata.annotations.unwrap_or_default();
+    assert!(
+        annotations.contains_key("vpc.hwcloud.dev/create-intent"),
+        "{annotations:?}"
+    );
+    assert_eq!(posts(&env).await, 1);
+    let id = o
+        .status
+        .and_then(|s| s.session_id)
+        .expect("status.sessionId");
+    assert_eq!(all_cloud_sessions(&env).await[0].id, id);
+}
+
+/// Issue 21: the id lives in the status and the kept intent; an object restored from a backup
+/// without its status (here: the status removed while the operator is down) finds its cloud session
+/// by the intent's name and creation time, and never creates a second.
+#[tokio::test]
+async fn a_restore_without_status_finds_its_session_and_never_creates_a_second() {
+    let env = Env::builder("restore-nostatus")
+        .resync(RESYNC)
+        .build()
+        .await;
+    let op = env.operator();
+    apply(&env, "s", json!({})).await;
+    env.wait_ready::<TrafficMirrorSession>("s").await;
+    let id = session_id(&env, "s").await;
+    drop(op);
+    let cleared = json!({"status": null});
+    env.sessions()
+        .patch_status("s", &PatchParams::default(), &Patch::Merge(&cleared))
+        .await
+        .expect("drop the status");
+    let o = env.sessions().get("s").await.expect("get");
+    assert!(
+        o.status.and_then(|s| s.session_id).is_none(),
+        "status dropped"
+    );
+    env.emu().clear_calls().await;
+    let op = env.operator();
+    let o = env.wait_ready::<TrafficMirrorSession>("s").await;
+    assert_eq!(o.status.and_then(|s| s.session_id), Some(id.clone()));
+    let sessions = all_cloud_sessions(&env).await;
+    assert_eq!(sessions.len(), 1, "never a second; log:\n{}", op.logs());
+    assert_eq!(posts(&env).await, 0, "no create");
+    env.wait_event(&env.ns, "s", "CreateConfirmed").await;
+}

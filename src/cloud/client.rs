@@ -21,6 +21,7 @@ use url::Url;
 use super::credentials::CredentialProvider;
 use super::credentials::expiry::refresh_on;
 use super::error::{CloudError, parse_retry_after};
+use super::models;
 use super::models::{
     CreateFilterRequest, CreateRuleRequest, CreateSessionRequest, ErrorBody, FilterEnvelope,
     FilterListResponse, FilterResponse, ListFiltersQuery, ListQuery, ListRulesQuery,
@@ -788,6 +789,28 @@ impl VpcClient {
         };
         let r: RuleResponse = self.call(Method::POST, RULES, "", Some(&body)).await?;
         Ok(r.traffic_mirror_filter_rule)
+    }
+
+    /// `POST /traffic-mirror-filters/{filter_id}/traffic-mirror-filter-rules/batch-create`
+    /// (`BatchCreateTrafficMirrorFilterRules`): every rule in one call, all or nothing; the
+    /// answer lists the created rules in the order sent. A gateway without this API answers 404
+    /// (`APIGW.0101`): the caller falls back to [`Client::create_rule`].
+    pub async fn batch_create_rules(
+        &self,
+        filter_id: &str,
+        reqs: &[CreateRuleRequest],
+    ) -> Result<Vec<TrafficMirrorFilterRule>, CloudError> {
+        let path = format!(
+            "{FILTERS}/{}/{RULES}/batch-create",
+            check_id("filter", filter_id)?
+        );
+        let items: Vec<serde_json::Value> = reqs.iter().map(models::batch_rule_item).collect();
+        let body = models::BatchRulesEnvelope {
+            traffic_mirror_filter_rules: items,
+        };
+        let r: models::BatchRulesEnvelope<TrafficMirrorFilterRule> =
+            self.call(Method::POST, &path, "", Some(&body)).await?;
+        Ok(r.traffic_mirror_filter_rules)
     }
 
     /// `GET /traffic-mirror-filter-rules/{id}`.

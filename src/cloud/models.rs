@@ -706,6 +706,24 @@ pub struct RuleEnvelope<T> {
     pub traffic_mirror_filter_rule: T,
 }
 
+/// `{"traffic_mirror_filter_rules": [T, …]}`: the body and the answer of
+/// `BatchCreateTrafficMirrorFilterRules` (`POST traffic-mirror-filters/{id}/traffic-mirror-filter-rules/batch-create`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRulesEnvelope<T> {
+    /// The rules to create (body), or the rules created (answer), in the same order.
+    pub traffic_mirror_filter_rules: Vec<T>,
+}
+
+/// One item of a batch rule create: the fields of a single create without
+/// `traffic_mirror_filter_id`, which the path names.
+pub fn batch_rule_item(req: &CreateRuleRequest) -> serde_json::Value {
+    let mut v = serde_json::to_value(req).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("traffic_mirror_filter_id");
+    }
+    v
+}
+
 /// Answer of create/show/update/add-sources/remove-sources of a session.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionResponse {

@@ -62,6 +62,60 @@ pub fn current_lane() -> Lane {
     LANE.try_with(|l| *l).unwrap_or(Lane::Bulk)
 }
 
+/// Where a bulk reconcile stands in the budget, so the driver can make it **give way** when its
+/// object gets a new generation (issue 21, "edits first"): kube-runtime runs one reconcile per
+/// object at a time, so an edit of an object whose bulk reconcile waits here for a token would
+/// otherwise wait behind the whole backfill. Giving way drops the waiting reconcile (no call is in
+/// flight while it waits: the flag is up only between calls) and lets the edit's reconcile run at
+/// once, in the interactive lane.
+#[derive(Debug, Default)]
+pub struct Place {
+    waiting: std::sync::atomic::AtomicBool,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Place {
+    /// Whether the reconcile waits for a bulk token now and may still give way.
+    pub fn may_give_way(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.waiting.load(Relaxed) && !self.held.load(Relaxed)
+    }
+}
+
+tokio::task_local! {
+    static PLACE: Arc<Place>;
+}
+
+/// Runs `f` with its bulk token waits recorded in `place`.
+pub async fn with_place<F: Future>(place: Arc<Place>, f: F) -> F::Output {
+    PLACE.scope(place, f).await
+}
+
+/// From now on the current reconcile keeps its place: it has written something that giving way
+/// would leave half done (a create intent before its `POST`).
+pub fn hold_place() {
+    let _ = PLACE.try_with(|p| p.held.store(true, std::sync::atomic::Ordering::Relaxed));
+}
+
+fn mark_waiting(waiting: bool) {
+    let _ = PLACE.try_with(|p| {
+        p.waiting
+            .store(waiting, std::sync::atomic::Ordering::Relaxed)
+    });
+}
+
+/// Whether a bulk reconcile of generation `reconciling` gives way: it waits for a token (and may
+/// give way), and the object now has a newer generation, or is being deleted.
+pub fn gives_way(
+    may_give_way: bool,
+    reconciling: Option<i64>,
+    latest: Option<i64>,
+    deleting: bool,
+) -> bool {
+    let newer = matches!((reconciling, latest), (Some(a), Some(b)) if b > a);
+    may_give_way && (newer || deleting)
+}
+
 /// The default budget: below the gateway's ~10 requests/s per user, leaving room for other tools.
 pub const DEFAULT_QPS: f64 = 8.0;
 /// The default burst.
@@ -191,12 +245,18 @@ impl Budget {
                         if registered {
                             b.interactive_waiting -= 1;
                         }
+                        if lane == Lane::Bulk {
+                            mark_waiting(false);
+                        }
                         return started.elapsed();
                     }
                     Err(wait) => {
                         if lane == Lane::Interactive && !registered {
                             b.interactive_waiting += 1;
                             registered = true;
+                        }
+                        if lane == Lane::Bulk {
+                            mark_waiting(true);
                         }
                         wait
                     }
@@ -343,5 +403,49 @@ mod tests {
         assert_eq!(current_lane(), Lane::Bulk);
         let inner = in_lane(Lane::Interactive, async { current_lane() }).await;
         assert_eq!(inner, Lane::Interactive);
+    }
+
+    #[test]
+    fn a_bulk_reconcile_gives_way_only_while_waiting_for_a_newer_generation_or_a_delete() {
+        for (may, reconciling, latest, deleting, want) in [
+            (true, Some(1), Some(2), false, true),
+            (true, Some(1), Some(1), true, true),
+            (true, Some(1), Some(1), false, false),
+            (true, Some(2), Some(1), false, false),
+            (true, Some(1), None, false, false),
+            (false, Some(1), Some(2), false, false),
+            (false, Some(1), Some(1), true, false),
+        ] {
+            assert_eq!(
+                gives_way(may, reconciling, latest, deleting),
+                want,
+                "{may} {reconciling:?} {latest:?} {deleting}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bulk_wait_marks_its_place_until_served_and_a_held_place_never_gives_way() {
+        let budget = Arc::new(Budget::new(1.0, 1));
+        budget.acquire().await; // the only token
+        let place = Arc::new(Place::default());
+        let waiter = {
+            let (budget, place) = (budget.clone(), place.clone());
+            tokio::spawn(with_place(place, async move { budget.acquire().await }))
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !place.may_give_way() {
+            assert!(Instant::now() < deadline, "never marked as waiting");
+            tokio::task::yield_now().await;
+        }
+        waiter.await.expect("served");
+        assert!(!place.may_give_way(), "served: no longer waiting");
+        let held = Arc::new(Place::default());
+        with_place(held.clone(), async {
+            hold_place();
+            mark_waiting(true);
+        })
+        .await;
+        assert!(!held.may_give_way(), "a held place never gives way");
     }
 }

@@ -206,6 +206,28 @@ impl Context {
         }
     }
 
+    /// The watch cache's latest view of object `namespace/name` of kind `kind`: its generation and
+    /// whether it is being deleted (what a waiting bulk reconcile gives way to, see
+    /// [`budget::gives_way`]).
+    pub fn latest(&self, kind: &str, namespace: &str, name: &str) -> (Option<i64>, bool) {
+        fn of<K: kube::Resource<DynamicType = ()> + Clone>(
+            store: Option<&Store<K>>,
+            namespace: &str,
+            name: &str,
+        ) -> (Option<i64>, bool) {
+            let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+            store.and_then(|s| s.get(&key)).map_or((None, false), |o| {
+                let meta = o.meta();
+                (meta.generation, meta.deletion_timestamp.is_some())
+            })
+        }
+        if kind == <TrafficMirrorFilter as kube::Resource>::kind(&()) {
+            of(self.stores.filters.get(), namespace, name)
+        } else {
+            of(self.stores.sessions.get(), namespace, name)
+        }
+    }
+
     /// Admission of a reconcile in `lane` against ProviderConfig `provider`'s budget (see
     /// [`budget::Budget::bulk_slot`]): `Err(delay)` means "requeue after `delay`, nothing done".
     /// Bulk work also needs one of the controller's bulk reconcile slots (see `bulk_running`): without

@@ -99,6 +99,39 @@ pub fn outstanding(
     }))
 }
 
+/// What the status says was created: its recorded cloud id, and the id and `createdAt` of the
+/// cloud object it last saw (`status.atProvider`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordedCreate<'a> {
+    /// The status' cloud id (`status.sessionId` / `status.filterId`).
+    pub id: Option<&'a str>,
+    /// `status.atProvider.id`.
+    pub observed_id: Option<&'a str>,
+    /// `status.atProvider.createdAt`.
+    pub observed_created_at: Option<&'a str>,
+}
+
+/// Whether the status already records the object `intent`'s create made, so the intent, kept as
+/// the durable record of that create (see [`super::object::crash_safe_create`]), needs no
+/// resolving: the status holds an id, `atProvider` is that object, and it was created no earlier
+/// than the intent. Strict on purpose (no clock skew allowed): "not settled" only costs one search by
+/// name and one metadata write (the intent is then resolved and cleared), while "settled" wrongly
+/// (a re-create whose status still names the vanished object) could create a second one.
+pub fn settled_by_status(intent: &CreateIntent, recorded: RecordedCreate<'_>) -> bool {
+    let RecordedCreate {
+        id,
+        observed_id,
+        observed_created_at,
+    } = recorded;
+    let Some(id) = id.filter(|i| !i.is_empty()) else {
+        return false;
+    };
+    observed_id == Some(id)
+        && observed_created_at
+            .and_then(parse_cloud_time)
+            .is_some_and(|created| created >= intent.at)
+}
+
 /// What makes a cloud session "the one we asked for": fields a create sets and nobody else would set
 /// the same way by chance. The filter may be unknown (a deleting object whose filter is gone): then it
 /// is not compared. Scalar drift (priority etc.) is fixed afterwards by the normal convergence.
@@ -472,5 +505,45 @@ mod tests {
         );
         assert!(parse_cloud_time("2023-03-23T10:53:12.5+00:00").is_some());
         assert!(parse_cloud_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn an_intent_is_settled_only_by_a_status_naming_an_object_created_after_it() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 7, 20, 0, 0).unwrap();
+        let mut intent = CreateIntent::new("s", at);
+        intent.at = at;
+        let rec = |id, observed, created| RecordedCreate {
+            id,
+            observed_id: observed,
+            observed_created_at: created,
+        };
+        let table = [
+            // the create's own status: settled
+            (
+                rec(Some("a"), Some("a"), Some("2026-12-07T20:00:00Z")),
+                true,
+            ),
+            (
+                rec(Some("a"), Some("a"), Some("2026-12-07T20:00:05Z")),
+                true,
+            ),
+            // a status that still names the vanished object of a re-create: not settled
+            (
+                rec(Some("a"), Some("a"), Some("2026-12-07T19:59:59Z")),
+                false,
+            ),
+            // restored without status, or an id without its observation: not settled
+            (rec(None, None, None), false),
+            (rec(Some("a"), None, None), false),
+            (rec(Some(""), Some(""), Some("2026-12-07T20:00:05Z")), false),
+            (
+                rec(Some("a"), Some("b"), Some("2026-12-07T20:00:05Z")),
+                false,
+            ),
+            (rec(Some("a"), Some("a"), Some("garbage")), false),
+        ];
+        for (recorded, want) in table {
+            assert_eq!(settled_by_status(&intent, recorded), want, "{recorded:?}");
+        }
     }
 }

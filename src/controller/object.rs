@@ -15,6 +15,7 @@ use tracing::debug;
 
 use super::config::MANAGER;
 use super::context::Context;
+use super::driver::FINALIZER;
 use super::error::Error;
 use super::events;
 use super::intent::{CreateIntent, Created, INTENT_ANNOTATION};
@@ -90,17 +91,23 @@ pub async fn merge_patch<K: Object>(api: &Api<K>, obj: &K, patch: &Value) -> kub
 
 /// Records the create intent `intent` (guarded by the resourceVersion read: a stale copy fails with
 /// a conflict, so it can never lead to a second create), dropping a vanished object's id
-/// (`id_annotation`) in the same write.
+/// (`id_annotation`) and adding the finalizer [`FINALIZER`] in the same write: the one metadata
+/// write before the create (the finalizer is on the object before any cloud write).
 pub async fn record_intent<K: Object>(
     api: &Api<K>,
     obj: &K,
     intent: &CreateIntent,
     id_annotation: &str,
 ) -> Result<K, Error> {
-    let patch = json!({"metadata": {
+    let mut patch = json!({"metadata": {
         "resourceVersion": obj.resource_version(),
         "annotations": {INTENT_ANNOTATION: intent.to_annotation(), id_annotation: Value::Null},
     }});
+    if !has_finalizer(obj, FINALIZER) {
+        let mut finalizers = obj.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_string());
+        patch["metadata"]["finalizers"] = json!(finalizers);
+    }
     merge_patch(api, obj, &patch)
         .await
         .map_err(Error::RecordIntent)
@@ -141,16 +148,35 @@ pub struct CreateProtocol {
     pub id_annotation: &'static str,
     /// The cloud operation (`create_session`).
     pub operation: &'static str,
-    /// Failpoints before the POST, after it, and after the id is recorded (crash tests).
+    /// Failpoints before the POST, after it, and after the id is recorded (crash tests). The last
+    /// one is hit by the driver once the status write that records the id has landed
+    /// ([`super::driver::Progress::recorded_failpoint`]).
     pub failpoints: [&'static str; 3],
 }
 
-/// The crash-safe create, for any kind: intent (guarded by the resourceVersion read), POST, id, each
-/// a separate write, so a crash between any two leaves something the next reconcile resolves without
-/// a duplicate. A refused create made nothing, so its intent is cleared; after a retryable failure the
-/// create may have happened, so the intent stays for the next reconcile to resolve. `obj` follows the
-/// API server's answers. `post` is the account's metered create call ([`super::providers::registry::Provider::call`]):
-/// it runs only when awaited, after the intent is recorded.
+/// The crash-safe create, for any kind, in two API-server writes (issue 21):
+///
+/// 1. **before the POST**, one metadata write: the intent, the finalizer (when missing) and the
+///    removal of a vanished object's id annotation, guarded by the resourceVersion read, so a stale
+///    cached copy fails with a conflict and can never lead to a second create;
+/// 2. the POST;
+/// 3. **after it**, the cloud id is recorded by the reconcile's one status write (`status.<id>`
+///    and `status.atProvider`, written by the driver), not by a metadata write of its own. The
+///    intent annotation is **kept** as the durable record of the create: status can be lost (a
+///    backup restored without it), the annotation cannot. An intent counts as settled only while
+///    the status holds an id whose `atProvider.createdAt` is not before the intent
+///    ([`super::intent::settled_by_status`]); otherwise (a crash before the status write, a
+///    restore without status, a failed status write, a re-create whose status still names the
+///    vanished object) the next reconcile resolves it as before: it lists by the intent's name
+///    and adopts the object created after the intent ([`confirm_created`], which records the id
+///    annotation and clears the intent), waits out eventual consistency, or creates again.
+///
+/// A refused create made nothing, so its intent is cleared; after a retryable failure the create
+/// may have happened, so the intent stays for the next reconcile to resolve. `obj` follows the
+/// API server's answers. `post` is the account's metered create call
+/// ([`super::providers::registry::Provider::call`]): it runs only when awaited, after the intent
+/// is recorded. The caller sets [`super::driver::Progress::recorded_failpoint`] to
+/// `proto.failpoints[2]`.
 pub async fn crash_safe_create<K: Object, T: Created>(
     ctx: &Context,
     api: &Api<K>,
@@ -159,6 +185,9 @@ pub async fn crash_safe_create<K: Object, T: Created>(
     post: impl std::future::Future<Output = Result<T, CloudError>>,
 ) -> Result<T, Error> {
     let recorded = record_intent(api, &**obj, intent, proto.id_annotation).await?;
+    // Giving way now would leave an intent without its create (resolved only after the confirm
+    // window): this reconcile keeps its place in the budget.
+    super::budget::hold_place();
     ctx.ledger.replaced(obj.meta(), recorded.meta());
     *obj = std::sync::Arc::new(recorded);
     failpoint::hit(proto.failpoints[0]);
@@ -173,12 +202,6 @@ pub async fn crash_safe_create<K: Object, T: Created>(
         }
     };
     failpoint::hit(proto.failpoints[1]);
-    let intent_version = obj.resource_version();
-    *obj = std::sync::Arc::new(record_id(api, &**obj, proto.id_annotation, created.id()).await?);
-    if let (Some(uid), Some(rv)) = (obj.meta().uid.as_deref(), intent_version.as_deref()) {
-        ctx.ledger.supersede(uid, rv);
-    }
-    failpoint::hit(proto.failpoints[2]);
     let (noun, id) = (proto.noun, created.id());
     tracing::info!(name = %obj.name_any(), %id, "created {noun}");
     let note = format!("created {noun} {id}");

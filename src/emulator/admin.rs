@@ -21,6 +21,8 @@
 //! | `POST /_emulator/agencies` | 201; registers an agency `{domain_name, domain_id?, agency_name}` for `assume_role` |
 //! | `GET /_emulator/metadata` / `PUT /_emulator/metadata` | the metadata settings `{agency_bound, token_required}` (default `true`, `false`) / replaces them (200) |
 //! | `DELETE /_emulator/ports/{id}` | 204, the port is gone and left the sources of every session; 404 `VPC.1301` when unknown |
+//! | `GET /_emulator/batch-rule-create` | 200, `{"enabled": bool}`: whether `BatchCreateTrafficMirrorFilterRules` is served |
+//! | `PUT /_emulator/batch-rule-create` | 200, sets it from `{"enabled": bool}`; off, the API answers 404 `APIGW.0101` (a reset turns it on) |
 
 use std::sync::Arc;
 
@@ -57,6 +59,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/_emulator/identity-providers", post(add_idp))
         .route("/_emulator/agencies", post(add_agency))
         .route("/_emulator/metadata", get(metadata).put(set_metadata))
+        .route(
+            "/_emulator/batch-rule-create",
+            get(batch_rule_create).put(set_batch_rule_create),
+        )
 }
 
 fn admin_error(e: &ApiError) -> Response {
@@ -123,6 +129,7 @@ async fn reset(State(st): State<Arc<AppState>>) -> Response {
     st.faults.clear();
     st.limits.restore();
     st.identity.reset();
+    st.batch_rule_create.set(true);
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -195,4 +202,20 @@ async fn set_metadata(State(st): State<Arc<AppState>>, body: Bytes) -> Response 
     };
     st.identity.set_metadata(settings);
     Json(settings).into_response()
+}
+
+async fn batch_rule_create(State(st): State<Arc<AppState>>) -> Response {
+    Json(json!({"enabled": st.batch_rule_create.enabled()})).into_response()
+}
+
+async fn set_batch_rule_create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let enabled = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("enabled").and_then(serde_json::Value::as_bool));
+    let Some(enabled) = enabled else {
+        let e = ApiError::malformed(r#"expected {"enabled": true|false}"#);
+        return admin_error(&e);
+    };
+    st.batch_rule_create.set(enabled);
+    Json(json!({"enabled": enabled})).into_response()
 }

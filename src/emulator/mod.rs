@@ -178,6 +178,7 @@ impl EmulatorConfig {
             check_ports: self.check_ports,
             max_sources_per_session: self.max_sources_per_session,
             identity: identity::Identity::new(self.credential_lifetime),
+            batch_rule_create: Default::default(),
         }))
     }
 }

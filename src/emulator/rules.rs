@@ -295,6 +295,105 @@ pub fn delete(data: &mut Data, project: &str, id: &str) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// Wrapper key of the batch create's request and answer (`BatchCreateTrafficMirrorFilterRules`).
+pub const BATCH_KEY: &str = "traffic_mirror_filter_rules";
+
+/// Whether `BatchCreateTrafficMirrorFilterRules` is served; off, it answers 404 `APIGW.0101` as a
+/// gateway without the API does (an older region), so a client's fallback can be tested. Switched
+/// through the admin API (`PUT /_emulator/batch-rule-create`); a reset turns it back on.
+#[derive(Debug)]
+pub struct BatchSwitch(std::sync::atomic::AtomicBool);
+
+impl Default for BatchSwitch {
+    fn default() -> Self {
+        Self(std::sync::atomic::AtomicBool::new(true))
+    }
+}
+
+impl BatchSwitch {
+    /// Whether the batch create is served.
+    pub fn enabled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Serve the batch create (`true`) or answer 404 for it (`false`).
+    pub fn set(&self, on: bool) {
+        self.0.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The items of a batch create body `{"traffic_mirror_filter_rules": [{…}, …]}` (at least one),
+/// each as the fields of one rule.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Fields>, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::malformed(format!("request body is not valid JSON: {e}")))?;
+    let items = match value.get(BATCH_KEY) {
+        None | Some(serde_json::Value::Null) => return Err(ApiError::missing(BATCH_KEY)),
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => items,
+        Some(_) => {
+            return Err(ApiError::malformed(format!(
+                "{BATCH_KEY} must be a non-empty array of objects"
+            )));
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            serde_json::Value::Object(map) => Ok(Fields::from_map(BATCH_KEY, map.clone())),
+            _ => Err(ApiError::malformed(format!(
+                "{BATCH_KEY}[{i}] must be an object"
+            ))),
+        })
+        .collect()
+}
+
+/// Create every rule of a batch in the filter `filter_id` (201), all or nothing: each item is
+/// validated as a single create is (its `traffic_mirror_filter_id` may be left out, else it must be
+/// the path's), and the first invalid item fails the whole call with that item's error, its message
+/// prefixed by the item's index. Run inside one [`super::store::Store::mutate`], so a failure
+/// stores none of them.
+pub fn batch_create(
+    data: &mut Data,
+    project: &str,
+    filter_id: &str,
+    items: &[Fields],
+    now: DateTime<Utc>,
+) -> Result<Vec<Rule>, ApiError> {
+    if data
+        .require_filter(project, "traffic_mirror_filter_id", filter_id)
+        .is_err()
+    {
+        return Err(ApiError::not_found(
+            errors::FILTER_NOT_FOUND,
+            "traffic mirror filter",
+            filter_id,
+        ));
+    }
+    let mut created = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = |mut e: ApiError| {
+            e.msg = format!("{BATCH_KEY}[{i}]: {}", e.msg);
+            e
+        };
+        let item = with_filter_id(item, filter_id).map_err(at)?;
+        created.push(create(data, project, &item, now).map_err(at)?);
+    }
+    Ok(created)
+}
+
+/// `item` with `traffic_mirror_filter_id` set to the path's filter; a different one is a 400.
+fn with_filter_id(item: &Fields, filter_id: &str) -> Result<Fields, ApiError> {
+    let key = "traffic_mirror_filter_id";
+    match item.string(key)? {
+        Some(sent) if sent != filter_id => Err(ApiError::invalid(format!(
+            "{} must be the filter of the path ({filter_id}), not {sent}",
+            item.path(key)
+        ))),
+        _ => Ok(item.with(key, serde_json::Value::String(filter_id.to_owned()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,5 +684,64 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, "VPC.0002");
+    }
+
+    fn batch(v: Value) -> Result<Vec<Fields>, ApiError> {
+        parse_batch(serde_json::to_vec(&v).unwrap().as_slice())
+    }
+
+    #[test]
+    fn batch_create_makes_every_rule_with_the_path_filter() {
+        let (mut d, fid) = setup();
+        let items = batch(json!({BATCH_KEY: [
+            {"direction": "ingress", "priority": 1},
+            {"direction": "egress", "priority": 2, "traffic_mirror_filter_id": fid, "protocol": "tcp"},
+        ]}))
+        .unwrap();
+        let made = batch_create(&mut d, P, &fid, &items, now()).unwrap();
+        assert_eq!(made.len(), 2);
+        assert!(made.iter().all(|r| r.traffic_mirror_filter_id == fid));
+        assert_eq!(
+            (made[1].direction.as_str(), made[1].protocol.as_str()),
+            ("egress", "tcp")
+        );
+        assert_eq!(d.rules.len(), 2);
+    }
+
+    #[test]
+    fn batch_create_names_the_bad_item_and_the_filter_must_match() {
+        let (mut d, fid) = setup();
+        let items = batch(json!({BATCH_KEY: [
+            {"direction": "ingress", "priority": 1},
+            {"direction": "sideways", "priority": 2},
+        ]}))
+        .unwrap();
+        let e = batch_create(&mut d, P, &fid, &items, now()).unwrap_err();
+        assert_eq!(e.code, "VPC.0002");
+        assert!(
+            e.msg.starts_with("traffic_mirror_filter_rules[1]: "),
+            "{}",
+            e.msg
+        );
+        let other =
+            batch(json!({BATCH_KEY: [{"direction": "ingress", "traffic_mirror_filter_id": "f2"}]}))
+                .unwrap();
+        let e = batch_create(&mut d, P, &fid, &other, now()).unwrap_err();
+        assert_eq!(e.code, "VPC.0002");
+        let e = batch_create(&mut d, P, "nope", &items, now()).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code.as_str()), (404, "VPC.1101"));
+    }
+
+    #[test]
+    fn batch_bodies_need_a_non_empty_array_of_objects() {
+        for body in [
+            json!({}),
+            json!({BATCH_KEY: []}),
+            json!({BATCH_KEY: {}}),
+            json!({BATCH_KEY: [1]}),
+        ] {
+            assert!(batch(body.clone()).is_err(), "{body}");
+        }
+        assert!(parse_batch(b"not json").is_err());
     }
 }

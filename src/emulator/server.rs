@@ -298,6 +298,8 @@ enum Op {
     RemoveSources(String),
     /// `POST /v3/{project}/ports/resource-instances/filter` (`ListPortsByTags`).
     ByTags,
+    /// `POST traffic-mirror-filters/{id}/traffic-mirror-filter-rules/batch-create`.
+    BatchCreateRules(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +351,11 @@ impl Route {
             ("PUT", [id, "remove-sources"]) if collection == Collection::Sessions => {
                 Op::RemoveSources(decode_segment(id)?)
             }
+            ("POST", [id, "traffic-mirror-filter-rules", "batch-create"])
+                if collection == Collection::Filters =>
+            {
+                Op::BatchCreateRules(decode_segment(id)?)
+            }
             _ => return None,
         };
         Some(Self {
@@ -387,6 +394,9 @@ fn handle(
     body: &[u8],
 ) -> Handled {
     let route = Route::parse(method, path).ok_or_else(ApiError::no_such_api)?;
+    if matches!(route.op, Op::BatchCreateRules(_)) && !st.batch_rule_create.enabled() {
+        return Err(ApiError::no_such_api());
+    }
     verify_signature(st, method, path, query, headers, body)?;
     if route.project != st.project_id {
         return Err(ApiError::new(
@@ -563,6 +573,7 @@ fn dispatch_sessions(c: &Call<'_>, op: &Op) -> Handled {
             ))
         }
         Op::ByTags => Err(ApiError::no_such_api()),
+        Op::BatchCreateRules(_) => Err(ApiError::no_such_api()),
     }
 }
 
@@ -603,6 +614,14 @@ fn dispatch_filters(c: &Call<'_>, op: &Op) -> Handled {
             store.mutate(|d| filters::delete(d, p, id))?;
             no_content()
         }
+        Op::BatchCreateRules(id) => {
+            let items = rules::parse_batch(c.body)?;
+            let created = store.mutate(|d| rules::batch_create(d, p, id, &items, now))?;
+            Ok((
+                StatusCode::CREATED,
+                Some(json!({ rules::BATCH_KEY: created })),
+            ))
+        }
         Op::AddSources(_) | Op::RemoveSources(_) | Op::ByTags => Err(ApiError::no_such_api()),
     }
 }
@@ -637,7 +656,9 @@ fn dispatch_rules(c: &Call<'_>, op: &Op) -> Handled {
             store.mutate(|d| rules::delete(d, p, id))?;
             no_content()
         }
-        Op::AddSources(_) | Op::RemoveSources(_) | Op::ByTags => Err(ApiError::no_such_api()),
+        Op::AddSources(_) | Op::RemoveSources(_) | Op::ByTags | Op::BatchCreateRules(_) => {
+            Err(ApiError::no_such_api())
+        }
     }
 }
 

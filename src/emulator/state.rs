@@ -37,6 +37,8 @@ pub struct AppState {
     pub max_sources_per_session: usize,
     /// The identity side: providers, agencies, metadata settings, issued credentials.
     pub identity: Identity,
+    /// Whether the batch rule create is served (else 404, as where the API is not deployed).
+    pub batch_rule_create: super::rules::BatchSwitch,
 }
 
 /// One API call as the emulator saw it.

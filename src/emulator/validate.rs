@@ -60,6 +60,16 @@ impl Fields {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
+    /// A copy with `key` set to `value` (the batch rule create fills in the path's filter id).
+    pub fn with(&self, key: &str, value: Value) -> Self {
+        let mut map = self.map.clone();
+        map.insert(key.to_owned(), value);
+        Self {
+            wrapper: self.wrapper,
+            map,
+        }
+    }
+
     /// Whether the field is present (and not `null`).
     pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()

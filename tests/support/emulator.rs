@@ -251,6 +251,14 @@ impl Emulator {
         self.set_limits(serde_json::json!({})).await
     }
 
+    /// Serves `BatchCreateTrafficMirrorFilterRules` (`true`, the default) or answers it 404
+    /// `APIGW.0101` like an endpoint without it (`PUT /_emulator/batch-rule-create`).
+    pub async fn set_batch_rule_create(&self, enabled: bool) {
+        let body = serde_json::json!({ "enabled": enabled });
+        self.admin(reqwest::Method::PUT, "batch-rule-create", Some(body))
+            .await;
+    }
+
     /// Clears all data, calls and faults, and puts the limits back to the command line's.
     pub async fn reset(&self) {
         self.admin(reqwest::Method::POST, "reset", None).await;

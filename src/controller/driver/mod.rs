@@ -5,10 +5,11 @@
 //! 1. leader check and lane admission: a standby does nothing, bulk work waits its turn;
 //! 2. gate ([`super::ledger::Ledger::gate`]): a copy this process already replaced waits for the newer one,
 //!    and a failed object waits out its backoff (no client required);
-//! 3. finalizer [`FINALIZER`] added before any cloud call (API server);
-//! 4. observe ([`Kind::observe`]): what the object asks for and what the cloud has (API server,
-//!    cloud, caches);
-//! 5. decide ([`Kind::decide`]): one pure function picks the kind's step (no client required);
+//! 3. observe ([`Kind::observe`]): what the object asks for and what the cloud has (API server,
+//!    cloud reads, caches);
+//! 4. decide ([`Kind::decide`]): one pure function picks the kind's step (no client required);
+//! 5. finalizer [`FINALIZER`] added before any cloud write (API server): by the driver, or, for a
+//!    create, in the same metadata write as the create intent ([`KindStep::writes_finalizer`]);
 //! 6. execute ([`Kind::execute`], then [`Kind::after_execute`]): the cloud calls and the metadata
 //!    writes (cloud, API server);
 //! 7. status ([`status`]): computed purely, the conditions in one place for every kind, written once
@@ -88,6 +89,12 @@ pub trait KindStep {
     fn next_look(&self) -> NextLook {
         self.outcome().next_look()
     }
+    /// Whether the step's own first write adds the finalizer: a crash-safe create records its
+    /// intent and the finalizer in one metadata write ([`object::record_intent`]), so the driver
+    /// does not write the finalizer separately (issue 21: two API-server writes per create).
+    fn writes_finalizer(&self) -> bool {
+        false
+    }
 }
 
 /// What has been done so far in this reconcile, recorded as it happens so the status reports it even
@@ -102,6 +109,9 @@ pub struct Progress<K: Kind> {
     pub released: bool,
     /// This reconcile created the cloud resource (events say `created`, not `added`).
     pub created: bool,
+    /// A failpoint to hit once the status write after a create has landed (the cloud id is
+    /// recorded by that write: see [`object::crash_safe_create`]).
+    pub recorded_failpoint: Option<&'static str>,
 }
 
 impl<K: Kind> Progress<K> {
@@ -112,6 +122,7 @@ impl<K: Kind> Progress<K> {
             cloud: None,
             released: false,
             created: false,
+            recorded_failpoint: None,
         }
     }
 }
@@ -197,11 +208,44 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
         Err(delay) => return Ok(Action::requeue(delay)), // bulk work waits its turn, nothing done
     };
     let span = object::reconcile_span(K::KIND, obj.meta());
-    let result = budget::in_lane(lane, reconcile_steps(obj, &ctx))
-        .instrument(span)
-        .await;
+    let meta = obj.meta().clone();
+    let work = budget::in_lane(lane, reconcile_steps(obj, &ctx)).instrument(span);
+    let result = if lane == budget::Lane::Bulk {
+        let place = Arc::new(budget::Place::default());
+        tokio::select! {
+            r = budget::with_place(place.clone(), work) => r,
+            () = newer_while_waiting::<K>(&ctx, &meta, &place) => {
+                debug!(name = %meta.name.as_deref().unwrap_or_default(), "a bulk reconcile gave way to an edit");
+                Ok(Action::requeue(std::time::Duration::ZERO))
+            }
+        }
+    } else {
+        work.await
+    };
     ctx.metrics.reconciled(K::KIND, started.elapsed());
     result
+}
+
+/// Resolves when the object of `meta` gets a new generation (or a deletion) while its bulk
+/// reconcile waits for a token ([`budget::gives_way`]); never otherwise. Looks at the watch cache
+/// every 50 ms: no API call.
+async fn newer_while_waiting<K: Kind>(
+    ctx: &Context,
+    meta: &kube::api::ObjectMeta,
+    place: &budget::Place,
+) {
+    let (ns, name) = (
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (latest, deleting) = ctx.latest(K::KIND, ns, name);
+        let deleting = deleting && meta.deletion_timestamp.is_none();
+        if budget::gives_way(place.may_give_way(), meta.generation, latest, deleting) {
+            return;
+        }
+    }
 }
 
 async fn reconcile_steps<K: Kind>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
@@ -215,21 +259,15 @@ async fn reconcile_steps<K: Kind>(obj: Arc<K>, ctx: &Context) -> Result<Action> 
         return Ok(Action::requeue(wait));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    // finalizer (API server)
-    let obj = if deleting {
-        obj
-    } else {
-        match ensure_finalizer(&api, obj.clone()).await {
-            Ok(o) => {
-                ctx.ledger.replaced(obj.meta(), o.meta());
-                o
-            }
-            Err(e) => return Ok(object::report_failure(ctx, K::KIND, &*obj, e).await),
-        }
-    };
-    // observe, decide, execute
+    // observe, decide, the finalizer (API server; a create writes it with its intent), execute
     let mut progress = Progress::new(obj);
-    let (observed, step, done) = observe_decide_execute(ctx, &api, &mut progress).await;
+    let (observed, step, done) = match observe_decide_execute(ctx, &api, &mut progress).await {
+        // As before any cloud write: nothing to report in the status.
+        (_, _, Err(e @ Error::AddFinalizer(_))) => {
+            return Ok(object::report_failure(ctx, K::KIND, &*progress.obj, e).await);
+        }
+        other => other,
+    };
     // status, written once (API server)
     let report = Report {
         observed: observed.as_ref(),
@@ -237,11 +275,18 @@ async fn reconcile_steps<K: Kind>(obj: Arc<K>, ctx: &Context) -> Result<Action> 
         cloud: progress.cloud.as_ref(),
         error: done.as_ref().err(),
     };
-    if !progress.released
-        && let Err(e) = status::write_status(ctx, &api, &progress.obj, &report).await
-        && done.is_ok()
-    {
-        return Ok(object::report_failure(ctx, K::KIND, &*progress.obj, e).await);
+    if !progress.released {
+        match status::write_status(ctx, &api, &progress.obj, &report).await {
+            Ok(()) => {
+                if let Some(name) = progress.recorded_failpoint.take() {
+                    crate::failpoint::hit(name);
+                }
+            }
+            Err(e) if done.is_ok() => {
+                return Ok(object::report_failure(ctx, K::KIND, &*progress.obj, e).await);
+            }
+            Err(_) => {}
+        }
     }
     next_look(ctx, &*progress.obj, done, step).await
 }
@@ -283,6 +328,16 @@ async fn observe_decide_execute<K: Kind>(
         Err(e) => return (None, None, Err(e)),
     };
     let step = K::decide(&desired, &observed);
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    if !deleting && !step.writes_finalizer() {
+        match ensure_finalizer(api, obj.clone()).await {
+            Ok(o) => {
+                ctx.ledger.replaced(obj.meta(), o.meta());
+                progress.obj = o;
+            }
+            Err(e) => return (Some(observed), Some(step), Err(e)),
+        }
+    }
     let done = K::execute(ctx, api, provider.as_deref(), &step, progress).await;
     let (step, done) = K::after_execute(ctx, &progress.obj, &observed, step, done);
     (Some(observed), Some(step), done)

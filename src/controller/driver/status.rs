@@ -112,7 +112,10 @@ pub async fn write_status<K: Kind>(
 ) -> Result<()> {
     let current = obj.status().cloned().unwrap_or_default();
     let next = next_status(&current, obj.meta().generation, report, Utc::now());
-    if write(api, obj, &next).await? {
+    if let Some(written) = write(api, obj, &next).await? {
+        // The copy written from is replaced: a reconcile of it (the watch event of a create's
+        // intent write, whose id only this status records) would be a stale one.
+        ctx.ledger.replaced(obj.meta(), written.meta());
         let (before, after) = (current.conditions(), next.conditions());
         let failed = report.error.is_some();
         object::status_written(ctx, obj, before, after, failed).await;
@@ -120,16 +123,17 @@ pub async fn write_status<K: Kind>(
     Ok(())
 }
 
-/// Writes `next` when it differs from the object's status ([`object::apply_status`]).
-pub async fn write<K: Kind>(api: &Api<K>, obj: &K, next: &K::Status) -> Result<bool> {
+/// Writes `next` when it differs from the object's status ([`object::apply_status`]); returns the
+/// object as written, or `None` when nothing changed.
+pub async fn write<K: Kind>(api: &Api<K>, obj: &K, next: &K::Status) -> Result<Option<K>> {
     let current = obj.status().cloned().unwrap_or_default();
     if unchanged::<K>(&current, next) {
-        return Ok(false);
+        return Ok(None);
     }
-    object::apply_status(api, obj, next)
+    let written = object::apply_status(api, obj, next)
         .await
         .map_err(Error::WriteStatus)?;
-    Ok(true)
+    Ok(Some(written))
 }
 
 /// Whether writing `next` would change nothing (condition timestamps aside).

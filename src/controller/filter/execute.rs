@@ -19,11 +19,13 @@ use super::super::intent::CreateIntent;
 use super::super::intent::FILTER_ID_ANNOTATION;
 use super::super::object::{self, merge_patch, publish};
 use super::super::providers::registry::Provider;
+use super::batch;
 use super::decide::{FilterCalls, RULE_INTENT_ANNOTATION, RuleIntent, Step, creating_keys};
 use super::plan::{self, DesiredFilter, RuleCall};
 use crate::api::TrafficMirrorFilter;
 use crate::cloud::models::{
-    TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule, UpdateFilterRequest,
+    CreateRuleRequest, TrafficMirrorFilter as CloudFilter, TrafficMirrorFilterRule,
+    UpdateFilterRequest,
 };
 use crate::failpoint;
 
@@ -102,10 +104,9 @@ async fn create(
     desired: &DesiredFilter,
     progress: &mut Progress,
 ) -> Result<()> {
-    // Ready=False/Creating before the first call, and the id as soon as it is known (before the
-    // rules, which may take many calls), so the object is never blank while they run.
-    progress.obj =
-        crate::controller::driver::status::write_creating(ctx, api, &*progress.obj, None).await?;
+    // The id with Ready=False/Creating as soon as it is known (before the rules), so the object
+    // is not blank while they run; no `Creating` status before the filter POST (issue 21: a third
+    // write per create; a status subresource cannot be written in the intent's metadata write).
     let request = desired.create_request();
     let post = p.call(
         &ctx.metrics,
@@ -115,6 +116,7 @@ async fn create(
     let intent = CreateIntent::new(&desired.name, Utc::now());
     let target = (&PROTOCOL, &intent);
     let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
+    progress.recorded_failpoint = Some(PROTOCOL.failpoints[2]);
     p.filters.record(&created);
     let calls = FilterCalls {
         update: plan::filter_update(desired, &created),
@@ -219,8 +221,19 @@ async fn rule_calls(
     progress: &mut Progress,
 ) -> Result<()> {
     let mut done = [0usize; 3]; // created, updated, deleted
+    let batched = match create_in_batch(ctx, p, &calls.rules, progress).await {
+        Ok(batched) => batched,
+        Err(e) => {
+            report_rules(ctx, progress, done, correcting).await;
+            return Err(e);
+        }
+    };
+    done[0] = batched.unwrap_or(0);
     let mut failed = Ok(());
     for call in calls.rules.calls() {
+        if batched.is_some() && matches!(call, RuleCall::Create(..)) {
+            continue;
+        }
         if let Err(e) = rule_call(ctx, p, &call, progress).await {
             failed = Err(e);
             break;
@@ -233,6 +246,47 @@ async fn rule_calls(
     }
     report_rules(ctx, progress, done, correcting).await;
     failed
+}
+
+/// The plan's new rules in one batch call when [`batch::use_batch`] says so: `Some(created)`.
+/// `None` when they go one by one: too few, or the endpoint lacks the batch API (a 404
+/// `APIGW.0101`, then remembered for the account and the single creates follow at once).
+async fn create_in_batch(
+    ctx: &Context,
+    p: &Provider,
+    rules: &plan::RulePlan,
+    progress: &mut Progress,
+) -> Result<Option<usize>> {
+    let Some(f) = progress.cloud.clone() else {
+        return Ok(None);
+    };
+    if !batch::use_batch(rules.create.len(), p.batch_rules.available()) {
+        return Ok(None);
+    }
+    let operation = "batch_create_rules";
+    let reqs: Vec<CreateRuleRequest> = rules.create.iter().map(|(_, r)| r.clone()).collect();
+    let answer = p.call(
+        &ctx.metrics,
+        operation,
+        p.client.batch_create_rules(&f.id, &reqs),
+    );
+    match answer.await {
+        Ok(created) => {
+            failpoint::hit("rule-create-after");
+            let count = created.len();
+            let mut all = plan::observed_rules(&f);
+            all.extend(created);
+            set_filter(p, progress, plan::with_rules(&f, &all));
+            tracing::debug!(name = %progress.obj.name_any(), count, "{operation}");
+            Ok(Some(count))
+        }
+        Err(e) if batch::api_missing(&e) => {
+            p.batch_rules.mark_missing();
+            info!(provider = %p.name, "the endpoint has no batch rule create ({e}); creating rules one by one from now on");
+            Ok(None)
+        }
+        Err(source) => Err(Error::Cloud { operation, source }),
+    }
 }
 
 /// One rule call; the cloud view in `progress` (and the snapshot) follows its answer.

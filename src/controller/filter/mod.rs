@@ -7,6 +7,8 @@
 //! - [`decide`]: one pure function picks the step; the rule calls come from the pure [`plan`]
 //!   (no client required);
 //! - [`plan`]: the pure planner: the desired filter and rules, the drift, the rule calls;
+//! - [`batch`]: the new rules of one reconcile in one `BatchCreateTrafficMirrorFilterRules` call,
+//!   with the per-account fallback to single creates where the endpoint lacks it;
 //! - [`execute`]: the cloud calls, metered, and the intent/id metadata writes (cloud, API server);
 //! - [`status`]: the filter's status fields (`filterId`, `ruleIds`, `atProvider`) and its wording
 //!   of `Ready`; the conditions themselves and the single write are the driver's.
@@ -15,6 +17,7 @@
 //! [`Kind::after_execute`], remembers a DELETE the cloud refuses (409: in use) in the ledger and
 //! reports it as a wait.
 
+pub mod batch;
 pub mod decide;
 pub mod execute;
 pub mod observe;

@@ -17,6 +17,17 @@ use super::decide::{CloudState, Desired, Observed, RULE_INTENT_ANNOTATION, Refus
 use crate::api::{ManagementPolicy, TrafficMirrorFilter};
 use crate::cloud::models::{ListFiltersQuery, TrafficMirrorFilter as CloudFilter};
 
+/// What the status records of a create ([`intent::settled_by_status`]).
+fn recorded_create(obj: &TrafficMirrorFilter) -> intent::RecordedCreate<'_> {
+    let status = obj.status.as_ref();
+    let observed = status.and_then(|s| s.at_provider.as_ref());
+    intent::RecordedCreate {
+        id: status.and_then(|s| s.filter_id.as_deref()),
+        observed_id: observed.map(|o| o.id.as_str()),
+        observed_created_at: observed.map(|o| o.created_at.as_str()),
+    }
+}
+
 /// What the object asks for (no I/O).
 pub fn desired(obj: &TrafficMirrorFilter, ctx: &Context) -> Desired {
     let known_id = claims::known_id(
@@ -84,7 +95,8 @@ fn unread(
         annotations.get(INTENT_ANNOTATION).map(String::as_str),
         &d.filter().name,
         created,
-    );
+    )
+    .filter(|i| !intent::settled_by_status(i, recorded_create(obj)));
     let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
     let (provider, provider_unavailable) = ctx.providers.serve(
         &d.spec.provider_config_ref.name,

@@ -97,6 +97,10 @@ pub fn same_fields(current: &TrafficMirrorFilterStatus, next: &TrafficMirrorFilt
 impl KindStep for Step {
     type Target = DesiredFilter;
 
+    fn writes_finalizer(&self) -> bool {
+        matches!(self, Step::Create { .. })
+    }
+
     fn outcome(&self) -> Outcome<'_, DesiredFilter> {
         match self {
             Step::Wait(w) => Outcome::Wait(w),

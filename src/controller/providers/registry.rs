@@ -35,6 +35,10 @@ pub struct Provider {
     pub filters: Inventory<crate::cloud::models::TrafficMirrorFilter>,
     /// The account's API budget (`spec.rateLimit`): every cloud call of every reconciler waits here.
     pub budget: Budget,
+    /// Whether the account's endpoint serves `BatchCreateTrafficMirrorFilterRules`: learnt from the
+    /// first 404 `APIGW.0101` and kept for the provider's life, so later filters go straight to
+    /// single creates ([`crate::controller::filter::batch`]).
+    pub batch_rules: crate::controller::filter::batch::Support,
     /// Fingerprint of what the client was built from (endpoint, project, credentials), so an unchanged
     /// Secret keeps the existing snapshot.
     pub(super) fingerprint: u64,
@@ -299,6 +303,7 @@ impl Registry {
             inventory: Inventory::default(),
             filters: Inventory::default(),
             budget: Budget::new(rate.qps, rate.burst),
+            batch_rules: Default::default(),
             fingerprint,
         });
         map.insert(name.to_string(), p.clone());

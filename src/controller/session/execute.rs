@@ -115,9 +115,9 @@ async fn create(
         )
         .await;
     }
-    // Ready=False/Creating before the first call, so the object is not blank while it runs.
-    progress.obj =
-        crate::controller::driver::status::write_creating(ctx, api, &*progress.obj, None).await?;
+    // No `Creating` status before the call (issue 21): a status subresource cannot be written in
+    // the intent's metadata write, and a third write per create cost more than the one call's
+    // blank status is worth; the status written after the POST records the id.
     let request = desired.create_request();
     let post = p.call(
         &ctx.metrics,
@@ -129,6 +129,8 @@ async fn create(
         CreateIntent::new(&desired.name, chrono::Utc::now()).with_identity(&Identity::of(desired));
     let target = (&PROTOCOL, &intent);
     let created = object::crash_safe_create(ctx, api, &mut progress.obj, target, post).await?;
+    progress.recorded_failpoint = Some(PROTOCOL.failpoints[2]);
+    progress.created = true;
     p.inventory.record(&created);
     // The create carried every field; a cloud that ignored one is converged like any drift.
     let convergence = plan::convergence(desired, &created);

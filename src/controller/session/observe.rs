@@ -12,6 +12,7 @@ use super::super::conditions;
 use super::super::context::Context;
 use super::super::error::{Error, Result};
 use super::super::intent::{self, INTENT_ANNOTATION, SESSION_ID_ANNOTATION};
+use super::super::inventory::Listed;
 use super::super::providers::registry::Provider;
 use super::decide::{CloudState, Desired, FilterState, Observed};
 use crate::api::{DeletionPolicy, ManagementPolicy, TrafficMirrorFilter, TrafficMirrorSession};
@@ -40,6 +41,17 @@ fn known_id(obj: &TrafficMirrorSession) -> Option<String> {
     )
 }
 
+/// What the status records of a create ([`intent::settled_by_status`]).
+fn recorded_create(obj: &TrafficMirrorSession) -> intent::RecordedCreate<'_> {
+    let status = obj.status.as_ref();
+    let observed = status.and_then(|s| s.at_provider.as_ref());
+    intent::RecordedCreate {
+        id: status.and_then(|s| s.session_id.as_deref()),
+        observed_id: observed.map(|o| o.id.as_str()),
+        observed_created_at: observed.map(|o| o.created_at.as_str()),
+    }
+}
+
 /// Observes; also returns the ready provider (the cloud client `execute` uses).
 pub async fn observe(
     obj: &TrafficMirrorSession,
@@ -56,7 +68,8 @@ pub async fn observe(
         obj.annotations().get(INTENT_ANNOTATION).map(String::as_str),
         &obj.cloud_name(),
         created,
-    );
+    )
+    .filter(|i| !intent::settled_by_status(i, recorded_create(obj)));
     let new_user = !d.deleting && d.known_id.is_none() && intent.is_none();
     let (provider, provider_unavailable) = ctx.providers.serve(
         &d.spec.provider_config_ref.name,
@@ -150,8 +163,11 @@ async fn observe_for_apply(
 /// The sessions under the name a create would use. Settling an intent always asks the cloud (a
 /// crash-safety decision needs the truth); a fresh create is checked against the account snapshot
 /// when the last resync LIST is at most two intervals old (the resync LIST itself waits in the budget's
-/// bulk lane during a backfill), which saves a call per create. A same-named session made
-/// out of band after that LIST is caught after the create, as a namesake (`NameConflict`).
+/// bulk lane during a backfill), which saves a call per create. An older snapshot is refreshed
+/// once for every create waiting ([`super::super::inventory::Inventory::refresh_if_older`]: the
+/// account's LIST pages, one call per 500 sessions), never by a `LIST ?name=` per create; only when
+/// that refresh fails is the name searched. A same-named session made out of band after that LIST
+/// is caught after the create, as a namesake (`NameConflict`).
 async fn named_before_create(
     ctx: &Context,
     p: &Provider,
@@ -161,10 +177,25 @@ async fn named_before_create(
     if let Some(i) = &o.intent {
         return sessions_named(ctx, p, &i.name).await;
     }
-    if p.inventory.listed_within(ctx.config.resync_interval * 2) {
-        return Ok(p.inventory.find(|s| s.name == cloud_name));
+    let max_age = ctx.config.resync_interval * 2;
+    if !p.inventory.listed_within(max_age) {
+        // Stale: one shared refresh of the account's pages for every create waiting, not one
+        // `LIST ?name=` each (issue 21).
+        let page_size = super::super::inventory::Inventory::<CloudSession>::PAGE_SIZE;
+        let list = |marker| {
+            let page = CloudSession::list_page(&p.client, page_size, marker);
+            p.call(&ctx.metrics, CloudSession::LIST_OPERATION, page)
+        };
+        // Its LIST may have waited in the budget longer than `max_age`: just listed is fresh.
+        match p.inventory.refresh_if_older(max_age, list).await {
+            Ok(()) => return Ok(p.inventory.find(|s| s.name == cloud_name)),
+            Err(e) => {
+                tracing::debug!(provider = %p.name, error = %e, "shared refresh failed; searching by name");
+                return sessions_named(ctx, p, cloud_name).await;
+            }
+        }
     }
-    sessions_named(ctx, p, cloud_name).await
+    Ok(p.inventory.find(|s| s.name == cloud_name))
 }
 
 /// [`Context::needs_fresh_read`] for this object.

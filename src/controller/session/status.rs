@@ -142,6 +142,10 @@ pub fn same_fields(
 impl KindStep for Step {
     type Target = plan::DesiredSession;
 
+    fn writes_finalizer(&self) -> bool {
+        matches!(self, Step::Create { .. })
+    }
+
     fn outcome(&self) -> Outcome<'_, plan::DesiredSession> {
         match self {
             Step::Wait(w) => Outcome::Wait(w),
