@@ -46,7 +46,8 @@ import json, sys
 calls = json.load(sys.stdin)
 calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
 for c in calls:
-    if c["method"] != "GET":
+    # Writes to the traffic-mirror API only (the set web-nodes reads tagged ports with a POST).
+    if c["method"] != "GET" and "/vpc/" in c["path"]:
         print("  %s %s -> %s  body: %s" % (c["method"], c["path"], c["status"], json.dumps(c["body"])))
 '
 kubectl get tms -n default -o wide
